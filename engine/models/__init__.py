@@ -1,0 +1,93 @@
+"""Network definitions, the model registry, weight I/O and the working resolution.
+
+Models:
+- `fast`: SmokeLayerNet, predicts the smoke layer (alpha, colour); restored at full res.
+- `paper`: pix2pix U-Net-256 with the dark channel as a 4th input (Salazar-Colores 2020).
+- `dcp`: the classical dark-channel prior (He et al.), no weights (engine.models.dcp).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from engine.models.paper_unet import PaperDesmoker
+from engine.models.smoke_layer_net import SmokeLayerNet
+from engine.models.weights import WeightsError, load_state_into, read_config, save_weights
+
+MODEL_NAMES = ("fast", "paper", "dcp")
+NETWORK_MODELS = ("fast", "paper")
+DEFAULT_WORKING_SHORT_SIDE = {"fast": 256, "paper": 256, "dcp": 256}
+
+__all__ = [
+    "MODEL_NAMES",
+    "NETWORK_MODELS",
+    "WeightsError",
+    "build_network",
+    "load_network",
+    "save_weights",
+    "read_config",
+    "working_shape",
+    "network_stride",
+    "default_config",
+]
+
+
+def build_network(name: str, arch: dict[str, Any] | None = None) -> nn.Module:
+    """A freshly initialised network for model `name` with architecture arguments `arch`."""
+    arch = dict(arch or {})
+    try:
+        if name == "fast":
+            if "widths" in arch:
+                arch["widths"] = tuple(arch["widths"])
+            return SmokeLayerNet(**arch)
+        if name == "paper":
+            return PaperDesmoker(**arch)
+    except TypeError as exc:
+        raise WeightsError(
+            f"architecture arguments {arch} do not fit model '{name}': {exc}"
+        ) from exc
+    raise WeightsError(f"unknown network model '{name}' (known: {', '.join(NETWORK_MODELS)})")
+
+
+def default_config(name: str, arch: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The config a weights file carries: model, version, architecture, working resolution."""
+    return {
+        "model": name,
+        "version": 1,
+        "arch": dict(arch or {}),
+        "working_short_side": DEFAULT_WORKING_SHORT_SIDE[name],
+        "training": {},
+        "metrics": {},
+    }
+
+
+def load_network(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the network a weights file's config names, load it, set eval mode."""
+    config = read_config(path)
+    network = build_network(config["model"], config.get("arch"))
+    load_state_into(path, network)
+    return network.eval(), config
+
+
+def network_stride(name: str) -> int:
+    """Spatial multiple the network's input must have (the pipeline resizes to it)."""
+    return {"fast": 16, "paper": 256, "dcp": 1}[name]
+
+
+def working_shape(height: int, width: int, short_side: int, stride: int) -> tuple[int, int]:
+    """Working resolution (h, w): short side ~short_side, aspect kept, both multiples of stride.
+
+    Resizing straight to a stride multiple avoids padding on the hot path; the aspect error
+    is at most stride/2 pixels on each side.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"empty frame {height}x{width}")
+    scale = short_side / min(height, width)
+
+    def snap(x: float) -> int:
+        return max(stride, int(round(x / stride)) * stride)
+
+    return snap(height * scale), snap(width * scale)

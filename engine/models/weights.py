@@ -1,0 +1,92 @@
+"""Weights as safetensors with the model's JSON config in the file's metadata (no pickle).
+
+A readable copy of the config is written beside the weights (`<name>.json`); loading
+needs only the .safetensors file. Mismatches between the file and the architecture its
+config names are reported with the file's name and the offending tensors, before use.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorsError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+CONFIG_KEY = "desmoke_config"
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be used: unreadable, no config, or not matching the model."""
+
+
+def save_weights(path: str | Path, model: nn.Module, config: dict[str, Any]) -> Path:
+    """Write model's state (fp32, contiguous) and config; also `<path>.json` for people."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        k: v.detach().float().contiguous().cpu()
+        if v.is_floating_point()
+        else v.detach().contiguous().cpu()
+        for k, v in model.state_dict().items()
+    }
+    text = json.dumps(config, sort_keys=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={CONFIG_KEY: text})
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The config stored in a weights file, without loading the tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorsError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from exc
+    if CONFIG_KEY not in metadata:
+        raise WeightsError(f"{path}: no '{CONFIG_KEY}' in its metadata (not a desmoke model)")
+    try:
+        config = json.loads(metadata[CONFIG_KEY])
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{path}: its config is not valid JSON ({exc})") from exc
+    if not isinstance(config, dict) or "model" not in config:
+        raise WeightsError(f"{path}: its config names no model")
+    return config
+
+
+def load_state_into(path: str | Path, model: nn.Module) -> None:
+    """Load tensors into `model`, failing with a clear message on any key or shape mismatch."""
+    path = Path(path)
+    try:
+        state = load_file(str(path))
+    except (SafetensorsError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from exc
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        details = []
+        if missing:
+            details.append(f"missing {len(missing)} tensors (e.g. {missing[0]})")
+        if unexpected:
+            details.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            details.append(
+                f"{len(wrong)} with wrong shapes (e.g. {k}: file "
+                f"{tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
+            )
+        raise WeightsError(
+            f"{path}: does not match the architecture in its config: " + "; ".join(details)
+        )
+    with torch.no_grad():
+        model.load_state_dict(state, strict=True)
