@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorsError, safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -49,7 +49,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from exc
     if CONFIG_KEY not in metadata:
         raise WeightsError(f"{path}: no '{CONFIG_KEY}' in its metadata (not a desmoke model)")
@@ -67,7 +67,7 @@ def load_state_into(path: str | Path, model: nn.Module) -> None:
     path = Path(path)
     try:
         state = load_file(str(path))
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from exc
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
