@@ -17,10 +17,11 @@ REFERENCE_PATCH = 15
 REFERENCE_SHORT_SIDE = 256
 
 
-def default_patch_size(height: int, width: int) -> int:
-    """Odd patch size that is 15 px at a 256 px short side, scaled with the image."""
+def default_patch_size(height: int, width: int, reference_patch: int = REFERENCE_PATCH) -> int:
+    """Odd patch size that is `reference_patch` (15) px at a 256 px short side, scaled with
+    the image, so the mask looks the same at every resolution."""
     short_side = min(height, width)
-    size = round(REFERENCE_PATCH * short_side / REFERENCE_SHORT_SIDE)
+    size = round(reference_patch * short_side / REFERENCE_SHORT_SIDE)
     return max(1, size | 1)  # odd, so the patch is centred on its pixel
 
 

@@ -66,19 +66,23 @@ def guided_filter_coefficients(
 def guided_upsample(
     alpha: np.ndarray,
     guide_low: np.ndarray,
-    guide_full: np.ndarray,
+    gray_full: np.ndarray,
     radius: int,
     eps: float = DEFAULT_GUIDE_EPS,
 ) -> np.ndarray:
-    """Upsample alpha (low-res, same size as guide_low) to guide_full's size, edge-aware."""
+    """Upsample alpha to gray_full's size, edge-aware (float32 HxW in [0, 1]).
+
+    guide_low: float32 grey in [0, 1] at the working resolution (alpha is resized to it);
+    gray_full: uint8 grey frame at full resolution (the 1/255 is folded into `a`, which saves
+    a full-resolution conversion pass).
+    """
     if alpha.shape != guide_low.shape:
         alpha = cv2.resize(alpha, guide_low.shape[::-1], interpolation=cv2.INTER_LINEAR)
     a, b = guided_filter_coefficients(guide_low, alpha, radius, eps)
-    height, width = guide_full.shape
-    if (height, width) != a.shape:
-        a = cv2.resize(a, (width, height), interpolation=cv2.INTER_LINEAR)
-        b = cv2.resize(b, (width, height), interpolation=cv2.INTER_LINEAR)
-    alpha_full = a * guide_full + b
+    height, width = gray_full.shape
+    a = cv2.resize(a * np.float32(1 / 255), (width, height), interpolation=cv2.INTER_LINEAR)
+    b = cv2.resize(b, (width, height), interpolation=cv2.INTER_LINEAR)
+    alpha_full = cv2.add(cv2.multiply(a, gray_full, dtype=cv2.CV_32F), b)
     return np.clip(alpha_full, 0.0, 1.0, out=alpha_full)
 
 
@@ -90,19 +94,30 @@ def invert_compositing(
 ) -> np.ndarray:
     """J = (I - A alpha) / max(1 - alpha, t_min) at the frame's resolution, as uint8.
 
-    frame: uint8 HxWx3; alpha: float32 HxW; colour: (3,) or HxWx3 (any size: resized) in [0, 1].
-    Written as J = g I + c with g = 1 / max(1 - alpha, t_min), c = -255 A alpha g, so the
-    three-channel work is one multiply-add.
+    frame: uint8 HxWx3; alpha: float32 HxW; colour: (3,) or hxwx3 (resized) in [0, 1].
+    Written as J = g I + c A with g = 1 / max(1 - alpha, t_min), c = -255 alpha g, one
+    channel at a time with OpenCV's saturating arithmetic: about 3x fewer full-resolution
+    passes than broadcasting three-channel float arrays in NumPy.
     """
     height, width = frame.shape[:2]
-    gain = 1.0 / np.maximum(1.0 - alpha, np.float32(t_min))
-    weight = (alpha * gain * np.float32(-255.0))[:, :, None]
+    transmission = np.maximum(np.float32(1.0) - alpha, np.float32(t_min))
+    gain = cv2.divide(np.float32(1.0), transmission)
+    offset = cv2.multiply(alpha, gain, scale=-255.0)
     colour = np.asarray(colour, dtype=np.float32)
-    if colour.ndim == 3 and colour.shape[:2] != (height, width):
-        colour = cv2.resize(colour, (width, height), interpolation=cv2.INTER_LINEAR)
-    restored = frame * gain[:, :, None]
-    restored += weight * colour
-    return np.clip(restored, 0, 255, out=restored).astype(np.uint8)
+    channels = []
+    for c, plane in enumerate(cv2.split(frame)):
+        if colour.ndim == 1:
+            weighted = offset * colour[c]
+        else:
+            colour_plane = np.ascontiguousarray(colour[:, :, c])
+            if colour_plane.shape != (height, width):
+                colour_plane = cv2.resize(
+                    colour_plane, (width, height), interpolation=cv2.INTER_LINEAR
+                )
+            weighted = cv2.multiply(offset, colour_plane)
+        scaled = cv2.multiply(plane, gain, dtype=cv2.CV_32F)
+        channels.append(cv2.add(scaled, weighted, dtype=cv2.CV_8U))
+    return cv2.merge(channels)
 
 
 def restore(
@@ -122,7 +137,8 @@ def restore(
     if radius is None:
         radius = max(2, min(guide_low.shape) // 32)
     alpha = layer.alpha if strength == 1.0 else layer.alpha * np.float32(strength)
-    alpha_full = guided_upsample(alpha, guide_low, to_gray(frame), radius)
+    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    alpha_full = guided_upsample(alpha, guide_low, gray, radius)
     return invert_compositing(frame, alpha_full, layer.colour, t_min)
 
 

@@ -1,0 +1,249 @@
+"""The pipeline, composed in one place: frame -> preprocess -> network -> restore -> result.
+
+`Desmoker` is the public entry point (its signature is stable: the app, the CLI, the
+benchmarks and the evaluation rely on it). Every method works at a working resolution
+(short side ~256) and restores at the frame's own resolution:
+- `fast`: the network predicts the smoke layer (alpha, colour); engine.restore inverts it.
+- `dcp`: the classical dark-channel prior estimates the same smoke layer; same restore.
+- `paper`: the pix2pix U-Net predicts the clear image at working resolution; its change to
+  the image is upsampled and added to the full-resolution frame (detail stays native).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from engine.backends import Backend, BackendUnavailable, select_backend
+from engine.dark_channel import REFERENCE_PATCH, dark_channel, default_patch_size
+from engine.models import (
+    DEFAULT_WORKING_SHORT_SIDE,
+    MODEL_NAMES,
+    NETWORK_MODELS,
+    load_network,
+    network_stride,
+    working_shape,
+)
+from engine.models.dcp import estimate_smoke_layer
+from engine.restore import DEFAULT_T_MIN, SmokeLayer, restore, to_gray
+
+log = logging.getLogger(__name__)
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+
+
+def shipped_weights(model: str) -> Path | None:
+    """The weights shipped in assets/ for a model name, if any."""
+    path = ASSETS_DIR / f"{model}.safetensors"
+    return path if path.is_file() else None
+
+
+@dataclass
+class DesmokeResult:
+    """One frame's three images (full resolution) and what it cost."""
+
+    original: np.ndarray  # uint8 HxWx3 (the input, not copied)
+    dark_channel: np.ndarray  # uint8 HxW
+    desmoked: np.ndarray  # uint8 HxWx3
+    smoke_level: float  # mean predicted opacity (mean dark channel for `paper`), 0..1
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> ms
+
+
+def as_rgb_uint8(frame: np.ndarray) -> np.ndarray:
+    """Accept HxWx3 RGB, HxW or HxWx1 grey, HxWx4 RGBA (uint8); anything else is an error."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
+        kind = frame.dtype if isinstance(frame, np.ndarray) else type(frame).__name__
+        raise ValueError(f"expected a uint8 image array, got {kind}")
+    if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
+        frame = cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2RGB)
+    elif frame.ndim == 3 and frame.shape[2] == 4:
+        frame = np.ascontiguousarray(frame[:, :, :3])
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise ValueError(f"expected an HxWx3 RGB frame, got shape {frame.shape}")
+    return np.ascontiguousarray(frame)
+
+
+class Desmoker:
+    """Frame in -> original, dark channel, desmoked (+ timings) out.
+
+    model: "fast", "paper", "dcp", or a path to a .safetensors weights file.
+    backend: "auto" or a backend name (engine.backends.BACKEND_NAMES).
+    weights: weights for "fast"/"paper" (default: the shipped ones in assets/).
+    patch_size: dark-channel patch at a 256 px short side (15, He et al.); scaled per image.
+    strength: 0 leaves the frame untouched, 1 removes the estimated smoke fully.
+    """
+
+    def __init__(
+        self,
+        model: str = "fast",
+        backend: str = "auto",
+        *,
+        weights: str | Path | None = None,
+        working_short_side: int | None = None,
+        patch_size: int | None = None,
+        strength: float = 1.0,
+        t_min: float = DEFAULT_T_MIN,
+    ) -> None:
+        self.notice = ""
+        self.config: dict[str, Any] = {}
+        self.backend: Backend | None = None
+        self.backend_reason = "none: the classical method needs no network"
+        model, weights = self._resolve_weights(model, weights)
+        self.model_name = model
+        self.weights_path = Path(weights) if weights else None
+        self.reference_patch = patch_size or REFERENCE_PATCH
+        if self.reference_patch < 1 or self.reference_patch % 2 == 0:
+            raise ValueError(f"patch size must be a positive odd number, got {patch_size}")
+        self.strength = float(strength)
+        self.t_min = float(t_min)
+        if model in NETWORK_MODELS:
+            self._load_network(backend)
+        self.working_short_side = int(
+            working_short_side
+            or self.config.get("working_short_side")
+            or DEFAULT_WORKING_SHORT_SIDE[model]
+        )
+        if self.working_short_side < 16:
+            raise ValueError(f"working resolution too small: {self.working_short_side}")
+        self._shapes: dict[tuple[int, int], tuple[int, int]] = {}
+
+    # -- construction ------------------------------------------------------------------
+    def _resolve_weights(
+        self, model: str, weights: str | Path | None
+    ) -> tuple[str, str | Path | None]:
+        if model.endswith(".safetensors") or Path(model).suffix:
+            from engine.models import read_config
+
+            return read_config(model)["model"], model
+        if model not in MODEL_NAMES:
+            raise ValueError(f"unknown model '{model}' (known: {', '.join(MODEL_NAMES)})")
+        if model in NETWORK_MODELS and weights is None:
+            weights = shipped_weights(model)
+            if weights is None:
+                self.notice = f"no trained weights for '{model}' are shipped: using 'dcp'"
+                log.warning(self.notice)
+                return "dcp", None
+        return model, weights
+
+    def _load_network(self, backend: str) -> None:
+        network, self.config = load_network(self.weights_path)
+        if self.config["model"] != self.model_name:
+            raise ValueError(
+                f"{self.weights_path}: holds a '{self.config['model']}' model, "
+                f"not '{self.model_name}'"
+            )
+        tried: list[str] = []
+        while True:
+            instance, reason = select_backend(backend, exclude=tuple(tried))
+            try:
+                instance.load(network, self.config)
+                break
+            except BackendUnavailable as exc:
+                if backend != "auto":
+                    raise
+                tried.append(instance.name)  # auto: fall back to the next backend
+                log.warning("%s failed to load (%s); trying the next backend", instance.name, exc)
+        self.backend, self.backend_reason = instance, reason
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name if self.backend else "none"
+
+    def describe(self) -> str:
+        source = f" from {self.weights_path}" if self.weights_path else ""
+        backend = self.backend.describe() if self.backend else "no network"
+        return (
+            f"model {self.model_name}{source}; backend {backend}; working short side "
+            f"{self.working_short_side} px; {self.backend_reason}"
+        )
+
+    # -- per frame ---------------------------------------------------------------------
+    def working_shape_for(self, height: int, width: int) -> tuple[int, int]:
+        key = (height, width)
+        if key not in self._shapes:
+            stride = network_stride(self.model_name)
+            self._shapes[key] = working_shape(height, width, self.working_short_side, stride)
+        return self._shapes[key]
+
+    def process(self, frame: np.ndarray) -> DesmokeResult:
+        """Desmoke one RGB uint8 frame of any size; the outputs have the frame's size."""
+        frame = as_rgb_uint8(frame)
+        height, width = frame.shape[:2]
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+
+        work_h, work_w = self.working_shape_for(height, width)
+        interpolation = cv2.INTER_AREA if work_h <= height else cv2.INTER_LINEAR
+        small = cv2.resize(frame, (work_w, work_h), interpolation=interpolation)
+        small_f = small.astype(np.float32) * np.float32(1 / 255)
+        small_patch = default_patch_size(work_h, work_w, self.reference_patch)
+        mark = _lap(timings, "preprocess", start)
+
+        if self.model_name == "paper":
+            desmoked, level = self._run_paper(frame, small_f, small_patch, timings)
+        else:
+            layer = self._smoke_layer(small_f, small_patch, timings)
+            mark = time.perf_counter()
+            desmoked = restore(
+                frame, layer, to_gray(small_f), strength=self.strength, t_min=self.t_min
+            )
+            level = layer.level
+            _lap(timings, "restore", mark)
+
+        mark = time.perf_counter()
+        mask = dark_channel(frame, default_patch_size(height, width, self.reference_patch))
+        _lap(timings, "mask", mark)
+        timings["total"] = (time.perf_counter() - start) * 1000
+        return DesmokeResult(frame, mask, desmoked, level, timings)
+
+    def _network_input(self, small_f: np.ndarray, patch: int) -> np.ndarray:
+        dark = dark_channel(small_f, patch)
+        planes = np.concatenate([small_f, dark[:, :, None]], axis=2)
+        return np.ascontiguousarray(planes.transpose(2, 0, 1)[None])
+
+    def _smoke_layer(self, small_f: np.ndarray, patch: int, timings: dict) -> SmokeLayer:
+        mark = time.perf_counter()
+        if self.model_name == "dcp":
+            layer = estimate_smoke_layer(small_f, patch)
+            _lap(timings, "network", mark)
+            return layer
+        x = self._network_input(small_f, patch)
+        timings["preprocess"] += (time.perf_counter() - mark) * 1000
+        mark = time.perf_counter()
+        alpha, colour = self.backend.run(x)
+        _lap(timings, "network", mark)
+        return SmokeLayer(
+            alpha=alpha[0, 0], colour=np.ascontiguousarray(colour[0].transpose(1, 2, 0))
+        )
+
+    def _run_paper(
+        self, frame: np.ndarray, small_f: np.ndarray, patch: int, timings: dict
+    ) -> tuple[np.ndarray, float]:
+        mark = time.perf_counter()
+        x = self._network_input(small_f, patch)
+        level = float(x[0, 3].mean())
+        timings["preprocess"] += (time.perf_counter() - mark) * 1000
+        mark = time.perf_counter()
+        (restored,) = self.backend.run(x)
+        mark = _lap(timings, "network", mark)
+        # The network's change to the image is low-frequency: upsample it, keep native detail.
+        change = (restored[0].transpose(1, 2, 0) - small_f) * np.float32(255 * self.strength)
+        height, width = frame.shape[:2]
+        change = cv2.resize(change, (width, height), interpolation=cv2.INTER_LINEAR)
+        change += frame
+        desmoked = np.clip(change, 0, 255, out=change).astype(np.uint8)
+        _lap(timings, "restore", mark)
+        return desmoked, level
+
+
+def _lap(timings: dict[str, float], stage: str, since: float) -> float:
+    """Record milliseconds since `since` under `stage`; returns now."""
+    now = time.perf_counter()
+    timings[stage] = timings.get(stage, 0.0) + (now - since) * 1000
+    return now

@@ -1,0 +1,126 @@
+"""Desmoker: any frame in -> original, dark channel, desmoked of the same size, timings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import engine.pipeline as pipeline
+from engine.dark_channel import dark_channel, default_patch_size
+from engine.models import build_network, default_config, save_weights
+from engine.pipeline import Desmoker
+from engine.restore import composite
+from tests.test_restore import smooth_alpha, textured_frame
+
+
+@pytest.fixture(autouse=True)
+def onnx_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DESMOKE_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def fast_weights(tmp_path):
+    torch.manual_seed(0)
+    net = build_network("fast")
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return save_weights(tmp_path / "fast.safetensors", net, default_config("fast"))
+
+
+def smoky_frame(height: int, width: int) -> np.ndarray:
+    rng = np.random.default_rng(height * 7 + width)
+    clear = rng.random((height, width, 3), dtype=np.float32) * 0.6
+    alpha = np.full((height, width), 0.5, np.float32)
+    return (composite(clear, alpha, np.array([0.9, 0.9, 0.9])) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (33, 65), (1081, 1921)])
+def test_any_size_in_same_size_out(shape: tuple[int, int]) -> None:
+    desmoker = Desmoker("dcp")
+    frame = smoky_frame(*shape)
+    result = desmoker.process(frame)
+    assert result.desmoked.shape == frame.shape and result.desmoked.dtype == np.uint8
+    assert result.dark_channel.shape == shape and result.dark_channel.dtype == np.uint8
+    expected_mask = dark_channel(frame, default_patch_size(*shape))
+    np.testing.assert_array_equal(result.dark_channel, expected_mask)
+    assert set(result.timings) >= {"preprocess", "network", "restore", "total"}
+    assert 0.0 <= result.smoke_level <= 1.0
+
+
+def test_dcp_brings_a_plume_closer_to_the_clear_frame() -> None:
+    clear = textured_frame(180, 320, seed=2)
+    clear[::9, ::9] = 0
+    alpha = smooth_alpha(180, 320, peak=0.9)
+    smoky = (composite(clear / 255.0, alpha, np.array([0.95, 0.93, 0.9])) * 255).astype(np.uint8)
+    result = Desmoker("dcp").process(smoky)
+    before = np.abs(smoky.astype(int) - clear).mean()
+    after = np.abs(result.desmoked.astype(int) - clear).mean()
+    assert after < 0.5 * before
+    assert result.smoke_level > 0.2
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        np.zeros((20, 30), np.uint8),
+        np.zeros((20, 30, 1), np.uint8),
+        np.zeros((20, 30, 4), np.uint8),
+    ],
+    ids=["grey", "grey1", "rgba"],
+)
+def test_grey_and_rgba_frames_are_accepted(frame: np.ndarray) -> None:
+    result = Desmoker("dcp").process(frame)
+    assert result.desmoked.shape == (20, 30, 3)
+
+
+@pytest.mark.parametrize(
+    "frame", [np.zeros((20, 30, 3), np.float32), np.zeros((0, 30, 3), np.uint8), "frame"]
+)
+def test_bad_frames_are_clear_errors(frame) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        Desmoker("dcp").process(frame)
+
+
+def test_fast_falls_back_to_dcp_without_shipped_weights(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(pipeline, "ASSETS_DIR", tmp_path)
+    desmoker = Desmoker("fast")
+    assert desmoker.model_name == "dcp"
+    assert "no trained weights" in desmoker.notice
+
+
+def test_fast_backends_agree_end_to_end(fast_weights) -> None:
+    frame = smoky_frame(180, 320)
+    results = [
+        Desmoker("fast", b, weights=fast_weights).process(frame) for b in ("torch", "onnxruntime")
+    ]
+    difference = np.abs(results[0].desmoked.astype(int) - results[1].desmoked.astype(int))
+    assert difference.max() <= 1
+    assert results[0].timings["network"] > 0
+
+
+def test_weights_path_as_model_name(fast_weights) -> None:
+    desmoker = Desmoker(str(fast_weights), "torch")
+    assert desmoker.model_name == "fast" and str(fast_weights) in desmoker.describe()
+
+
+def test_paper_model_restores_at_full_resolution(tmp_path) -> None:
+    weights = save_weights(
+        tmp_path / "paper.safetensors",
+        build_network("paper", {"ngf": 4}),
+        default_config("paper", {"ngf": 4}),
+    )
+    desmoker = Desmoker("paper", "torch", weights=weights)
+    frame = smoky_frame(90, 160)
+    result = desmoker.process(frame)
+    assert result.desmoked.shape == frame.shape
+    none = Desmoker("paper", "torch", weights=weights, strength=0.0).process(frame)
+    np.testing.assert_array_equal(none.desmoked, frame)
+
+
+def test_unknown_model_and_bad_patch() -> None:
+    with pytest.raises(ValueError, match="unknown model 'fastest'"):
+        Desmoker("fastest")
+    with pytest.raises(ValueError, match="odd"):
+        Desmoker("dcp", patch_size=4)
