@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,7 @@ class Desmoker:
             weights = shipped_weights(model)
             if weights is None:
                 self.notice = f"no trained weights for '{model}' are shipped: using 'dcp'"
-                log.warning(self.notice)
+                log.info(self.notice)
                 return "dcp", None
         return model, weights
 
@@ -247,3 +248,75 @@ def _lap(timings: dict[str, float], stage: str, since: float) -> float:
     now = time.perf_counter()
     timings[stage] = timings.get(stage, 0.0) + (now - since) * 1000
     return now
+
+
+# -- whole videos ------------------------------------------------------------------------
+class ExportCancelled(Exception):
+    """Raised inside `export_video` when `should_stop()` says so; the output is removed."""
+
+
+@dataclass
+class ExportReport:
+    output: Path
+    frames: int
+    skipped_frames: int
+    seconds: float
+    encoder: str
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def export_video(
+    source_path: str | Path,
+    output_path: str | Path,
+    desmoker: Desmoker,
+    *,
+    layout: str = "3up",
+    labels: bool = False,
+    start: float = 0.0,
+    end: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> ExportReport:
+    """Desmoke [start, end) of a video file into a side-by-side MP4 (audio copied).
+
+    progress(frames_done, frames_expected) after each frame. The writer works on a temporary
+    file: on any error, cancellation or Ctrl-C, nothing is left at `output_path`.
+    """
+    from engine.video import FileSource, SideBySideWriter
+
+    began = time.perf_counter()
+    with FileSource(source_path) as source:
+        if end is not None and end <= start:
+            raise ValueError(f"empty range: end {end:g} s is not after start {start:g} s")
+        stop = source.duration if end is None else min(end, source.duration)
+        expected = max(1, round((stop - start) * source.fps))
+        writer = SideBySideWriter(
+            output_path,
+            fps=source.fps,
+            frame_size=(source.width, source.height),
+            layout=layout,
+            labels=labels,
+            audio_source=source_path if source.has_audio else None,
+            audio_start=start,
+            audio_end=end,
+        )
+        with writer:
+            for done, frame in enumerate(source.frames(start, end), start=1):
+                if should_stop is not None and should_stop():
+                    raise ExportCancelled(f"export of {source_path} cancelled")
+                result = desmoker.process(frame.rgb)
+                writer.write(result.original, result.dark_channel, result.desmoked)
+                if progress is not None:
+                    progress(done, max(expected, done))
+            if writer.frames_written == 0:
+                raise ValueError(f"{source_path}: no decodable frame in the range asked for")
+        return ExportReport(
+            output=Path(output_path),
+            frames=writer.frames_written,
+            skipped_frames=source.skipped_frames,
+            seconds=time.perf_counter() - began,
+            encoder=writer.encoder_name,
+        )

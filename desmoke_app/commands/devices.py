@@ -1,0 +1,22 @@
+"""`desmoke devices`: the capture devices FFmpeg can open here."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("devices", help="list capture devices (v4l2/dshow/avfoundation)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.video import list_capture_devices
+
+    devices = list_capture_devices()
+    if not devices:
+        print("no capture devices found")
+        return 0
+    for device in devices:
+        print(f"{device.path}\t{device.format}\t{device.name}\t{device.description}")
+    return 0

@@ -1,0 +1,156 @@
+"""`desmoke evaluate`: PSNR / SSIM / CIEDE2000 on synthetic test pairs for the model, the
+identity baseline and `dcp`; no-reference figures and a contact sheet on real smoke."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from desmoke_app.commands.common import add_model_arguments, fail
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a model against the smoky input and dcp (Markdown + JSON + contact sheet)",
+        description="Synthesise smoke (fixed seed) on clear test frames and score the model, "
+        "the identity baseline and dcp on the same pairs; measure real smoke without "
+        "reference; write evaluation.md, evaluation.json and contact_sheet.png.",
+    )
+    add_model_arguments(parser)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--config",
+        type=Path,
+        metavar="TOML",
+        help="training config: score on the test split of its [data] sources "
+        "(default: the default split of $DESMOKE_DATA/clear)",
+    )
+    where.add_argument(
+        "--sources",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="instead, frames evenly spaced over these clear videos/images (footage the "
+        "model was not trained on)",
+    )
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help="test pairs (default: the whole test split; 24 with --sources)",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="smoke seed of the test pairs")
+    parser.add_argument(
+        "--max-side", type=int, default=None, metavar="PX", help="downscale test frames"
+    )
+    parser.add_argument(
+        "--real",
+        type=Path,
+        metavar="DIR",
+        help="real-smoke clips/images (default: $DESMOKE_DATA/real_smoke, if present)",
+    )
+    parser.add_argument("--no-real", action="store_true", help="skip the real-smoke part")
+    parser.add_argument(
+        "--real-frames", type=int, default=10, metavar="N", help="frames per real clip"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("evaluation"), help="output folder (default ./evaluation)"
+    )
+    parser.set_defaults(func=run)
+
+
+def _data_dir() -> Path | None:
+    folder = os.environ.get("DESMOKE_DATA")
+    return Path(folder) if folder and Path(folder).is_dir() else None
+
+
+def _media_in(folder: Path) -> list[Path]:
+    from training.evaluate import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+    kinds = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in kinds)
+
+
+def _test_frames(args: argparse.Namespace) -> list:
+    """(label, frame) pairs: the held-out test split, or frames from --sources."""
+    from training import evaluate as ev
+    from training.config import DataConfig, load_config
+
+    if args.sources:
+        return ev.frames_from_sources(args.sources, args.frames or 24, args.max_side)
+    if args.config:
+        data = load_config(args.config).data
+    else:
+        folder = _data_dir()
+        if folder is None or not (folder / "clear").is_dir():
+            raise ValueError("no test data: pass --config or --sources, or set DESMOKE_DATA")
+        data = DataConfig(sources=[str(folder / "clear")])
+    frames = ev.test_split_frames(data, args.frames)
+    return [(label, ev.limit_size(frame, args.max_side)) for label, frame in frames]
+
+
+def _clear_images(args: argparse.Namespace) -> list:
+    """Clear still images (instruments, no smoke) for the "should stay unchanged" check."""
+    from training import evaluate as ev
+
+    if args.sources:
+        paths = [p for p in args.sources if p.suffix.lower() in ev.IMAGE_SUFFIXES]
+    else:
+        folder = _data_dir()
+        paths = _media_in(folder / "clear") if folder and (folder / "clear").is_dir() else []
+        paths = [p for p in paths if p.suffix.lower() in ev.IMAGE_SUFFIXES]
+    return [(p.name, ev.limit_size(ev.read_image(p), args.max_side)) for p in paths]
+
+
+def _real_sources(args: argparse.Namespace) -> list[Path]:
+    if args.no_real:
+        return []
+    folder = args.real
+    if folder is None:
+        data = _data_dir()
+        folder = data / "real_smoke" if data else None
+        if folder is None or not folder.is_dir():
+            return []
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: no such folder")
+    found = _media_in(folder)
+    if not found:
+        raise ValueError(f"{folder}: no videos or images")
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.backends import BackendUnavailable
+    from engine.models import WeightsError
+    from training import evaluate as ev
+
+    try:
+        real = _real_sources(args)
+        test_frames = _test_frames(args)
+        clear_images = _clear_images(args)
+        methods, notes = ev.make_methods(
+            args.model,
+            weights=args.weights,
+            backend=args.backend,
+            working_short_side=args.working_size,
+            patch_size=args.patch,
+            strength=args.strength,
+        )
+        seed = ev.EVAL_SEED if args.seed is None else args.seed
+        report, sheet = ev.evaluate(
+            methods,
+            test_frames,
+            seed=seed,
+            real_sources=real,
+            clear_images=clear_images,
+            frames_per_clip=args.real_frames,
+            notes=notes,
+        )
+        paths = ev.write_outputs(report, args.out, sheet)
+    except (ValueError, OSError, WeightsError, BackendUnavailable) as exc:
+        return fail(str(exc))
+    print(report.to_markdown())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0

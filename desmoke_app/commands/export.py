@@ -1,0 +1,95 @@
+"""`desmoke export IN [IN ...]`: side-by-side comparison MP4s with a progress bar."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tqdm import tqdm
+
+from desmoke_app.commands.common import add_model_arguments, fail, make_desmoker
+from engine.backends import BackendUnavailable
+from engine.models import WeightsError
+from engine.video.errors import VideoError
+from engine.video.layout import LAYOUTS
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export", help="write side-by-side comparison MP4s (original | dark channel | desmoked)"
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="video file(s)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="output file (one input) or folder (default: IN_desmoked.mp4)",
+    )
+    add_model_arguments(parser)
+    parser.add_argument("--layout", default="3up", choices=LAYOUTS)
+    parser.add_argument("--labels", action="store_true", help="label the panes")
+    parser.add_argument("--start", type=float, default=0.0, metavar="S", help="start (s)")
+    parser.add_argument("--end", type=float, default=None, metavar="S", help="end (s)")
+    parser.set_defaults(func=run)
+
+
+def output_for(source: Path, output: Path | None, several: bool) -> Path:
+    name = f"{source.stem}_desmoked.mp4"
+    if output is None:
+        return source.with_name(name)
+    if several or output.is_dir():
+        return output / name
+    return output
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.pipeline import export_video
+
+    several = len(args.inputs) > 1
+    if several and args.output is not None and args.output.suffix:
+        return fail(f"{args.output}: with several inputs, -o must be a folder")
+    if args.start < 0 or (args.end is not None and args.end <= args.start):
+        return fail("--end must be after --start, and --start not negative")
+    try:
+        desmoker = make_desmoker(args)
+    except (WeightsError, BackendUnavailable, ValueError) as exc:
+        return fail(str(exc))
+    print(f"desmoke: {desmoker.describe()}")
+    failures = 0
+    for source in args.inputs:
+        target = output_for(source, args.output, several)
+        failures += not export_one(source, target, desmoker, args, export_video)
+    return 1 if failures else 0
+
+
+def export_one(source: Path, target: Path, desmoker, args, export_video) -> bool:
+    bar = tqdm(total=0, unit="frame", desc=source.name, leave=True)
+
+    def progress(done: int, expected: int) -> None:
+        bar.total = expected
+        bar.update(done - bar.n)
+
+    try:
+        report = export_video(
+            source,
+            target,
+            desmoker,
+            layout=args.layout,
+            labels=args.labels,
+            start=args.start,
+            end=args.end,
+            progress=progress,
+        )
+    except (VideoError, ValueError) as exc:
+        bar.close()
+        fail(str(exc))
+        return False
+    bar.close()
+    skipped = (
+        f", {report.skipped_frames} undecodable frames skipped" if report.skipped_frames else ""
+    )
+    print(
+        f"desmoke: wrote {report.output} ({report.frames} frames, {report.fps:.1f} fps, "
+        f"{report.encoder}{skipped})"
+    )
+    return True

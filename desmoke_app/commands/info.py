@@ -1,0 +1,41 @@
+"""`desmoke info`: versions, backends (and why any cannot run), devices, the model's provenance."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+
+from desmoke_app.commands.common import add_model_arguments, fail, make_desmoker
+from engine.backends import BACKENDS, BackendUnavailable, backend_status
+from engine.models import WeightsError
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("info", help="backends, devices, and the model's provenance")
+    add_model_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import av
+    import cv2
+    import torch
+
+    print(f"python {platform.python_version()} on {platform.platform()}")
+    print(f"torch {torch.__version__}, PyAV {av.__version__}, OpenCV {cv2.__version__}")
+    cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    print(f"CUDA device: {cuda}")
+    print("backends:")
+    for name in BACKENDS:
+        available, reason = backend_status(name)
+        print(f"  {name:12s} {'available' if available else 'unavailable: ' + reason}")
+    try:
+        desmoker = make_desmoker(args)
+    except (WeightsError, BackendUnavailable, ValueError) as exc:
+        return fail(str(exc))
+    print(f"model: {desmoker.describe()}")
+    if desmoker.config:
+        provenance = {k: desmoker.config.get(k) for k in ("version", "training", "metrics")}
+        print(json.dumps(provenance, indent=2, sort_keys=True))
+    return 0

@@ -1,0 +1,28 @@
+"""Video I/O (PyAV): file and capture sources, pane layout, the side-by-side MP4 writer."""
+
+from engine.video.capture_source import (
+    CaptureDevice,
+    CaptureSource,
+    list_capture_devices,
+    platform_format,
+)
+from engine.video.errors import VideoError, VideoOpenError, VideoWriteError
+from engine.video.file_source import FileSource, VideoFrame
+from engine.video.layout import LAYOUTS, compose_panes, composed_size
+from engine.video.writer import SideBySideWriter
+
+__all__ = [
+    "LAYOUTS",
+    "CaptureDevice",
+    "CaptureSource",
+    "FileSource",
+    "SideBySideWriter",
+    "VideoError",
+    "VideoFrame",
+    "VideoOpenError",
+    "VideoWriteError",
+    "compose_panes",
+    "composed_size",
+    "list_capture_devices",
+    "platform_format",
+]

@@ -1,0 +1,276 @@
+"""Live capture source (PyAV/libavdevice): v4l2 on Linux, dshow on Windows, avfoundation on
+macOS; FFmpeg's lavfi graphs (e.g. "testsrc=size=320x240:rate=30") stand in for a device.
+
+Opened with low-latency settings: no input buffering, tiny probe, low-delay decoding; a read
+timeout turns a device that stops delivering into a VideoError instead of a hang.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time as clock
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import av.logging
+
+from engine.video.errors import VideoError, VideoOpenError, describe
+from engine.video.file_source import VideoFrame, to_rgb
+
+PLATFORM_FORMATS = {"linux": "v4l2", "win32": "dshow", "darwin": "avfoundation"}
+#: Demuxer options for the lowest latency (what ffplay's low-latency recipes use).
+LOW_LATENCY = {"fflags": "nobuffer", "probesize": "32", "analyzeduration": "0"}
+#: Name of the pixel-format option per device format (v4l2 calls it input_format).
+PIXEL_FORMAT_OPTION = {
+    "v4l2": "input_format",
+    "dshow": "pixel_format",
+    "avfoundation": "pixel_format",
+}
+
+
+@dataclass
+class CaptureDevice:
+    """A capture device: `path` and `format` are what CaptureSource takes."""
+
+    name: str
+    path: str
+    format: str
+    description: str
+
+
+def platform_format() -> str:
+    """libavdevice input format for this platform's cameras / capture cards."""
+    for prefix, name in PLATFORM_FORMATS.items():
+        if sys.platform.startswith(prefix):
+            return name
+    return "v4l2"
+
+
+def list_capture_devices() -> list[CaptureDevice]:
+    """Capture devices of this machine; [] when there are none. Never raises."""
+    try:
+        fmt = platform_format()
+        if fmt == "v4l2":
+            return v4l2_devices()
+        return _devices_from_log(fmt)
+    except Exception:  # listing is best effort: a broken driver must not break the caller
+        return []
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
+
+
+def v4l2_devices(
+    dev: Path = Path("/dev"), sysfs: Path = Path("/sys/class/video4linux")
+) -> list[CaptureDevice]:
+    """/dev/video* capture nodes, named from sysfs. A camera often has a second node for
+    metadata (sysfs index 1, 2, ...): only index 0 nodes are listed."""
+    nodes = sorted(dev.glob("video*"), key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
+    devices = []
+    for node in nodes:
+        info = sysfs / node.name
+        index = _read_text(info / "index")
+        if index not in (None, "0"):
+            continue
+        name = _read_text(info / "name") or node.name
+        devices.append(CaptureDevice(name, str(node), "v4l2", f"{name} ({node}, v4l2)"))
+    return devices
+
+
+def _devices_from_log(fmt: str) -> list[CaptureDevice]:
+    """dshow / avfoundation print their device list to FFmpeg's log, then fail to open."""
+    dummy = "dummy" if fmt == "dshow" else ""
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.INFO)
+    try:
+        with av.logging.Capture(local=True) as logs:
+            try:
+                av.open(dummy, format=fmt, options={"list_devices": "true"}).close()
+            except (av.FFmpegError, OSError):
+                pass  # expected: listing ends with an "error"
+    finally:
+        av.logging.set_level(previous)
+    lines = [message for _level, _name, message in logs]
+    return parse_dshow_list(lines) if fmt == "dshow" else parse_avfoundation_list(lines)
+
+
+def parse_dshow_list(lines: list[str]) -> list[CaptureDevice]:
+    """Video devices from dshow's list: lines like `"HD Webcam" (video)`."""
+    devices = []
+    for line in lines:
+        match = re.search(r'"([^"]+)"\s*\(video\)', line)
+        if match:
+            name = match.group(1)
+            devices.append(CaptureDevice(name, f"video={name}", "dshow", f"{name} (dshow)"))
+    return devices
+
+
+def parse_avfoundation_list(lines: list[str]) -> list[CaptureDevice]:
+    """Video devices from avfoundation's list: `[0] FaceTime HD Camera` lines between the
+    video and audio headers."""
+    devices, in_video = [], False
+    for line in lines:
+        if "video devices" in line:
+            in_video = True
+        elif "audio devices" in line:
+            in_video = False
+        elif in_video and (match := re.search(r"\[(\d+)\]\s*(.+)", line)):
+            index, name = match.group(1), match.group(2).strip()
+            devices.append(CaptureDevice(name, index, "avfoundation", f"{name} (avfoundation)"))
+    return devices
+
+
+def _lavfi_graph(graph: str, size, fps, pixel_format) -> str:
+    """A lavfi source has no device options: honour them with filters on its graph."""
+    if size:
+        graph += f",scale={int(size[0])}:{int(size[1])}"
+    if fps:
+        graph += f",fps={fps:g}"
+    if pixel_format:
+        graph += f",format={pixel_format}"
+    return graph
+
+
+def _device_options(fmt: str, size, fps, pixel_format) -> dict[str, str]:
+    options = dict(LOW_LATENCY)
+    if size:
+        options["video_size"] = f"{int(size[0])}x{int(size[1])}"
+    if fps:
+        options["framerate"] = f"{fps:g}"
+    if pixel_format:
+        options[PIXEL_FORMAT_OPTION.get(fmt, "pixel_format")] = pixel_format
+    return options
+
+
+class CaptureSource:
+    """Frames from a live device; same read()/frames()/close() as FileSource, is_live True.
+
+    `time` of a frame is seconds since the first frame (device timestamps where present,
+    otherwise the wall clock). duration and frame_count are None: a live stream has none.
+    """
+
+    is_live = True
+    duration = None
+    frame_count = None
+    has_audio = False
+
+    def __init__(
+        self,
+        device: str,
+        *,
+        format: str | None = None,
+        size: tuple[int, int] | None = None,
+        fps: float | None = None,
+        pixel_format: str | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        self.path = device
+        self.format = format or platform_format()
+        self.skipped_frames = 0
+        self._container = self._open(device, size, fps, pixel_format, timeout)
+        try:
+            self._stream = self._container.streams.video[0]
+        except IndexError:
+            self._container.close()
+            raise VideoOpenError(f"{device}: the {self.format} device has no video") from None
+        self._stream.thread_type = "AUTO"
+        codec = self._stream.codec_context
+        self.width, self.height = codec.width, codec.height
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        self.fps = float(fps or rate or 30)
+        self.codec = codec.name
+        self.pixel_format = codec.pix_fmt
+        self._packets: Iterator[av.Packet] = self._container.demux(self._stream)
+        self._pending: list[av.VideoFrame] = []
+        self._index = 0
+        self._origin: tuple[float, float] | None = None  # (first pts in s, wall clock)
+        self._closed = False
+        if not self.width:  # some devices state their size only in the first frame
+            first = self._next_frame()
+            if first is None:
+                self.close()
+                raise VideoOpenError(f"{device}: the {self.format} device sent no frame")
+            self._pending.insert(0, first)
+            self.width, self.height = first.width, first.height
+
+    def _open(self, device, size, fps, pixel_format, timeout) -> av.container.InputContainer:
+        if self.format == "lavfi":
+            url, options = _lavfi_graph(device, size, fps, pixel_format), dict(LOW_LATENCY)
+        else:
+            url, options = device, _device_options(self.format, size, fps, pixel_format)
+        try:
+            return av.open(
+                url,
+                format=self.format,
+                container_options=options,
+                stream_options=[{"flags": "low_delay"}],
+                timeout=timeout,
+            )
+        except (av.FFmpegError, OSError, ValueError) as error:
+            raise VideoOpenError(
+                f"{device}: cannot open {self.format} capture ({describe(error)})"
+            ) from error
+
+    def read(self) -> VideoFrame | None:
+        """The next frame (blocks until the device delivers one); None when the stream ends.
+
+        Raises VideoError when the device fails or vanishes mid-stream.
+        """
+        frame = self._next_frame()
+        if frame is None:
+            return None
+        result = VideoFrame(self._index, self._time_of(frame), to_rgb(frame))
+        self._index += 1
+        return result
+
+    def _next_frame(self) -> av.VideoFrame | None:
+        while not self._pending:
+            try:
+                packet = next(self._packets)
+            except StopIteration:
+                return None
+            except (av.FFmpegError, OSError) as error:
+                raise VideoError(f"{self.path}: capture stopped ({describe(error)})") from error
+            try:
+                self._pending.extend(packet.decode())
+            except (av.FFmpegError, OSError):
+                self.skipped_frames += 1  # one bad frame (e.g. an MJPEG glitch): carry on
+        return self._pending.pop(0)
+
+    def _time_of(self, frame: av.VideoFrame) -> float:
+        now = clock.monotonic()
+        pts = float(frame.time) if frame.time is not None else None
+        if self._origin is None:
+            self._origin = (pts if pts is not None else 0.0, now)
+        if pts is None:
+            return now - self._origin[1]
+        return pts - self._origin[0]
+
+    def frames(self, start: float = 0.0, end: float | None = None) -> Iterator[VideoFrame]:
+        """Frames with start <= time < end (seconds since the first frame)."""
+        while (frame := self.read()) is not None:
+            if end is not None and frame.time >= end:
+                return
+            if frame.time >= start:
+                yield frame
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._container.close()
+
+    def __enter__(self) -> CaptureSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CaptureSource({self.path!r}, {self.format}, {self.width}x{self.height}, {self.fps:g} fps)"

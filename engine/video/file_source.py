@@ -1,0 +1,306 @@
+"""Video file source (PyAV): sequential frames, frame-accurate seek, metadata, bad-input handling.
+
+Seeking is by time only in FFmpeg: seek backward to a keyframe, then decode forward until the
+frame displayed at the target. Targets are computed in the stream's time base with exact
+`Fraction` arithmetic (a float time rounded the wrong way picks the neighbouring frame).
+
+Frame indices count frames from the start of the stream. After a seek the index is the seek
+frame's time times the average rate, rounded: exact at a constant frame rate, an estimate
+for variable frame rate sources (their `time` is always the true presentation time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from engine.video.errors import VideoError, VideoOpenError, describe
+
+#: Decoders FFmpeg picks for plain text files (its "tty" demuxer renders text as video).
+TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
+#: A damaged container can make the demuxer fail repeatedly; give up after this many in a row.
+MAX_DEMUX_ERRORS_IN_A_ROW = 64
+#: Used only when a file states no frame rate at all.
+FALLBACK_RATE = Fraction(25)
+
+
+@dataclass(frozen=True, eq=False)
+class VideoFrame:
+    """One decoded frame: `rgb` is HxWx3 uint8, C-contiguous; `time` in seconds from the start."""
+
+    index: int
+    time: float
+    rgb: np.ndarray
+
+
+def to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """Any pixel format (grey, 10-bit, 4:4:4, ...) to HxWx3 uint8 RGB, C-contiguous."""
+    return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+
+
+def decoded_frames(
+    container: av.container.InputContainer, stream: av.VideoStream, on_skip
+) -> Iterator[av.VideoFrame]:
+    """Frames of `stream` in display order; calls `on_skip()` for each packet that fails to
+    decode, each frame the decoder flags corrupt, and each demuxer error (then resyncs)."""
+    errors_in_a_row = 0
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except (av.FFmpegError, OSError):
+            errors_in_a_row += 1
+            if errors_in_a_row > MAX_DEMUX_ERRORS_IN_A_ROW:
+                return
+            on_skip()
+            packets = container.demux(stream)  # the demuxer carries on from where it failed
+            continue
+        errors_in_a_row = 0
+        try:
+            frames = packet.decode()
+        except (av.FFmpegError, OSError):
+            on_skip()
+            continue
+        for frame in frames:
+            if frame.is_corrupt:
+                on_skip()
+                continue
+            yield frame
+
+
+def _open_container(path: Path) -> av.container.InputContainer:
+    if not path.exists():
+        raise VideoOpenError(f"{path}: no such file")
+    if not path.is_file():
+        raise VideoOpenError(f"{path}: not a file")
+    try:
+        # metadata_errors="replace": damaged tags must not stop the video from opening.
+        return av.open(str(path), metadata_errors="replace")
+    except (av.FFmpegError, OSError, ValueError, IndexError) as error:
+        raise VideoOpenError(f"{path}: not a readable video ({describe(error)})") from error
+
+
+def _pick_stream(path: Path, container: av.container.InputContainer) -> av.VideoStream:
+    streams = [s for s in container.streams.video if not _is_cover_art(s)]
+    if not streams:
+        kinds = ", ".join(sorted({s.type for s in container.streams})) or "nothing"
+        raise VideoOpenError(f"{path}: no video stream (it contains {kinds})")
+    stream = streams[0]
+    if container.format.name == "tty" or stream.codec_context.name in TEXT_CODECS:
+        raise VideoOpenError(f"{path}: not a video (FFmpeg reads it as a text file)")
+    return stream
+
+
+def _is_cover_art(stream: av.VideoStream) -> bool:
+    attached = getattr(getattr(av.stream, "Disposition", None), "attached_pic", 0)
+    return bool(attached and stream.disposition & attached)
+
+
+def _frame_rate(stream: av.VideoStream) -> Fraction:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate and rate > 0:
+            return Fraction(rate)
+    return FALLBACK_RATE
+
+
+class FileSource:
+    """Decodes a video file frame by frame (threaded); context manager.
+
+    Attributes: path, width, height, fps (average), duration (s), frame_count (exact when
+    the container states it: `frame_count_exact`), codec, pixel_format, has_audio,
+    is_live (False), skipped_frames (undecodable packets / corrupt frames skipped so far).
+    """
+
+    is_live = False
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.skipped_frames = 0
+        self._container = _open_container(self.path)
+        try:
+            self._stream = _pick_stream(self.path, self._container)
+            self._stream.thread_type = "AUTO"
+            self._dts_clock = self._container.format.name == "avi"
+            self._time_base = Fraction(self._stream.time_base or Fraction(1, 1000))
+            self._frames = self._restart_decoding()
+            first = next(self._frames, None)
+            if first is None:
+                raise VideoOpenError(f"{self.path}: the video stream has no decodable frame")
+        except BaseException:
+            self._container.close()
+            raise
+        self._origin = self._origin_of(first)
+        self._pending: av.VideoFrame | None = first
+        self._next_index = 0
+        self._fresh = True
+        self._read_metadata(first)
+
+    def _origin_of(self, first: av.VideoFrame) -> int:
+        """Stream ticks of time 0: the stream's start, unless its first frame comes earlier
+        (the first decodable frame comes later when the first ones are damaged)."""
+        if self._dts_clock and first.dts is not None:
+            return first.dts  # carries the decoder's delay, which every later frame shares
+        starts = [t for t in (self._stream.start_time, self._ts(first)) if t is not None]
+        return min(starts, default=0)
+
+    def _read_metadata(self, first: av.VideoFrame) -> None:
+        stream, container = self._stream, self._container
+        self.width, self.height = first.width, first.height
+        self.rate = _frame_rate(stream)
+        self.fps = float(self.rate)
+        if stream.duration:
+            self.duration = float(stream.duration * self._time_base)
+        elif container.duration:
+            self.duration = container.duration / av.time_base
+        else:
+            self.duration = 0.0
+        self.frame_count_exact = bool(stream.frames)
+        self.frame_count = stream.frames or max(1, round(self.duration * self.fps))
+        self.codec = stream.codec_context.name
+        self.pixel_format = stream.codec_context.pix_fmt or first.format.name
+        self.has_audio = bool(container.streams.audio)
+
+    def _count_skip(self) -> None:
+        self.skipped_frames += 1
+
+    def _restart_decoding(self) -> Iterator[av.VideoFrame]:
+        frames = decoded_frames(self._container, self._stream, self._count_skip)
+        return self._fill_dts(frames) if self._dts_clock else frames
+
+    def _fill_dts(self, frames: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
+        """Frames flushed out of the decoder at the end carry no dts: continue the count."""
+        last = None
+        for frame in frames:
+            if frame.dts is None and last is not None:
+                frame.dts = last + 1
+            last = frame.dts
+            yield frame
+
+    def _ts(self, frame: av.VideoFrame) -> int | None:
+        """Presentation timestamp. AVI stores no pts: FFmpeg's guess is out of order with
+        B-frames, while the packet dts passed through the decoder counts frames in order."""
+        return frame.dts if self._dts_clock else frame.pts
+
+    def _time_of(self, frame: av.VideoFrame, index: int) -> float:
+        ts = self._ts(frame)
+        if ts is None:
+            return index / self.fps
+        return float((ts - self._origin) * self._time_base)
+
+    def _index_of(self, frame: av.VideoFrame) -> int:
+        ts = self._ts(frame)
+        if ts is None:
+            return self._next_index
+        return round((ts - self._origin) * self._time_base * self.rate)
+
+    def _wrap(self, frame: av.VideoFrame, index: int) -> VideoFrame:
+        self._next_index = index + 1
+        return VideoFrame(index=index, time=self._time_of(frame, index), rgb=to_rgb(frame))
+
+    def read(self) -> VideoFrame | None:
+        """The next frame, or None at the end."""
+        self._fresh = False
+        frame = self._pending if self._pending is not None else next(self._frames, None)
+        self._pending = None
+        if frame is None:
+            return None
+        index = self._index_of(frame) if self._next_index == 0 else self._next_index
+        return self._wrap(frame, index)
+
+    def frames(self, start: float = 0.0, end: float | None = None) -> Iterator[VideoFrame]:
+        """Frames from the one displayed at `start` to the last one before `end` (seconds)."""
+        frame = self.read() if start <= 0 and self._fresh else self.seek(start)
+        while frame is not None and (end is None or frame.time < end):
+            yield frame
+            frame = self.read()
+
+    def seek(self, time: float) -> VideoFrame | None:
+        """The frame displayed at `time` (s), or None past the end; read() continues after it."""
+        # Nearest tick: a float time is never exact, and flooring 0.12 s could land 1 tick
+        # before the frame that starts at 0.12 s.
+        ticks = round(Fraction(max(0.0, float(time))) / self._time_base)
+        return self._seek_pts(self._origin + ticks)
+
+    def seek_frame(self, index: int) -> VideoFrame | None:
+        """Frame number `index` (at the average rate), or None past the end."""
+        if index < 0:
+            raise ValueError(f"frame index must be >= 0, got {index}")
+        # Aim at the middle of the frame's interval: robust to pts rounded by a tick or two.
+        ticks = Fraction(2 * index + 1, 2) / self.rate / self._time_base
+        return self._seek_pts(self._origin + int(ticks))
+
+    def _seek_pts(self, target: int) -> VideoFrame | None:
+        """Seek to the keyframe before `target` (stream ticks), decode forward to it."""
+        self._fresh = False
+        margin = 0
+        floor = min(self._origin, 0)  # seeking to a negative time fails (EPERM)
+        while True:
+            start = max(target - margin, floor)
+            try:
+                self._container.seek(start, stream=self._stream, backward=True)
+            except (av.FFmpegError, OSError) as error:
+                raise VideoError(f"{self.path}: cannot seek ({describe(error)})") from error
+            self._frames = self._restart_decoding()
+            self._pending = None
+            shown, state = self._decode_until(target)
+            if state in ("found", "past_end"):
+                break
+            if start <= floor:  # cannot start earlier than this
+                if state == "late":  # the target is before the first frame: show that one
+                    shown, self._pending = self._pending, None
+                break
+            # Index-less containers (MPEG-TS) can land after the target's keyframe: the
+            # decoder then shows nothing until a later keyframe. Start earlier.
+            margin = max(2 * margin, int(1 / self._time_base))
+        if shown is None:
+            return None
+        return self._wrap(shown, self._index_of(shown))
+
+    def _decode_until(self, target: int) -> tuple[av.VideoFrame | None, str]:
+        """Decode to the last frame with pts <= target and keep the next one pending.
+
+        State: "found"; "late" (the first frame is after the target, now pending);
+        "past_end" (the target is after the end of the last frame); "empty" (no frame).
+        """
+        shown = None
+        for frame in self._frames:
+            ts = self._ts(frame)
+            if ts is None:
+                continue
+            if ts > target:
+                self._pending = frame
+                return shown, "found" if shown is not None else "late"
+            shown = frame
+        if shown is None:
+            return None, "empty"
+        if target >= self._ts(shown) + self._frame_ticks(shown):
+            return None, "past_end"
+        return shown, "found"
+
+    def _frame_ticks(self, frame: av.VideoFrame) -> int:
+        if frame.duration:
+            return frame.duration
+        return max(1, round(1 / (self.rate * self._time_base)))
+
+    def close(self) -> None:
+        self._pending = None
+        self._container.close()
+
+    def __enter__(self) -> FileSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"FileSource({str(self.path)!r}, {self.width}x{self.height}, {self.fps:.3f} fps, "
+            f"{self.duration:.2f} s, {self.codec})"
+        )

@@ -1,0 +1,92 @@
+"""Side-by-side composition of the three panes for display and export.
+
+"3up": original | dark channel | desmoked side by side (default); "2up": original | desmoked;
+"vertical": the three stacked. The composed image is padded (black, right/bottom) to even
+width and height, which yuv420p H.264 requires; odd pane sizes are therefore fine.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+LAYOUTS = ("3up", "2up", "vertical")
+LABELS = {"original": "original", "dark_channel": "dark channel", "desmoked": "desmoked"}
+
+
+def _check_layout(layout: str) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+
+
+def _grid(layout: str) -> tuple[int, int]:
+    """(columns, rows) of panes."""
+    return {"3up": (3, 1), "2up": (2, 1), "vertical": (1, 3)}[layout]
+
+
+def composed_size(width: int, height: int, layout: str) -> tuple[int, int]:
+    """(width, height) of the composed image for panes of width x height (padded to even)."""
+    _check_layout(layout)
+    columns, rows = _grid(layout)
+    w, h = width * columns, height * rows
+    return w + w % 2, h + h % 2
+
+
+def compose_panes(
+    original: np.ndarray,
+    dark_channel: np.ndarray,
+    desmoked: np.ndarray,
+    layout: str = "3up",
+    labels: bool = False,
+) -> np.ndarray:
+    """One uint8 HxWx3 image with the panes laid out; the inputs are not modified.
+
+    original/desmoked: HxWx3 uint8; dark_channel: HxW uint8 (shown as a grey pane).
+    """
+    _check_layout(layout)
+    height, width = original.shape[:2]
+    for name, pane, ndim in (("desmoked", desmoked, 3), ("dark_channel", dark_channel, 2)):
+        if pane.shape[:2] != (height, width) or pane.ndim != ndim:
+            raise ValueError(
+                f"{name} pane has shape {pane.shape}, expected {height}x{width}"
+                + ("x3" if ndim == 3 else "")
+            )
+    if layout == "2up":
+        panes = [("original", original), ("desmoked", desmoked)]
+    else:
+        panes = [("original", original), ("dark_channel", dark_channel), ("desmoked", desmoked)]
+    out_w, out_h = composed_size(width, height, layout)
+    out = np.zeros((out_h, out_w, 3), np.uint8)
+    columns, _rows = _grid(layout)
+    for i, (name, pane) in enumerate(panes):
+        y, x = (i // columns) * height, (i % columns) * width
+        region = out[y : y + height, x : x + width]
+        region[...] = pane[:, :, None] if pane.ndim == 2 else pane
+        if labels:
+            draw_label(region, LABELS[name])
+    return out
+
+
+def draw_label(region: np.ndarray, text: str) -> None:
+    """Text in the top-left corner of `region` (in place), white on a darkened box, sized to
+    the pane so it reads the same at 256 px and at 1080p."""
+    height, width = region.shape[:2]
+    scale = max(0.3, min(height, width) / 600)
+    thickness = max(1, round(scale * 2))
+    (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    pad = max(2, round(text_h * 0.4))
+    x1, y1 = min(width, text_w + 2 * pad), min(height, text_h + baseline + 2 * pad)
+    # Draw on a contiguous copy: OpenCV silently draws into a temporary copy of a strided
+    # view (a pane inside the composed image), and the text would be lost.
+    box = region[:y1, :x1] // 4  # dark backing box: readable on bright tissue and smoke
+    cv2.putText(
+        box,
+        text,
+        (pad, pad + text_h),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (255, 255, 255),
+        thickness,
+        cv2.LINE_AA,
+    )
+    region[:y1, :x1] = box

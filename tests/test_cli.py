@@ -1,0 +1,100 @@
+"""The `desmoke` command line: info, devices, export, and its error handling."""
+
+from __future__ import annotations
+
+import av
+import pytest
+
+from desmoke_app.cli import main
+from tests.clips import make_index_clip
+
+
+def test_info_lists_backends_and_model(capsys) -> None:
+    assert main(["info", "--model", "dcp"]) == 0
+    out = capsys.readouterr().out
+    assert "onnxruntime  available" in out and "model dcp" in out
+
+
+def test_devices_never_fails(capsys) -> None:
+    assert main(["devices"]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+def test_export_writes_a_side_by_side_clip(tmp_path, capsys) -> None:
+    clip = make_index_clip(tmp_path / "clip.mp4", n_frames=12, size=(64, 48), fps=12)
+    out = tmp_path / "out.mp4"
+    code = main(["export", str(clip), "-o", str(out), "--model", "dcp", "--labels"])
+    assert code == 0, capsys.readouterr().err
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        assert (stream.width, stream.height) == (3 * 64, 48)
+    assert frames == 12
+    assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_export_several_inputs_into_a_folder_with_one_bad(tmp_path, capsys) -> None:
+    good = make_index_clip(tmp_path / "good.mp4", n_frames=6, size=(64, 48), fps=12)
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    code = main(["export", str(bad), str(good), "-o", str(folder), "--model", "dcp",
+                 "--layout", "2up"])
+    err = capsys.readouterr().err
+    assert code == 1 and "bad.mp4" in err and "Traceback" not in err
+    assert [p.name for p in folder.iterdir()] == ["good_desmoked.mp4"]
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["export", "missing.mp4", "--model", "dcp"], "missing.mp4"),
+        (["export", "x.mp4", "--model", "nope"], "unknown model"),
+        (["export", "x.mp4", "--model", "dcp", "--start", "3", "--end", "1"], "--end"),
+    ],
+)
+def test_export_errors_are_one_line(argv, message, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not list(tmp_path.glob("*_desmoked.mp4"))
+
+
+def test_export_to_unwritable_path_leaves_nothing(tmp_path, capsys) -> None:
+    clip = make_index_clip(tmp_path / "clip.mp4", n_frames=4, size=(64, 48), fps=12)
+    target = tmp_path / "no" / "such" / "folder" / "out.mp4"
+    assert main(["export", str(clip), "-o", str(target), "--model", "dcp"]) == 1
+    assert "out.mp4" in capsys.readouterr().err
+    assert not target.exists()
+
+
+def test_ctrl_c_mid_export_leaves_no_file(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    clip = make_index_clip(tmp_path / "long.mp4", n_frames=600, size=(320, 192), fps=25)
+    target = tmp_path / "out.mp4"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "desmoke_app.cli", "export", str(clip), "-o", str(target),
+         "--model", "dcp"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    # Interrupt once the export is under way (its first progress output has appeared).
+    def partial_outputs() -> list:
+        return [p for p in tmp_path.iterdir() if p.name != "long.mp4"]
+
+    deadline = time.monotonic() + 60
+    while not partial_outputs() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert partial_outputs() and not target.exists(), "the export ended before the interrupt"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert not partial_outputs()

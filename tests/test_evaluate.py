@@ -1,0 +1,248 @@
+"""Evaluation: metrics against known values, the three-method table, outputs, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from engine.models import build_network, default_config, save_weights
+from training import evaluate as ev
+from training import metrics
+
+
+@pytest.fixture(autouse=True)
+def model_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DESMOKE_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def fast_weights(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    return save_weights(
+        tmp_path / "fast.safetensors", build_network("fast"), default_config("fast")
+    )
+
+
+def _tissue(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = np.array([170, 80, 70], np.float32) + rng.normal(0, 25, (height, width, 1))
+    image = np.clip(base, 0, 255).astype(np.uint8)
+    image[10:16, 5:60] = (210, 210, 215)  # a bright grey instrument
+    return image
+
+
+def _write_video(path: Path, frames: int, width: int = 64, height: int = 48) -> None:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264" if path.suffix == ".mp4" else "mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            image = _tissue(height, width, seed=i)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(stream.encode())
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_identical_images_score_perfectly() -> None:
+    image = _tissue()
+    assert metrics.psnr(image, image) == math.inf
+    assert metrics.ssim(image, image) == pytest.approx(1.0)
+    assert metrics.ciede2000(image, image) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_metrics_known_values() -> None:
+    image = _tissue()
+    brighter = image.copy()
+    brighter[image < 255] += 1  # MSE 1 where not saturated
+    mse = np.mean((brighter.astype(float) - image) ** 2)
+    assert metrics.psnr(image, brighter) == pytest.approx(10 * math.log10(255**2 / mse))
+    black = np.zeros((16, 16, 3), np.uint8)
+    white = np.full((16, 16, 3), 255, np.uint8)
+    assert metrics.ciede2000(black, white) == pytest.approx(100.0, abs=0.01)  # L* 0 -> 100
+    assert metrics.ssim(image, 255 - image) < 0.1
+    assert metrics.psnr(black, white) == pytest.approx(0.0)
+
+
+def test_no_reference_figures_known_values() -> None:
+    grey = np.full((32, 32, 3), 128, np.uint8)
+    assert metrics.colourfulness(grey) == 0.0
+    assert metrics.rms_contrast(grey) == 0.0
+    assert metrics.mean_dark_channel(grey) == pytest.approx(128 / 255)
+    halves = np.zeros((32, 32, 3), np.uint8)
+    halves[:, 16:] = 255
+    assert metrics.rms_contrast(halves) == pytest.approx(0.5)
+    red = np.zeros((32, 32, 3), np.uint8)
+    red[..., 0] = 255  # rg = 255, yb = 127.5, no spread: 0.3 * hypot(255, 127.5)
+    assert metrics.colourfulness(red) == pytest.approx(0.3 * math.hypot(255, 127.5))
+    assert metrics.mean_dark_channel(red) == 0.0
+
+
+def test_metrics_reject_bad_pairs() -> None:
+    with pytest.raises(ValueError, match="sizes differ"):
+        metrics.psnr(_tissue(48, 64), _tissue(48, 63))
+    with pytest.raises(ValueError, match="uint8"):
+        metrics.ssim(_tissue().astype(np.float32), _tissue().astype(np.float32))
+    with pytest.raises(ValueError, match="too small"):
+        metrics.ssim(_tissue(2, 64), _tissue(2, 64))
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def test_synthetic_pairs_are_reproducible() -> None:
+    frames = [(f"f{i}", _tissue(seed=i)) for i in range(3)]
+    a = ev.synthetic_pairs(frames, seed=5)
+    b = ev.synthetic_pairs(frames, seed=5)
+    c = ev.synthetic_pairs(frames[1:], seed=5)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x.smoky, y.smoky)
+        np.testing.assert_array_equal(x.clear, y.clear)
+    assert not np.array_equal(a[1].smoky, c[0].smoky)  # pair i depends on its index only
+    assert all(p.smoky.dtype == np.uint8 and p.smoky.shape == (48, 64, 3) for p in a)
+
+
+def test_evaluation_table_lists_the_three_methods(fast_weights: Path, tmp_path: Path) -> None:
+    methods, notes = ev.make_methods(str(fast_weights), backend="torch")
+    assert list(methods) == ["identity", "dcp", "fast (fast.safetensors)"]
+    frames = [(f"f{i}", _tissue(seed=i)) for i in range(4)]
+    report, sheet = ev.evaluate(
+        methods, frames, seed=1, clear_images=[("tool", _tissue(seed=9))], notes=notes
+    )
+    pairs = ev.synthetic_pairs(frames, seed=1)
+    identity = report.synthetic["identity"]
+    expected = np.mean([min(metrics.psnr(p.clear, p.smoky), ev.PSNR_CAP_DB) for p in pairs])
+    assert identity["psnr"] == pytest.approx(expected)
+    assert identity["frames"] == 4
+    for result in report.synthetic.values():
+        assert 0 < result["psnr"] <= ev.PSNR_CAP_DB and -1 <= result["ssim"] <= 1
+        assert result["ciede2000"] >= 0
+    markdown = report.to_markdown()
+    for label in ("identity (smoky input)", "| dcp |", "fast (fast.safetensors)"):
+        assert label in markdown
+    assert {row["method"] for row in report.clear} == set(methods)
+    assert sheet is not None and sheet.dtype == np.uint8 and sheet.shape[1] == 4 * 192 * 64 // 48
+    paths = ev.write_outputs(report, tmp_path / "out", sheet)
+    data = json.loads(paths["json"].read_text())
+    assert data["methods"] == list(methods) and data["synthetic_info"]["seed"] == 1
+    assert cv2.imread(str(paths["contact_sheet"])).shape == sheet.shape
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "contact_sheet.png",
+        "evaluation.json",
+        "evaluation.md",
+    ]
+
+
+def test_identity_on_clear_frames_changes_nothing() -> None:
+    rows = ev.evaluate_clear([("tool", _tissue())], {"identity": lambda frame: frame})
+    assert rows[0]["mean_abs_change"] == 0.0 and rows[0]["bright_grey_change"] == 0.0
+    assert rows[0]["bright_grey_fraction"] > 0.05  # the instrument was found
+    darken = ev.evaluate_clear([("tool", _tissue())], {"dark": lambda f: f // 2})
+    assert darken[0]["bright_grey_change"] < -0.3
+
+
+def test_frames_from_sources_and_bad_input(tmp_path: Path) -> None:
+    video, image = tmp_path / "clip.mp4", tmp_path / "view.png"
+    _write_video(video, 10)
+    cv2.imwrite(str(image), _tissue(60, 80))
+    frames = ev.frames_from_sources([video, image], count=5, max_side=40)
+    assert len(frames) == 5 and frames[0][0] == "view.png"
+    assert max(frames[0][1].shape[:2]) == 40 and frames[1][0] == "clip.mp4#0"
+    with pytest.raises(ValueError, match="missing.mp4: no such file"):
+        ev.frames_from_sources([tmp_path / "missing.mp4"], count=3)
+    with pytest.raises(ValueError, match="notes.txt"):
+        ev.frames_from_sources([tmp_path / "notes.txt"], count=3)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="broken.png: not a readable image"):
+        ev.frames_from_sources([broken], count=1)
+
+
+def _cli(argv: list[str]) -> int:
+    from desmoke_app.commands import evaluate as command
+
+    parser = argparse.ArgumentParser()
+    command.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["evaluate", *argv])
+    return args.func(args)
+
+
+def test_cli_evaluate_writes_report(
+    fast_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clear, real = tmp_path / "clear", tmp_path / "real"
+    clear.mkdir()
+    real.mkdir()
+    _write_video(clear / "clip.mp4", 6)
+    cv2.imwrite(str(clear / "view.png"), _tissue(48, 64))
+    _write_video(real / "smoke.avi", 4)
+    out = tmp_path / "report"
+    argv = ["--model", str(fast_weights), "--backend", "torch", "--frames", "3"]
+    argv += ["--sources", str(clear / "clip.mp4"), str(clear / "view.png")]
+    code = _cli([*argv, "--real", str(real), "--real-frames", "2", "--out", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "identity (smoky input)" in text and "smoke.avi" in text
+    data = json.loads((out / "evaluation.json").read_text())
+    assert [row["method"] for row in data["real"]] == data["methods"]
+    assert (out / "contact_sheet.png").is_file()
+
+
+def test_cli_evaluate_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = _cli(["--sources", str(tmp_path / "none.mp4"), "--no-real", "--out", str(tmp_path)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "none.mp4: no such file" in err and "Traceback" not in err
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"junk")
+    image = tmp_path / "view.png"
+    cv2.imwrite(str(image), _tissue())
+    code = _cli(["--model", str(bad), "--sources", str(image), "--no-real", "--out", str(tmp_path)])
+    assert code == 1 and "bad.safetensors" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.safetensors", "view.png"]
+
+
+def test_test_split_frames_are_held_out(tmp_path: Path) -> None:
+    from training.config import DataConfig
+    from training.data import load_frames
+
+    video = tmp_path / "clip.mp4"
+    _write_video(video, 30)
+    data = DataConfig(sources=[str(video)], block_frames=5, gap_frames=1)
+    frames = ev.test_split_frames(data)
+    train = {f.index for f in load_frames(data, 0).splits["train"]}
+    indices = {int(label.split("#")[1]) for label, _ in frames}
+    assert indices and not indices & train  # no test frame is a training frame
+    assert frames[0][1].shape == (48, 64, 3)  # native size kept
+    assert len(ev.test_split_frames(data, count=2)) == 2
+    image = tmp_path / "one.png"
+    cv2.imwrite(str(image), _tissue())
+    with pytest.raises(ValueError, match="test split .* is empty"):
+        ev.test_split_frames(DataConfig(sources=[str(image)]))
+
+
+def test_cli_evaluate_on_a_config_test_split(
+    fast_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_video(tmp_path / "clip.mp4", 30)
+    config = tmp_path / "train.toml"
+    config.write_text('[data]\nsources = ["clip.mp4"]\nblock_frames = 5\n')
+    out = tmp_path / "report"
+    argv = ["--model", str(fast_weights), "--backend", "torch", "--config", str(config)]
+    assert _cli([*argv, "--no-real", "--out", str(out)]) == 0
+    data = json.loads((out / "evaluation.json").read_text())
+    assert data["synthetic_info"]["frames"] == 5 and data["synthetic_info"]["sources"] == [
+        "clip.mp4"
+    ]
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[data]\nnonsense = 1\n")
+    assert _cli([*argv[:-1], str(bad), "--no-real", "--out", str(out)]) == 1
+    assert "nonsense" in capsys.readouterr().err

@@ -1,0 +1,233 @@
+"""Smoke synthesis: determinism, value ranges, compositing identity, clip coherence, video."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from engine.restore import composite
+from training.smoke import (
+    SmokeConfig,
+    SmokeSynthesizer,
+    bright_grey_mask,
+    fbm_field,
+    synthesize_video,
+)
+
+
+def _frame(height: int = 96, width: int = 128, seed: int = 0) -> np.ndarray:
+    """A tissue-like reddish frame with some texture (uint8)."""
+    rng = np.random.default_rng(seed)
+    base = np.array([170, 70, 60], np.float32)
+    texture = rng.normal(0, 20, (height, width, 1)).astype(np.float32)
+    return np.clip(base + texture, 0, 255).astype(np.uint8)
+
+
+def _write_clip(path: Path, frames: int, width: int = 64, height: int = 48) -> None:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            image = _frame(height, width, seed=i)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(stream.encode())
+
+
+def test_fbm_field_shape_range_and_determinism() -> None:
+    a = fbm_field(512, 512, np.random.default_rng(7))
+    b = fbm_field(512, 512, np.random.default_rng(7))
+    c = fbm_field(512, 512, np.random.default_rng(8))
+    assert a.shape == (512, 512) and a.dtype == np.float32
+    assert 0.0 <= a.min() and a.max() <= 1.0
+    assert abs(float(a.mean()) - 0.5) < 0.15 and a.std() > 0.05
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).mean() > 0.05
+
+
+def test_fbm_field_is_smooth() -> None:
+    # Smoke is low-frequency: neighbouring pixels differ far less than distant ones.
+    field = fbm_field(256, 256, np.random.default_rng(1))
+    neighbour = np.abs(np.diff(field, axis=1)).mean()
+    distant = np.abs(field[:, 128:] - field[:, :128]).mean()
+    assert neighbour < distant / 10
+
+
+def test_fbm_offset_translates_the_field() -> None:
+    # angle 0, zoom 2: the work scale is 1, so an integer shift is exact.
+    shifted = fbm_field(100, 150, np.random.default_rng(3), offset=(8, 5), zoom=2.0)
+    base = fbm_field(100, 150, np.random.default_rng(3), zoom=2.0)
+    np.testing.assert_allclose(shifted[:-5, :-8], base[5:, 8:], atol=1e-4)
+
+
+def test_fbm_time_evolves_continuously() -> None:
+    fields = [fbm_field(128, 128, np.random.default_rng(2), time=t) for t in np.arange(0, 2, 0.05)]
+    steps = [np.abs(b - a).mean() for a, b in zip(fields[:-1], fields[1:], strict=True)]
+    far = np.abs(fields[-1] - fields[0]).mean()
+    assert max(steps) < far / 4  # no jump at integer lattice times
+
+
+def test_sample_is_deterministic_for_a_seed() -> None:
+    frame = _frame()
+    a = SmokeSynthesizer(seed=5).sample(frame)
+    b = SmokeSynthesizer(seed=5).sample(frame)
+    c = SmokeSynthesizer(seed=6).sample(frame)
+    for name in ("smoky", "clear", "alpha", "colour"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert not np.array_equal(a.alpha, c.alpha)
+    # An explicit generator: the result depends only on its state.
+    d = SmokeSynthesizer(seed=99).sample(frame, np.random.default_rng(11))
+    e = SmokeSynthesizer(seed=1).sample(frame, np.random.default_rng(11))
+    np.testing.assert_array_equal(d.smoky, e.smoky)
+
+
+def test_sample_ranges_and_composite_identity() -> None:
+    synth = SmokeSynthesizer(seed=0)
+    frame = _frame()
+    for _ in range(20):
+        s = synth.sample(frame)
+        assert s.smoky.shape == s.clear.shape == (96, 128, 3)
+        assert s.alpha.shape == (96, 128) and s.colour.shape == (3,)
+        for array in (s.smoky, s.clear, s.alpha, s.colour):
+            assert array.dtype == np.float32
+            assert array.min() >= 0.0 and array.max() <= 1.0
+        np.testing.assert_allclose(s.smoky, composite(s.clear, s.alpha, s.colour), atol=1e-5)
+        # White to grey-yellow: red >= green >= blue, all fairly bright.
+        r, g, b = s.colour
+        assert r >= g >= b and b >= 0.4
+
+
+def test_float_input_equals_uint8_input() -> None:
+    frame = _frame()
+    a = SmokeSynthesizer(seed=2).sample(frame)
+    b = SmokeSynthesizer(seed=2).sample(frame.astype(np.float32) / 255)
+    np.testing.assert_allclose(a.smoky, b.smoky, atol=1e-6)
+
+
+def test_sample_512_shape_and_dtype() -> None:
+    s = SmokeSynthesizer(seed=3).sample(np.zeros((512, 512, 3), np.uint8))
+    assert s.smoky.shape == (512, 512, 3) and s.alpha.shape == (512, 512)
+    assert s.smoky.dtype == s.alpha.dtype == np.float32
+
+
+def test_density_covers_faint_haze_to_dense_plumes() -> None:
+    synth = SmokeSynthesizer(seed=4)
+    rng = np.random.default_rng(0)
+    fields = [synth.opacity(64, 64, rng) for _ in range(80)]
+    peaks = np.array([f.max() for f in fields])
+    assert peaks.min() < 0.2 and peaks.max() > 0.85
+    # Alpha is used over the whole range: every tenth of [0, 1] gets some pixels.
+    counts, _ = np.histogram(np.concatenate([f.ravel() for f in fields]), bins=10, range=(0, 1))
+    assert (counts > 100).all(), counts
+
+
+def test_bad_frames_raise_clear_errors() -> None:
+    synth = SmokeSynthesizer()
+    with pytest.raises(ValueError, match="HxWx3"):
+        synth.sample(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ValueError, match="dtype"):
+        synth.sample(np.zeros((10, 10, 3), np.int32))
+    with pytest.raises(ValueError, match="first frame"):
+        list(synth.clip([_frame(), _frame(48, 64)], seed=0))
+
+
+def test_bright_grey_instrument_can_stay_clear() -> None:
+    frame = _frame(128, 128)
+    frame[40:60, 10:120] = (200, 200, 205)  # a bright grey instrument shaft
+    mask = bright_grey_mask(frame.astype(np.float32) / 255)
+    assert mask[50, 60] > 0.9 and mask[110, 60] < 0.05
+    # No painted instrument here: it could cover the shaft with darker metal.
+    config = SmokeConfig(
+        avoid_bright_probability=1.0,
+        haze_probability=0.0,
+        density=(0.9, 0.95),
+        instrument_probability=0.0,
+    )
+    synth = SmokeSynthesizer(config, seed=0)
+    for _ in range(10):
+        s = synth.sample(frame)
+        assert s.alpha[45:56, 20:110].max() < 0.05  # the shaft stays clear
+    never = SmokeSynthesizer(
+        SmokeConfig(avoid_bright_probability=0.0, haze=(0.2, 0.25), haze_probability=1.0), seed=0
+    )
+    assert never.sample(frame).alpha[45:56, 20:110].min() >= 0.2  # smoke may cover it too
+
+
+def test_clip_is_temporally_coherent() -> None:
+    frames = [_frame(96, 128, seed=0)] * 12
+    synth = SmokeSynthesizer(seed=0)
+    for seed in range(4):
+        alphas = [s.alpha for s in synth.clip(frames, seed=seed)]
+        samples = list(synth.clip(frames[:1], seed=seed))
+        np.testing.assert_array_equal(samples[0].alpha, alphas[0])  # deterministic
+        consecutive = np.mean(
+            [np.abs(b - a).mean() for a, b in zip(alphas[:-1], alphas[1:], strict=True)]
+        )
+        rng = np.random.default_rng(seed)
+        independent = np.mean([np.abs(synth.opacity(96, 128, rng) - a).mean() for a in alphas])
+        assert consecutive < independent / 4, (consecutive, independent)
+    colours = {tuple(s.colour) for s in synth.clip(frames, seed=1)}
+    assert len(colours) == 1  # fixed colour per clip
+
+
+def test_synthesize_video_writes_readable_mp4(tmp_path: Path) -> None:
+    src, dst = tmp_path / "clear.mp4", tmp_path / "smoky.mp4"
+    _write_clip(src, frames=10)
+    assert synthesize_video(src, dst, seed=1) == 10
+    with av.open(str(dst)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 10 and frames[0].shape == (48, 64, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clear.mp4", "smoky.mp4"]
+
+
+def test_synthesize_video_bad_input_leaves_nothing(tmp_path: Path) -> None:
+    dst = tmp_path / "out.mp4"
+    with pytest.raises(ValueError, match="missing.mp4: no such file"):
+        synthesize_video(tmp_path / "missing.mp4", dst)
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(ValueError, match="garbage.mp4"):
+        synthesize_video(garbage, dst)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.mp4"]
+
+
+def test_cli_synth_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from desmoke_app.commands import synth_smoke
+
+    parser = argparse.ArgumentParser()
+    synth_smoke.add_parser(parser.add_subparsers())
+    src, dst = tmp_path / "clear.mp4", tmp_path / "smoky.mp4"
+    _write_clip(src, frames=4)
+    args = parser.parse_args(["synth-smoke", str(src), str(dst), "--seed", "3"])
+    assert args.func(args) == 0 and dst.is_file()
+    assert "4 frames" in capsys.readouterr().out
+    args = parser.parse_args(["synth-smoke", str(tmp_path / "nope.mp4"), str(dst)])
+    assert args.func(args) == 1
+    assert "nope.mp4" in capsys.readouterr().err
+    args = parser.parse_args(["synth-smoke", str(src), str(dst), "--density", "0.9", "0.2"])
+    assert args.func(args) == 1
+    assert "--density" in capsys.readouterr().err
+
+
+def test_synthesize_video_rejects_text_and_missing_folder(tmp_path: Path) -> None:
+    text = tmp_path / "notes.mp4"
+    text.write_text("just some words\n" * 50)
+    with pytest.raises(ValueError, match="notes.mp4"):
+        synthesize_video(text, tmp_path / "out.mp4")
+    src = tmp_path / "clear.mp4"
+    _write_clip(src, frames=2)
+    with pytest.raises(FileNotFoundError, match="output folder does not exist"):
+        synthesize_video(src, tmp_path / "nowhere" / "out.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clear.mp4", "notes.mp4"]
+
+
+def test_config_rejects_bad_ranges() -> None:
+    with pytest.raises(ValueError, match="density"):
+        SmokeConfig(density=(0.5, 1.5))
+    with pytest.raises(ValueError, match="density range"):
+        SmokeConfig(density=(0.9, 0.1))
+    with pytest.raises(ValueError, match="haze_probability"):
+        SmokeConfig(haze_probability=2.0)

@@ -1,0 +1,241 @@
+"""FileSource: metadata, sequential decode, frame-accurate seek, pixel formats, bad input."""
+
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from engine.video import FileSource, VideoError, VideoOpenError
+from tests.clips import (
+    corrupt_clip,
+    make_index_clip,
+    make_vfr_clip,
+    make_zero_frame_clip,
+    read_index,
+)
+
+N_FRAMES, FPS = 48, 25
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """48 frames at 25 fps, GOP 12 with 2 B-frames, AAC audio, +faststart MP4."""
+    folder = tmp_path_factory.mktemp("source")
+    return make_index_clip(folder / "index.mp4", n_frames=N_FRAMES, fps=FPS, audio=True)
+
+
+def assert_rgb(rgb: np.ndarray, width: int, height: int) -> None:
+    assert rgb.shape == (height, width, 3)
+    assert rgb.dtype == np.uint8
+    assert rgb.flags.c_contiguous
+
+
+def test_clip_has_b_frames_so_seeking_must_decode_forward(clip):
+    with av.open(str(clip)) as container:
+        kinds = {int(frame.pict_type) for frame in container.decode(video=0)}
+    assert {1, 2, 3} <= kinds  # AV_PICTURE_TYPE_I, _P, _B
+
+
+def test_metadata(clip):
+    with FileSource(clip) as source:
+        assert (source.width, source.height) == (160, 96)
+        assert source.fps == pytest.approx(FPS)
+        assert source.duration == pytest.approx(N_FRAMES / FPS)
+        assert source.frame_count == N_FRAMES and source.frame_count_exact
+        assert source.codec == "h264"
+        assert source.has_audio
+        assert source.is_live is False
+        assert source.skipped_frames == 0
+
+
+def test_sequential_read_gives_every_frame_with_index_and_time(clip):
+    with FileSource(clip) as source:
+        frames = list(source.frames())
+        assert source.read() is None
+    assert len(frames) == N_FRAMES
+    for i, frame in enumerate(frames):
+        assert_rgb(frame.rgb, 160, 96)
+        assert frame.index == i == read_index(frame.rgb)
+        assert frame.time == pytest.approx(i / FPS)
+
+
+def test_seek_by_time_is_frame_accurate(clip):
+    """Start, middle and last millisecond of each frame's interval, in random order."""
+    cases = []
+    for i in range(N_FRAMES):
+        start = Fraction(i, FPS)
+        cases += [(float(start), i), (float(start + Fraction(1, 50)), i)]
+        cases.append((float(start + Fraction(1, FPS) - Fraction(1, 1000)), i))
+    random.Random(1).shuffle(cases)
+    with FileSource(clip) as source:
+        for time, expected in cases:
+            frame = source.seek(time)
+            assert (frame.index, read_index(frame.rgb)) == (expected, expected), time
+            assert frame.time == pytest.approx(expected / FPS)
+            following = source.read()  # reading continues right after the seek frame
+            if expected + 1 < N_FRAMES:
+                assert (following.index, read_index(following.rgb)) == (expected + 1,) * 2
+            else:
+                assert following is None
+
+
+def test_seek_frame_and_ends(clip):
+    order = list(range(N_FRAMES))
+    random.Random(2).shuffle(order)
+    with FileSource(clip) as source:
+        for index in order:
+            frame = source.seek_frame(index)
+            assert (frame.index, read_index(frame.rgb)) == (index, index)
+        assert source.seek_frame(N_FRAMES) is None
+        assert source.seek(N_FRAMES / FPS + 0.5) is None
+        assert read_index(source.seek(-3.0).rgb) == 0
+        with pytest.raises(ValueError):
+            source.seek_frame(-1)
+
+
+def test_frames_in_a_time_range(clip):
+    with FileSource(clip) as source:
+        source.read()
+        indices = [read_index(f.rgb) for f in source.frames(start=0.4, end=1.0)]
+    assert indices == list(range(10, 25))
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".ts", ".avi"])
+def test_seek_in_other_containers(tmp_path, suffix):
+    """MPEG-TS has no index (seeks can land late); AVI stores no pts (B-frames reorder)."""
+    path = make_index_clip(tmp_path / f"clip{suffix}", n_frames=60)
+    with FileSource(path) as source:
+        assert [read_index(f.rgb) for f in source.frames()] == list(range(60))
+        for index in random.Random(3).sample(range(60), 15):
+            frame = source.seek(index / FPS)
+            assert (frame.index, read_index(frame.rgb)) == (index, index)
+            following = source.read()
+            assert following is None if index == 59 else read_index(following.rgb) == index + 1
+        assert source.seek_frame(60) is None
+
+
+@pytest.mark.parametrize(
+    ("codec", "pix_fmt", "size", "suffix"),
+    [
+        ("ffv1", "gray", (64, 48), ".mkv"),
+        ("libx264", "yuv420p10le", (64, 48), ".mkv"),
+        ("libx264", "yuv444p", (64, 48), ".mp4"),
+        ("libx264", "yuv444p", (33, 65), ".mkv"),  # odd size: no chroma subsampling
+    ],
+)
+def test_pixel_formats_and_odd_sizes_give_rgb_uint8(tmp_path, codec, pix_fmt, size, suffix):
+    path = make_index_clip(
+        tmp_path / f"clip{suffix}", n_frames=12, size=size, codec=codec, pix_fmt=pix_fmt
+    )
+    with FileSource(path) as source:
+        assert source.pixel_format == pix_fmt
+        frames = list(source.frames())
+        assert read_index(source.seek_frame(7).rgb) == 7
+    assert [read_index(f.rgb) for f in frames] == list(range(12))
+    for frame in frames:
+        assert_rgb(frame.rgb, *size)
+    if pix_fmt == "gray":
+        assert np.array_equal(frames[3].rgb[..., 0], frames[3].rgb[..., 2])
+
+
+def test_matroska_without_frame_count_estimates_it(tmp_path):
+    path = make_index_clip(tmp_path / "clip.mkv", n_frames=20, codec="ffv1")
+    with FileSource(path) as source:
+        assert not source.frame_count_exact
+        assert source.frame_count == 20
+        assert source.duration == pytest.approx(0.8)
+
+
+def test_variable_frame_rate(tmp_path):
+    times = [0.0, 0.04, 0.12, 0.14, 0.3, 0.31, 0.5]
+    path = make_vfr_clip(tmp_path / "vfr.mp4", times)
+    with FileSource(path) as source:
+        frames = list(source.frames())
+        assert [f.time for f in frames] == pytest.approx(times)
+        assert [read_index(f.rgb) for f in frames] == list(range(len(times)))
+        assert source.fps == pytest.approx(len(times) / 0.54, rel=0.01)  # average rate
+        for time, expected in [(0.05, 1), (0.13, 2), (0.14, 3), (0.29, 3), (0.305, 4), (0.52, 6)]:
+            frame = source.seek(time)
+            assert read_index(frame.rgb) == expected, time
+            assert frame.time == pytest.approx(times[expected])
+
+
+def one_line_error(error: pytest.ExceptionInfo, path) -> str:
+    message = str(error.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nothing.mp4"
+    with pytest.raises(VideoOpenError) as error:
+        FileSource(path)
+    assert "no such file" in one_line_error(error, path)
+
+
+def test_folder_is_not_a_video(tmp_path):
+    with pytest.raises(VideoOpenError) as error:
+        FileSource(tmp_path)
+    one_line_error(error, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "notes.mp4"])
+def test_text_file_is_not_a_video(tmp_path, name):
+    # FFmpeg happily "decodes" a .txt as ANSI art (its tty demuxer): it must still be refused.
+    path = tmp_path / name
+    path.write_text("this is not a video\n" * 100)
+    with pytest.raises(VideoOpenError) as error:
+        FileSource(path)
+    assert "not a" in one_line_error(error, path)
+
+
+def test_random_bytes_are_not_a_video(tmp_path):
+    path = tmp_path / "noise.avi"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
+    with pytest.raises(VideoOpenError) as error:
+        FileSource(path)
+    one_line_error(error, path)
+
+
+def test_audio_only_file_has_no_video_stream(tmp_path):
+    path = tmp_path / "sound.mka"
+    make_zero_frame_clip(tmp_path / "zero.mkv")
+    with av.open(str(tmp_path / "zero.mkv")) as source, av.open(str(path), "w") as out:
+        audio = out.add_stream_from_template(source.streams.audio[0])
+        for packet in source.demux(source.streams.audio[0]):
+            if packet.size:
+                packet.stream = audio
+                out.mux(packet)
+    with pytest.raises(VideoOpenError) as error:
+        FileSource(path)
+    assert "no video stream" in one_line_error(error, path)
+
+
+def test_zero_frame_video(tmp_path):
+    path = make_zero_frame_clip(tmp_path / "zero.mkv")
+    with pytest.raises(VideoOpenError) as error:
+        FileSource(path)
+    assert "no decodable frame" in one_line_error(error, path)
+
+
+def test_errors_share_a_base_class():
+    assert issubclass(VideoOpenError, VideoError)
+
+
+def test_truncated_and_corrupted_video_skips_and_counts(clip, tmp_path):
+    """Cut at 60 % with bytes flipped: damaged frames are skipped and counted, no crash."""
+    damaged = corrupt_clip(clip, tmp_path / "damaged.mp4", keep=0.6, flips=40, seed=0)
+    with FileSource(damaged) as source:
+        frames = list(source.frames())
+        assert 0 < len(frames) < N_FRAMES
+        assert source.skipped_frames >= 1
+        times = [f.time for f in frames]
+        assert times == sorted(times)
+        # Undamaged frames after the damage still decode to their own index.
+        assert read_index(frames[-1].rgb) == round(frames[-1].time * FPS)
+        for time in (0.0, 0.5, 1.0, 1.8):  # seeking into or past the damage: no crash
+            source.seek(time)

@@ -1,0 +1,246 @@
+"""Pane layout and the side-by-side MP4 writer (H.264, faststart, audio, atomic output)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from engine.dark_channel import dark_channel
+from engine.video import (
+    LAYOUTS,
+    FileSource,
+    SideBySideWriter,
+    VideoWriteError,
+    compose_panes,
+    composed_size,
+)
+from engine.video import writer as writer_module
+from tests.clips import index_frame, make_index_clip, read_index
+
+
+def panes(index: int, size=(64, 48)):
+    original = index_frame(index, size)
+    return original, dark_channel(original), 255 - original
+
+
+# --- layout ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "layout", "expected"),
+    [
+        ((64, 48), "3up", (192, 48)),
+        ((64, 48), "2up", (128, 48)),
+        ((64, 48), "vertical", (64, 144)),
+        ((33, 65), "3up", (100, 66)),  # 99x65 padded to even for yuv420p
+        ((33, 65), "2up", (66, 66)),
+        ((33, 65), "vertical", (34, 196)),
+    ],
+)
+def test_composed_size(size, layout, expected):
+    assert composed_size(*size, layout) == expected
+    image = compose_panes(*panes(5, size), layout=layout)
+    assert image.shape == (expected[1], expected[0], 3) and image.dtype == np.uint8
+
+
+def test_panes_are_placed_in_order():
+    rng = np.random.default_rng(0)
+    original = rng.integers(0, 256, (48, 64, 3), np.uint8)
+    dark = rng.integers(0, 256, (48, 64), np.uint8)
+    desmoked = rng.integers(0, 256, (48, 64, 3), np.uint8)
+    three = compose_panes(original, dark, desmoked)
+    assert np.array_equal(three[:, :64], original)
+    assert np.array_equal(three[:, 64:128], np.repeat(dark[:, :, None], 3, axis=2))
+    assert np.array_equal(three[:, 128:], desmoked)
+    two = compose_panes(original, dark, desmoked, layout="2up")
+    assert np.array_equal(two[:, 64:], desmoked)
+    tall = compose_panes(original, dark, desmoked, layout="vertical")
+    assert np.array_equal(tall[96:], desmoked)
+    odd = compose_panes(original[:47, :63], dark[:47, :63], desmoked[:47, :63])
+    assert not odd[47:].any() and not odd[:, 189:].any()  # black padding
+
+
+def test_labels_draw_on_a_dark_box_without_touching_inputs():
+    original = np.full((120, 160, 3), 200, np.uint8)
+    dark = np.full((120, 160), 200, np.uint8)
+    plain = compose_panes(original, dark, original)
+    labelled = compose_panes(original, dark, original, labels=True)
+    assert (original == 200).all() and (dark == 200).all()
+    for x in (0, 160, 320):  # each pane's top-left corner: darkened box with light text
+        corner = labelled[:14, x : x + 30]
+        assert (corner < 100).mean() > 0.5
+        assert (corner[(corner > 60).all(axis=2)] > 120).any()
+    assert np.array_equal(labelled[60:], plain[60:])  # the rest of the panes is untouched
+
+
+def test_bad_layout_and_mismatched_panes():
+    original, dark, desmoked = panes(1)
+    with pytest.raises(ValueError, match="layout"):
+        compose_panes(original, dark, desmoked, layout="4up")
+    with pytest.raises(ValueError, match="dark_channel"):
+        compose_panes(original, dark[:10], desmoked)
+    assert LAYOUTS == ("3up", "2up", "vertical")
+
+
+# --- writer ---------------------------------------------------------------------------
+
+
+def write_clip(path, n=10, size=(64, 48), **options) -> SideBySideWriter:
+    with SideBySideWriter(path, fps=25, frame_size=size, **options) as writer:
+        for i in range(n):
+            writer.write(*panes(i, size))
+    return writer
+
+
+def test_writes_h264_yuv420p_faststart_mp4(tmp_path):
+    out = tmp_path / "out.mp4"
+    writer = write_clip(out, n=10)
+    assert writer.frames_written == 10
+    assert writer.encoder_name in writer_module.AUTO_ENCODERS
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # no temp left
+    data = out.read_bytes()
+    assert 0 < data.find(b"moov") < data.find(b"mdat")  # +faststart: index first
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert stream.codec_context.pix_fmt == "yuv420p"
+        assert (stream.width, stream.height) == (192, 48)
+        assert stream.average_rate == 25 and stream.frames == 10
+        assert not container.streams.audio
+    with FileSource(out) as source:
+        frames = list(source.frames())
+    assert [read_index(f.rgb[:, :64]) for f in frames] == list(range(10))
+    assert [read_index(255 - f.rgb[:, 128:]) for f in frames] == list(range(10))
+    first_original = index_frame(0, (64, 48)).astype(int)
+    assert np.abs(frames[0].rgb[:, :64].astype(int) - first_original).mean() < 3  # colours kept
+
+
+@pytest.mark.parametrize("layout", ["2up", "vertical"])
+def test_layouts_and_odd_pane_size(tmp_path, layout):
+    out = tmp_path / "odd.mp4"
+    write_clip(out, n=4, size=(33, 65), layout=layout, labels=True)
+    with FileSource(out) as source:
+        assert (source.width, source.height) == composed_size(33, 65, layout)
+        assert source.frame_count == 4
+
+
+def test_fractional_frame_rate_is_kept_exact(tmp_path):
+    out = tmp_path / "ntsc.mp4"
+    with SideBySideWriter(out, fps=30000 / 1001, frame_size=(64, 48)) as writer:
+        for i in range(3):
+            writer.write(*panes(i))
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].average_rate == Fraction(30000, 1001)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".ts"])  # MPEG-TS: ADTS AAC, start time > 0
+def test_source_audio_range_is_copied(tmp_path, suffix):
+    source = make_index_clip(tmp_path / f"with_audio{suffix}", n_frames=50, audio=True)
+    out = tmp_path / "out.mp4"
+    with FileSource(source) as video:
+        with SideBySideWriter(
+            out,
+            fps=video.fps,
+            frame_size=(video.width, video.height),
+            audio_source=source,
+            audio_start=0.4,
+            audio_end=1.6,
+        ) as writer:
+            for frame in video.frames(0.4, 1.6):
+                writer.write(frame.rgb, dark_channel(frame.rgb), frame.rgb)
+    with av.open(str(out)) as container, av.open(str(source)) as original:
+        audio = container.streams.audio[0]
+        assert audio.codec_context.name == "aac"
+        assert audio.codec_context.sample_rate == original.streams.audio[0].sample_rate
+        assert float(audio.duration * audio.time_base) == pytest.approx(1.2, abs=0.05)
+        assert container.streams.video[0].frames == 30
+        copied = [bytes(p) for p in container.demux(audio) if p.size]
+        source_packets = {bytes(p) for p in original.demux(original.streams.audio[0]) if p.size}
+    assert 1.2 * 48000 / 1024 <= len(copied) <= 1.25 * 48000 / 1024 + 1
+    if suffix == ".mp4":  # copied, not re-encoded: byte-identical packets
+        assert set(copied) <= source_packets
+    with av.open(str(out)) as container:  # and the audio decodes
+        samples = sum(f.samples for f in container.decode(audio=0))
+    assert samples == pytest.approx(1.2 * 48000, abs=0.05 * 48000)
+
+
+def test_audio_source_without_audio_gives_video_only(tmp_path):
+    source = make_index_clip(tmp_path / "silent.mp4", n_frames=5)
+    out = tmp_path / "out.mp4"
+    write_clip(out, n=3, audio_source=source)
+    with av.open(str(out)) as container:
+        assert not container.streams.audio
+
+
+def assert_nothing_left(folder, keep=()):
+    assert sorted(p.name for p in folder.iterdir()) == sorted(keep)
+
+
+def test_unwritable_output_paths(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "folder.mp4").mkdir()
+    for bad in ["missing/out.mp4", "file.txt/out.mp4", "folder.mp4"]:
+        with pytest.raises(VideoWriteError) as error:
+            SideBySideWriter(tmp_path / bad, fps=25, frame_size=(64, 48))
+        assert "\n" not in str(error.value) and bad.split("/")[0] in str(error.value)
+    assert_nothing_left(tmp_path, ["file.txt", "folder.mp4"])
+
+
+def test_interrupted_export_leaves_nothing(tmp_path):
+    out = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        with SideBySideWriter(out, fps=25, frame_size=(64, 48)) as writer:
+            for i in range(5):
+                writer.write(*panes(i))
+            raise KeyboardInterrupt
+    assert_nothing_left(tmp_path)
+
+
+def test_encoder_failure_mid_way_leaves_nothing(tmp_path):
+    """A failing encode/mux (e.g. disk full) removes the partial file: one-line error."""
+
+    class FullDisk:
+        def encode(self, frame):
+            raise OSError(28, "No space left on device")
+
+    out = tmp_path / "out.mp4"
+    writer = SideBySideWriter(out, fps=25, frame_size=(64, 48))
+    writer.write(*panes(0))
+    writer._stream = FullDisk()
+    with pytest.raises(VideoWriteError, match="No space left"):
+        writer.write(*panes(1))
+    assert_nothing_left(tmp_path)
+
+
+def test_closing_without_frames_saves_nothing(tmp_path):
+    with pytest.raises(VideoWriteError, match="no frames"):
+        with SideBySideWriter(tmp_path / "out.mp4", fps=25, frame_size=(64, 48)):
+            pass
+    assert_nothing_left(tmp_path)
+
+
+def test_wrong_frame_size_is_refused(tmp_path):
+    with SideBySideWriter(tmp_path / "out.mp4", fps=25, frame_size=(64, 48)) as writer:
+        writer.write(*panes(0))
+        with pytest.raises(ValueError, match="32x48"):
+            writer.write(*panes(0, (32, 48)))
+
+
+def test_auto_encoder_falls_back_in_order(monkeypatch):
+    rate = Fraction(25)
+    nvenc = writer_module._encoder_opens("h264_nvenc", (192, 48), rate, 20)
+    expected = "h264_nvenc" if nvenc else "libx264"
+    assert writer_module.pick_encoder("auto", (192, 48), rate, 20) == expected
+    # NVENC's H.264 width limit: a 3-up 1080p export goes to libx264.
+    assert writer_module.pick_encoder("auto", (5760, 1080), rate, 20) == "libx264"
+    monkeypatch.setattr(writer_module, "AUTO_ENCODERS", ("no_such_encoder", "libx264"))
+    assert writer_module.pick_encoder("auto", (192, 48), rate, 20) == "libx264"
+
+
+def test_unknown_encoder_is_a_write_error(tmp_path):
+    with pytest.raises(VideoWriteError, match="no_such_encoder"):
+        SideBySideWriter(tmp_path / "o.mp4", fps=25, frame_size=(64, 48), encoder="no_such_encoder")
+    assert_nothing_left(tmp_path)

@@ -1,0 +1,482 @@
+"""Evaluation: a model against the identity baseline and the classical `dcp`, same frames.
+
+1. Synthetic test pairs: clear frames with smoke from SmokeSynthesizer at a fixed seed
+   (one generator per frame, so a pair never depends on which other frames are in the set).
+   Full-reference PSNR / SSIM / CIEDE2000 of each method's output against the clear frame.
+2. Real smoke (no ground truth): mean dark channel, RMS contrast and colourfulness before
+   and after, per source.
+3. Clear frames with instruments: how much each method changes a frame that has no smoke,
+   and how it changes bright grey regions (instruments, speculars) there: a model that has
+   learned "bright and grey = smoke" darkens them.
+4. A contact sheet: one row per real-smoke source (and clear image): input | dark channel |
+   outputs.
+Results: a Markdown report and a JSON file (written atomically).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from engine.dark_channel import dark_channel
+from training import metrics
+from training.smoke import SmokeConfig, SmokeSynthesizer, bright_grey_mask
+
+#: Seed of the synthetic test pairs (the training code draws from other seeds).
+EVAL_SEED = 20_240_605
+#: Per-frame PSNR of identical images is infinite; averages cap it here (a faint-haze pair's
+#: identity baseline can be lossless after uint8 rounding).
+PSNR_CAP_DB = 100.0
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+IDENTITY = "identity"
+
+#: A method maps a smoky uint8 HxWx3 RGB frame to its restored uint8 HxWx3 frame.
+Method = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class TestPair:
+    """A synthetic test pair: the smoky input, its clear ground truth, where it came from."""
+
+    smoky: np.ndarray  # uint8 HxWx3
+    clear: np.ndarray  # uint8 HxWx3
+    alpha: np.ndarray  # float32 HxW, the smoke's true opacity
+    source: str
+
+
+@dataclass
+class Report:
+    """Everything `desmoke evaluate` measured; `to_json` / `to_markdown` render it."""
+
+    methods: list[str]
+    synthetic: dict[str, dict[str, float]] = field(default_factory=dict)
+    synthetic_info: dict[str, Any] = field(default_factory=dict)
+    real: list[dict[str, Any]] = field(default_factory=list)
+    clear: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True, default=_json_default)
+
+    def to_markdown(self) -> str:
+        return "\n".join(_markdown(self)) + "\n"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# ----------------------------------------------------------------------------- frames
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as uint8 RGB HxWx3; a clear error when it cannot be read."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{path}: not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_video_frames(path: Path, count: int | None = None) -> list[np.ndarray]:
+    """`count` frames evenly spaced over a video (all frames when None), uint8 RGB."""
+    from engine.video import FileSource, VideoError
+
+    try:
+        with FileSource(path) as source:
+            frames = [frame.rgb for frame in source.frames()]
+    except VideoError as exc:
+        raise ValueError(str(exc)) from None
+    if not frames:
+        raise ValueError(f"{path}: no decodable video frames")
+    if count is None or count >= len(frames):
+        return frames
+    picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
+    return [frames[i] for i in picks]
+
+
+def frames_from_sources(
+    sources: Sequence[Path], count: int, max_side: int | None = None
+) -> list[tuple[str, np.ndarray]]:
+    """About `count` frames spread over video and image files: (label, uint8 RGB frame)."""
+    if not sources:
+        raise ValueError("no test sources given")
+    if count < 1:
+        raise ValueError(f"frame count must be positive, got {count}")
+    videos = [Path(p) for p in sources if Path(p).suffix.lower() in VIDEO_SUFFIXES]
+    images = [Path(p) for p in sources if Path(p).suffix.lower() in IMAGE_SUFFIXES]
+    unknown = [str(p) for p in sources if Path(p) not in videos + images]
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not a video or image file type this reads")
+    for path in videos + images:
+        if not path.is_file():
+            raise ValueError(f"{path}: no such file")
+    frames = [(f"{p.name}", read_image(p)) for p in images]
+    per_video = max(1, math.ceil((count - len(frames)) / max(1, len(videos))))
+    for path in videos:
+        picked = read_video_frames(path, per_video)
+        frames += [(f"{path.name}#{i}", frame) for i, frame in enumerate(picked)]
+    return [(label, limit_size(frame, max_side)) for label, frame in frames[:count]]
+
+
+def test_split_frames(
+    data: Any, count: int | None = None, store_short_side: int = 0
+) -> list[tuple[str, np.ndarray]]:
+    """The held-out test split of a training data config (training.data.load_frames).
+
+    data: a training.config.DataConfig; store_short_side 0 keeps the (scope-cropped) native
+    resolution, so the pipeline is scored as a surgeon would see it. count: evenly spaced
+    test frames (None: all of them).
+    """
+    from training.data import load_frames
+
+    frames = load_frames(data, store_short_side).splits["test"]
+    if not frames:
+        sources = ", ".join(map(str, data.sources))
+        raise ValueError(f"the test split of {sources} is empty (sources too short to hold out)")
+    if count is not None and count < len(frames):
+        frames = [frames[i] for i in np.linspace(0, len(frames) - 1, count).round().astype(int)]
+    return [(f"{Path(f.source).name}#{f.index}", f.image) for f in frames]
+
+
+def limit_size(frame: np.ndarray, max_side: int | None) -> np.ndarray:
+    """Downscale (area) so the longer side is at most max_side; None keeps the frame."""
+    if max_side is None or max(frame.shape[:2]) <= max_side:
+        return frame
+    scale = max_side / max(frame.shape[:2])
+    size = (max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
+def synthetic_pairs(
+    frames: Iterable[tuple[str, np.ndarray]],
+    seed: int = EVAL_SEED,
+    config: SmokeConfig | None = None,
+) -> list[TestPair]:
+    """Smoky/clear uint8 pairs; pair i uses its own generator (seed, i): reproducible."""
+    synth = SmokeSynthesizer(config or SmokeConfig(), seed)
+    pairs = []
+    for index, (label, frame) in enumerate(frames):
+        sample = synth.sample(frame, np.random.default_rng((seed, index)))
+        pairs.append(
+            TestPair(
+                smoky=_to_uint8(sample.smoky),
+                clear=_to_uint8(sample.clear),
+                alpha=sample.alpha,
+                source=label,
+            )
+        )
+    if not pairs:
+        raise ValueError("no frames to make test pairs from")
+    return pairs
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- methods
+
+
+def make_methods(
+    model: str = "fast",
+    *,
+    weights: str | Path | None = None,
+    backend: str = "auto",
+    working_short_side: int | None = None,
+    patch_size: int | None = None,
+    strength: float = 1.0,
+) -> tuple[dict[str, Method], list[str]]:
+    """{label: method} for identity, dcp and the model (its label names the model), notes.
+
+    The model falls back to `dcp` when no weights exist for it (Desmoker's notice is
+    returned among the notes); then only identity and dcp are evaluated.
+    """
+    from engine.pipeline import Desmoker
+
+    notes: list[str] = []
+    options = {"working_short_side": working_short_side, "patch_size": patch_size}
+    dcp = Desmoker("dcp", **options, strength=strength)
+    methods: dict[str, Method] = {IDENTITY: lambda frame: frame, "dcp": _runner(dcp)}
+    desmoker = Desmoker(model, backend, weights=weights, **options, strength=strength)
+    if desmoker.notice:
+        notes.append(desmoker.notice)
+    notes.append(f"model: {desmoker.describe()}")
+    if desmoker.model_name != "dcp":
+        label = desmoker.model_name
+        if desmoker.weights_path is not None:
+            label = f"{label} ({desmoker.weights_path.name})"
+        methods[label] = _runner(desmoker)
+    return methods, notes
+
+
+def _runner(desmoker: Any) -> Method:
+    return lambda frame: desmoker.process(frame).desmoked
+
+
+def _timed(method: Method, frame: np.ndarray) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    out = method(frame)
+    return out, (time.perf_counter() - start) * 1000.0
+
+
+# ----------------------------------------------------------------------------- measures
+
+
+def evaluate_pairs(pairs: Sequence[TestPair], methods: dict[str, Method]) -> dict[str, dict]:
+    """Mean PSNR (capped at PSNR_CAP_DB per frame), SSIM, CIEDE2000 and ms/frame per method."""
+    results = {}
+    for name, method in methods.items():
+        rows = []
+        for pair in pairs:
+            out, ms = _timed(method, pair.smoky)
+            scores = metrics.full_reference(pair.clear, out)
+            scores["psnr"] = min(scores["psnr"], PSNR_CAP_DB)
+            rows.append({**scores, "ms": ms})
+        results[name] = {
+            key: float(np.mean([row[key] for row in rows]))
+            for key in ("psnr", "ssim", "ciede2000", "ms")
+        }
+        results[name]["frames"] = len(rows)
+        results[name]["psnr_per_frame"] = [round(row["psnr"], 3) for row in rows]
+    return results
+
+
+def _mean_figures(frames: Sequence[np.ndarray]) -> dict[str, float]:
+    figures = [metrics.no_reference(frame) for frame in frames]
+    return {key: float(np.mean([f[key] for f in figures])) for key in figures[0]}
+
+
+def evaluate_real(
+    sources: Sequence[Path], methods: dict[str, Method], frames_per_clip: int = 10
+) -> tuple[list[dict[str, Any]], list[tuple[str, np.ndarray, dict[str, np.ndarray]]]]:
+    """No-reference figures per real-smoke source and method ("identity" = the input).
+
+    Returns the table rows and, per source, its middle frame with each method's output
+    (for the contact sheet).
+    """
+    rows, examples = [], []
+    for path in sources:
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            frames = [read_image(path)]
+        else:
+            frames = read_video_frames(path, frames_per_clip)
+        middle = frames[len(frames) // 2]
+        outputs = {}
+        for name, method in methods.items():
+            restored = [method(frame) for frame in frames]
+            rows.append(
+                {
+                    "source": path.name,
+                    "method": name,
+                    "frames": len(frames),
+                    **_mean_figures(restored),
+                }
+            )
+            outputs[name] = restored[len(frames) // 2]
+        examples.append((path.name, middle, outputs))
+    return rows, examples
+
+
+def evaluate_clear(
+    images: Sequence[tuple[str, np.ndarray]], methods: dict[str, Method]
+) -> list[dict[str, Any]]:
+    """On frames without smoke: mean |change| and the change of bright grey regions.
+
+    bright_grey_change: the grey level change (0-1 scale) averaged over the bright grey
+    mask; clearly negative means the method darkens instruments and speculars.
+    """
+    rows = []
+    for label, frame in images:
+        mask = bright_grey_mask(frame.astype(np.float32) / 255.0)
+        grey_in = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+        for name, method in methods.items():
+            out = method(frame)
+            grey_out = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+            change = np.abs(out.astype(np.float32) - frame.astype(np.float32)).mean() / 255.0
+            bright = float(((grey_out - grey_in) * mask).sum() / max(mask.sum(), 1e-6))
+            rows.append(
+                {
+                    "image": label,
+                    "method": name,
+                    "mean_abs_change": float(change),
+                    "bright_grey_change": bright,
+                    "bright_grey_fraction": float(mask.mean()),
+                }
+            )
+    return rows
+
+
+# ----------------------------------------------------------------------------- contact sheet
+
+
+def contact_sheet(
+    examples: Sequence[tuple[str, np.ndarray, dict[str, np.ndarray]]],
+    methods: Sequence[str],
+    row_height: int = 192,
+) -> np.ndarray:
+    """Rows of input | dark channel | each method's output (identity skipped), labelled."""
+    from engine.video.layout import draw_label
+
+    outputs = [m for m in methods if m != IDENTITY]
+    rows = []
+    for name, frame, restored in examples:
+        width = max(1, round(frame.shape[1] * row_height / frame.shape[0]))
+        dark = dark_channel(frame)
+        tiles = [("input: " + name, frame), ("dark channel", np.dstack([dark] * 3))]
+        tiles += [(m, restored[m]) for m in outputs]
+        row = []
+        for label, image in tiles:
+            tile = cv2.resize(image, (width, row_height), interpolation=cv2.INTER_AREA)
+            draw_label(tile, label)
+            row.append(tile)
+        rows.append(np.hstack(row))
+    if not rows:
+        raise ValueError("no examples for the contact sheet")
+    widest = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, widest - r.shape[1]), (0, 0))) for r in rows]
+    return np.vstack(rows)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _fmt(value: float, digits: int) -> str:
+    return "inf" if math.isinf(value) else f"{value:.{digits}f}"
+
+
+def _markdown(report: Report) -> list[str]:
+    lines = ["# Evaluation", ""]
+    lines += [f"- {note}" for note in report.notes] + [""]
+    if report.synthetic:
+        info = report.synthetic_info
+        lines += [
+            f"## Synthetic test pairs ({info.get('frames')} frames, seed {info.get('seed')})",
+            "",
+            f"Sources: {', '.join(info.get('sources', []))}. Frame size: {info.get('size')}. "
+            f"PSNR per frame capped at {PSNR_CAP_DB:.0f} dB before averaging.",
+            "",
+            "| method | PSNR dB | SSIM | CIEDE2000 | ms/frame |",
+            "|---|---|---|---|---|",
+        ]
+        for name, r in report.synthetic.items():
+            label = "identity (smoky input)" if name == IDENTITY else name
+            lines.append(
+                f"| {label} | {_fmt(r['psnr'], 2)} | {_fmt(r['ssim'], 4)} | "
+                f"{_fmt(r['ciede2000'], 2)} | {r['ms']:.1f} |"
+            )
+        lines.append("")
+    if report.real:
+        lines += [
+            "## Real smoke, no reference (mean over frames; identity = the input)",
+            "",
+            "Lower dark channel = less smoke; higher RMS contrast and colourfulness = "
+            "less washed out.",
+            "",
+            "| source | method | frames | dark channel | RMS contrast | colourfulness |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['source']} | {r['method']} | {r['frames']} | {r['dark_channel']:.4f} | "
+            f"{r['rms_contrast']:.4f} | {r['colourfulness']:.1f} |"
+            for r in report.real
+        ]
+        lines.append("")
+    if report.clear:
+        lines += [
+            "## Clear frames (no smoke: should stay unchanged)",
+            "",
+            "bright grey change: mean grey-level change over bright low-saturation regions "
+            "(instruments, speculars); clearly negative = it darkens them.",
+            "",
+            "| image | method | mean abs change | bright grey change | bright grey area |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['image']} | {r['method']} | {r['mean_abs_change']:.4f} | "
+            f"{r['bright_grey_change']:+.4f} | {r['bright_grey_fraction']:.3f} |"
+            for r in report.clear
+            if r["method"] != IDENTITY
+        ]
+        lines.append("")
+    return lines
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside path, then rename: never a partial file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_outputs(
+    report: Report, out_dir: Path, sheet: np.ndarray | None = None
+) -> dict[str, Path]:
+    """evaluation.md, evaluation.json (and contact_sheet.png) in out_dir; returns the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"markdown": out_dir / "evaluation.md", "json": out_dir / "evaluation.json"}
+    _write_atomic(paths["json"], report.to_json().encode())
+    _write_atomic(paths["markdown"], report.to_markdown().encode())
+    if sheet is not None:
+        ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise ValueError("could not encode the contact sheet as PNG")
+        paths["contact_sheet"] = out_dir / "contact_sheet.png"
+        _write_atomic(paths["contact_sheet"], png.tobytes())
+    return paths
+
+
+def evaluate(
+    methods: dict[str, Method],
+    test_frames: Sequence[tuple[str, np.ndarray]],
+    *,
+    seed: int = EVAL_SEED,
+    real_sources: Sequence[Path] = (),
+    clear_images: Sequence[tuple[str, np.ndarray]] = (),
+    frames_per_clip: int = 10,
+    notes: Sequence[str] = (),
+    config: SmokeConfig | None = None,
+) -> tuple[Report, np.ndarray | None]:
+    """Run the whole evaluation; returns the report and the contact sheet (None if no rows)."""
+    config = config or SmokeConfig()
+    report = Report(methods=list(methods), notes=list(notes))
+    pairs = synthetic_pairs(test_frames, seed, config)
+    sizes = sorted({f"{p.clear.shape[1]}x{p.clear.shape[0]}" for p in pairs})
+    report.synthetic_info = {
+        "frames": len(pairs),
+        "seed": seed,
+        "sources": sorted({p.source.split("#")[0] for p in pairs}),
+        "size": ", ".join(sizes),
+        "mean_alpha": float(np.mean([p.alpha.mean() for p in pairs])),
+        "smoke_config": asdict(config),
+    }
+    report.synthetic = evaluate_pairs(pairs, methods)
+    examples = []
+    if real_sources:
+        report.real, examples = evaluate_real(real_sources, methods, frames_per_clip)
+    if clear_images:
+        report.clear = evaluate_clear(clear_images, methods)
+        examples += [
+            (f"{label} (clear)", frame, {m: methods[m](frame) for m in methods})
+            for label, frame in clear_images
+        ]
+    sheet = contact_sheet(examples, list(methods)) if examples else None
+    return report, sheet
