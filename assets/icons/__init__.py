@@ -1,0 +1,1 @@
+"""Icons of the desktop app (a package so that setuptools ships the SVG files)."""

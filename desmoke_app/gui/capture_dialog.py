@@ -1,0 +1,57 @@
+"""Choose a capture device (from those found) and its size and frame rate."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QWidget,
+)
+
+from desmoke_app.gui.workers import SourceSpec
+
+TEST_PATTERN = ("Test pattern (FFmpeg testsrc)", "testsrc=size=1280x720:rate=30", "lavfi")
+SIZES = (None, (640, 480), (1280, 720), (1920, 1080), (3840, 2160))
+RATES = (None, 25.0, 30.0, 50.0, 60.0)
+
+
+class CaptureDialog(QDialog):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Open capture device")
+        from engine.video import list_capture_devices
+
+        form = QFormLayout(self)
+        self.device = QComboBox()
+        devices = list_capture_devices()
+        for device in devices:
+            self.device.addItem(device.description, (device.path, device.format))
+        self.device.addItem(TEST_PATTERN[0], TEST_PATTERN[1:])
+        self.device.setToolTip("Capture cards and cameras found on this machine")
+        form.addRow("Device", self.device)
+        if not devices:
+            form.addRow("", QLabel("No capture device found; the test pattern stands in."))
+        self.size = QComboBox()
+        for size in SIZES:  # item data as text: a tuple comes back from Qt as a list
+            text = None if size is None else f"{size[0]}x{size[1]}"
+            self.size.addItem(text or "device default", text)
+        self.fps = QComboBox()
+        for rate in RATES:
+            self.fps.addItem("device default" if rate is None else f"{rate:g} fps", rate)
+        form.addRow("Size", self.size)
+        form.addRow("Frame rate", self.fps)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def spec(self) -> SourceSpec:
+        path, fmt = self.device.currentData()
+        size_text = self.size.currentData()
+        size = tuple(int(v) for v in size_text.split("x")) if size_text else None
+        return SourceSpec("capture", path, format=fmt, size=size, fps=self.fps.currentData())

@@ -1,0 +1,262 @@
+"""Processing controls (model, backend, working resolution, patch, strength) and the
+playback bar (play/pause, step, seek slider with time and frame, speed, loop)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QSpinBox,
+    QStyle,
+    QToolButton,
+    QWidget,
+)
+
+from engine.backends import BACKENDS, backend_status
+from engine.models import MODEL_NAMES
+
+MODEL_TIPS = {
+    "fast": "Smoke-layer network at a low working resolution, restored at full resolution",
+    "paper": "pix2pix U-Net-256 with the dark channel as 4th input (Salazar-Colores 2020)",
+    "dcp": "Classical dark-channel prior (He et al.); needs no weights",
+}
+WEIGHTS_ITEM = "Weights file…"
+SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
+#: Settings changes are applied after this pause, so dragging a spin box rebuilds once.
+APPLY_DELAY_MS = 250
+
+
+def format_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = max(0.0, seconds)
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes):02d}:{rest:05.2f}"
+
+
+class ControlPanel(QWidget):
+    """Processing settings; emits settings_changed(dict) shortly after the user edits."""
+
+    settings_changed = Signal(dict)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        form = QFormLayout(self)
+        self.model = QComboBox()
+        for name in MODEL_NAMES:
+            self.model.addItem(name, name)
+            self.model.setItemData(
+                self.model.count() - 1, MODEL_TIPS[name], Qt.ItemDataRole.ToolTipRole
+            )
+        self.model.addItem(WEIGHTS_ITEM, None)
+        self.model.setToolTip("Desmoking method: fast, paper, dcp, or a .safetensors weights file")
+        self.backend = QComboBox()
+        self.backend.setToolTip("Inference backend; auto picks the fastest that runs here")
+        self._fill_backends()
+        self.working = QSpinBox()
+        self.working.setRange(64, 2160)
+        self.working.setSingleStep(16)
+        self.working.setSuffix(" px")
+        self.working.setToolTip("Working resolution (short side) the smoke is estimated at")
+        self.patch = QSpinBox()
+        self.patch.setRange(3, 61)
+        self.patch.setSingleStep(2)
+        self.patch.setToolTip(
+            "Dark-channel patch size at a 256 px short side (odd; 15 in He et al.)"
+        )
+        self.strength = QSlider(Qt.Orientation.Horizontal)
+        self.strength.setRange(0, 100)
+        self.strength.setToolTip("0%: frame untouched; 100%: the estimated smoke fully removed")
+        self.strength_label = QLabel()
+        strength_row = QHBoxLayout()
+        strength_row.addWidget(self.strength)
+        strength_row.addWidget(self.strength_label)
+        form.addRow("Model", self.model)
+        form.addRow("Backend", self.backend)
+        form.addRow("Working size", self.working)
+        form.addRow("Patch", self.patch)
+        form.addRow("Strength", strength_row)
+
+        self._previous_model = 0
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(APPLY_DELAY_MS)
+        self._timer.timeout.connect(self._emit)
+        self.model.activated.connect(self._model_activated)
+        self.backend.activated.connect(lambda _i: self._emit())
+        self.working.valueChanged.connect(lambda _v: self._timer.start())
+        self.patch.valueChanged.connect(self._patch_changed)
+        self.strength.valueChanged.connect(self._strength_changed)
+
+    def _fill_backends(self) -> None:
+        self.backend.addItem("auto", "auto")
+        for name in BACKENDS:
+            available, reason = backend_status(name)
+            self.backend.addItem(name, name)
+            index = self.backend.count() - 1
+            if not available:
+                self.backend.model().item(index).setEnabled(False)
+                self.backend.setItemData(index, reason, Qt.ItemDataRole.ToolTipRole)
+
+    # -- reading and writing ------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        return {
+            "model": self.model.currentData() or "dcp",
+            "backend": self.backend.currentData() or "auto",
+            "working_short_side": self.working.value(),
+            "patch_size": self.patch.value() | 1,
+            "strength": self.strength.value() / 100,
+        }
+
+    def set_settings(self, settings: dict[str, Any]) -> None:
+        """Show `settings` without emitting settings_changed."""
+        widgets = (self.model, self.backend, self.working, self.patch, self.strength)
+        for widget in widgets:
+            widget.blockSignals(True)
+        try:
+            self._select_model(str(settings.get("model", "fast")))
+            index = self.backend.findData(settings.get("backend", "auto"))
+            self.backend.setCurrentIndex(max(0, index))
+            self.working.setValue(int(settings.get("working_short_side") or 256))
+            self.patch.setValue(int(settings.get("patch_size") or 15) | 1)
+            self.strength.setValue(round(float(settings.get("strength", 1.0)) * 100))
+            self._strength_label()
+        finally:
+            for widget in widgets:
+                widget.blockSignals(False)
+        self._previous_model = self.model.currentIndex()
+
+    def _select_model(self, model: str) -> None:
+        index = self.model.findData(model)
+        if index < 0:  # a weights file: listed above the "Weights file…" item
+            index = self.model.count() - 1
+            self.model.insertItem(index, Path(model).name, model)
+            self.model.setItemData(index, model, Qt.ItemDataRole.ToolTipRole)
+        self.model.setCurrentIndex(index)
+
+    # -- edits --------------------------------------------------------------------------
+    def _model_activated(self, index: int) -> None:
+        if self.model.itemData(index) is None:  # "Weights file…"
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Open weights", "", "Weights (*.safetensors);;All files (*)"
+            )
+            if not path:
+                self.model.setCurrentIndex(self._previous_model)
+                return
+            self.model.blockSignals(True)
+            self._select_model(path)
+            self.model.blockSignals(False)
+        self._previous_model = self.model.currentIndex()
+        self._emit()
+
+    def _patch_changed(self, value: int) -> None:
+        if value % 2 == 0:  # typed even: the dark channel's patch is centred, so odd
+            self.patch.setValue(value + 1)
+            return
+        self._timer.start()
+
+    def _strength_changed(self, _value: int) -> None:
+        self._strength_label()
+        self._timer.start()
+
+    def _strength_label(self) -> None:
+        self.strength_label.setText(f"{self.strength.value()}%")
+
+    def _emit(self) -> None:
+        self._timer.stop()
+        self.settings_changed.emit(self.settings())
+
+
+class TransportBar(QWidget):
+    """Play/pause, step, seek slider with time and frame number, speed, loop."""
+
+    play_toggled = Signal()
+    step_requested = Signal(int)
+    seek_requested = Signal(int)
+    speed_changed = Signal(float)
+    loop_changed = Signal(bool)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        style = self.style()
+        self._play_icon = style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay)
+        self._pause_icon = style.standardIcon(QStyle.StandardPixmap.SP_MediaPause)
+        self.back = self._button(
+            QStyle.StandardPixmap.SP_MediaSeekBackward, "Previous frame (Left)"
+        )
+        self.play = self._button(QStyle.StandardPixmap.SP_MediaPlay, "Play / pause (Space)")
+        self.forward = self._button(QStyle.StandardPixmap.SP_MediaSeekForward, "Next frame (Right)")
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setToolTip("Seek (Home / End: first / last frame)")
+        self.time_label = QLabel("--:-- / --:--")
+        self.time_label.setToolTip("Time / duration, frame number / frame count")
+        self.speed = QComboBox()
+        for speed in SPEEDS:
+            self.speed.addItem(f"{speed:g}x", speed)
+        self.speed.setCurrentIndex(SPEEDS.index(1.0))
+        self.speed.setToolTip("Playback speed (files)")
+        self.loop = QCheckBox("Loop")
+        self.loop.setToolTip("Start again at the end of the file")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(4, 2, 4, 2)
+        for widget in (self.back, self.play, self.forward):
+            row.addWidget(widget)
+        row.addWidget(self.slider, 1)
+        for widget in (self.time_label, self.speed, self.loop):
+            row.addWidget(widget)
+        self._frame_count = 0
+        self._fps = 25.0
+        self._duration: float | None = None
+        self.play.clicked.connect(self.play_toggled)
+        self.back.clicked.connect(lambda: self.step_requested.emit(-1))
+        self.forward.clicked.connect(lambda: self.step_requested.emit(1))
+        self.slider.valueChanged.connect(self._slider_moved)
+        self.speed.currentIndexChanged.connect(
+            lambda _i: self.speed_changed.emit(float(self.speed.currentData()))
+        )
+        self.loop.toggled.connect(self.loop_changed)
+
+    def _button(self, icon: QStyle.StandardPixmap, tip: str) -> QToolButton:
+        button = QToolButton()
+        button.setIcon(self.style().standardIcon(icon))
+        button.setToolTip(tip)
+        button.setAutoRaise(True)
+        return button
+
+    def set_source(
+        self, frame_count: int | None, fps: float, duration: float | None, seekable: bool
+    ) -> None:
+        self._frame_count = frame_count or 0
+        self._fps = fps or 25.0
+        self._duration = duration
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(0, self._frame_count - 1))
+        self.slider.setValue(0)
+        self.slider.blockSignals(False)
+        for widget in (self.slider, self.back, self.speed, self.loop):
+            widget.setEnabled(seekable)
+        self.set_position(0, 0.0)
+
+    def set_position(self, index: int, time: float) -> None:
+        self.slider.blockSignals(True)
+        self.slider.setValue(index)
+        self.slider.blockSignals(False)
+        frames = f"{self._frame_count}" if self._frame_count else "live"
+        self.time_label.setText(
+            f"{format_time(time)} / {format_time(self._duration)}  ·  frame {index} / {frames}"
+        )
+
+    def set_playing(self, playing: bool) -> None:
+        self.play.setIcon(self._pause_icon if playing else self._play_icon)
+
+    def _slider_moved(self, value: int) -> None:
+        self.seek_requested.emit(value)

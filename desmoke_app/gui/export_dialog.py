@@ -1,0 +1,179 @@
+"""Export dialog (output, range, layout, labels) and the progress bar with cancel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QToolButton,
+    QWidget,
+)
+
+from desmoke_app.gui.export_worker import ExportRequest
+from engine.video import LAYOUTS
+
+LAYOUT_NAMES = {
+    "3up": "Original | dark channel | desmoked",
+    "2up": "Original | desmoked",
+    "vertical": "Three panes stacked",
+}
+
+
+def default_output(source: str) -> str:
+    path = Path(source)
+    return str(path.with_name(f"{path.stem}_desmoked.mp4"))
+
+
+class ExportDialog(QDialog):
+    """Asks what to export; `request()` builds the ExportRequest once accepted."""
+
+    def __init__(
+        self,
+        source: str,
+        duration: float,
+        selection: tuple[float, float] | None = None,
+        layout: str = "3up",
+        labels: bool = True,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export side-by-side video")
+        self.source = source
+        form = QFormLayout(self)
+        form.addRow("Source", QLabel(Path(source).name))
+        self.output = QLineEdit(default_output(source))
+        self.output.setToolTip("H.264 MP4; written to a temporary file, renamed when complete")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        out_row = QHBoxLayout()
+        out_row.addWidget(self.output, 1)
+        out_row.addWidget(browse)
+        form.addRow("Output", out_row)
+
+        self.whole = QRadioButton("Whole file")
+        self.range = QRadioButton("Range")
+        self.start = QDoubleSpinBox()
+        self.end = QDoubleSpinBox()
+        for box in (self.start, self.end):
+            box.setRange(0.0, max(duration, 0.0))
+            box.setDecimals(2)
+            box.setSuffix(" s")
+            box.setSingleStep(0.5)
+        self.start.setValue(selection[0] if selection else 0.0)
+        self.end.setValue(selection[1] if selection else duration)
+        (self.range if selection else self.whole).setChecked(True)
+        self.whole.toggled.connect(self._update_range)
+        range_row = QHBoxLayout()
+        for widget in (self.whole, self.range, self.start, QLabel("to"), self.end):
+            range_row.addWidget(widget)
+        form.addRow("Frames", range_row)
+
+        self.layout_box = QComboBox()
+        for name in LAYOUTS:
+            self.layout_box.addItem(LAYOUT_NAMES.get(name, name), name)
+        self.layout_box.setCurrentIndex(max(0, self.layout_box.findData(layout)))
+        form.addRow("Layout", self.layout_box)
+        self.labels = QCheckBox("Label the panes")
+        self.labels.setChecked(labels)
+        form.addRow("", self.labels)
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #e05050")
+        form.addRow(self.error)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
+        buttons.accepted.connect(self._accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+        self._update_range()
+
+    def _update_range(self) -> None:
+        for box in (self.start, self.end):
+            box.setEnabled(self.range.isChecked())
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export to", self.output.text(), "MP4 (*.mp4)")
+        if path:
+            self.output.setText(path if path.lower().endswith(".mp4") else path + ".mp4")
+
+    def validate(self) -> str:
+        """An error message, or "" when the request can run."""
+        output = self.output.text().strip()
+        if not output:
+            return "choose an output file"
+        if Path(output).resolve() == Path(self.source).resolve():
+            return "the output would overwrite the source"
+        if not Path(output).parent.is_dir():
+            return f"folder {Path(output).parent} does not exist"
+        if self.range.isChecked() and self.end.value() <= self.start.value():
+            return "the range's end must come after its start"
+        return ""
+
+    def _accept(self) -> None:
+        message = self.validate()
+        self.error.setText(message)
+        if not message:
+            self.accept()
+
+    def request(self, settings: dict) -> ExportRequest:
+        ranged = self.range.isChecked()
+        return ExportRequest(
+            source=self.source,
+            output=self.output.text().strip(),
+            start=self.start.value() if ranged else 0.0,
+            end=self.end.value() if ranged else None,
+            layout=self.layout_box.currentData(),
+            labels=self.labels.isChecked(),
+            settings=dict(settings),
+        )
+
+
+class ExportProgress(QWidget):
+    """Status-bar widget: what is exported, a progress bar, a cancel button."""
+
+    cancel_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.label = QLabel()
+        self.bar = QProgressBar()
+        self.bar.setMaximumWidth(180)
+        self.bar.setTextVisible(True)
+        self.cancel = QToolButton()
+        self.cancel.setText("Cancel")
+        self.cancel.setToolTip("Stop the export; the partial file is removed")
+        self.cancel.clicked.connect(self.cancel_requested)
+        row.addWidget(self.label)
+        row.addWidget(self.bar)
+        row.addWidget(self.cancel)
+        self.hide()
+
+    def begin(self, output: str) -> None:
+        self.label.setText(f"Exporting {Path(output).name}")
+        self.bar.setRange(0, 0)  # busy until the first progress report
+        self.cancel.setEnabled(True)
+        self.show()
+
+    def set_progress(self, done: int, expected: int) -> None:
+        self.bar.setRange(0, max(1, expected))
+        self.bar.setValue(min(done, expected))
+
+    def end(self) -> None:
+        self.hide()

@@ -1,0 +1,133 @@
+"""Export on its own thread: the engine's export_video with progress and cancel.
+
+The worker builds its own Desmoker (a Desmoker is not shared across threads) and runs
+engine.pipeline.export_video, whose writer works on a temporary file: cancel, error or a
+full disk leave nothing at the output path.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from desmoke_app.gui.workers import _one_line, make_desmoker
+
+#: Progress signals at most this often: one per frame could flood the GUI's event queue.
+PROGRESS_INTERVAL_S = 0.1
+
+
+@dataclass
+class ExportRequest:
+    source: str
+    output: str
+    start: float = 0.0
+    end: float | None = None
+    layout: str = "3up"
+    labels: bool = True
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+class ExportWorker(QObject):
+    progress = Signal(int, int)  # frames done, frames expected
+    finished = Signal(object)  # engine.pipeline.ExportReport
+    failed = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self, request: ExportRequest) -> None:
+        super().__init__()
+        self.request = request
+        self._stop = threading.Event()
+        self._last_progress = 0.0
+
+    def cancel(self) -> None:
+        """Thread-safe: the export stops before its next frame and removes its file."""
+        self._stop.set()
+
+    def _progress(self, done: int, expected: int) -> None:
+        now = time.monotonic()
+        if done >= expected or now - self._last_progress >= PROGRESS_INTERVAL_S:
+            self._last_progress = now
+            self.progress.emit(done, expected)
+
+    @Slot()
+    def run(self) -> None:
+        from engine.pipeline import ExportCancelled, export_video
+
+        request = self.request
+        try:
+            desmoker = make_desmoker(request.settings)
+            report = export_video(
+                request.source,
+                request.output,
+                desmoker,
+                layout=request.layout,
+                labels=request.labels,
+                start=request.start,
+                end=request.end,
+                progress=self._progress,
+                should_stop=self._stop.is_set,
+            )
+        except ExportCancelled:
+            self.cancelled.emit()
+        except Exception as error:  # noqa: BLE001 - shown in the window, the app goes on
+            self.failed.emit(_one_line(error, f"export to {request.output} failed"))
+        else:
+            self.finished.emit(report)
+
+
+class ExportJob(QObject):
+    """One export: its worker on its own QThread; `done` fires after the thread ends."""
+
+    done = Signal(str, str)  # outcome ("finished", "failed", "cancelled"), message
+
+    def __init__(self, request: ExportRequest, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.request = request
+        self.outcome = ""
+        self.message = ""
+        self.report = None
+        self.worker = ExportWorker(request)
+        self.thread = QThread()
+        self.thread.setObjectName("desmoke-export")
+        self.worker.moveToThread(self.thread)
+        self.thread.started.connect(self.worker.run)
+        self.worker.finished.connect(self._finished)
+        # Bound methods of this GUI-thread object: the calls are queued to the GUI thread.
+        self.worker.failed.connect(self._failed)
+        self.worker.cancelled.connect(self._cancelled)
+        self.thread.finished.connect(self._thread_finished)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def cancel(self) -> None:
+        self.worker.cancel()
+
+    def is_running(self) -> bool:
+        return self.thread.isRunning()
+
+    def wait(self, timeout_ms: int = 30000) -> bool:
+        return self.thread.wait(timeout_ms)
+
+    def _finished(self, report) -> None:
+        self.report = report
+        name = Path(report.output).name
+        self._end("finished", f"exported {report.frames} frames to {name} ({report.fps:.1f} fps)")
+
+    def _failed(self, message: str) -> None:
+        self._end("failed", message)
+
+    def _cancelled(self) -> None:
+        self._end("cancelled", "export cancelled: no file was left")
+
+    def _thread_finished(self) -> None:
+        self.done.emit(self.outcome, self.message)
+
+    def _end(self, outcome: str, message: str) -> None:
+        self.outcome, self.message = outcome, message
+        self.thread.quit()

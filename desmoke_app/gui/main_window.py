@@ -1,0 +1,610 @@
+"""The main window: panes, playback bar, processing controls, plots, status bar, menus.
+
+The GUI thread only paints and routes requests: the Reader (decode, pacing, seek) and the
+Processor (Desmoker) run on their own threads (workers.py); exports on a third.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDialog,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desmoke_app.gui.about import about_html, show_about
+from desmoke_app.gui.controls import ControlPanel, TransportBar
+from desmoke_app.gui.export_dialog import ExportDialog, ExportProgress
+from desmoke_app.gui.export_worker import ExportJob, ExportRequest
+from desmoke_app.gui.panes import TITLES, FullScreenPane, PaneArea
+from desmoke_app.gui.plots import PerformancePlot, SmokeTimeline
+from desmoke_app.gui.settings import AppSettings
+from desmoke_app.gui.workers import (
+    ProcessedFrame,
+    ProcessorState,
+    SourceInfo,
+    SourceSpec,
+    WorkerThreads,
+)
+
+log = logging.getLogger(__name__)
+
+VIDEO_FILTER = (
+    "Videos (*.mp4 *.mov *.mkv *.avi *.webm *.m4v *.mpg *.mpeg *.ts *.wmv);;All files (*)"
+)
+INFO_TIMEOUT_MS = 8000
+
+
+class MessageBar(QWidget):
+    """A message line inside the window (errors stay until closed; notes fade)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(8, 4, 4, 4)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton()
+        close.setText("✕")
+        close.setAutoRaise(True)
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        row.addWidget(self.label, 1)
+        row.addWidget(close)
+        self.level = ""
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self.hide)
+        self.hide()
+
+    def show_message(self, text: str, level: str = "error") -> None:
+        self.level = level
+        colour = {"error": "#7a1f1f", "warning": "#6b5312"}.get(level, "#1f4a6b")
+        self.setStyleSheet(f"background: {colour}; color: white;")
+        self.label.setText(text)
+        self.show()
+        if level == "info":
+            self._timer.start(INFO_TIMEOUT_MS)
+        else:
+            self._timer.stop()
+
+    def text(self) -> str:
+        return self.label.text() if self.isVisible() else ""
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: AppSettings | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("desmoke")
+        self.setAcceptDrops(True)
+        self.settings = settings or AppSettings()
+        self.source_info: SourceInfo | None = None
+        self.current: ProcessedFrame | None = None
+        self.processor_state: ProcessorState | None = None
+        self.is_playing = False
+        self.export_job: ExportJob | None = None
+        self.selection: list[float | None] = [None, None]
+        self._full_screen: FullScreenPane | None = None
+        self._shut_down = False
+        self._build_widgets()
+        self._build_docks()
+        self._build_status_bar()
+        self._build_menus()
+        self._start_workers()
+        self._restore_view()
+
+    # -- construction ---------------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        self.message_bar = MessageBar()
+        self.pane_area = PaneArea()
+        self.pane_area.full_screen_requested.connect(self.show_full_screen)
+        self.transport = TransportBar()
+        column.addWidget(self.message_bar)
+        column.addWidget(self.pane_area, 1)
+        column.addWidget(self.transport)
+        self.setCentralWidget(central)
+        self.panes = self.pane_area.panes
+        self.transport.play_toggled.connect(self.toggle_play)
+        self.transport.step_requested.connect(self.step)
+        self.transport.seek_requested.connect(self.seek_frame)
+        self.transport.speed_changed.connect(self._speed_changed)
+        self.transport.loop_changed.connect(self._loop_changed)
+
+    def _build_docks(self) -> None:
+        self.controls = ControlPanel()
+        self.controls.set_settings(self.settings.processing())
+        self.controls.settings_changed.connect(self.apply_processing)
+        dock = QDockWidget("Processing", self)
+        dock.setObjectName("processing")
+        dock.setWidget(self.controls)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        self.controls_dock = dock
+        self.timeline = SmokeTimeline()
+        self.timeline.seek_requested.connect(self.seek_time)
+        self.performance = PerformancePlot()
+        plots = QSplitter(Qt.Orientation.Horizontal)
+        plots.addWidget(self.timeline)
+        plots.addWidget(self.performance)
+        plots.setStretchFactor(0, 3)
+        plots.setStretchFactor(1, 2)
+        dock = QDockWidget("Plots", self)
+        dock.setObjectName("plots")
+        dock.setWidget(plots)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        # Controls and plots share the bottom strip: the panes get the full width.
+        self.splitDockWidget(self.controls_dock, dock, Qt.Orientation.Horizontal)
+        self.plots_dock = dock
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.status_labels = {}
+        tips = {
+            "source": "Current source",
+            "resolution": "Frame size and source frame rate",
+            "backend": "Model, backend and device running now",
+            "fps": "Frames processed and shown per second",
+            "dropped": "Frames dropped because processing was behind (never queued)",
+        }
+        for key, tip in tips.items():
+            label = QLabel("–")
+            label.setToolTip(tip)
+            bar.addPermanentWidget(label)
+            self.status_labels[key] = label
+        self.export_progress = ExportProgress()
+        self.export_progress.cancel_requested.connect(self.cancel_export)
+        bar.addPermanentWidget(self.export_progress)
+        self._status_timer = QTimer(self)
+        self._status_timer.setInterval(500)
+        self._status_timer.timeout.connect(self._refresh_status)
+        self._status_timer.start()
+
+    def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        self.addAction(action)  # shortcuts work while menus are hidden (full screen)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        self._action(file, "&Open video…", self.open_file_dialog, QKeySequence.StandardKey.Open)
+        self._action(file, "Open &capture device…", self.open_capture_dialog, "Ctrl+D")
+        self._action(file, "Open &demo", self.open_demo)
+        self.recent_menu = file.addMenu("&Recent files")
+        self._fill_recent_menu()
+        file.addSeparator()
+        self.export_action = self._action(
+            file, "&Export side-by-side video…", self.export_dialog, "Ctrl+E"
+        )
+        self._action(file, "&Snapshot of the three panes…", self.snapshot_dialog, "Ctrl+Shift+S")
+        file.addSeparator()
+        self._action(file, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        play = bar.addMenu("&Playback")
+        self._action(play, "Play / pause", self.toggle_play, Qt.Key.Key_Space)
+        self._action(play, "Previous frame", lambda: self.step(-1), Qt.Key.Key_Left)
+        self._action(play, "Next frame", lambda: self.step(1), Qt.Key.Key_Right)
+        self._action(play, "Back 1 second", lambda: self.jump(-1.0), "Shift+Left")
+        self._action(play, "Forward 1 second", lambda: self.jump(1.0), "Shift+Right")
+        self._action(play, "First frame", lambda: self.seek_frame(0), Qt.Key.Key_Home)
+        self._action(play, "Last frame", self.seek_last, Qt.Key.Key_End)
+        play.addSeparator()
+        self._action(play, "Mark range start", lambda: self.mark(0), "I", "Export range start")
+        self._action(play, "Mark range end", lambda: self.mark(1), "O", "Export range end")
+        view = bar.addMenu("&View")
+        self.split_action = self._action(
+            view, "&Split view (before/after)", self.set_split, "Ctrl+\\"
+        )
+        self.split_action.setCheckable(True)
+        for i, kind in enumerate(TITLES, start=1):
+            self._action(
+                view,
+                f"Full screen: {TITLES[kind]}",
+                lambda _c=False, k=kind: self.show_full_screen(k),
+                f"F{i + 8}",
+            )
+        view.addSeparator()
+        view.addAction(self.controls_dock.toggleViewAction())
+        view.addAction(self.plots_dock.toggleViewAction())
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&About desmoke", self.about)
+
+    def _start_workers(self) -> None:
+        self.workers = WorkerThreads()
+        reader, processor = self.workers.reader, self.workers.processor
+        reader.opened.connect(self._source_opened)
+        reader.failed.connect(self.show_error)
+        reader.playing_changed.connect(self._playing_changed)
+        reader.ended.connect(self._ended)
+        processor.result_available.connect(self._result_available)
+        processor.configured.connect(self._configured)
+        processor.failed.connect(self.show_error)
+        processor.request_configure(self.controls.settings())
+        reader.request_loop(self.transport.loop.isChecked())
+
+    def _restore_view(self) -> None:
+        geometry = self.settings.store.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 760)
+        state = self.settings.store.value("window/state")
+        if state is None or not self.restoreState(state):
+            self.resizeDocks([self.plots_dock], [240], Qt.Orientation.Vertical)
+            self.resizeDocks(
+                [self.controls_dock, self.plots_dock], [270, 1000], Qt.Orientation.Horizontal
+            )
+        self.transport.loop.setChecked(self.settings.flag("playback/loop", True))
+        speed = self.transport.speed.findData(self.settings.value("playback/speed", 1.0))
+        if speed >= 0:
+            self.transport.speed.setCurrentIndex(speed)
+        self.set_split(self.settings.flag("view/split", False))
+
+    # -- sources ----------------------------------------------------------------------------
+    def open_file(self, path: str | Path, autoplay: bool = False) -> None:
+        self.workers.reader.request_open(SourceSpec("file", str(path), autoplay=autoplay))
+
+    def open_capture(
+        self,
+        device: str,
+        format: str | None = None,
+        size: tuple[int, int] | None = None,
+        fps: float | None = None,
+    ) -> None:
+        self.workers.reader.request_open(SourceSpec("capture", device, format, size, fps))
+
+    def open_demo(self, autoplay: bool = True) -> None:
+        self.workers.reader.request_open(SourceSpec("demo", autoplay=autoplay))
+
+    def open_file_dialog(self) -> None:
+        start = self.settings.value("paths/last_dir", "")
+        path, _ = QFileDialog.getOpenFileName(self, "Open video", start, VIDEO_FILTER)
+        if path:
+            self.settings.set_value("paths/last_dir", str(Path(path).parent))
+            self.open_file(path)
+
+    def open_capture_dialog(self) -> None:
+        from desmoke_app.gui.capture_dialog import CaptureDialog
+
+        dialog = CaptureDialog(self)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.workers.reader.request_open(dialog.spec())
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        files = self.settings.recent_files()
+        for path in files:
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _c=False, p=path: self.open_file(p))
+        if files:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear list", self._clear_recent)
+        self.recent_menu.setEnabled(bool(files))
+
+    def _clear_recent(self) -> None:
+        self.settings.clear_recent_files()
+        self._fill_recent_menu()
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        files = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if files:
+            self.open_file(files[0])
+            event.acceptProposedAction()
+
+    def _source_opened(self, info: SourceInfo) -> None:
+        self.source_info = info
+        self.current = None
+        self.selection = [None, None]
+        self.timeline.set_selection(None, None)
+        self.workers.processor.reset_counters()
+        self.transport.set_source(info.frame_count, info.fps, info.duration, info.seekable)
+        self.timeline.reset(info.frame_count if info.seekable else None, info.fps)
+        self.performance.clear()
+        name = "demo" if info.spec.kind == "demo" else Path(info.spec.path).name
+        if info.spec.kind == "capture":
+            name = f"live: {info.spec.path}"
+        self.setWindowTitle(f"desmoke - {name}")
+        self.status_labels["source"].setText(name)
+        self.status_labels["resolution"].setText(f"{info.width}x{info.height} @ {info.fps:.3g} fps")
+        self.export_action.setEnabled(info.spec.kind == "file")
+        if info.spec.kind == "file":
+            self.settings.add_recent_file(info.spec.path)
+            self._fill_recent_menu()
+        if self.message_bar.level == "error":
+            self.message_bar.hide()  # the new source works: the old error no longer applies
+
+    # -- playback -----------------------------------------------------------------------------
+    def play(self) -> None:
+        self.workers.reader.request_play(True)
+
+    def pause(self) -> None:
+        self.workers.reader.request_play(False)
+
+    def toggle_play(self) -> None:
+        self.workers.reader.request_play(not self.is_playing)
+
+    def step(self, delta: int) -> None:
+        self.workers.reader.request_step(delta)
+
+    def seek_frame(self, index: int) -> None:
+        if self.source_info is not None and self.source_info.seekable:
+            self.workers.reader.request_seek(index)
+
+    def seek_time(self, seconds: float) -> None:
+        if self.source_info is not None:
+            self.seek_frame(round(seconds * self.source_info.fps))
+
+    def seek_last(self) -> None:
+        if self.source_info is not None and self.source_info.frame_count:
+            self.seek_frame(self.source_info.frame_count - 1)
+
+    def jump(self, seconds: float) -> None:
+        if self.current is not None:
+            self.seek_time(self.current.time + seconds)
+
+    def mark(self, which: int) -> None:
+        if self.current is None or self.source_info is None or not self.source_info.seekable:
+            return
+        self.selection[which] = self.current.time
+        start, end = self.selection
+        self.timeline.set_selection(start, end)
+        text = f"export range: {start if start is not None else 0:.2f} s to " + (
+            f"{end:.2f} s" if end is not None else "the end"
+        )
+        self.show_message(text, "info")
+
+    def _speed_changed(self, speed: float) -> None:
+        self.workers.reader.request_speed(speed)
+        self.settings.set_value("playback/speed", speed)
+
+    def _loop_changed(self, loop: bool) -> None:
+        self.workers.reader.request_loop(loop)
+        self.settings.set_value("playback/loop", loop)
+
+    def _playing_changed(self, playing: bool) -> None:
+        self.is_playing = playing
+        self.transport.set_playing(playing)
+
+    def _ended(self) -> None:
+        self.statusBar().showMessage("end of the video", 3000)
+
+    # -- results ------------------------------------------------------------------------------
+    def _result_available(self) -> None:
+        result = self.workers.processor.outbox.take()
+        info = self.source_info
+        if result is None or info is None or result.source_id != info.source_id:
+            return  # a frame of a source that was replaced meanwhile
+        self.current = result
+        self.pane_area.show_frame(result.original, result.dark_channel, result.desmoked)
+        if self._full_screen is not None:
+            self._full_screen.view.set_array(self._pane_array(self._full_screen.kind))
+        self.transport.set_position(result.index, result.time)
+        self.timeline.set_level(result.index, result.smoke_level)
+        self.timeline.set_position(result.time)
+        self.performance.add(result.timings)
+
+    def _pane_array(self, kind: str):
+        return getattr(self.current, kind) if self.current is not None else None
+
+    def _refresh_status(self) -> None:
+        self.status_labels["fps"].setText(f"{self.performance.current_fps():.0f} fps")
+        dropped = self.workers.processor.dropped
+        self.status_labels["dropped"].setText(f"dropped {dropped}")
+
+    # -- processing settings ------------------------------------------------------------------
+    def apply_processing(self, settings: dict[str, Any]) -> None:
+        self.settings.set_processing(settings)
+        self.workers.processor.request_configure(settings)
+
+    def set_processing(self, **changes: Any) -> None:
+        """Change some processing settings as the controls would (shown in them too)."""
+        settings = {**self.controls.settings(), **changes}
+        self.controls.set_settings(settings)
+        self.apply_processing(settings)
+
+    def _configured(self, state: ProcessorState) -> None:
+        self.processor_state = state
+        self.controls.set_settings(state.settings)
+        asked = state.settings.get("model")
+        model = (
+            state.model_name
+            if asked == state.model_name
+            else f"{state.model_name} (for {Path(str(asked)).name})"
+        )
+        self.status_labels["backend"].setText(f"{model} · {state.backend_name} · {state.device}")
+        self.status_labels["backend"].setToolTip(state.description)
+        if state.notice:
+            self.show_message(state.notice, "warning")
+        elif self.message_bar.level == "warning":
+            self.message_bar.hide()  # an earlier fallback notice no longer applies
+
+    # -- messages -------------------------------------------------------------------------------
+    def show_error(self, text: str) -> None:
+        log.warning("%s", text)
+        self.message_bar.show_message(text, "error")
+
+    def show_message(self, text: str, level: str = "info") -> None:
+        self.message_bar.show_message(text, level)
+
+    # -- view ---------------------------------------------------------------------------------
+    def set_split(self, split: bool) -> None:
+        self.pane_area.set_split(bool(split))
+        self.split_action.setChecked(bool(split))
+        self.settings.set_value("view/split", bool(split))
+
+    def show_full_screen(self, kind: str) -> None:
+        if self._full_screen is not None:
+            self._full_screen.close()
+        pane = FullScreenPane(kind)
+        pane.view.set_array(self._pane_array(kind))
+        pane.closed.connect(self._full_screen_closed)
+        for action in self.actions():  # playback shortcuts keep working there
+            pane.addAction(action)
+        self._full_screen = pane
+        pane.showFullScreen()
+
+    def _full_screen_closed(self) -> None:
+        self._full_screen = None
+
+    def about(self) -> None:
+        state = self.processor_state
+        if state is None:
+            html = about_html("dcp", "starting", {}, "")
+        else:
+            html = about_html(state.model_name, state.description, state.config, state.notice)
+        show_about(self, html)
+
+    # -- snapshot -------------------------------------------------------------------------------
+    def snapshot(self, path: str | Path, labels: bool = True) -> Path:
+        """The current frame's three panes side by side as one PNG (written atomically)."""
+        from engine.video import compose_panes
+
+        if self.current is None:
+            raise ValueError("no frame to save yet")
+        path = Path(path)
+        image = compose_panes(
+            self.current.original, self.current.dark_channel, self.current.desmoked, "3up", labels
+        )
+        ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise OSError(f"{path}: PNG encoding failed")
+        _write_atomically(path, data.tobytes())
+        return path
+
+    def snapshot_dialog(self) -> None:
+        if self.current is None:
+            self.show_error("no frame to save yet")
+            return
+        stem = (
+            "demo"
+            if self.source_info.spec.kind != "file"
+            else Path(self.source_info.spec.path).stem
+        )
+        default = str(
+            Path(self.settings.value("paths/last_dir", ""))
+            / f"{stem}_frame{self.current.index}.png"
+        )
+        path, _ = QFileDialog.getSaveFileName(self, "Save snapshot", default, "PNG (*.png)")
+        if not path:
+            return
+        try:
+            self.snapshot(path)
+        except (OSError, ValueError) as error:
+            self.show_error(f"cannot save the snapshot: {error}")
+        else:
+            self.show_message(f"snapshot saved to {path}", "info")
+
+    # -- export ---------------------------------------------------------------------------------
+    def export_dialog(self) -> None:
+        info = self.source_info
+        if info is None or info.spec.kind != "file":
+            self.show_error("export works on video files: open one first (Ctrl+O)")
+            return
+        if self.export_job is not None:
+            self.show_error("an export is running: wait for it or cancel it")
+            return
+        start, end = self.selection
+        selection = None
+        if start is not None or end is not None:
+            selection = (start or 0.0, end if end is not None else info.duration or 0.0)
+        dialog = ExportDialog(
+            info.spec.path,
+            info.duration or 0.0,
+            selection,
+            self.settings.value("export/layout", "3up"),
+            self.settings.flag("export/labels", True),
+            self,
+        )
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            request = dialog.request(self.controls.settings())
+            self.settings.set_value("export/layout", request.layout)
+            self.settings.set_value("export/labels", request.labels)
+            self.start_export(request)
+
+    def start_export(self, request: ExportRequest) -> ExportJob:
+        if self.export_job is not None:
+            raise RuntimeError("an export is already running")
+        job = ExportJob(request, self)
+        job.worker.progress.connect(self.export_progress.set_progress)
+        job.done.connect(self._export_done)
+        self.export_job = job
+        self.export_progress.begin(request.output)
+        job.start()
+        return job
+
+    def cancel_export(self) -> None:
+        if self.export_job is not None:
+            self.export_job.cancel()
+            self.export_progress.cancel.setEnabled(False)
+
+    def _export_done(self, outcome: str, message: str) -> None:
+        self.export_progress.end()
+        job, self.export_job = self.export_job, None
+        if job is not None:
+            job.deleteLater()  # its thread has finished: the job, worker and thread can go
+        if outcome == "failed":
+            self.show_error(message)
+        else:
+            self.show_message(message, "info")
+
+    # -- shutdown -------------------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Stop the export and the worker threads, save the view; safe to call twice."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        if self.export_job is not None:
+            self.export_job.cancel()
+            self.export_job.wait()
+        if self._full_screen is not None:
+            self._full_screen.close()
+        self.settings.set_value("window/geometry", self.saveGeometry())
+        self.settings.set_value("window/state", self.saveState())
+        self.settings.sync()
+        self.workers.stop()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write beside `path` and rename: a failure leaves no partial file."""
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

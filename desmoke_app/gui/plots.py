@@ -1,0 +1,186 @@
+"""Live plots (pyqtgraph): processing fps and per-stage latency over the last seconds, and
+the smoke-level timeline of the whole file (filled in as frames are seen; click to seek).
+
+Curves are redrawn on a timer (a few times a second), not per frame: replotting at video
+rate would cost the GUI thread more than painting the panes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QTimer, Signal
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+WINDOW_S = 10.0
+REFRESH_MS = 250
+STAGES = ("preprocess", "network", "restore", "mask", "total")
+STAGE_LABELS = {"preprocess": "pre", "network": "net"}
+STAGE_COLOURS = {
+    "preprocess": (80, 160, 255),
+    "network": (255, 120, 60),
+    "restore": (90, 200, 120),
+    "mask": (200, 200, 90),
+    "total": (240, 240, 240),
+}
+
+pg.setConfigOptions(antialias=False, background=(24, 24, 24), foreground=(200, 200, 200))
+
+
+class PerformancePlot(QWidget):
+    """Processing fps (frames shown per second) and stage latencies (ms), last WINDOW_S s."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setToolTip("Processing rate and per-stage latency over the last 10 seconds")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.graphics = pg.GraphicsLayoutWidget()
+        layout.addWidget(self.graphics)
+        self.fps_plot = self.graphics.addPlot(row=0, col=0)
+        self.fps_plot.setLabel("left", "fps")
+        self.fps_plot.setXRange(-WINDOW_S, 0, padding=0)
+        self.fps_plot.hideAxis("bottom")
+        self.fps_curve = self.fps_plot.plot(pen=pg.mkPen((255, 210, 80), width=2))
+        self.latency_plot = self.graphics.addPlot(row=1, col=0)
+        self.latency_plot.setLabel("left", "ms")
+        self.latency_plot.setLabel("bottom", "seconds ago")
+        self.latency_plot.setXRange(-WINDOW_S, 0, padding=0)
+        self.latency_plot.addLegend(offset=(4, 2), labelTextSize="7pt", colCount=len(STAGES))
+        self.stage_curves = {
+            stage: self.latency_plot.plot(
+                pen=pg.mkPen(STAGE_COLOURS[stage]), name=STAGE_LABELS.get(stage, stage)
+            )
+            for stage in STAGES
+        }
+        self._samples: deque[tuple[float, dict[str, float]]] = deque()
+        self.fps = 0.0
+        self._timer = QTimer(self)
+        self._timer.setInterval(REFRESH_MS)
+        self._timer.timeout.connect(self.refresh)
+        self._timer.start()
+
+    def add(self, timings: dict[str, float], now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self._samples.append((now, timings))
+        while self._samples and self._samples[0][0] < now - WINDOW_S:
+            self._samples.popleft()
+
+    def clear(self) -> None:
+        self._samples.clear()
+        self.refresh()
+
+    def current_fps(self, now: float | None = None) -> float:
+        """Frames shown during the last second."""
+        now = time.monotonic() if now is None else now
+        return float(sum(1 for t, _ in self._samples if t >= now - 1.0))
+
+    def refresh(self) -> None:
+        now = time.monotonic()
+        self.fps = self.current_fps(now)
+        if not self._samples:
+            self.fps_curve.setData([], [])
+            for curve in self.stage_curves.values():
+                curve.setData([], [])
+            return
+        times = np.array([t for t, _ in self._samples], np.float64)
+        x = times - now
+        # fps at each sample: samples in the second before it (a sliding count).
+        counts = np.searchsorted(times, times, side="right") - np.searchsorted(times, times - 1.0)
+        self.fps_curve.setData(x, counts.astype(np.float64))
+        for stage, curve in self.stage_curves.items():
+            y = np.array([s.get(stage, np.nan) for _, s in self._samples], np.float64)
+            curve.setData(x, y, connect="finite")
+
+
+class SmokeTimeline(QWidget):
+    """Smoke level per frame over the whole file; a click seeks to that moment."""
+
+    seek_requested = Signal(float)  # seconds
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setToolTip("Smoke level per frame (filled in as frames are seen); click to seek")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.plot_widget = pg.PlotWidget()
+        layout.addWidget(self.plot_widget)
+        self.plot = self.plot_widget.getPlotItem()
+        self.plot.setLabel("left", "smoke")
+        self.plot.setLabel("bottom", "time", units="s")
+        self.plot.setYRange(0, 1, padding=0.02)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.hideButtons()
+        self.curve = self.plot.plot(
+            pen=pg.mkPen((160, 200, 255), width=1.5),
+            fillLevel=0,
+            brush=pg.mkBrush(120, 160, 230, 70),
+        )
+        self.curve.setClipToView(True)
+        self.curve.setDownsampling(auto=True)
+        self.cursor = pg.InfiniteLine(pos=0, angle=90, pen=pg.mkPen((255, 80, 80), width=1.5))
+        self.plot.addItem(self.cursor)
+        self.selection = pg.LinearRegionItem(movable=False, brush=pg.mkBrush(255, 200, 80, 40))
+        self.selection.hide()
+        self.plot.addItem(self.selection)
+        self.levels = np.zeros(0, np.float64)
+        self.fps = 25.0
+        self._dirty = False
+        self.plot_widget.scene().sigMouseClicked.connect(self._clicked)
+        self._timer = QTimer(self)
+        self._timer.setInterval(REFRESH_MS)
+        self._timer.timeout.connect(self.refresh)
+        self._timer.start()
+
+    def reset(self, frame_count: int | None, fps: float) -> None:
+        """A new source: an empty timeline of frame_count frames (None: live, disabled)."""
+        self.fps = fps or 25.0
+        self.levels = np.full(max(0, frame_count or 0), np.nan)
+        self.setEnabled(bool(frame_count))
+        duration = max(1, len(self.levels)) / self.fps
+        self.plot.setXRange(0, duration, padding=0.01)
+        self.cursor.setValue(0)
+        self._dirty = True
+        self.refresh()
+
+    def set_level(self, index: int, level: float) -> None:
+        if 0 <= index < len(self.levels):
+            self.levels[index] = level
+            self._dirty = True
+
+    def set_selection(self, start: float | None, end: float | None) -> None:
+        """Shade the export range (marked with I and O); hidden when neither is set."""
+        if start is None and end is None:
+            self.selection.hide()
+            return
+        last = max(0, len(self.levels) - 1) / self.fps
+        self.selection.setRegion((start or 0.0, last if end is None else end))
+        self.selection.show()
+
+    def set_position(self, time_s: float) -> None:
+        self.cursor.setValue(time_s)
+
+    def refresh(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        x = np.arange(len(self.levels), dtype=np.float64) / self.fps
+        self.curve.setData(x, self.levels, connect="finite")
+
+    def time_at(self, scene_pos: QPointF) -> float | None:
+        """Seconds under a scene position, or None outside the plot area."""
+        box = self.plot.vb.sceneBoundingRect()
+        if not box.contains(scene_pos) or not len(self.levels):
+            return None
+        x = self.plot.vb.mapSceneToView(scene_pos).x()
+        return min(max(0.0, x), (len(self.levels) - 1) / self.fps)
+
+    def _clicked(self, event) -> None:
+        if not self.isEnabled():
+            return
+        seconds = self.time_at(event.scenePos())
+        if seconds is not None:
+            self.seek_requested.emit(seconds)

@@ -1,0 +1,526 @@
+"""Decode and inference off the GUI thread: one small QObject per job, each in its own QThread.
+
+Reader (decode, real-time pacing, seek, step) -> Processor (Desmoker) -> GUI (paint only).
+
+Hand-over between threads goes through `Latest`, a one-item mailbox: a new item replaces an
+unread one (counted as dropped) and at most one wake-up event is queued at a time. So when
+processing is behind, frames are dropped, never queued: an unbounded backlog of queued
+signals would freeze the GUI and grow memory without bound. Items are fresh numpy arrays
+(PyAV returns a new array per frame, the Desmoker new outputs), never views into buffers a
+worker reuses.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Slot
+
+log = logging.getLogger(__name__)
+
+#: Playback further behind its clock than this re-anchors the clock instead of rushing.
+MAX_LAG_S = 0.25
+#: A seek past the real end (frame_count is an estimate for some files) steps back this far.
+MAX_STEPS_BACK = 64
+#: What runs when the first settings cannot (a remembered weights file that was deleted).
+FALLBACK = {"model": "dcp", "backend": "auto", "working_short_side": None, "patch_size": None}
+
+
+class Latest:
+    """Thread-safe single-item mailbox: put() replaces, take() empties.
+
+    put() returns True when the receiver must be woken (no wake-up is pending yet).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._item: Any = None
+        self._full = False
+        self._armed = False
+        self.dropped = 0
+
+    def put(self, item: Any) -> bool:
+        with self._lock:
+            if self._full:
+                self.dropped += 1
+            self._item, self._full = item, True
+            if self._armed:
+                return False
+            self._armed = True
+            return True
+
+    def take(self) -> Any:
+        with self._lock:
+            item = self._item if self._full else None
+            self._item, self._full, self._armed = None, False, False
+            return item
+
+    def clear(self) -> None:
+        with self._lock:
+            self._item, self._full = None, False
+
+
+# -- what travels between the threads ------------------------------------------------------
+@dataclass
+class SourceSpec:
+    """What to open: kind "file" (path), "capture" (device path + format/size/fps), "demo"."""
+
+    kind: str
+    path: str = ""
+    format: str | None = None
+    size: tuple[int, int] | None = None
+    fps: float | None = None
+    autoplay: bool = False
+
+    @property
+    def label(self) -> str:
+        if self.kind == "demo":
+            return "demo"
+        return self.path
+
+
+@dataclass
+class SourceInfo:
+    source_id: int
+    spec: SourceSpec
+    width: int
+    height: int
+    fps: float
+    duration: float | None
+    frame_count: int | None
+    is_live: bool
+    seekable: bool
+
+
+@dataclass
+class FramePacket:
+    source_id: int
+    index: int
+    time: float
+    rgb: np.ndarray
+
+
+@dataclass
+class ProcessedFrame:
+    source_id: int
+    index: int
+    time: float
+    original: np.ndarray
+    dark_channel: np.ndarray
+    desmoked: np.ndarray
+    smoke_level: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ProcessorState:
+    """What the processor runs now (after a successful configure)."""
+
+    settings: dict[str, Any]
+    model_name: str
+    backend_name: str
+    device: str
+    description: str
+    notice: str
+    config: dict[str, Any]
+
+
+def open_source(spec: SourceSpec):
+    """A FileSource, CaptureSource or DemoSource for `spec`; raises VideoError/ValueError."""
+    from engine.video import CaptureSource, FileSource
+
+    if spec.kind == "file":
+        return FileSource(spec.path)
+    if spec.kind == "capture":
+        return CaptureSource(spec.path, format=spec.format, size=spec.size, fps=spec.fps)
+    if spec.kind == "demo":
+        from desmoke_app.gui.demo import DemoSource
+
+        return DemoSource()
+    raise ValueError(f"unknown source kind {spec.kind!r}")
+
+
+# -- reader ------------------------------------------------------------------------------
+class Reader(QObject):
+    """Owns the source: opens it, paces playback, seeks and steps; hands frames on."""
+
+    opened = Signal(object)  # SourceInfo
+    failed = Signal(str)
+    playing_changed = Signal(bool)
+    ended = Signal()
+
+    _open_wanted = Signal(object)
+    _seek_wanted = Signal()
+    _play_wanted = Signal(bool)
+    _step_wanted = Signal(int)
+    _close_wanted = Signal()
+    _speed_wanted = Signal(float)
+    _loop_wanted = Signal(bool)
+
+    def __init__(self, deliver) -> None:
+        """deliver(FramePacket): called on the reader thread (Processor.submit)."""
+        super().__init__()
+        self._deliver = deliver
+        self._source = None
+        self._info: SourceInfo | None = None
+        self._source_id = 0
+        self._playing = False
+        self._speed = 1.0
+        self._loop = False
+        self._current = -1
+        self._current_time = 0.0
+        self._anchor = (0.0, 0.0)  # (wall clock, media time) at which playback (re)started
+        self._seeks = Latest()
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._tick)
+        self._open_wanted.connect(self._open)
+        self._seek_wanted.connect(self._seek)
+        self._play_wanted.connect(self._set_playing)
+        self._step_wanted.connect(self._step)
+        self._close_wanted.connect(self._close)
+        self._speed_wanted.connect(self._set_speed)
+        self._loop_wanted.connect(self._set_loop)
+
+    # Thread-safe requests (called from the GUI thread) ------------------------------------
+    def request_open(self, spec: SourceSpec) -> None:
+        self._open_wanted.emit(spec)
+
+    def request_play(self, playing: bool) -> None:
+        self._play_wanted.emit(playing)
+
+    def request_seek(self, index: int) -> None:
+        """Seeks are coalesced: while one is running, only the newest target is kept."""
+        if self._seeks.put(int(index)):
+            self._seek_wanted.emit()
+
+    def request_step(self, delta: int) -> None:
+        self._step_wanted.emit(delta)
+
+    def request_close(self) -> None:
+        self._close_wanted.emit()
+
+    def request_speed(self, speed: float) -> None:
+        self._speed_wanted.emit(float(speed))
+
+    def request_loop(self, loop: bool) -> None:
+        self._loop_wanted.emit(bool(loop))
+
+    # On the reader thread -------------------------------------------------------------------
+    @Slot(object)
+    def _open(self, spec: SourceSpec) -> None:
+        try:
+            source = open_source(spec)
+        except Exception as error:  # noqa: BLE001 - any failure: message, old source kept
+            self.failed.emit(_one_line(error, f"cannot open {spec.label}"))
+            return
+        self._close()
+        self._source_id += 1
+        self._source = source
+        self._current = -1
+        self._seeks.clear()
+        seekable = not source.is_live and hasattr(source, "seek_frame")
+        self._info = SourceInfo(
+            self._source_id,
+            spec,
+            int(source.width),
+            int(source.height),
+            float(source.fps),
+            source.duration,
+            source.frame_count,
+            bool(source.is_live),
+            seekable,
+        )
+        self.opened.emit(self._info)
+        if source.is_live or spec.autoplay:
+            self._set_playing(True)
+        else:
+            self._read_and_deliver()
+
+    @Slot(float)
+    def _set_speed(self, speed: float) -> None:
+        self._speed = max(0.01, speed)
+        self._anchor = (time.monotonic(), self._media_time())
+
+    @Slot(bool)
+    def _set_loop(self, loop: bool) -> None:
+        self._loop = loop
+
+    @Slot()
+    def _close(self) -> None:
+        self._set_playing(False)
+        if self._source is not None:
+            try:
+                self._source.close()
+            except Exception:  # noqa: BLE001 - closing a failed device must not raise
+                log.exception("closing the source failed")
+        self._source = None
+
+    @Slot(bool)
+    def _set_playing(self, playing: bool) -> None:
+        playing = bool(playing) and self._source is not None
+        if playing == self._playing:
+            return
+        self._playing = playing
+        if playing:
+            if self._at_end():
+                self._seek_to(0)  # play at the last frame starts again, as players do
+            self._anchor = (time.monotonic(), self._media_time())
+            self._timer.start(0)
+        else:
+            self._timer.stop()
+        self.playing_changed.emit(playing)
+
+    def _at_end(self) -> bool:
+        info = self._info
+        return bool(info.seekable and info.frame_count and self._current >= info.frame_count - 1)
+
+    def _media_time(self) -> float:
+        """Presentation time of the next frame (from the last frame's own time: exact for
+        variable frame rate files too)."""
+        fps = self._info.fps if self._info else 25.0
+        if self._current < 0:
+            return 0.0
+        return self._current_time + 1 / fps
+
+    @Slot()
+    def _tick(self) -> None:
+        if not self._playing or self._source is None:
+            return
+        frame = self._read_and_deliver()
+        if frame is None:
+            if self._loop and self._info.seekable and self._current > 0:
+                self._seek_to(0)
+                self._anchor = (time.monotonic(), self._media_time())
+            else:
+                self._set_playing(False)
+                self.ended.emit()
+                return
+        self._timer.start(self._delay_ms())
+
+    def _delay_ms(self) -> int:
+        """Milliseconds until the next frame is due (files and lavfi are paced by the clock;
+        a real device paces itself: its read blocks until the next frame)."""
+        info = self._info
+        if info.is_live and info.spec.format != "lavfi":
+            return 0
+        speed = 1.0 if info.is_live else self._speed
+        wall0, media0 = self._anchor
+        due = wall0 + (self._media_time() - media0) / speed
+        now = time.monotonic()
+        if now - due > MAX_LAG_S:  # far behind (slow decode): restart the clock from here
+            self._anchor = (now, self._media_time())
+            return 0
+        return max(0, round((due - now) * 1000))
+
+    def _read_and_deliver(self):
+        try:
+            frame = self._source.read()
+        except Exception as error:  # noqa: BLE001 - a vanished device or broken stream
+            self._fail_during_playback(error)
+            return None
+        if frame is not None:
+            self._hand_on(frame)
+        return frame
+
+    def _fail_during_playback(self, error: BaseException) -> None:
+        self._set_playing(False)
+        self.failed.emit(_one_line(error, "reading the source failed"))
+
+    def _hand_on(self, frame) -> None:
+        self._current, self._current_time = frame.index, frame.time
+        self._deliver(FramePacket(self._source_id, frame.index, frame.time, frame.rgb))
+
+    @Slot()
+    def _seek(self) -> None:
+        index = self._seeks.take()
+        if index is None or self._source is None or not self._info.seekable:
+            return
+        self._seek_to(index)
+        if self._playing:
+            self._anchor = (time.monotonic(), self._media_time())
+
+    def _seek_to(self, index: int) -> None:
+        last = max(0, (self._info.frame_count or 1) - 1)
+        index = min(max(0, index), last)
+        try:
+            frame = self._source.seek_frame(index)
+            for _ in range(MAX_STEPS_BACK):  # frame_count was an estimate: step back
+                if frame is not None or index == 0:
+                    break
+                index -= 1
+                frame = self._source.seek_frame(index)
+        except Exception as error:  # noqa: BLE001
+            self._fail_during_playback(error)
+            return
+        if frame is not None:
+            self._hand_on(frame)
+
+    @Slot(int)
+    def _step(self, delta: int) -> None:
+        if self._source is None:
+            return
+        self._set_playing(False)
+        if delta == 1 or not self._info.seekable:
+            if self._read_and_deliver() is None:
+                self.ended.emit()
+        else:
+            self._seek_to(self._current + delta)
+
+
+# -- processor -----------------------------------------------------------------------------
+class Processor(QObject):
+    """Owns the Desmoker: processes only the newest frame; rebuilds on a settings change."""
+
+    result_available = Signal()
+    configured = Signal(object)  # ProcessorState
+    failed = Signal(str)
+
+    _wake = Signal()
+    _configure_wanted = Signal(object)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inbox = Latest()
+        self.outbox = Latest()
+        self._desmoker = None
+        self._state: ProcessorState | None = None
+        self._last: FramePacket | None = None
+        self.frames_done = 0
+        self._wake.connect(self._drain)
+        self._configure_wanted.connect(self._configure)
+
+    @property
+    def dropped(self) -> int:
+        """Frames replaced before being processed or painted since the last reset."""
+        return self.inbox.dropped + self.outbox.dropped
+
+    def reset_counters(self) -> None:
+        self.inbox.dropped = 0
+        self.outbox.dropped = 0
+
+    def submit(self, packet: FramePacket) -> None:
+        """Called from the reader thread: the newest frame wins."""
+        if self.inbox.put(packet):
+            self._wake.emit()
+
+    def request_configure(self, settings: dict[str, Any]) -> None:
+        self._configure_wanted.emit(dict(settings))
+
+    @Slot()
+    def _drain(self) -> None:
+        packet = self.inbox.take()
+        if packet is not None:
+            self._process(packet)
+
+    def _process(self, packet: FramePacket) -> None:
+        if self._desmoker is None:
+            self._last = packet  # processed as soon as a configuration arrives
+            return
+        try:
+            result = self._desmoker.process(packet.rgb)
+        except Exception as error:  # noqa: BLE001 - one bad frame must not stop playback
+            self.failed.emit(_one_line(error, f"processing frame {packet.index} failed"))
+            return
+        self._last = packet
+        self.frames_done += 1
+        processed = ProcessedFrame(
+            packet.source_id,
+            packet.index,
+            packet.time,
+            result.original,
+            result.dark_channel,
+            result.desmoked,
+            float(result.smoke_level),
+            dict(result.timings),
+        )
+        if self.outbox.put(processed):
+            self.result_available.emit()
+
+    @Slot(object)
+    def _configure(self, settings: dict[str, Any]) -> None:
+        try:
+            desmoker = make_desmoker(settings)
+        except Exception as error:  # noqa: BLE001 - keep the old one running
+            message = _one_line(error, "cannot use these settings")
+            if self._desmoker is None:  # nothing runs yet (e.g. a remembered file is gone)
+                settings = {**settings, **FALLBACK}
+                desmoker = make_desmoker(settings)
+                message += f"; using {FALLBACK['model']}"
+            self.failed.emit(message)
+            if self._desmoker is not None:
+                self.configured.emit(self._state)  # lets the GUI show what still runs
+                return
+        self._desmoker = desmoker
+        backend = desmoker.backend
+        self._state = ProcessorState(
+            settings=dict(settings),
+            model_name=desmoker.model_name,
+            backend_name=desmoker.backend_name,
+            device=getattr(backend, "device", "cpu") if backend else "cpu",
+            description=desmoker.describe(),
+            notice=desmoker.notice,
+            config=dict(desmoker.config),
+        )
+        self.configured.emit(self._state)
+        if self._last is not None:  # show the current frame with the new settings at once
+            self._process(self._last)
+
+
+def make_desmoker(settings: dict[str, Any]):
+    """A Desmoker from the app's settings dict (model, backend, working_short_side,
+    patch_size, strength)."""
+    from engine.pipeline import Desmoker
+
+    return Desmoker(
+        settings.get("model", "dcp"),
+        settings.get("backend", "auto"),
+        working_short_side=settings.get("working_short_side") or None,
+        patch_size=settings.get("patch_size") or None,
+        strength=float(settings.get("strength", 1.0)),
+    )
+
+
+def _one_line(error: BaseException, context: str) -> str:
+    """One readable line: the error's own message (the engine's name the file), else context."""
+    text = " ".join(str(error).split())
+    if not text:
+        return f"{context}: {type(error).__name__}"
+    known = ("VideoError", "VideoOpenError", "VideoWriteError", "WeightsError")
+    if type(error).__name__ in known or isinstance(error, (ValueError, OSError)):
+        return text
+    return f"{context}: {text}"
+
+
+# -- threads ------------------------------------------------------------------------------
+class WorkerThreads:
+    """Starts the reader and the processor on their own QThreads; stop() joins them."""
+
+    def __init__(self) -> None:
+        self.processor = Processor()
+        self.reader = Reader(self.processor.submit)
+        self._threads = []
+        for name, worker in (("reader", self.reader), ("processor", self.processor)):
+            thread = QThread()
+            thread.setObjectName(f"desmoke-{name}")
+            worker.moveToThread(thread)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout_ms: int = 8000) -> None:
+        if not self._threads:
+            return
+        # Close the source on its own thread and wait for it: a posted request could be
+        # dropped by quit(), and the reader's timer must stop on the thread that owns it.
+        QMetaObject.invokeMethod(self.reader, "_close", Qt.ConnectionType.BlockingQueuedConnection)
+        for thread in self._threads:
+            thread.quit()
+        for thread in self._threads:
+            if not thread.wait(timeout_ms):
+                log.warning("%s did not stop in time", thread.objectName())
+        self._threads = []

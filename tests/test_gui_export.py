@@ -1,0 +1,145 @@
+"""Export from the window (range, cancel, bad output) and the snapshot PNG."""
+
+# The shared fixtures (clip, window) are imported from tests/test_gui_support.py, so their
+# use as test arguments reads to ruff as a redefinition.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import cv2
+import pytest
+from PySide6.QtCore import Qt
+
+from desmoke_app.gui.export_dialog import ExportDialog, default_output
+from desmoke_app.gui.export_worker import ExportRequest
+from engine.video import FileSource
+from tests.clips import make_index_clip, read_index
+from tests.test_gui_support import (
+    CLIP_SIZE,
+    DCP,
+    WAIT_MS,
+    clip,  # noqa: F401 (fixture)
+    open_clip,
+    wait_for_index,
+    window,  # noqa: F401 (fixture)
+)
+
+
+def run_export(qtbot, window, request: ExportRequest):
+    job = window.start_export(request)
+    assert window.export_progress.isVisible()
+    with qtbot.waitSignal(job.done, timeout=30000):
+        pass
+    qtbot.waitUntil(lambda: window.export_job is None, timeout=WAIT_MS)
+    assert not window.export_progress.isVisible()
+    return job
+
+
+def test_export_a_range(qtbot, window, clip, tmp_path) -> None:
+    open_clip(qtbot, window, clip)
+    out = tmp_path / "range.mp4"
+    request = ExportRequest(str(clip), str(out), start=0.4, end=1.2, layout="3up", settings=DCP)
+    job = run_export(qtbot, window, request)
+    assert job.outcome == "finished", job.message
+    assert "exported 20 frames" in window.message_bar.text()
+    with FileSource(out) as exported:
+        frames = list(exported.frames())
+        assert (exported.width, exported.height) == (3 * CLIP_SIZE[0], CLIP_SIZE[1])
+    assert len(frames) == 20  # frames 10..29: [0.4 s, 1.2 s) at 25 fps
+    first_pane = frames[0].rgb[:, : CLIP_SIZE[0]]
+    last_pane = frames[-1].rgb[:, : CLIP_SIZE[0]]
+    assert (read_index(first_pane), read_index(last_pane)) == (10, 29)
+
+
+def test_export_keeps_the_app_usable(qtbot, window, clip, tmp_path) -> None:
+    open_clip(qtbot, window, clip)
+    out = tmp_path / "whole.mp4"
+    job = window.start_export(ExportRequest(str(clip), str(out), layout="2up", settings=DCP))
+    window.seek_frame(33)  # playback keeps working while the export runs
+    wait_for_index(qtbot, window, 33)
+    with qtbot.waitSignal(job.done, timeout=30000):
+        pass
+    with FileSource(out) as exported:
+        assert exported.width == 2 * CLIP_SIZE[0]
+        assert sum(1 for _ in exported.frames()) == 48
+
+
+def test_cancel_leaves_no_file(qtbot, window, tmp_path) -> None:
+    long_clip = make_index_clip(tmp_path / "long.mp4", 400, CLIP_SIZE, 25, gop=50)
+    open_clip(qtbot, window, long_clip)
+    out = tmp_path / "exports" / "cancelled.mp4"
+    out.parent.mkdir()
+    job = window.start_export(ExportRequest(str(long_clip), str(out), settings=DCP))
+    progress = []
+    job.worker.progress.connect(lambda done, total: progress.append(done))
+    qtbot.waitUntil(lambda: len(progress) > 0, timeout=WAIT_MS)
+    qtbot.mouseClick(window.export_progress.cancel, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(job.done, timeout=30000):
+        pass
+    assert job.outcome == "cancelled"
+    assert progress[-1] < 400  # it really stopped part-way
+    assert list(out.parent.iterdir()) == []  # neither the output nor a temporary file
+    assert "cancelled" in window.message_bar.text()
+
+
+def test_export_to_a_bad_folder_shows_a_message(qtbot, window, clip, tmp_path) -> None:
+    open_clip(qtbot, window, clip)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    out = blocker / "out.mp4"
+    job = run_export(qtbot, window, ExportRequest(str(clip), str(out), settings=DCP))
+    assert job.outcome == "failed"
+    assert "out.mp4" in window.message_bar.text() and window.message_bar.level == "error"
+    assert not out.exists()
+    window.seek_frame(5)  # the app carries on
+    wait_for_index(qtbot, window, 5)
+
+
+def test_export_dialog_builds_the_request(qtbot, clip, tmp_path) -> None:
+    dialog = ExportDialog(str(clip), 1.92, selection=(0.4, 1.0), layout="vertical", labels=False)
+    qtbot.addWidget(dialog)
+    assert dialog.range.isChecked() and dialog.output.text() == default_output(str(clip))
+    request = dialog.request(DCP)
+    assert (request.start, request.end, request.layout, request.labels) == (
+        0.4,
+        1.0,
+        "vertical",
+        False,
+    )
+    dialog.output.setText(str(clip))
+    assert "overwrite" in dialog.validate()
+    dialog.output.setText(str(tmp_path / "missing" / "x.mp4"))
+    assert "does not exist" in dialog.validate()
+    dialog.output.setText(str(tmp_path / "x.mp4"))
+    dialog.end.setValue(0.2)
+    assert "after its start" in dialog.validate()
+    dialog.whole.setChecked(True)
+    assert dialog.validate() == ""
+    assert dialog.request(DCP).end is None
+
+
+def test_export_needs_a_file_source(qtbot, window) -> None:
+    window.open_demo(autoplay=False)
+    qtbot.waitUntil(lambda: window.current is not None, timeout=WAIT_MS)
+    window.export_dialog()
+    assert "video files" in window.message_bar.text()
+
+
+def test_snapshot_png_has_the_three_panes(qtbot, window, clip, tmp_path) -> None:
+    open_clip(qtbot, window, clip)
+    window.seek_frame(17)
+    wait_for_index(qtbot, window, 17)
+    path = window.snapshot(tmp_path / "snap.png")
+    image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    width, height = CLIP_SIZE
+    assert image.shape == (height, 3 * width, 3)
+    # Labels sit in the top-left corner; the code's cells are big enough to read past them.
+    assert read_index(image[:, width : 2 * width]) == 17
+    assert read_index(image[:, 2 * width :]) == 17
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".snap")] == []
+
+
+def test_snapshot_without_a_frame_is_an_error(qtbot, window, tmp_path) -> None:
+    with pytest.raises(ValueError, match="no frame"):
+        window.snapshot(tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()

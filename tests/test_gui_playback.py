@@ -1,0 +1,352 @@
+"""The main window driven by qtbot: open, play, pause, seek, step, switch model and backend
+while playing, a live (lavfi) source, and bad input that must leave the app running."""
+
+# The shared fixtures (clip, window) are imported from tests/test_gui_support.py, so their
+# use as test arguments reads to ruff as a redefinition.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from engine.models import build_network, default_config, save_weights
+from tests.test_gui_support import (
+    CLIP_FRAMES,
+    CLIP_SIZE,
+    WAIT_MS,
+    clip,  # noqa: F401 (fixture)
+    open_clip,
+    pane_indices,
+    wait_for_index,
+    window,  # noqa: F401 (fixture)
+)
+
+LIVE = "testsrc=size=160x96:rate=30"
+
+
+def test_open_shows_frame_zero_in_all_panes(qtbot, window, clip) -> None:
+    open_clip(qtbot, window, clip)
+    info = window.source_info
+    assert (info.width, info.height) == CLIP_SIZE and info.frame_count == CLIP_FRAMES
+    assert window.panes["dark_channel"].array().shape == (CLIP_SIZE[1], CLIP_SIZE[0])
+    assert window.status_labels["source"].text() == clip.name
+    assert window.transport.slider.maximum() == CLIP_FRAMES - 1
+    assert not window.is_playing  # a file opens paused unless asked to play
+
+
+@pytest.mark.parametrize("targets", [(30, 7, 47, 0)])
+def test_seek_shows_the_frame_asked_for(qtbot, window, clip, targets) -> None:
+    open_clip(qtbot, window, clip)
+    for target in targets:
+        window.seek_frame(target)
+        wait_for_index(qtbot, window, target)
+        assert f"frame {target} / {CLIP_FRAMES}" in window.transport.time_label.text()
+        assert window.transport.slider.value() == target
+
+
+def test_slider_and_keys_seek(qtbot, window, clip) -> None:
+    open_clip(qtbot, window, clip)
+    window.transport.slider.setValue(20)  # as a user drag would
+    wait_for_index(qtbot, window, 20)
+    window.seek_last()  # End
+    wait_for_index(qtbot, window, CLIP_FRAMES - 1)
+    window.seek_frame(0)  # Home
+    wait_for_index(qtbot, window, 0)
+
+
+def test_step_forward_and_back(qtbot, window, clip) -> None:
+    open_clip(qtbot, window, clip)
+    window.seek_frame(10)
+    wait_for_index(qtbot, window, 10)
+    for delta, expected in ((1, 11), (1, 12), (-1, 11), (-1, 10), (-1, 9)):
+        window.step(delta)
+        wait_for_index(qtbot, window, expected)
+
+
+def test_play_then_pause_holds_a_frame(qtbot, window, clip) -> None:
+    open_clip(qtbot, window, clip)
+    window.play()
+    qtbot.waitUntil(lambda: window.is_playing, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.current.index >= 8, timeout=WAIT_MS)
+    window.pause()
+    qtbot.waitUntil(lambda: not window.is_playing, timeout=WAIT_MS)
+    qtbot.wait(300)  # anything in flight lands
+    held = window.current.index
+    qtbot.wait(300)
+    assert window.current.index == held
+    assert pane_indices(window) == (held, held, held)
+
+
+def test_real_time_pacing(qtbot, window, clip) -> None:
+    """Playback follows the clock: about 25 frames per second of wall time, not faster."""
+    open_clip(qtbot, window, clip)
+    window.transport.loop.setChecked(False)
+    began = time.monotonic()
+    window.play()
+    qtbot.waitUntil(lambda: window.current.index >= 25, timeout=WAIT_MS)
+    elapsed = time.monotonic() - began
+    assert elapsed >= 0.85  # 25 frames at 25 fps: one second (a little slack for timers)
+    window.pause()
+
+
+def test_play_to_the_end_stops_without_loop(qtbot, window, clip) -> None:
+    open_clip(qtbot, window, clip)
+    window.transport.loop.setChecked(False)
+    window.seek_frame(CLIP_FRAMES - 6)
+    wait_for_index(qtbot, window, CLIP_FRAMES - 6)
+    window.play()
+    qtbot.waitUntil(lambda: window.is_playing, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not window.is_playing, timeout=WAIT_MS)
+    wait_for_index(qtbot, window, CLIP_FRAMES - 1)
+
+
+def test_loop_goes_back_to_the_start(qtbot, window, clip) -> None:
+    open_clip(qtbot, window, clip)
+    window.transport.loop.setChecked(True)
+    window.transport.speed.setCurrentIndex(window.transport.speed.findData(4.0))
+    window.seek_frame(CLIP_FRAMES - 4)
+    wait_for_index(qtbot, window, CLIP_FRAMES - 4)
+    window.play()
+    qtbot.waitUntil(lambda: window.current.index < 10, timeout=WAIT_MS)
+    assert window.is_playing
+    window.pause()
+
+
+def test_seek_while_playing(qtbot, window, clip) -> None:
+    open_clip(qtbot, window, clip)
+    window.play()
+    qtbot.waitUntil(lambda: window.current.index >= 3, timeout=WAIT_MS)
+    window.seek_frame(40)
+    qtbot.waitUntil(lambda: window.current.index >= 40, timeout=WAIT_MS)
+    window.pause()
+    qtbot.waitUntil(lambda: not window.is_playing, timeout=WAIT_MS)
+    qtbot.wait(200)
+    index = window.current.index
+    assert index >= 40 and pane_indices(window) == (index, index, index)
+
+
+@pytest.fixture
+def fast_weights(tmp_path):
+    """A small untrained 'fast' network: exercises the network path, not desmoking quality."""
+    torch.manual_seed(0)
+    arch = {"widths": [8, 16, 32]}
+    net = build_network("fast", arch)
+    return save_weights(tmp_path / "tiny_fast.safetensors", net, default_config("fast", arch))
+
+
+def test_switch_model_and_backend_while_playing(qtbot, window, clip, fast_weights) -> None:
+    open_clip(qtbot, window, clip)
+    window.play()
+    qtbot.waitUntil(lambda: window.is_playing, timeout=WAIT_MS)
+    steps = [
+        (str(fast_weights), "torch", "fast", "torch"),
+        (str(fast_weights), "onnxruntime", "fast", "onnxruntime"),
+        ("dcp", "auto", "dcp", "none"),
+    ]
+    for model, backend, model_name, backend_name in steps:
+        window.set_processing(model=model, backend=backend)
+        qtbot.waitUntil(
+            lambda m=model_name, b=backend_name: (
+                window.processor_state.model_name == m and window.processor_state.backend_name == b
+            ),
+            timeout=30000,
+        )
+        seen = window.current.index
+        qtbot.waitUntil(lambda s=seen: window.current.index != s, timeout=WAIT_MS)  # still playing
+        assert window.is_playing
+        assert backend_name in window.status_labels["backend"].text()
+    assert window.message_bar.text() == ""
+
+
+def test_backend_that_cannot_load_keeps_the_old_one(qtbot, window, clip, fast_weights) -> None:
+    open_clip(qtbot, window, clip)
+    window.set_processing(model=str(fast_weights), backend="torch")
+    qtbot.waitUntil(lambda: window.processor_state.backend_name == "torch", timeout=30000)
+    window.play()
+    window.set_processing(backend="tensorrt")  # not installed here
+    qtbot.waitUntil(lambda: "tensorrt" in window.message_bar.text(), timeout=WAIT_MS)
+    assert window.processor_state.backend_name == "torch"
+    assert window.controls.settings()["backend"] == "torch"  # the controls show what runs
+    seen = window.current.index
+    qtbot.waitUntil(lambda: window.current.index != seen, timeout=WAIT_MS)
+    window.pause()
+
+
+def test_live_lavfi_source(qtbot, window) -> None:
+    window.open_capture(LIVE, format="lavfi")
+    qtbot.waitUntil(lambda: window.source_info is not None, timeout=WAIT_MS)
+    info = window.source_info
+    assert info.is_live and not info.seekable and (info.width, info.height) == CLIP_SIZE
+    qtbot.waitUntil(
+        lambda: window.current is not None and window.current.index >= 15, timeout=WAIT_MS
+    )
+    assert window.is_playing
+    assert not window.transport.slider.isEnabled()
+    assert not window.export_action.isEnabled()
+    assert "live" in window.status_labels["source"].text()
+    window.pause()
+    qtbot.waitUntil(lambda: not window.is_playing, timeout=WAIT_MS)
+
+
+def test_live_source_drops_frames_when_processing_is_slow(qtbot, window, monkeypatch) -> None:
+    """The newest frame wins: a processor slower than the device drops, never queues."""
+    processor = window.workers.processor
+    window.open_capture("testsrc=size=160x96:rate=60", format="lavfi")
+    qtbot.waitUntil(lambda: window.current is not None, timeout=WAIT_MS)
+    original = processor._desmoker.process
+
+    def slow(frame):
+        time.sleep(0.05)  # 20 fps of processing against a 60 fps source
+        return original(frame)
+
+    monkeypatch.setattr(processor._desmoker, "process", slow)
+    start = window.current.index
+    qtbot.waitUntil(lambda: window.current.index >= start + 40, timeout=WAIT_MS)
+    shown = processor.frames_done
+    assert processor.dropped > 10
+    assert shown < window.current.index - start + 5  # far fewer processed than read
+    window.pause()
+
+
+def test_bad_file_shows_a_message_and_keeps_the_clip(qtbot, window, clip, tmp_path) -> None:
+    open_clip(qtbot, window, clip)
+    window.seek_frame(12)
+    wait_for_index(qtbot, window, 12)
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"this is not a video" * 100)
+    window.open_file(bad)
+    qtbot.waitUntil(lambda: "broken.mp4" in window.message_bar.text(), timeout=WAIT_MS)
+    assert window.source_info.spec.path == str(clip)  # the clip stays open
+    window.seek_frame(20)  # and the app still works
+    wait_for_index(qtbot, window, 20)
+    window.open_file(tmp_path / "missing.mp4")
+    qtbot.waitUntil(lambda: "missing.mp4" in window.message_bar.text(), timeout=WAIT_MS)
+
+
+def test_bad_capture_device_shows_a_message(qtbot, window) -> None:
+    window.open_capture("/dev/video-none", format="v4l2")
+    qtbot.waitUntil(lambda: "video-none" in window.message_bar.text(), timeout=WAIT_MS)
+    assert window.source_info is None
+
+
+def test_demo_plays(qtbot, window) -> None:
+    window.open_demo()
+    qtbot.waitUntil(
+        lambda: window.current is not None and window.current.index >= 5, timeout=WAIT_MS
+    )
+    info = window.source_info
+    assert info.spec.kind == "demo" and info.seekable and info.frame_count > 0
+    window.pause()
+    window.seek_frame(3)
+    qtbot.waitUntil(lambda: window.current.index == 3, timeout=WAIT_MS)
+    assert window.current.smoke_level > 0.05  # the demo is smoky
+
+
+def test_device_that_vanishes_mid_stream(qtbot, window) -> None:
+    from engine.video import VideoError
+
+    window.open_capture(LIVE, format="lavfi")
+    qtbot.waitUntil(
+        lambda: window.current is not None and window.current.index >= 3, timeout=WAIT_MS
+    )
+    source = window.workers.reader._source
+
+    def gone():
+        raise VideoError(f"{LIVE}: capture stopped (No such device)")
+
+    source.read = gone  # the next read on the reader thread fails as an unplugged device does
+    qtbot.waitUntil(lambda: "capture stopped" in window.message_bar.text(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not window.is_playing, timeout=WAIT_MS)
+    assert window.current is not None  # the last frame stays on screen
+    window.open_demo(autoplay=False)  # and the app goes on
+    qtbot.waitUntil(lambda: window.source_info.spec.kind == "demo", timeout=WAIT_MS)
+
+
+def test_marked_range_feeds_the_export_dialog(qtbot, window, clip, monkeypatch) -> None:
+    from desmoke_app.gui import main_window
+
+    open_clip(qtbot, window, clip)
+    window.seek_frame(10)
+    wait_for_index(qtbot, window, 10)
+    window.mark(0)
+    window.seek_frame(30)
+    wait_for_index(qtbot, window, 30)
+    window.mark(1)
+    assert window.timeline.selection.isVisible()
+    assert window.timeline.selection.getRegion() == pytest.approx((0.4, 1.2))
+    seen = {}
+
+    def fake_exec(dialog):
+        seen["range"] = (dialog.range.isChecked(), dialog.start.value(), dialog.end.value())
+        return 0  # rejected: nothing is exported
+
+    monkeypatch.setattr(main_window.ExportDialog, "exec", fake_exec)
+    window.export_dialog()
+    assert seen["range"] == (True, pytest.approx(0.4), pytest.approx(1.2))
+    assert window.export_job is None
+
+
+def test_play_at_the_last_frame_starts_again(qtbot, window, clip) -> None:
+    open_clip(qtbot, window, clip)
+    window.transport.loop.setChecked(False)
+    window.seek_last()
+    wait_for_index(qtbot, window, CLIP_FRAMES - 1)
+    window.play()
+    qtbot.waitUntil(lambda: window.current.index < 10, timeout=WAIT_MS)
+    window.pause()
+
+
+def test_real_footage_seeks_exactly(qtbot, window, data_dir) -> None:
+    """The 720p laparoscopic clip: the pane shows exactly the frame the engine decodes."""
+    from engine.video import FileSource
+
+    path = data_dir / "clear" / "endo_720p.mp4"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing")
+    window.open_file(path)
+    qtbot.waitUntil(lambda: window.current is not None, timeout=WAIT_MS)
+    window.seek_frame(137)
+    qtbot.waitUntil(lambda: window.current.index == 137, timeout=WAIT_MS)
+    with FileSource(path) as source:
+        expected = source.seek_frame(137).rgb
+    assert window.panes["original"].array().shape == (720, 1280, 3)
+    assert np.array_equal(window.panes["original"].array(), expected)
+    assert window.panes["desmoked"].array().shape == (720, 1280, 3)
+
+
+def test_remembered_weights_file_that_is_gone(qtbot, tmp_path, clip) -> None:
+    """Settings naming a deleted weights file: a message, and frames processed with dcp."""
+    from desmoke_app.gui.main_window import MainWindow
+    from tests.test_gui_support import make_settings
+
+    gone = tmp_path / "deleted.safetensors"
+    win = MainWindow(make_settings(tmp_path, {"model": str(gone)}))
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        qtbot.waitUntil(lambda: win.processor_state is not None, timeout=WAIT_MS)
+        assert win.processor_state.model_name == "dcp"
+        assert "deleted.safetensors" in win.message_bar.text()
+        open_clip(qtbot, win, clip)
+    finally:
+        win.shutdown()
+
+
+def test_switch_source_while_playing(qtbot, window, clip) -> None:
+    open_clip(qtbot, window, clip)
+    window.play()
+    qtbot.waitUntil(lambda: window.current.index >= 3, timeout=WAIT_MS)
+    window.open_capture(LIVE, format="lavfi")
+    qtbot.waitUntil(lambda: window.source_info.is_live, timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: window.current is not None and window.current.index >= 5, timeout=WAIT_MS
+    )
+    assert window.current.source_id == window.source_info.source_id
+    assert window.current.original.shape[:2] == (96, 160)
+    open_clip(qtbot, window, clip)  # back to the file: frame 0, paused, nothing stale shown
+    qtbot.wait(300)
+    assert not window.is_playing and pane_indices(window) == (0, 0, 0)

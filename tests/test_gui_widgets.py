@@ -1,0 +1,312 @@
+"""Pieces of the app: the mailbox and frame dropping, the demo source, settings, split view,
+full-screen pane, the timeline's click-to-seek, shortcuts, About, and `main()`."""
+
+# The shared fixtures (clip, window) are imported from tests/test_gui_support.py, so their
+# use as test arguments reads to ruff as a redefinition.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QThread, QUrl
+from PySide6.QtGui import QDropEvent
+
+from desmoke_app.gui.demo import DEMO_FRAMES, DemoSource
+from desmoke_app.gui.main_window import MainWindow
+from desmoke_app.gui.panes import SplitView, fit_rect
+from desmoke_app.gui.workers import FramePacket, Latest, Processor
+from tests.clips import read_index
+from tests.test_gui_support import (
+    DCP,
+    WAIT_MS,
+    clip,  # noqa: F401 (fixture)
+    make_settings,
+    open_clip,
+    wait_for_index,
+    window,  # noqa: F401 (fixture)
+)
+
+
+def test_latest_keeps_only_the_newest_and_wakes_once() -> None:
+    box = Latest()
+    assert box.put(1) is True  # first item: the receiver must be woken
+    assert box.put(2) is False  # a wake-up is already pending
+    assert box.put(3) is False
+    assert box.dropped == 2
+    assert box.take() == 3 and box.take() is None
+    assert box.put(4) is True  # taken: the next item wakes again
+
+
+def test_processor_drops_frames_while_busy(qtbot) -> None:
+    """Frames submitted while processing is busy: only the newest is processed next."""
+    processor = Processor()
+    thread = QThread()
+    processor.moveToThread(thread)
+    thread.start()
+    try:
+        processor.request_configure(DCP)
+        qtbot.waitUntil(lambda: processor._desmoker is not None, timeout=WAIT_MS)
+        busy, release = threading.Event(), threading.Event()
+        process = processor._desmoker.process
+
+        def held(frame):
+            busy.set()
+            release.wait(5)
+            return process(frame)
+
+        processor._desmoker.process = held
+        frames = [np.full((48, 64, 3), i * 20, np.uint8) for i in range(10)]
+        processor.submit(FramePacket(1, 0, 0.0, frames[0]))
+        assert busy.wait(5)
+        for i in range(1, 10):  # arrive while frame 0 is being processed
+            processor.submit(FramePacket(1, i, i / 25, frames[i]))
+        release.set()
+        qtbot.waitUntil(lambda: processor.frames_done == 2, timeout=WAIT_MS)
+        qtbot.wait(100)
+        assert processor.frames_done == 2  # frame 0, then only the newest
+        result = processor.outbox.take()
+        assert result.index == 9 and np.array_equal(result.original, frames[9])
+        assert processor.inbox.dropped == 8
+    finally:
+        thread.quit()
+        thread.wait(5000)
+
+
+def test_processor_reports_a_bad_configuration(qtbot) -> None:
+    processor = Processor()
+    with qtbot.waitSignal(processor.failed, timeout=WAIT_MS) as blocker:
+        processor.request_configure({**DCP, "model": "no-such-model"})
+    assert "no-such-model" in blocker.args[0]
+
+
+def test_demo_source_is_seekable_and_repeatable() -> None:
+    with DemoSource(size=(96, 64)) as demo:
+        first = [demo.read() for _ in range(4)]
+        assert [f.index for f in first] == [0, 1, 2, 3]
+        again = demo.seek_frame(2)
+        assert again.index == 2 and np.array_equal(again.rgb, first[2].rgb)
+        assert demo.seek_frame(DEMO_FRAMES) is None
+        assert demo.seek(1.0).index == 25
+        assert first[0].rgb.shape == (64, 96, 3) and first[0].rgb.dtype == np.uint8
+        assert not np.array_equal(first[0].rgb, first[3].rgb)  # it moves
+
+
+def test_demo_falls_back_without_training(monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "training.smoke", None)  # import fails
+    with DemoSource(size=(96, 64)) as demo:
+        frame = demo.read()
+    assert frame.rgb.shape == (64, 96, 3) and frame.rgb.std() > 5
+
+
+def test_settings_are_remembered(qtbot, tmp_path) -> None:
+    first = MainWindow(make_settings(tmp_path))
+    qtbot.addWidget(first)
+    first.set_processing(patch_size=9, strength=0.25, working_short_side=128)
+    first.set_split(True)
+    first.shutdown()
+    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    from desmoke_app.gui.settings import AppSettings
+
+    second = MainWindow(AppSettings(store))
+    qtbot.addWidget(second)
+    settings = second.controls.settings()
+    assert (settings["patch_size"], settings["strength"], settings["working_short_side"]) == (
+        9,
+        0.25,
+        128,
+    )
+    assert second.pane_area.is_split()
+    second.shutdown()
+
+
+def test_recent_files_and_drop(qtbot, window, clip) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(clip))])
+    event = QDropEvent(
+        QPointF(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    window.dropEvent(event)
+    wait_for_index(qtbot, window, 0)
+    assert window.settings.recent_files()[0] == str(clip.resolve())
+    assert [a.text() for a in window.recent_menu.actions()][0] == str(clip.resolve())
+
+
+def test_split_view_divider_follows_the_mouse(qtbot) -> None:
+    view = SplitView()
+    qtbot.addWidget(view)
+    view.resize(400, 200)
+    view.show()
+    before = np.zeros((100, 200, 3), np.uint8)
+    after = np.full((100, 200, 3), 255, np.uint8)
+    view.set_arrays(before, after)
+    qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=QPoint(100, 100))
+    target = fit_rect(200, 100, view.rect())
+    assert view.divider == pytest.approx((100 - target.x()) / target.width(), abs=0.01)
+    image = view.grab().toImage()
+    assert image.pixelColor(90, 100).red() < 30  # left of the divider: before (black)
+    assert image.pixelColor(300, 100).red() > 220  # right of it: after (white)
+
+
+def test_split_view_and_full_screen_in_the_window(qtbot, window, clip) -> None:
+    open_clip(qtbot, window, clip)
+    window.split_action.trigger()
+    assert window.pane_area.is_split()
+    window.split_action.trigger()
+    assert not window.pane_area.is_split()
+    window.show_full_screen("desmoked")
+    pane = window._full_screen
+    assert pane is not None and np.array_equal(pane.view.array(), window.current.desmoked)
+    window.seek_frame(6)  # the full-screen pane follows playback
+    qtbot.waitUntil(lambda: read_index(pane.view.array()) == 6, timeout=WAIT_MS)
+    qtbot.keyClick(pane, Qt.Key.Key_Escape)
+    assert window._full_screen is None
+
+
+def test_timeline_fills_in_and_a_click_seeks(qtbot, window, clip) -> None:
+    open_clip(qtbot, window, clip)
+    for index in (5, 6, 7):
+        window.seek_frame(index)
+        wait_for_index(qtbot, window, index)
+    timeline = window.timeline
+    assert np.isfinite(timeline.levels[[0, 5, 6, 7]]).all() and np.isnan(timeline.levels[30])
+    timeline.refresh()
+    view_box = timeline.plot.vb
+    scene_pos = view_box.mapViewToScene(QPointF(1.2, 0.5))  # 1.2 s = frame 30
+    widget_pos = timeline.plot_widget.mapFromScene(scene_pos)
+    with qtbot.waitSignal(timeline.seek_requested, timeout=WAIT_MS) as blocker:
+        qtbot.mouseClick(timeline.plot_widget.viewport(), Qt.MouseButton.LeftButton, pos=widget_pos)
+    assert blocker.args[0] == pytest.approx(1.2, abs=0.05)
+    wait_for_index(qtbot, window, 30)
+
+
+def test_keyboard_shortcuts(qtbot, window, clip) -> None:
+    open_clip(qtbot, window, clip)
+    window.pane_area.setFocus()
+    qtbot.keyClick(window, Qt.Key.Key_Right)
+    wait_for_index(qtbot, window, 1)
+    qtbot.keyClick(window, Qt.Key.Key_End)
+    wait_for_index(qtbot, window, 47)
+    qtbot.keyClick(window, Qt.Key.Key_Left)
+    wait_for_index(qtbot, window, 46)
+    qtbot.keyClick(window, Qt.Key.Key_Home)
+    wait_for_index(qtbot, window, 0)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: window.is_playing, timeout=WAIT_MS)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: not window.is_playing, timeout=WAIT_MS)
+
+
+def test_about_names_the_model(window) -> None:
+    from desmoke_app.gui.about import about_html
+
+    state = window.processor_state
+    html = about_html(state.model_name, state.description, state.config, state.notice)
+    assert "dark-channel prior" in html and "Salazar-Colores" in html
+
+
+def test_status_bar_shows_backend_and_dropped(qtbot, window, clip) -> None:
+    open_clip(qtbot, window, clip)
+    qtbot.waitUntil(lambda: "dropped" in window.status_labels["dropped"].text(), timeout=WAIT_MS)
+    assert "dcp" in window.status_labels["backend"].text()
+    assert window.status_labels["resolution"].text().startswith("160x96")
+
+
+def test_main_takes_a_file_and_saves_a_screenshot(clip, tmp_path) -> None:
+    """The entry point in a fresh process (it quits its QApplication, which must not be
+    the one the other tests share)."""
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),  # the user's settings stay untouched
+        "DESMOKE_CACHE": str(tmp_path / "cache"),
+    }
+    shot = tmp_path / "shot.png"
+    args = [str(clip), "--model", "dcp", "--play", "--screenshot", str(shot), "--after", "1.5"]
+    done = subprocess.run(
+        [sys.executable, "-m", "desmoke_app.gui.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert shot.stat().st_size > 1000
+    saved = (tmp_path / "config" / "desmoke" / "desmoke-app.conf").read_text()
+    assert "index.mp4" in saved  # the file went into the recent list
+
+
+def test_installed_pyside_keeps_reference_counts_on_emit() -> None:
+    """PySide6 6.12.0 on Python < 3.12 drops a reference to True on every Signal.emit()
+    and aborts the interpreter after about a thousand (bool_dealloc): pyproject.toml
+    excludes it. This guards the pin."""
+    from PySide6.QtCore import QObject, Signal
+
+    class Probe(QObject):
+        signal = Signal()
+
+    probe = Probe()
+    before = sys.getrefcount(True)
+    for _ in range(100):
+        probe.signal.emit()
+    assert sys.version_info >= (3, 12) or sys.getrefcount(True) >= before - 5
+
+
+def test_capture_dialog_offers_the_test_pattern(qtbot) -> None:
+    from desmoke_app.gui.capture_dialog import CaptureDialog
+
+    dialog = CaptureDialog()
+    qtbot.addWidget(dialog)
+    dialog.device.setCurrentIndex(dialog.device.count() - 1)  # the test pattern is last
+    dialog.size.setCurrentIndex(dialog.size.findText("640x480"))
+    dialog.fps.setCurrentIndex(dialog.fps.findData(25.0))
+    spec = dialog.spec()
+    assert (spec.kind, spec.format, spec.size, spec.fps) == ("capture", "lavfi", (640, 480), 25.0)
+    assert spec.path.startswith("testsrc")
+
+
+def test_controls_take_a_weights_file(qtbot, monkeypatch, tmp_path) -> None:
+    from desmoke_app.gui import controls
+    from desmoke_app.gui.controls import WEIGHTS_ITEM, ControlPanel
+
+    panel = ControlPanel()
+    qtbot.addWidget(panel)
+    panel.set_settings(DCP)
+    weights = str(tmp_path / "mine.safetensors")
+    monkeypatch.setattr(
+        controls.QFileDialog, "getOpenFileName", lambda *a, **k: (weights, "Weights")
+    )
+    with qtbot.waitSignal(panel.settings_changed, timeout=WAIT_MS) as blocker:
+        panel.model.activated.emit(panel.model.findText(WEIGHTS_ITEM))
+    assert blocker.args[0]["model"] == weights
+    assert panel.model.currentText() == "mine.safetensors"
+    # A cancelled dialog keeps the previous choice.
+    monkeypatch.setattr(controls.QFileDialog, "getOpenFileName", lambda *a, **k: ("", ""))
+    panel.model.setCurrentIndex(panel.model.findText(WEIGHTS_ITEM))
+    panel.model.activated.emit(panel.model.findText(WEIGHTS_ITEM))
+    assert panel.settings()["model"] == weights
+
+
+def test_unavailable_backends_are_disabled_with_a_reason(qtbot) -> None:
+    from desmoke_app.gui.controls import ControlPanel
+    from engine.backends import backend_status
+
+    panel = ControlPanel()
+    qtbot.addWidget(panel)
+    for index in range(1, panel.backend.count()):
+        name = panel.backend.itemData(index)
+        available, reason = backend_status(name)
+        assert panel.backend.model().item(index).isEnabled() == available
+        if not available:
+            assert panel.backend.itemData(index, Qt.ItemDataRole.ToolTipRole) == reason
