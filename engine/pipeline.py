@@ -94,6 +94,7 @@ class Desmoker:
         self.notice = ""
         self.config: dict[str, Any] = {}
         self.backend: Backend | None = None
+        self._device_frame_path = False
         self.backend_reason = "none: the classical method needs no network"
         model, weights = self._resolve_weights(model, weights)
         self.model_name = model
@@ -151,6 +152,8 @@ class Desmoker:
                 tried.append(instance.name)  # auto: fall back to the next backend
                 log.warning("%s failed to load (%s); trying the next backend", instance.name, exc)
         self.backend, self.backend_reason = instance, reason
+        # GPU backends run the whole frame on the device (fused pre/post kernels).
+        self._device_frame_path = hasattr(instance, "process_frame")
 
     @property
     def backend_name(self) -> str:
@@ -180,6 +183,10 @@ class Desmoker:
         start = time.perf_counter()
 
         work_h, work_w = self.working_shape_for(height, width)
+        if self._device_frame_path:
+            result = self._process_on_device(frame, (work_h, work_w))
+            if result is not None:
+                return result
         interpolation = cv2.INTER_AREA if work_h <= height else cv2.INTER_LINEAR
         small = cv2.resize(frame, (work_w, work_h), interpolation=interpolation)
         small_f = small.astype(np.float32) * np.float32(1 / 255)
@@ -202,6 +209,26 @@ class Desmoker:
         _lap(timings, "mask", mark)
         timings["total"] = (time.perf_counter() - start) * 1000
         return DesmokeResult(frame, mask, desmoked, level, timings)
+
+    def _process_on_device(
+        self, frame: np.ndarray, work_shape: tuple[int, int]
+    ) -> DesmokeResult | None:
+        """The whole frame through the backend's fused kernels; None (and the CPU pre/post
+        path from then on) when they cannot run, e.g. NVRTC missing or out of GPU memory."""
+        height, width = frame.shape[:2]
+        try:
+            out = self.backend.process_frame(
+                frame, work_shape=work_shape,
+                small_patch=default_patch_size(*work_shape, self.reference_patch),
+                mask_patch=default_patch_size(height, width, self.reference_patch),
+                strength=self.strength, t_min=self.t_min,
+            )
+        except BackendUnavailable as exc:
+            self._device_frame_path = False
+            self.notice = f"GPU frame path off ({exc}); pre/post-processing on the CPU"
+            log.warning(self.notice)
+            return None
+        return DesmokeResult(frame, out.dark_channel, out.desmoked, out.smoke_level, out.timings)
 
     def _network_input(self, small_f: np.ndarray, patch: int) -> np.ndarray:
         dark = dark_channel(small_f, patch)

@@ -1,0 +1,303 @@
+"""Launch geometry and arguments of the kernels in kernels.cu.
+
+Every function takes a `module` with `launch(name, grid, block, shared, args, stream)`:
+engine.cuda.loader.CudaModule on a GPU, engine.cuda.emulation.EmulatedModule on the CPU
+(tests), so the same code computes grids, shared-memory sizes and argument lists for both.
+Pointers are raw addresses (torch's `data_ptr()`, TensorRT's bindings); strides are in
+elements, pitches in bytes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from typing import Protocol
+
+#: The default per-block dynamic shared memory every CUDA GPU gives without opting in.
+SHARED_LIMIT = 48 * 1024
+BLOCK_2D = (32, 8, 1)
+MODE_AREA, MODE_LINEAR = 0, 1
+
+
+class KernelModule(Protocol):
+    def launch(
+        self,
+        name: str,
+        grid: tuple[int, int, int],
+        block: tuple[int, int, int],
+        shared: int,
+        args: list,
+        stream: int = 0,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Image:
+    """Interleaved uint8 rows (RGB, or one byte a pixel for a mask): address and pitch."""
+
+    ptr: int
+    pitch: int
+
+
+@dataclass(frozen=True)
+class Planes:
+    """Float planes (fp32, or fp16 when `half`): address and (channel, y, x) element strides."""
+
+    ptr: int
+    half: bool
+    strides: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Panes:
+    """Where the side-by-side export's other panes go (written in the post-kernel's pass)."""
+
+    original: Image | None = None
+    mask: Image | None = None  # the mask to show (uint8, one byte a pixel)
+    mask_pane: Image | None = None  # where it goes, as grey RGB
+
+
+def _ptr(value: int | None) -> ctypes.c_void_p:
+    return ctypes.c_void_p(int(value or 0))
+
+
+def _int(value: int) -> ctypes.c_int:
+    return ctypes.c_int(int(value))
+
+
+def _grid(width: int, height: int, block: tuple[int, int, int]) -> tuple[int, int, int]:
+    return (-(-width // block[0]), -(-height // block[1]), 1)
+
+
+def _radius(patch: int) -> int:
+    if patch < 1 or patch % 2 == 0:
+        raise ValueError(f"patch size must be a positive odd number, got {patch}")
+    return patch // 2
+
+
+def resize_mode(height: int, width: int, work_h: int, work_w: int) -> int:
+    """Area averaging when shrinking (cv2.INTER_AREA), bilinear when enlarging."""
+    return MODE_AREA if work_h <= height and work_w <= width else MODE_LINEAR
+
+
+def small_dark_geometry(radius: int) -> tuple[tuple[int, int, int], int]:
+    """Block and shared bytes of dark_channel_small: a tile plus its halo must fit."""
+    for block in ((32, 8, 1), (16, 8, 1), (8, 8, 1)):
+        tile_w, tile_h = block[0] + 2 * radius, block[1] + 2 * radius
+        shared = 4 * (tile_w * tile_h + tile_h * block[0])
+        if shared <= SHARED_LIMIT:
+            return block, shared
+    raise ValueError(f"working-resolution patch {2 * radius + 1} is too large for the kernel")
+
+
+#: Segment lengths (outputs a thread) of the mask's row and column passes; a segment of
+#: `len` costs win + len - 1 loads, shorter ones give more threads. Tunable on a GPU
+#: (benchmarks/gpu_check.py sweeps them); any value gives the same result.
+ROW_SEGMENT = 32
+COL_SEGMENT = 16
+
+
+def mask_rows_geometry(radius: int, segment: int = ROW_SEGMENT) -> tuple[int, int, int, int]:
+    """(segment length, segments per row, rows per block, shared bytes) of dark_mask_rows."""
+    win = 2 * radius + 1
+    length = max(1, min(segment, win))
+    segments = max(1, min(32, -(-128 // length)))
+    per_row = 2 * segments * length + 2 * radius
+    rows = min(256 // segments, 32, SHARED_LIMIT // per_row)
+    if rows < 1:
+        raise ValueError(f"display patch {win} is too large for the kernel")
+    return length, segments, rows, rows * per_row
+
+
+def mask_cols_geometry(radius: int, segment: int = COL_SEGMENT) -> tuple[int, int, int]:
+    """(segment length, threads per block, shared bytes) of dark_mask_cols: `len` words a
+    thread in shared memory."""
+    length = max(1, min(segment, 2 * radius + 1))
+    threads = min(256, SHARED_LIMIT // (4 * length))
+    if threads >= 32:
+        threads -= threads % 32
+    return length, threads, 4 * length * threads
+
+
+def scratch_pitch(width: int) -> int:
+    """Row pitch of the mask's scratch buffer: >= width, a multiple of 16 (word reads)."""
+    return -(-width // 16) * 16
+
+
+def preprocess(
+    module: KernelModule,
+    stream: int,
+    *,
+    frame: Image,
+    height: int,
+    width: int,
+    net_input: Planes,
+    work_h: int,
+    work_w: int,
+    small_patch: int,
+    guide: int = 0,
+    mask: Image | None = None,
+    scratch: Image | None = None,
+    mask_patch: int = 1,
+    segments: tuple[int, int] = (ROW_SEGMENT, COL_SEGMENT),
+) -> None:
+    """Frame -> network input (RGB in [0, 1] + dark channel) and, if asked, the display mask.
+
+    guide: optional float32 work_h x work_w buffer for the grey guide of the guided filter.
+    mask needs scratch (height rows of `scratch_pitch(width)` bytes).
+    """
+    if min(height, width, work_h, work_w) < 1:
+        raise ValueError(f"empty frame or working shape: {height}x{width} -> {work_h}x{work_w}")
+    sc, sy, sx = net_input.strides
+    module.launch(
+        "resize_to_input",
+        _grid(work_w, work_h, BLOCK_2D),
+        BLOCK_2D,
+        0,
+        [
+            _ptr(frame.ptr), _int(frame.pitch), _int(height), _int(width),
+            _ptr(net_input.ptr), _int(net_input.half), _int(sc), _int(sy), _int(sx),
+            _int(work_h), _int(work_w), _ptr(guide),
+            _int(resize_mode(height, width, work_h, work_w)),
+            _int(height == 2 * work_h and width == 2 * work_w),
+        ],
+        stream,
+    )  # fmt: skip
+    radius = _radius(small_patch)
+    block, shared = small_dark_geometry(radius)
+    module.launch(
+        "dark_channel_small",
+        _grid(work_w, work_h, block),
+        block,
+        shared,
+        [
+            _ptr(net_input.ptr), _int(net_input.half), _int(sc), _int(sy), _int(sx),
+            _int(work_h), _int(work_w), _int(radius),
+        ],
+        stream,
+    )  # fmt: skip
+    if mask is not None:
+        if scratch is None:
+            raise ValueError("the display mask needs a scratch buffer")
+        display_mask(module, stream, frame, height, width, mask, scratch, mask_patch, segments)
+
+
+def display_mask(
+    module: KernelModule,
+    stream: int,
+    frame: Image,
+    height: int,
+    width: int,
+    mask: Image,
+    scratch: Image,
+    patch: int,
+    segments: tuple[int, int] = (ROW_SEGMENT, COL_SEGMENT),
+) -> None:
+    """engine.dark_channel.dark_channel(frame, patch) as uint8, in two passes.
+    segments: (row pass, column pass) segment lengths (tuning only)."""
+    if scratch.pitch % 4 or scratch.pitch < -(-width // 4) * 4:
+        raise ValueError(f"scratch pitch {scratch.pitch} must be a multiple of 4, >= width")
+    radius = _radius(patch)
+    length, per_row, rows, shared = mask_rows_geometry(radius, segments[0])
+    module.launch(
+        "dark_mask_rows",
+        (-(-width // (per_row * length)), -(-height // rows), 1),
+        (per_row * rows, 1, 1),
+        shared,
+        [
+            _ptr(frame.ptr), _int(frame.pitch), _int(height), _int(width),
+            _ptr(scratch.ptr), _int(scratch.pitch), _int(radius), _int(per_row), _int(length),
+        ],
+        stream,
+    )  # fmt: skip
+    length, threads, shared = mask_cols_geometry(radius, segments[1])
+    words = -(-width // 4)
+    aligned = mask.ptr % 4 == 0 and mask.pitch % 4 == 0
+    module.launch(
+        "dark_mask_cols",
+        (-(-words // threads), -(-height // length), 1),
+        (threads, 1, 1),
+        shared,
+        [
+            _ptr(scratch.ptr), _int(scratch.pitch), _int(height), _int(width),
+            _ptr(mask.ptr), _int(mask.pitch), _int(aligned), _int(radius), _int(length),
+        ],
+        stream,
+    )  # fmt: skip
+
+
+def _pane_args(panes: Panes | None) -> list:
+    panes = panes or Panes()
+    original, mask, pane = panes.original, panes.mask, panes.mask_pane
+    return [
+        _ptr(original.ptr if original else 0), _int(original.pitch if original else 0),
+        _ptr(mask.ptr if mask else 0), _int(mask.pitch if mask else 0),
+        _ptr(pane.ptr if pane else 0), _int(pane.pitch if pane else 0),
+    ]  # fmt: skip
+
+
+def restore_smoke_layer(
+    module: KernelModule,
+    stream: int,
+    *,
+    frame: Image,
+    height: int,
+    width: int,
+    coef: int,
+    coef_h: int,
+    coef_w: int,
+    colour: int,
+    colour_h: int,
+    colour_w: int,
+    t_min: float,
+    out: Image,
+    panes: Panes | None = None,
+) -> None:
+    """engine.restore.restore on the device: coef = guided-filter a then b planes (float32,
+    coef_h x coef_w each), colour = 3 float32 planes (1 x 1 for a global colour)."""
+    module.launch(
+        "restore_smoke_layer",
+        _grid(width, height, BLOCK_2D),
+        BLOCK_2D,
+        0,
+        [
+            _ptr(frame.ptr), _int(frame.pitch), _int(height), _int(width),
+            _ptr(coef), _int(coef_h), _int(coef_w),
+            _ptr(colour), _int(colour_h), _int(colour_w), ctypes.c_float(t_min),
+            _ptr(out.ptr), _int(out.pitch), *_pane_args(panes),
+        ],
+        stream,
+    )  # fmt: skip
+
+
+def restore_paper(
+    module: KernelModule,
+    stream: int,
+    *,
+    frame: Image,
+    height: int,
+    width: int,
+    restored: int,
+    work_h: int,
+    work_w: int,
+    net_input: Planes,
+    strength: float,
+    out: Image,
+    panes: Panes | None = None,
+) -> None:
+    """The `paper` model's output (3 float32 planes at the working size) onto the frame."""
+    sc, sy, sx = net_input.strides
+    module.launch(
+        "restore_paper",
+        _grid(width, height, BLOCK_2D),
+        BLOCK_2D,
+        0,
+        [
+            _ptr(frame.ptr), _int(frame.pitch), _int(height), _int(width),
+            _ptr(restored), _int(work_h), _int(work_w),
+            _ptr(net_input.ptr), _int(net_input.half), _int(sc), _int(sy), _int(sx),
+            ctypes.c_float(255.0 * strength), _ptr(out.ptr), _int(out.pitch),
+            *_pane_args(panes),
+        ],
+        stream,
+    )  # fmt: skip

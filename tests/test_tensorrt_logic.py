@@ -1,0 +1,273 @@
+"""TensorRT path without TensorRT: the ONNX build-engine consumes, shapes, precision, the
+sidecar checks and engine lookup, the CLI's messages, and `auto` never picking it here.
+
+TensorRT itself cannot be installed on these machines: the build and the backend's
+engine calls have not run on hardware (benchmarks/gpu_check.py runs them where it can).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from desmoke_app.cli import main
+from engine.backends import backend_status, select_backend
+from engine.backends.base import BackendUnavailable
+from engine.backends.onnxruntime_backend import weights_digest
+from engine.backends.tensorrt_backend import (
+    TensorRTBackend,
+    find_engine,
+    read_sidecar,
+    shape_fits,
+    sidecar_path,
+    sidecar_problems,
+)
+from engine.models import build_network, default_config, save_weights
+from engine.models.onnx_export import export_onnx
+from training.build_engine import (
+    BuildError,
+    make_sidecar,
+    onnx_info,
+    parse_shape,
+    precision_plan,
+    profile_shapes,
+)
+
+try:
+    import tensorrt  # noqa: F401
+
+    HAVE_TENSORRT = True
+except ImportError:
+    HAVE_TENSORRT = False
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DESMOKE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DESMOKE_TRT_ENGINE", raising=False)
+
+
+@pytest.fixture(scope="module")
+def fast_network() -> torch.nn.Module:
+    torch.manual_seed(0)
+    network = build_network("fast")
+    with torch.no_grad():
+        for p in network.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return network.eval()
+
+
+# -- the ONNX that build-engine consumes ----------------------------------------------
+@pytest.mark.parametrize("fp16", [False, True], ids=["fp32", "fp16"])
+def test_onnx_for_the_engine_is_valid_and_matches_torch(fast_network, fp16, tmp_path) -> None:
+    """What build-engine exports from .safetensors (fp16 for TensorRT 11) passes onnx's
+    checker, declares the I/O types a strongly typed build takes, and computes the model."""
+    path = export_onnx(fast_network, tmp_path / "model.onnx", fp16=fp16)
+    fast_network.float()
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    info = onnx_info(path)
+    assert info.input_dtype == ("float16" if fp16 else "float32")
+    assert info.output_names == ("alpha", "colour") and info.channels == 4
+    x = np.random.default_rng(0).random((1, 4, 64, 112), dtype=np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {info.input_name: x.astype(np.float16 if fp16 else np.float32)})
+    with torch.no_grad():
+        expected = fast_network(torch.from_numpy(x))
+    for got, want in zip(outputs, expected, strict=True):
+        assert got.dtype == (np.float16 if fp16 else np.float32)
+        np.testing.assert_allclose(
+            got.astype(np.float32), want.numpy(), atol=2e-3 if fp16 else 1e-4
+        )
+
+
+def test_onnx_info_rejects_what_the_backend_cannot_run(tmp_path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx file")
+    with pytest.raises(BuildError, match="not a valid ONNX model"):
+        onnx_info(bad)
+    three = torch.nn.Conv2d(3, 1, 1).eval()
+    three.output_names = ("y",)
+    path = tmp_path / "three.onnx"
+    with warnings.catch_warnings():  # the legacy exporter's deprecation notice
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            three,
+            (torch.rand(1, 3, 8, 8),),
+            str(path),
+            input_names=["input"],
+            output_names=["y"],
+            dynamo=False,
+        )
+    with pytest.raises(BuildError, match="Nx4xHxW"):
+        onnx_info(path)
+
+
+# -- shapes and precision -------------------------------------------------------------
+def test_parse_shape() -> None:
+    assert parse_shape("256x448") == (256, 448)
+    assert parse_shape(" 256 X 448 ") == (256, 448)
+    for text in ("256", "256x", "0x448", "axb", ""):
+        with pytest.raises(BuildError, match="HEIGHTxWIDTH"):
+            parse_shape(text)
+
+
+def test_profile_shapes_fixed_and_default() -> None:
+    fixed = profile_shapes((256, 448))
+    assert fixed["min"] == fixed["opt"] == fixed["max"] == (1, 4, 256, 448)
+    with pytest.raises(BuildError, match="multiple of the network's stride 16"):
+        profile_shapes((250, 448))
+    default = profile_shapes(None)
+    assert default["min"] <= default["opt"] <= default["max"]
+    for dims in default.values():
+        assert dims[2] % 16 == 0 and dims[3] % 16 == 0
+    paper = profile_shapes(None, stride=256)
+    assert all(d[2] % 256 == 0 and d[3] % 256 == 0 for d in paper.values())
+
+
+def test_precision_plan_for_tensorrt_10_and_11() -> None:
+    assert precision_plan(10, "float32", True) == (False, True, "fp16")  # the FP16 flag
+    assert precision_plan(10, "float32", False) == (False, False, "fp32")
+    assert precision_plan(10, "float16", False) == (True, False, "fp16")
+    assert precision_plan(11, "float16", True) == (True, False, "fp16")  # from the ONNX
+    assert precision_plan(11, "float32", False) == (True, False, "fp32")
+    with pytest.raises(BuildError, match="TensorRT 11 takes precision from the ONNX"):
+        precision_plan(11, "float32", True)
+
+
+# -- the sidecar ----------------------------------------------------------------------
+def write_engine(folder, name, *, version="10.13.0", cc=(9, 0), digest="abc", shape=(256, 448)):
+    """A fake engine file with a real sidecar (the logic under test never reads the engine)."""
+    engine = folder / f"{name}.engine"
+    folder.mkdir(parents=True, exist_ok=True)
+    engine.write_bytes(b"engine bytes")
+    info = type(
+        "Info",
+        (),
+        {
+            "input_name": "input",
+            "input_dtype": "float16",
+            "output_names": ("alpha", "colour"),
+            "sha256": "00",
+        },
+    )
+    sidecar = make_sidecar(
+        info=info,
+        shapes=profile_shapes(shape),
+        tensorrt_version=version,
+        gpu={"name": "NVIDIA H100 80GB HBM3", "compute_capability": list(cc)},
+        precision="fp16",
+        strongly_typed=True,
+        engine_sha256="ff",
+        weights_digest=digest,
+        model="fast",
+    )
+    sidecar_path(engine).write_text(json.dumps(sidecar))
+    return engine
+
+
+def test_sidecar_round_trip_and_checks(tmp_path) -> None:
+    engine = write_engine(tmp_path, "a")
+    sidecar = read_sidecar(engine)
+    ok = {
+        "tensorrt_version": "10.13.0",
+        "capability": (9, 0),
+        "weights_digest": "abc",
+        "output_names": ("alpha", "colour"),
+    }
+    assert sidecar_problems(sidecar, **ok) == []
+    assert (
+        "running 10.14.1" in sidecar_problems(sidecar, **{**ok, "tensorrt_version": "10.14.1"})[0]
+    )
+    assert "this GPU is 8.9" in sidecar_problems(sidecar, **{**ok, "capability": (8, 9)})[0]
+    assert sidecar_problems(sidecar, **{**ok, "weights_digest": "zzz"}) == [
+        "built from other weights"
+    ]
+    assert "outputs" in sidecar_problems(sidecar, **{**ok, "output_names": ("restored",)})[0]
+
+
+def test_unreadable_or_missing_sidecar_is_a_clear_reason(tmp_path) -> None:
+    with pytest.raises(BackendUnavailable, match="engine not found"):
+        read_sidecar(tmp_path / "none.engine")
+    engine = tmp_path / "lonely.engine"
+    engine.write_bytes(b"x")
+    with pytest.raises(BackendUnavailable, match="no sidecar lonely.engine.json"):
+        read_sidecar(engine)
+    sidecar_path(engine).write_text("{broken")
+    with pytest.raises(BackendUnavailable, match="unreadable engine sidecar"):
+        read_sidecar(engine)
+    sidecar_path(engine).write_text(json.dumps({"format": 1}))
+    with pytest.raises(BackendUnavailable, match="not a desmoke engine sidecar"):
+        read_sidecar(engine)
+
+
+def test_shape_fits_the_profile(tmp_path) -> None:
+    fixed = read_sidecar(write_engine(tmp_path, "fixed"))
+    assert shape_fits(fixed, (1, 4, 256, 448))
+    assert not shape_fits(fixed, (1, 4, 256, 464))
+    profile = read_sidecar(write_engine(tmp_path, "profile", shape=None))
+    assert shape_fits(profile, (1, 4, 256, 352)) and not shape_fits(profile, (1, 4, 2048, 2048))
+
+
+def test_find_engine_picks_the_one_that_fits(tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "cache" / "tensorrt"
+    write_engine(folder, "1-old-trt", version="10.0.0")
+    write_engine(folder, "2-other-gpu", cc=(8, 6))
+    write_engine(folder, "3-other-weights", digest="zzz")
+    good = write_engine(folder, "4-good")
+    assert find_engine({}, "abc", "10.13.0", (9, 0)) == good
+    with pytest.raises(BackendUnavailable, match=r"no TensorRT engine.*built with TensorRT"):
+        find_engine({}, "abc", "10.14.0", (9, 0))
+    monkeypatch.setenv("DESMOKE_TRT_ENGINE", str(tmp_path / "mine.engine"))
+    assert find_engine({}, "abc", "10.13.0", (9, 0)) == tmp_path / "mine.engine"
+
+
+# -- without TensorRT / a GPU ---------------------------------------------------------
+@pytest.mark.skipif(HAVE_TENSORRT and torch.cuda.is_available(), reason="TensorRT can run here")
+def test_backend_unavailable_with_a_reason_and_auto_passes_it_over() -> None:
+    available, reason = TensorRTBackend.is_available()
+    assert not available and reason
+    assert backend_status("tensorrt") == (False, reason)
+    backend, why = select_backend("auto")
+    assert backend.name not in ("tensorrt", "torch-cuda") or torch.cuda.is_available()
+    assert "tensorrt (" in why  # auto says why it passed TensorRT over
+    with pytest.raises(BackendUnavailable):
+        TensorRTBackend().load(build_network("fast"), default_config("fast"))
+
+
+@pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed")
+def test_build_engine_cli_without_tensorrt_fails_cleanly(fast_network, tmp_path, capsys) -> None:
+    onnx_path = export_onnx(fast_network, tmp_path / "m.onnx")
+    fast_network.float()
+    engine = tmp_path / "m.engine"
+    assert main(["build-engine", str(onnx_path), "-o", str(engine), "--fp16"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("desmoke: error: TensorRT is not installed") and "\n" not in err
+    assert not engine.exists() and not sidecar_path(engine).exists()
+    assert list(tmp_path.iterdir()) == [onnx_path]  # nothing partial left behind
+
+
+def test_build_engine_cli_bad_input(tmp_path, capsys) -> None:
+    assert main(["build-engine", str(tmp_path / "missing.onnx"), "-o", "x.engine"]) == 1
+    assert "missing.onnx: file not found" in capsys.readouterr().err
+    text = tmp_path / "model.txt"
+    text.write_text("x")
+    assert main(["build-engine", str(text)]) == 1
+    assert "expected an .onnx or .safetensors file" in capsys.readouterr().err
+    assert main(["build-engine", str(text), "--shape", "big"]) == 1
+    assert "HEIGHTxWIDTH" in capsys.readouterr().err
+
+
+def test_weights_digest_identifies_the_weights(fast_network, tmp_path) -> None:
+    """The key an engine's sidecar records and the backend looks up."""
+    path = save_weights(tmp_path / "w.safetensors", fast_network, default_config("fast"))
+    from engine.models import load_network
+
+    reloaded, _ = load_network(path)
+    assert weights_digest(reloaded) == weights_digest(fast_network)
+    assert weights_digest(build_network("fast")) != weights_digest(fast_network)

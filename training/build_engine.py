@@ -1,0 +1,298 @@
+"""Build a TensorRT engine from a model's ONNX export (or from its .safetensors weights).
+
+TensorRT 10 and 11 Python API (NOT YET RUN ON HARDWARE: TensorRT cannot be installed on
+the machines this was written on; the shape, precision and sidecar logic is unit-tested):
+- TensorRT 11 networks are always strongly typed: precision comes from the ONNX, so fp16
+  needs an fp16 ONNX (a .safetensors input is exported in fp16 when --fp16 is asked).
+- TensorRT 10: an fp16 ONNX builds strongly typed; an fp32 ONNX with --fp16 sets the FP16
+  builder flag (weak typing, TensorRT picks fp16 kernels where it likes).
+- A timing cache (read if present, written back) makes rebuilds fast.
+- Fixed shapes (--shape HxW: the working resolution, fastest) or one optimisation profile
+  covering the usual working sizes.
+- A JSON sidecar (`<engine>.json`) records what the TensorRT backend checks before use:
+  the ONNX's sha256, the weights' digest (when known), TensorRT version, GPU name and
+  compute capability, precision, I/O names and shapes, the engine file's sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from engine.backends.tensorrt_backend import (
+    SIDECAR_FORMAT,
+    engine_dir,
+    sidecar_path,
+)
+
+#: Default profile (no --shape): short sides 128..512 around the default 256 working size.
+DEFAULT_OPT = (256, 448)
+WORKSPACE_BYTES = 2 << 30
+
+
+class BuildError(ValueError):
+    """An engine that cannot be built: one clear line (plus the parser's errors)."""
+
+
+@dataclass(frozen=True)
+class OnnxInfo:
+    input_name: str
+    input_dtype: str  # "float16" or "float32"
+    channels: int
+    output_names: tuple[str, ...]
+    sha256: str
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    """'256x448' -> (256, 448); BuildError on anything else."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text or "")
+    if not match or min(int(match[1]), int(match[2])) < 1:
+        raise BuildError(f"shape must look like HEIGHTxWIDTH (e.g. 256x448), got '{text}'")
+    return int(match[1]), int(match[2])
+
+
+def profile_shapes(
+    shape: tuple[int, int] | None, stride: int = 16, channels: int = 4
+) -> dict[str, tuple[int, int, int, int]]:
+    """min/opt/max input shapes: all equal for a fixed shape, else a profile around 256.
+
+    Every size is a multiple of the network's stride (16 for `fast`, 256 for `paper`).
+    """
+
+    def snap(x: int) -> int:
+        return max(stride, -(-x // stride) * stride)
+
+    if shape is not None:
+        h, w = shape
+        if h % stride or w % stride:
+            raise BuildError(f"shape {h}x{w} must be a multiple of the network's stride {stride}")
+        fixed = (1, channels, h, w)
+        return {"min": fixed, "opt": fixed, "max": fixed}
+    opt_h, opt_w = DEFAULT_OPT
+    return {
+        "min": (1, channels, snap(128), snap(128)),
+        "opt": (1, channels, snap(opt_h), snap(opt_w)),
+        "max": (1, channels, snap(512), snap(1024)),
+    }
+
+
+def onnx_info(path: Path) -> OnnxInfo:
+    """Check the ONNX (onnx.checker) and read what the build needs from it."""
+    data = path.read_bytes()
+    try:
+        model = onnx.load_from_string(data)
+        onnx.checker.check_model(model)
+    except Exception as exc:  # onnx raises several kinds for corrupt files
+        raise BuildError(f"{path}: not a valid ONNX model ({exc})") from exc
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise BuildError(f"{path}: expected one input, found {[i.name for i in inputs]}")
+    tensor = inputs[0].type.tensor_type
+    dtypes = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
+    if tensor.elem_type not in dtypes:
+        raise BuildError(f"{path}: input type {tensor.elem_type} is neither float32 nor float16")
+    dims = tensor.shape.dim
+    channels = dims[1].dim_value if len(dims) == 4 and dims[1].dim_value else 0
+    if channels != 4:
+        raise BuildError(f"{path}: expected an Nx4xHxW input (RGB + dark channel)")
+    return OnnxInfo(
+        input_name=inputs[0].name,
+        input_dtype=dtypes[tensor.elem_type],
+        channels=channels,
+        output_names=tuple(o.name for o in model.graph.output),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def precision_plan(trt_major: int, onnx_dtype: str, fp16: bool) -> tuple[bool, bool, str]:
+    """(strongly_typed, fp16_flag, precision) for a TensorRT major version and ONNX type."""
+    if onnx_dtype == "float16":
+        return True, False, "fp16"
+    if trt_major >= 11:
+        if fp16:
+            raise BuildError(
+                "TensorRT 11 takes precision from the ONNX: give an fp16 ONNX, or the "
+                ".safetensors weights (exported in fp16 with --fp16)"
+            )
+        return True, False, "fp32"
+    return False, fp16, "fp16" if fp16 else "fp32"
+
+
+def gpu_identity() -> dict[str, Any]:
+    """The GPU this engine is built on: name and compute capability."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BuildError("building a TensorRT engine needs an NVIDIA GPU (torch sees none)")
+    index = torch.cuda.current_device()
+    return {
+        "name": torch.cuda.get_device_name(index),
+        "compute_capability": list(torch.cuda.get_device_capability(index)),
+    }
+
+
+def make_sidecar(
+    *,
+    info: OnnxInfo,
+    shapes: dict[str, tuple[int, ...]],
+    tensorrt_version: str,
+    gpu: dict[str, Any],
+    precision: str,
+    strongly_typed: bool,
+    engine_sha256: str,
+    weights_digest: str | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "format": SIDECAR_FORMAT,
+        "model": model,
+        "weights_digest": weights_digest,
+        "onnx_sha256": info.sha256,
+        "tensorrt_version": tensorrt_version,
+        "gpu": gpu,
+        "precision": precision,
+        "strongly_typed": strongly_typed,
+        "inputs": {
+            info.input_name: {"dtype": info.input_dtype, **{k: list(v) for k, v in shapes.items()}}
+        },
+        "outputs": list(info.output_names),
+        "engine_sha256": engine_sha256,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+# -- TensorRT -------------------------------------------------------------------------
+def import_tensorrt() -> Any:
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise BuildError(
+            f"TensorRT is not installed (pip install 'desmoke[tensorrt]'): {exc}"
+        ) from exc
+    return trt
+
+
+def build_serialized(
+    trt: Any,
+    onnx_bytes: bytes,
+    *,
+    input_name: str,
+    shapes: dict[str, tuple[int, ...]],
+    strongly_typed: bool,
+    fp16_flag: bool,
+    timing_cache: bytes = b"",
+) -> tuple[bytes, bytes]:
+    """(serialized engine, serialized timing cache) with the TensorRT 10/11 builder API."""
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    flag_enum = trt.NetworkDefinitionCreationFlag
+    if strongly_typed and hasattr(flag_enum, "STRONGLY_TYPED"):  # ignored (always on) in 11
+        flags |= 1 << int(flag_enum.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_bytes):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BuildError(f"TensorRT's ONNX parser rejected the model: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    if fp16_flag:  # TensorRT 10 only (precision_plan never asks for it on 11)
+        config.set_flag(trt.BuilderFlag.FP16)
+    cache = config.create_timing_cache(timing_cache)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(input_name, shapes["min"], shapes["opt"], shapes["max"])
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise BuildError("TensorRT could not build the engine (its log above says why)")
+    return bytes(serialized), bytes(config.get_timing_cache().serialize())
+
+
+def _write_atomically(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    return tmp
+
+
+def build_engine(
+    source: str | Path,
+    output: str | Path | None = None,
+    *,
+    fp16: bool = False,
+    timing_cache: str | Path | None = None,
+    shape: tuple[int, int] | None = None,
+    weights: str | Path | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Build an engine from an ONNX file or a .safetensors weights file; returns the
+    engine's path and its sidecar. Nothing is left at `output` when the build fails."""
+    from engine.backends.onnxruntime_backend import weights_digest
+    from engine.models import load_network, network_stride
+    from engine.models.onnx_export import export_onnx
+
+    source = Path(source)
+    if not source.is_file():
+        raise BuildError(f"{source}: file not found")
+    trt = import_tensorrt()
+    gpu = gpu_identity()
+    digest = model = None
+    weights_file = source if source.suffix == ".safetensors" else weights
+    if weights_file is not None:
+        network, config = load_network(weights_file)
+        digest, model = weights_digest(network), config["model"]
+    with tempfile.TemporaryDirectory() as scratch:
+        onnx_path = source
+        if source.suffix == ".safetensors":
+            onnx_path = export_onnx(network, Path(scratch) / "model.onnx", fp16=fp16)
+        info = onnx_info(onnx_path)
+        strongly_typed, fp16_flag, precision = precision_plan(
+            int(trt.__version__.split(".")[0]), info.input_dtype, fp16
+        )
+        shapes = profile_shapes(shape, network_stride(model) if model else 16, info.channels)
+        cache_path = Path(timing_cache) if timing_cache else None
+        cache = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
+        engine, new_cache = build_serialized(
+            trt,
+            onnx_path.read_bytes(),
+            input_name=info.input_name,
+            shapes=shapes,
+            strongly_typed=strongly_typed,
+            fp16_flag=fp16_flag,
+            timing_cache=cache,
+        )
+    if output is None:
+        if digest is None:
+            raise BuildError("give -o ENGINE (or build from .safetensors weights)")
+        cc = "".join(map(str, gpu["compute_capability"]))
+        output = engine_dir() / f"{model}-{digest[:12]}-sm{cc}-trt{trt.__version__}.engine"
+    output = Path(output)
+    sidecar = make_sidecar(
+        info=info,
+        shapes=shapes,
+        tensorrt_version=trt.__version__,
+        gpu=gpu,
+        precision=precision,
+        strongly_typed=strongly_typed,
+        engine_sha256=hashlib.sha256(engine).hexdigest(),
+        weights_digest=digest,
+        model=model,
+    )
+    engine_tmp = _write_atomically(output, engine)
+    sidecar_tmp = _write_atomically(
+        sidecar_path(output), (json.dumps(sidecar, indent=2) + "\n").encode()
+    )
+    engine_tmp.replace(output)
+    sidecar_tmp.replace(sidecar_path(output))
+    if cache_path is not None:
+        _write_atomically(cache_path, new_cache).replace(cache_path)
+    return output, sidecar
