@@ -36,6 +36,7 @@ def save_weights(path: str | Path, model: nn.Module, config: dict[str, Any]) -> 
     text = json.dumps(config, sort_keys=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={CONFIG_KEY: text})
+    tmp.chmod(0o644)  # safetensors creates its files owner-only; weights are for sharing
     tmp.replace(path)
     path.with_suffix(".json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return path

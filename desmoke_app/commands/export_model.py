@@ -1,0 +1,37 @@
+"""`desmoke export-model WEIGHTS --onnx OUT.onnx [--fp16]`: ONNX for onnxruntime/TensorRT."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from desmoke_app.commands.common import fail
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export-model",
+        help="export trained weights (.safetensors) to ONNX, checked against torch",
+        description="Export a desmoke weights file to ONNX (opset 17, dynamic height and "
+        "width), run onnx.checker and compare onnxruntime with torch on a random input.",
+    )
+    parser.add_argument("weights", type=Path, metavar="WEIGHTS", help="a .safetensors file")
+    parser.add_argument("--onnx", required=True, type=Path, metavar="OUT", help="ONNX to write")
+    parser.add_argument("--fp16", action="store_true", help="half-precision graph and I/O")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.models import WeightsError
+    from training.export import ExportError, export_weights
+
+    if not args.onnx.parent.is_dir():
+        return fail(f"{args.onnx.parent}: output folder does not exist")
+    try:
+        report = export_weights(args.weights, args.onnx, fp16=args.fp16)
+    except (WeightsError, ExportError) as exc:
+        return fail(str(exc))
+    errors = ", ".join(f"{k} {v:.1e}" for k, v in report["max_abs_error"].items())
+    precision = "fp16" if args.fp16 else "fp32"
+    print(f"wrote {args.onnx} ({report['model']}, {precision}); onnxruntime vs torch: {errors}")
+    return 0

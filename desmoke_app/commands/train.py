@@ -1,0 +1,46 @@
+"""`desmoke train --config FILE`: train the `fast` or `paper` model (the config names which)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from desmoke_app.commands.common import fail
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train the fast or paper network on clear footage with synthetic smoke",
+        description="Train the model a TOML config names (training/configs/fast.toml, "
+        "paper.toml). Writes checkpoint.pt, metrics.jsonl, best.safetensors (best on the "
+        "validation split) and last.safetensors into the run folder. Multi-GPU: "
+        "torchrun --nproc-per-node N -m training.trainer_fast --config ...",
+    )
+    parser.add_argument("--config", required=True, type=Path, help="training config (TOML)")
+    parser.add_argument("--out", type=Path, help="run folder (default: runs/CONFIG-NAME)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument(
+        "--max-minutes", type=float, default=None, metavar="M", help="time budget override"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.models import WeightsError
+    from training.checkpoint import CheckpointError
+    from training.config import ConfigError, load_config
+    from training.data import DataError
+    from training.trainer_fast import train_fast
+    from training.trainer_paper import train_paper
+
+    try:
+        config = load_config(args.config)
+        out = args.out or Path("runs") / args.config.stem
+        trainer = train_fast if config.model.name == "fast" else train_paper
+        summary = trainer(config, out, resume=args.resume, max_minutes=args.max_minutes)
+    except (ConfigError, DataError, CheckpointError, WeightsError) as exc:
+        return fail(str(exc))
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,97 @@
+"""Export: safetensors round trip, ONNX against torch, fp16, bad weights; the CLI command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from engine.models import WeightsError, build_network, default_config, save_weights
+from training.export import ExportError, export_weights, onnx_outputs, reload_matches
+
+ARCHS = {"fast": {"widths": [8, 16, 32]}, "paper": {"ngf": 4}}
+
+
+def saved(tmp_path: Path, model: str, seed: int = 0) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(seed)
+    network = build_network(model, ARCHS[model]).eval()
+    with torch.no_grad():  # move every parameter off its initial value (non-trivial outputs)
+        for parameter in network.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    path = save_weights(
+        tmp_path / f"{model}.safetensors", network, default_config(model, ARCHS[model])
+    )
+    return path, network
+
+
+@pytest.mark.parametrize("model, shape", [("fast", (48, 80)), ("paper", (256, 256))])
+def test_reload_gives_the_same_outputs(tmp_path: Path, model: str, shape) -> None:
+    path, network = saved(tmp_path, model)
+    assert reload_matches(path, network, shape) == 0.0
+
+
+@pytest.mark.parametrize("model, shape", [("fast", (96, 160)), ("paper", (256, 512))])
+def test_onnx_matches_torch(tmp_path: Path, model: str, shape) -> None:
+    path, network = saved(tmp_path, model)
+    out = tmp_path / f"{model}.onnx"
+    report = export_weights(path, out)
+    assert max(report["max_abs_error"].values()) <= 1e-4
+    graph = onnx.load(str(out))
+    assert [i.name for i in graph.graph.input] == ["input"]
+    assert [o.name for o in graph.graph.output] == list(network.output_names)
+    # An independent check at another size than export's own (dynamic height and width).
+    x = torch.rand(1, 4, *shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = network(x)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    for got, want in zip(onnx_outputs(out, x.numpy()), expected, strict=True):
+        assert got.shape == tuple(want.shape)
+        np.testing.assert_allclose(got, want.numpy(), atol=1e-4)
+
+
+def test_fp16_export(tmp_path: Path) -> None:
+    path, _ = saved(tmp_path, "fast")
+    out = tmp_path / "fast16.onnx"
+    report = export_weights(path, out, fp16=True)
+    assert report["fp16"] and max(report["max_abs_error"].values()) <= 2e-2
+    graph = onnx.load(str(out))
+    assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+
+
+def test_missing_weights_are_named(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match=r"none\.safetensors: weights file not found"):
+        export_weights(tmp_path / "none.safetensors", tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_weights_not_matching_their_config_are_named(tmp_path: Path) -> None:
+    network = build_network("fast", ARCHS["fast"])
+    path = save_weights(
+        tmp_path / "odd.safetensors", network, default_config("fast", {"widths": [8, 16, 16]})
+    )
+    with pytest.raises(WeightsError, match=r"odd\.safetensors: does not match the architecture"):
+        export_weights(path, tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_output_must_be_onnx(tmp_path: Path) -> None:
+    path, _ = saved(tmp_path, "fast")
+    with pytest.raises(ExportError, match=r"x\.txt: the output must be a \.onnx file"):
+        export_weights(path, tmp_path / "x.txt")
+
+
+def test_cli_export_model(tmp_path: Path, capsys) -> None:
+    from desmoke_app.cli import main
+
+    path, _ = saved(tmp_path, "fast")
+    out = tmp_path / "cli.onnx"
+    assert main(["export-model", str(path), "--onnx", str(out)]) == 0
+    assert out.is_file() and "onnxruntime vs torch" in capsys.readouterr().out
+    code = main(["export-model", str(tmp_path / "no.safetensors"), "--onnx", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "weights file not found" in err[0]
+    code = main(["export-model", str(path), "--onnx", str(tmp_path / "nodir" / "a.onnx")])
+    assert code == 1 and "output folder does not exist" in capsys.readouterr().err

@@ -1,0 +1,252 @@
+"""Trainers: losses go down on tiny CPU runs; runs write weights, checkpoints and resume;
+bad configs and checkpoints fail with the file's name before training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.models import build_network, load_network, read_config
+from tests.test_training_data import tissue, write_video
+from training.checkpoint import CheckpointError
+from training.config import ConfigError, config_from_dict, load_config
+from training.data import SmokeDataset, load_frames
+from training.patchgan import PatchGAN
+from training.trainer_fast import fast_loss, ssim_map, train_fast
+from training.trainer_paper import discriminator_loss, generator_loss, train_paper
+
+FAST_ARCH = {"widths": [8, 16, 32]}
+PAPER_ARCH = {"ngf": 4}
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("trainclip")
+    return write_video(folder / "tissue.mp4", [tissue(i, (96, 64)) for i in range(30)])
+
+
+def tiny_config(clip: Path, model: str = "fast", arch: dict | None = None, **train) -> dict:
+    paper = model == "paper"
+    values = {
+        "crop": 256 if paper else 64,
+        "batch_size": 1 if paper else 4,
+        "max_minutes": 10.0,
+        "max_steps": 4,
+        "val_frames": 2,
+        "val_every_steps": 2,
+        "num_workers": 0,
+        "log_every_steps": 1,
+        "lr": 2e-3,
+    }
+    values.update(train)
+    return {
+        "model": {
+            "name": model,
+            "arch": arch if arch is not None else (PAPER_ARCH if paper else FAST_ARCH),
+            "working_short_side": 256 if paper else 64,
+        },
+        "data": {
+            "sources": [str(clip)],
+            "store_short_side": 256 if paper else 64,
+            "block_frames": 5,
+            "scope_crop": False,
+            "min_sharpness": 0.0,  # the 96x64 clip, upscaled for `paper`, is soft
+        },
+        "train": values,
+        "paper": {"ndf": 8},
+    }
+
+
+def fixed_batch(clip: Path, config, size: int) -> dict[str, torch.Tensor]:
+    frames = load_frames(config.data)
+    dataset = SmokeDataset(
+        frames.splits["train"],
+        train=True,
+        crop=size,
+        working_short_side=size,
+        clean_probability=0.0,
+    )
+    items = [dataset[i] for i in range(config.train.batch_size)]
+    return {k: torch.stack([item[k] for item in items]) for k in items[0]}
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def test_fast_loss_goes_down_on_64px_crops(clip: Path) -> None:
+    torch.manual_seed(0)
+    config = config_from_dict(tiny_config(clip))
+    batch = fixed_batch(clip, config, 64)
+    net = build_network("fast", FAST_ARCH)
+    optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(25):
+        loss, parts = fast_loss(*net(batch["input"]), batch, config)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(parts["total"])
+        assert set(parts) >= {"l1", "alpha", "colour", "dssim"}
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_paper_losses_go_down_on_256px_input(clip: Path) -> None:
+    torch.manual_seed(0)
+    config = config_from_dict(tiny_config(clip, "paper"))
+    batch = fixed_batch(clip, config, 256)
+    generator = build_network("paper", PAPER_ARCH)
+    discriminator = PatchGAN(4, ndf=8)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    l1s = []
+    for _ in range(15):
+        fake = generator(batch["input"])
+        opt_d.zero_grad()
+        discriminator_loss(discriminator, batch["input"], batch["clear"], fake).backward()
+        opt_d.step()
+        loss_g, l1, _ = generator_loss(discriminator, batch["input"], fake, batch["clear"], config)
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        l1s.append(l1.item())
+    assert l1s[-1] < 0.7 * l1s[0], l1s
+
+
+def test_patchgan_is_70px_patches_and_checks_its_condition() -> None:
+    disc = PatchGAN(4, ndf=8)
+    assert disc(torch.rand(2, 4, 256, 256), torch.rand(2, 3, 256, 256)).shape == (2, 1, 30, 30)
+    with pytest.raises(ValueError, match="expects 4 condition channels, got 3"):
+        disc(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64))
+
+
+def test_ssim_map_is_one_for_identical_images_and_lower_otherwise() -> None:
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.allclose(ssim_map(x, x), torch.ones(1, 3, 32, 32), atol=1e-4)
+    assert float(ssim_map(x, x * 0.5).mean()) < 0.95
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def test_fast_run_writes_weights_and_resumes(clip: Path, tmp_path: Path) -> None:
+    config = config_from_dict(tiny_config(clip), tmp_path / "fast.toml")
+    out = tmp_path / "run"
+    summary = train_fast(config, out)
+    assert summary["steps"] == 4
+    for name in ("best.safetensors", "best.json", "last.safetensors", "checkpoint.pt"):
+        assert (out / name).is_file(), name
+    weights_config = read_config(out / "best.safetensors")
+    assert weights_config["model"] == "fast" and weights_config["arch"] == FAST_ARCH
+    assert weights_config["working_short_side"] == 64
+    training = weights_config["training"]
+    assert training["data"]["frames"]["train"] > 0 and training["steps"] >= 0
+    assert {"hardware", "minutes", "config"} <= set(training)
+    assert "psnr" in weights_config["metrics"]["val"]
+    network, _ = load_network(out / "last.safetensors")
+    alpha, colour = network(torch.rand(1, 4, 64, 64))
+    assert alpha.shape == (1, 1, 16, 16) and colour.shape == (1, 3, 16, 16)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val" in r] == [0, 2, 4, 4]
+
+    with pytest.raises(CheckpointError, match="already holds a run; use --resume"):
+        train_fast(config, out)
+    resumed = config_from_dict(tiny_config(clip, max_steps=6), tmp_path / "fast.toml")
+    assert train_fast(resumed, out, resume=True)["steps"] == 6
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in records if "train" in r]
+    assert train_steps == [1, 2, 3, 4, 5, 6]  # continued at step 5, not from scratch
+
+
+def test_resume_from_a_missing_or_mismatched_checkpoint_fails(clip: Path, tmp_path: Path) -> None:
+    config = config_from_dict(tiny_config(clip, max_steps=1, val_every_steps=0))
+    with pytest.raises(CheckpointError, match=r"checkpoint\.pt: checkpoint not found"):
+        train_fast(config, tmp_path / "nothing", resume=True)
+    train_fast(config, tmp_path / "run")
+    other = config_from_dict(tiny_config(clip, arch={"widths": [8, 16, 16]}, max_steps=2))
+    with pytest.raises(CheckpointError, match="made for model 'fast' with arch"):
+        train_fast(other, tmp_path / "run", resume=True)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "checkpoint.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=r"bad/checkpoint\.pt: not a readable checkpoint"):
+        train_fast(config, tmp_path / "bad", resume=True)
+
+
+@pytest.mark.parametrize("dark", [True, False])
+def test_paper_run_with_and_without_the_dark_channel(clip: Path, tmp_path: Path, dark) -> None:
+    arch = {"ngf": 4, "use_dark_channel": dark}
+    config = config_from_dict(tiny_config(clip, "paper", arch=arch, max_steps=2))
+    summary = train_paper(config, tmp_path / "paper")
+    assert summary["steps"] == 2
+    network, weights_config = load_network(tmp_path / "paper" / "best.safetensors")
+    assert weights_config["arch"] == arch and network.use_dark_channel is dark
+    assert network(torch.rand(1, 4, 256, 256)).shape == (1, 3, 256, 256)
+    resumed = config_from_dict(tiny_config(clip, "paper", arch=arch, max_steps=3))
+    assert train_paper(resumed, tmp_path / "paper", resume=True)["steps"] == 3
+
+
+def test_trainer_refuses_the_other_model(clip: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not 'fast'"):
+        train_fast(config_from_dict(tiny_config(clip, "paper")), tmp_path)
+    with pytest.raises(ConfigError, match="not 'paper'"):
+        train_paper(config_from_dict(tiny_config(clip)), tmp_path)
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_configs_load(monkeypatch) -> None:
+    monkeypatch.setenv("DESMOKE_DATA", "/data")
+    root = Path(__file__).resolve().parents[1] / "training" / "configs"
+    fast = load_config(root / "fast.toml")
+    assert fast.model.name == "fast" and fast.data.sources[0] == "/data/clear/endo_720p.mp4"
+    assert fast.train.lr == 5e-4
+    paper = load_config(root / "paper.toml")
+    assert paper.model.name == "paper" and paper.paper.l1_weight == 100.0
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[train]\nbatchsize = 4\n", r"config\.toml: train\.batchsize: unknown key"),
+        ("[train]\nbatch_size = 'four'\n", r"config\.toml: train\.batch_size: expected int"),
+        ("[train]\nlr = true\n", r"config\.toml: train\.lr: expected float"),
+        ("[data]\nsources = 'a.mp4'\n", r"config\.toml: data\.sources: expected list"),
+        ("[optimiser]\nlr = 1\n", r"config\.toml: optimiser: unknown table"),
+        ("[train\n", r"config\.toml: not valid TOML"),
+        ("[model]\nname = 'big'\n", r"config\.toml: model\.name must be 'fast' or 'paper'"),
+        ("[data]\nsources = ['${NO_SUCH_VAR_X}/a.mp4']\n", "unset environment variable"),
+    ],
+)
+def test_bad_configs_name_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.toml: config file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_bad_architecture_fails_before_reading_data(tmp_path: Path) -> None:
+    from engine.models import WeightsError
+
+    raw = tiny_config(tmp_path / "missing.mp4", arch={"depth": 3})
+    with pytest.raises(WeightsError, match="do not fit model 'fast'"):
+        train_fast(config_from_dict(raw), tmp_path / "run")
+
+
+def test_cli_train_reports_bad_config_in_one_line(tmp_path: Path, capsys) -> None:
+    from desmoke_app.cli import main
+
+    code = main(["train", "--config", str(write(tmp_path, "[train]\nbogus = 1\n"))])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "train.bogus: unknown key" in err[0]

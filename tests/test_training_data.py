@@ -1,0 +1,241 @@
+"""Training data: sources, scope crop, quality filters, splits, on-the-fly smoke; bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from tests.clips import make_zero_frame_clip
+from training.config import DataConfig
+from training.data import (
+    DataError,
+    SmokeDataset,
+    StreamSampler,
+    load_frames,
+    scope_box,
+    split_of_frames,
+)
+
+
+def tissue(seed: int, size: tuple[int, int] = (96, 64), scope: bool = False) -> np.ndarray:
+    """A colourful, textured RGB frame (size = (w, h)); optionally a black scope surround."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    noise = rng.uniform(0, 1, (height // 4, width // 4, 3)).astype(np.float32)
+    noise = cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
+    base = np.array([0.75, 0.3, 0.25], np.float32)
+    image = np.clip(base + 0.25 * (noise - 0.5), 0, 1)
+    if scope:
+        yy, xx = np.mgrid[:height, :width]
+        radius = height * 0.5
+        outside = (yy - height / 2) ** 2 + (xx - width / 2) ** 2 > radius**2
+        image[outside] = 0
+    return (image * 255).astype(np.uint8)
+
+
+def write_video(path: Path, frames: list[np.ndarray]) -> Path:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "10", "preset": "ultrafast"}
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
+def write_image(path: Path, image: np.ndarray) -> Path:
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def data_config(*sources: Path, **overrides) -> DataConfig:
+    values = {"sources": [str(s) for s in sources], "store_short_side": 64, "block_frames": 5}
+    values.update(overrides)
+    return DataConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("clip")
+    return write_video(folder / "tissue.mp4", [tissue(i, scope=True) for i in range(40)])
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def test_splits_are_contiguous_disjoint_blocks_with_gaps() -> None:
+    config = DataConfig(block_frames=25, val_fraction=0.1, test_fraction=0.1, gap_frames=3)
+    labels = split_of_frames(250, config)
+    test = [i for i, s in enumerate(labels) if s == "test"]
+    val = [i for i, s in enumerate(labels) if s == "val"]
+    assert len(test) == 25 and len(val) == 25
+    assert test == list(range(test[0], test[0] + 25))  # one contiguous block
+    assert val == list(range(val[0], val[0] + 25))
+    assert 0 < test[0] and val[-1] < 249  # neither end of the clip is held out
+    for block in (test, val):  # gap frames either side are in no split
+        for i in (block[0] - 1, block[0] - 3, block[-1] + 1, block[-1] + 3):
+            assert labels[i] is None
+    assert labels[block[0] - 4] == "train"
+
+
+def test_short_sources_go_to_training_only() -> None:
+    assert split_of_frames(1, DataConfig()) == ["train"]
+    assert split_of_frames(40, DataConfig(block_frames=25)) == ["train"] * 40
+
+
+def test_too_many_held_out_blocks_is_an_error() -> None:
+    with pytest.raises(DataError, match="too few"):
+        split_of_frames(30, DataConfig(block_frames=10, val_fraction=0.4, test_fraction=0.4))
+
+
+def test_load_frames_splits_by_source_frame(clip: Path, tmp_path: Path) -> None:
+    image = write_image(tmp_path / "still.png", tissue(99, (80, 60)))
+    frames = load_frames(data_config(clip, image))
+    indices = {name: {(f.source, f.index) for f in frames.splits[name]} for name in frames.splits}
+    assert indices["train"] and indices["val"] and indices["test"]
+    assert not indices["train"] & indices["val"]
+    assert not indices["train"] & indices["test"]
+    assert not indices["val"] & indices["test"]
+    assert (str(image), 0) in indices["train"]  # a single image is training data
+    summary = frames.summary()
+    assert summary["frames"] == {name: len(indices[name]) for name in indices}
+    assert summary["sources"][0]["frames"] == 40
+
+
+def test_scope_crop_removes_the_black_surround(clip: Path) -> None:
+    frames = load_frames(data_config(clip, store_short_side=0))
+    image = frames.splits["train"][0].image
+    # The circle (diameter 64 in a 96x64 frame) is the box: 64 wide, not 96.
+    assert abs(image.shape[1] - 64) <= 3 and image.shape[0] >= 62
+    assert scope_box([tissue(0)]) == (0, 64, 0, 96)  # no surround: the whole frame
+
+
+def test_quality_filters_reject_flat_dark_and_grey_frames(tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write_image(folder / "a_good.png", tissue(1))
+    write_image(folder / "b_dark.png", tissue(2) // 12)
+    write_image(folder / "c_flat.png", np.full((64, 96, 3), (180, 90, 80), np.uint8))
+    grey = cv2.cvtColor(cv2.cvtColor(tissue(3), cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    write_image(folder / "d_grey.png", grey)
+    frames = load_frames(data_config(folder, scope_crop=False))
+    assert [f.index for f in frames.splits["train"]] == [0]
+    assert frames.sources[0]["rejected_by_filters"] == 3
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+def test_training_samples_are_reproducible_and_in_range(clip: Path) -> None:
+    frames = load_frames(data_config(clip))
+    dataset = SmokeDataset(frames.splits["train"], train=True, crop=32, working_short_side=48)
+    a, b, c = dataset[7], dataset[7], dataset[8]
+    assert a["input"].shape == (4, 32, 32) and a["clear"].shape == (3, 32, 32)
+    assert a["alpha"].shape == (1, 32, 32) and a["colour"].shape == (3,)
+    for key in a:
+        assert np.array_equal(a[key].numpy(), b[key].numpy())
+        assert float(a[key].min()) >= 0.0 and float(a[key].max()) <= 1.0
+    assert not np.array_equal(a["input"].numpy(), c["input"].numpy())
+    # The 4th channel is the dark channel of the smoky RGB at the crop's default patch.
+    from engine.dark_channel import dark_channel
+
+    rgb = a["input"][:3].numpy().transpose(1, 2, 0)
+    np.testing.assert_allclose(a["input"][3].numpy(), dark_channel(np.ascontiguousarray(rgb)))
+
+
+def test_some_training_samples_have_no_smoke(clip: Path) -> None:
+    frames = load_frames(data_config(clip))
+    dataset = SmokeDataset(
+        frames.splits["train"], train=True, crop=32, working_short_side=48, clean_probability=0.5
+    )
+    clean = [dataset[i] for i in range(20)]
+    clean = [s for s in clean if float(s["alpha"].max()) == 0.0]
+    assert 3 <= len(clean) <= 17
+    for sample in clean:  # no smoke: the input is the clear frame itself
+        assert np.array_equal(sample["input"][:3].numpy(), sample["clear"].numpy())
+
+
+def test_validation_samples_are_whole_frames_at_the_working_resolution(clip: Path) -> None:
+    frames = load_frames(data_config(clip))
+    val = SmokeDataset(
+        frames.splits["val"], train=False, working_short_side=32, stride=16, split="val"
+    )
+    test = SmokeDataset(
+        frames.splits["test"], train=False, working_short_side=32, stride=16, split="test"
+    )
+    assert len(val) == len(frames.splits["val"])
+    sample = val[0]
+    assert sample["input"].shape[1] == 32 and sample["input"].shape[2] % 16 == 0
+    assert np.array_equal(sample["input"].numpy(), val[0]["input"].numpy())
+    assert float(sample["alpha"].max()) > 0  # validation always carries smoke
+    assert test[0]["input"].shape[1] == 32
+
+
+def test_stream_sampler_resumes_and_interleaves_ranks() -> None:
+    def first(sampler: StreamSampler, n: int) -> list[int]:
+        it = iter(sampler)
+        return [next(it) for _ in range(n)]
+
+    assert first(StreamSampler(), 4) == [0, 1, 2, 3]
+    assert first(StreamSampler(start=10), 2) == [10, 11]
+    assert first(StreamSampler(0, rank=1, world_size=2), 3) == [1, 3, 5]
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_missing_source_is_named(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"nothing\.mp4: data source not found"):
+        load_frames(data_config(tmp_path / "nothing.mp4"))
+
+
+def test_empty_folder_is_named(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError, match="empty: folder has no images or videos"):
+        load_frames(data_config(empty))
+
+
+def test_unreadable_image_is_named(tmp_path: Path) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    write_image(folder / "a.png", tissue(1))
+    (folder / "b.png").write_bytes(b"not a png at all")
+    with pytest.raises(DataError, match=r"b\.png: unreadable image"):
+        load_frames(data_config(folder))
+
+
+def test_images_of_mixed_sizes_are_named(tmp_path: Path) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write_image(folder / "a.png", tissue(1, (96, 64)))
+    write_image(folder / "b.png", tissue(2, (80, 64)))
+    with pytest.raises(DataError, match=r"b\.png: image is 80x64, but a\.png .* mixed sizes"):
+        load_frames(data_config(folder))
+
+
+def test_video_without_frames_is_named(tmp_path: Path) -> None:
+    clip = make_zero_frame_clip(tmp_path / "empty.mkv")
+    with pytest.raises(DataError, match=r"empty\.mkv: no decodable frames"):
+        load_frames(data_config(clip))
+    with pytest.raises(DataError, match=r"empty\.mkv: no decodable frames"):
+        load_frames(data_config(clip, scope_crop=False))
+
+
+def test_garbage_video_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "garbage.mp4"
+    bad.write_bytes(b"\x00\x01garbage" * 100)
+    with pytest.raises(DataError, match=r"garbage\.mp4: cannot decode"):
+        load_frames(data_config(bad))
+
+
+def test_no_sources_is_an_error() -> None:
+    with pytest.raises(DataError, match="no data sources"):
+        load_frames(DataConfig())

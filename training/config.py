@@ -1,0 +1,213 @@
+"""Training configs: TOML files read into dataclasses, every key and type checked.
+
+A config has four tables: [model] (which network and its architecture), [data] (sources,
+filters, splits), [train] (optimisation, crops, losses, time budget) and [paper] (the
+pix2pix trainer's own settings). Every key has a default, so a file names only what it
+changes; an unknown key or a value of the wrong type is an error naming the file and the
+key, raised before any data is read. Paths in [data] sources may use environment variables
+(`${DESMOKE_DATA}/clear/...`); relative paths are relative to the config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used: unreadable, unknown key, wrong type or value."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "fast"  # "fast" (SmokeLayerNet) or "paper" (pix2pix U-Net-256)
+    arch: dict[str, Any] = field(default_factory=dict)  # engine.models.build_network arguments
+    working_short_side: int = 256  # the pipeline's working resolution the model is trained for
+
+
+@dataclass
+class DataConfig:
+    sources: list[str] = field(default_factory=list)  # videos, images or image folders
+    store_short_side: int = 320  # frames are kept in memory at this short side
+    scope_crop: bool = True  # crop a circular scope field to its bounding box
+    frame_step: int = 1  # take every n-th video frame
+    max_frames: int = 0  # per source; 0 = all
+    # Quality filters: a frame failing any is skipped (and counted in the summary).
+    min_sharpness: float = 10.0  # variance of the Laplacian of the grey frame (0-255 scale)
+    min_brightness: float = 20.0  # mean grey level, 0-255
+    max_brightness: float = 235.0
+    min_colourfulness: float = 5.0  # Hasler & Suesstrunk, 0-255 scale
+    # Splits, held out by source frame in contiguous blocks (neighbouring frames are
+    # near-duplicates); `gap_frames` on each side of a held-out block are dropped from train.
+    block_frames: int = 25
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    gap_frames: int = 3
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    crop: int = 256  # square training crops, at the working scale
+    scale_jitter: list[float] = field(default_factory=lambda: [0.8, 1.25])  # x working scale
+    batch_size: int = 12
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    lr_schedule: str = "cosine"  # "cosine" over the time/step budget, or "constant"
+    min_lr_fraction: float = 0.05
+    max_minutes: float = 95.0  # time budget; training stops at whichever limit comes first
+    max_steps: int = 0  # 0 = no step limit
+    clean_probability: float = 0.12  # samples with no smoke at all (alpha = 0 target)
+    t_min: float = 0.1  # lower bound on 1 - alpha in the loss's inversion
+    l1_weight: float = 1.0
+    ssim_weight: float = 0.2
+    alpha_weight: float = 1.0
+    colour_weight: float = 0.2
+    val_frames: int = 24  # fixed smoky samples for validation (seeded)
+    val_every_minutes: float = 5.0
+    val_every_steps: int = 0  # 0 = by time only
+    checkpoint_every_minutes: float = 5.0
+    num_workers: int = 1
+    threads: int = 2  # torch intra-op threads
+    log_every_steps: int = 20
+
+
+@dataclass
+class PaperConfig:
+    """The pix2pix trainer. The generator's own switches (use_dark_channel: the ablation of the
+    4th input; ngf) are [model] arch keys, as they are stored with the weights."""
+
+    ndf: int = 64  # PatchGAN width
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    gan_weight: float = 1.0
+    l1_weight: float = 100.0
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    paper: PaperConfig = field(default_factory=PaperConfig)
+    path: str = ""  # the file it came from (not a key)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.pop("path")
+        return out
+
+
+_TABLES = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "paper": PaperConfig}
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (list,):
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if origin in (dict,):
+        return isinstance(value, dict)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is float:  # TOML writes 1 for 1.0; a bool is not a number here
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _build_table(cls: type, values: Any, where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(sorted(known))})")
+        if not _type_ok(value, hints[key]):
+            name = getattr(hints[key], "__name__", str(hints[key]))
+            raise ConfigError(
+                f"{where}.{key}: expected {name}, got {type(value).__name__} {value!r}"
+            )
+        kwargs[key] = float(value) if hints[key] is float else value
+    return cls(**kwargs)
+
+
+def _resolve_source(source: str, base: Path, where: str) -> str:
+    expanded = os.path.expandvars(os.path.expanduser(source))
+    if "$" in expanded:
+        raise ConfigError(f"{where}: source {source!r} names an unset environment variable")
+    path = Path(expanded)
+    return str(path if path.is_absolute() else (base / path))
+
+
+def _check_values(config: Config, where: str) -> None:
+    checks = [
+        (config.model.name in ("fast", "paper"), "model.name", "must be 'fast' or 'paper'"),
+        (config.train.crop >= 16, "train.crop", "must be >= 16"),
+        (config.train.batch_size >= 1, "train.batch_size", "must be >= 1"),
+        (config.train.lr > 0, "train.lr", "must be > 0"),
+        (len(config.train.scale_jitter) == 2, "train.scale_jitter", "must be [low, high]"),
+        (
+            config.train.lr_schedule in ("cosine", "constant"),
+            "train.lr_schedule",
+            "must be 'cosine' or 'constant'",
+        ),
+        (0 <= config.train.clean_probability <= 1, "train.clean_probability", "must be in [0, 1]"),
+        (0 < config.train.t_min < 1, "train.t_min", "must be in (0, 1)"),
+        (
+            config.train.max_minutes > 0 or config.train.max_steps > 0,
+            "train.max_minutes",
+            "and max_steps cannot both be 0 (no budget)",
+        ),
+        (config.data.block_frames >= 1, "data.block_frames", "must be >= 1"),
+        (config.data.frame_step >= 1, "data.frame_step", "must be >= 1"),
+        (config.data.store_short_side >= 16, "data.store_short_side", "must be >= 16"),
+        (0 <= config.data.val_fraction < 0.5, "data.val_fraction", "must be in [0, 0.5)"),
+        (0 <= config.data.test_fraction < 0.5, "data.test_fraction", "must be in [0, 0.5)"),
+    ]
+    for ok, key, message in checks:
+        if not ok:
+            raise ConfigError(f"{where}: {key} {message}")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and check a training config; errors name the file and the key."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    return config_from_dict(raw, path)
+
+
+def config_from_dict(raw: dict[str, Any], path: str | Path = "<config>") -> Config:
+    """A checked Config from a parsed TOML document (tests build configs this way)."""
+    path = Path(path)
+    tables = {}
+    for key, value in raw.items():
+        if key not in _TABLES:
+            raise ConfigError(f"{path}: {key}: unknown table (known: {', '.join(_TABLES)})")
+        tables[key] = _build_table(_TABLES[key], value, f"{path}: {key}")
+    config = Config(**tables, path=str(path))
+    base = path.parent
+    config.data.sources = [
+        _resolve_source(s, base, f"{path}: data.sources") for s in config.data.sources
+    ]
+    _check_values(config, str(path))
+    return config

@@ -1,0 +1,99 @@
+"""Export trained weights to ONNX (what onnxruntime runs and TensorRT engines are built from).
+
+The graph itself comes from engine.models.onnx_export (opset 17, dynamic batch/height/
+width, input "input", outputs = the network's output_names, the legacy TorchScript
+exporter). Here it is checked: onnx.checker, then onnxruntime against torch on a random
+input of a size other than the tracing sample (so the dynamic axes are exercised). An
+export that does not match is deleted, never left behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.models import load_network, network_stride
+from engine.models.onnx_export import INPUT_NAME, export_onnx
+
+#: Largest |onnxruntime - torch| accepted: fp32 graphs agree to ~1e-6 on sigmoid/[0, 1]
+#: outputs; fp16 graphs carry half-precision rounding (~1e-3) through every layer.
+TOLERANCE = {False: 1e-4, True: 2e-2}
+
+
+class ExportError(ValueError):
+    """An export that failed or does not reproduce the torch network."""
+
+
+def _check_shape(model_name: str) -> tuple[int, int]:
+    stride = network_stride(model_name)
+    return (256, 512) if stride >= 256 else (224, 384)  # not export_onnx's tracing sample
+
+
+def onnx_outputs(path: str | Path, x: np.ndarray) -> list[np.ndarray]:
+    """Run an ONNX file once on the CPU with onnxruntime."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {INPUT_NAME: x})
+
+
+def compare_onnx(
+    network: nn.Module, path: str | Path, shape: tuple[int, int], fp16: bool = False, seed: int = 0
+) -> dict[str, float]:
+    """Max |onnxruntime - torch (fp32)| per output on a seeded random input of `shape`."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, 4, *shape, generator=generator)
+    with torch.no_grad():
+        expected = network.eval()(x)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    feed = x.numpy().astype(np.float16 if fp16 else np.float32)
+    got = onnx_outputs(path, feed)
+    return {
+        name: float(np.abs(g.astype(np.float32) - e.numpy()).max())
+        for name, g, e in zip(network.output_names, got, expected, strict=True)
+    }
+
+
+def export_weights(
+    weights: str | Path, onnx_path: str | Path, *, fp16: bool = False, check: bool = True
+) -> dict[str, Any]:
+    """weights (.safetensors with config) -> ONNX at onnx_path, checked; returns a report."""
+    network, config = load_network(weights)  # WeightsError names the file
+    onnx_path = Path(onnx_path)
+    if onnx_path.suffix.lower() != ".onnx":
+        raise ExportError(f"{onnx_path}: the output must be a .onnx file")
+    export_onnx(network, onnx_path, fp16=fp16)  # onnx.checker runs inside
+    report: dict[str, Any] = {"model": config["model"], "onnx": str(onnx_path), "fp16": fp16}
+    if check:
+        shape = _check_shape(config["model"])
+        try:
+            errors = compare_onnx(network, onnx_path, shape, fp16=fp16)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            onnx_path.unlink(missing_ok=True)
+            raise ExportError(f"{onnx_path}: onnxruntime cannot run the export ({exc})") from exc
+        report["max_abs_error"] = errors
+        report["check_shape"] = list(shape)
+        worst = max(errors.values())
+        if not worst <= TOLERANCE[fp16]:
+            onnx_path.unlink(missing_ok=True)
+            raise ExportError(
+                f"{onnx_path}: onnxruntime differs from torch by {worst:.2e} "
+                f"(> {TOLERANCE[fp16]:.0e}); export removed"
+            )
+    return report
+
+
+def reload_matches(weights: str | Path, network: nn.Module, shape: tuple[int, int]) -> float:
+    """Max |reloaded - network| on a random input: a weights file round-trip check."""
+    reloaded, _ = load_network(weights)
+    x = torch.rand(1, 4, *shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a = network.eval()(x)
+        b = reloaded(x)
+    a = a if isinstance(a, tuple) else (a,)
+    b = b if isinstance(b, tuple) else (b,)
+    return max(float((p - q).abs().max()) for p, q in zip(a, b, strict=True))

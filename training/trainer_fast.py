@@ -1,0 +1,520 @@
+"""Trainer for the `fast` model (SmokeLayerNet): supervised smoke-layer estimation.
+
+Loss (lessons measured here, NOTES.md "Training a smoke-layer network"):
+- restoration on J: alpha and colour upsampled to the crop, J_hat = (I - A alpha) /
+  max(1 - alpha, t_min); L1 (+ SSIM) to the clear frame, weighted by (1 - alpha_true) so
+  dense-smoke pixels (which cannot be inverted) do not blow up the gradient;
+- alpha supervision: L1 to alpha_true averaged down to the network's 1/4 resolution;
+- colour supervision where the true alpha is significant (elsewhere A is undefined).
+Adam(W) at 5e-4 with gradient-norm clipping and a cosine decay over the time budget.
+
+This module also holds what both trainers share: the run set-up (output folder, resume,
+seeds, torchrun/DDP), the time budget, logging and best-on-val weights.
+Run: python -m training.trainer_fast --config training/configs/fast.toml --out runs/fast
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from engine.models import build_network, default_config, network_stride, save_weights
+from training.checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    load_module_state,
+    read_checkpoint,
+    save_checkpoint,
+)
+from training.config import Config, ConfigError, load_config
+from training.data import FrameSet, SmokeDataset, StreamSampler, load_frames
+
+BEST_NAME = "best.safetensors"
+LAST_NAME = "last.safetensors"
+LOG_NAME = "metrics.jsonl"
+
+
+# ----------------------------------------------------------------------------- shared set-up
+
+
+@dataclass
+class Run:
+    """One training run: where it writes, which process it is, how long it may take."""
+
+    config: Config
+    out: Path
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    start_time: float = field(default_factory=time.monotonic)
+    elapsed_before: float = 0.0  # training seconds of earlier sessions (resume)
+    budget_s: float = 0.0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.start_time
+
+    def progress(self, step: int) -> float:
+        """Fraction of the budget used (time or steps, whichever is further along)."""
+        parts = []
+        if self.budget_s > 0:
+            parts.append(self.elapsed / self.budget_s)
+        if self.config.train.max_steps > 0:
+            parts.append(step / self.config.train.max_steps)
+        return min(1.0, max(parts))
+
+    def lr_factor(self, step: int) -> float:
+        train = self.config.train
+        if train.lr_schedule == "constant":
+            return 1.0
+        floor = train.min_lr_fraction
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * self.progress(step)))
+
+    def should_stop(self, step: int) -> bool:
+        done = self.progress(step) >= 1.0
+        if self.world_size > 1:  # every rank must stop at the same step
+            flag = torch.tensor([1.0 if done else 0.0], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            done = bool(flag.item() > 0)
+        return done
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.main:
+            with open(self.out / LOG_NAME, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+
+def start_run(config: Config, out: Path, resume: bool, max_minutes: float | None) -> Run:
+    """Check the output folder against --resume, set threads, seeds and (torchrun) DDP."""
+    out = Path(out)
+    checkpoint = out / CHECKPOINT_NAME
+    if resume and not checkpoint.is_file():
+        raise CheckpointError(f"{checkpoint}: checkpoint not found (nothing to resume)")
+    if not resume and checkpoint.is_file():
+        raise CheckpointError(
+            f"{checkpoint}: the output folder already holds a run; use --resume or another --out"
+        )
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world_size > 1:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank)
+            device = torch.device("cuda", local_rank)
+        else:
+            device = torch.device("cpu")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    else:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(config.train.threads)
+    torch.manual_seed(config.train.seed)  # same initial weights on every rank
+    out.mkdir(parents=True, exist_ok=True)
+    minutes = config.train.max_minutes if max_minutes is None else max_minutes
+    return Run(config, out, device, rank, world_size, budget_s=minutes * 60.0)
+
+
+def data_summary(frames: FrameSet) -> dict[str, Any]:
+    return frames.summary()
+
+
+def train_loader(config: Config, frames: FrameSet, run: Run, start_step: int) -> DataLoader:
+    """The training stream, resuming at start_step (each rank reads its own share)."""
+    train = config.train
+    train_set = SmokeDataset(
+        frames.splits["train"],
+        train=True,
+        crop=train.crop,
+        working_short_side=config.model.working_short_side,
+        scale_jitter=train.scale_jitter,
+        clean_probability=train.clean_probability,
+        seed=train.seed,
+    )
+    per_rank = max(1, train.batch_size // run.world_size)
+    sampler = StreamSampler(start_step * per_rank, run.rank, run.world_size)
+    loader = DataLoader(
+        train_set,
+        batch_size=per_rank,
+        sampler=sampler,
+        num_workers=train.num_workers,
+        persistent_workers=train.num_workers > 0,
+        pin_memory=run.device.type == "cuda",
+    )
+    return loader
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
+
+
+def weights_config(config: Config, frames: FrameSet, run: Run, step: int, metrics: dict) -> dict:
+    """The config stored with the weights: what the model is and how it was made."""
+    model = config.model
+    out = default_config(model.name, model.arch)
+    out["working_short_side"] = model.working_short_side
+    out["training"] = {
+        "config_file": config.path,
+        "config": config.to_dict(),
+        "data": data_summary(frames),
+        "steps": step,
+        "minutes": round(run.elapsed / 60.0, 1),
+        "hardware": hardware(),
+        "world_size": run.world_size,
+        "torch": torch.__version__,
+    }
+    out["metrics"] = metrics
+    return out
+
+
+def psnr_batch(reference: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of [0, 1] images, after 8-bit rounding (as saved frames are)."""
+    ref = torch.round(reference.clamp(0, 1) * 255)
+    tst = torch.round(test.clamp(0, 1) * 255)
+    mse = ((ref - tst) ** 2).flatten(1).mean(dim=1).clamp_min(1e-10)
+    return 10 * torch.log10(255.0**2 / mse)
+
+
+def bare(module: nn.Module) -> nn.Module:
+    """The network inside a DistributedDataParallel wrapper."""
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def train_loop(
+    run: Run,
+    frames: FrameSet,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    step_fn: Callable[[dict[str, torch.Tensor]], dict[str, float]],
+    validate_fn: Callable[[], dict[str, float]],
+    resume_state: dict[str, Any] | None,
+    base_lrs: dict[str, float],
+) -> dict[str, Any]:
+    """The loop both trainers share: steps, LR schedule, validation, checkpoints, best weights.
+
+    Returns the summary of the run (steps, minutes, best validation metrics).
+    """
+    config = run.config
+    train = config.train
+    net = modules["net"]
+    step = 0
+    best: dict[str, float] = {}
+    if resume_state is not None:
+        step = int(resume_state["step"])
+        best = dict(resume_state.get("best", {}))
+    loader = train_loader(config, frames, run, step)
+    last_val = last_ckpt = time.monotonic()
+    bar = tqdm(
+        desc=f"train {config.model.name}",
+        initial=step,
+        total=train.max_steps or None,
+        unit="step",
+        disable=not run.main,
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        dynamic_ncols=True,
+    )
+
+    def validate_and_save() -> None:
+        nonlocal best
+        metrics = validate_fn()
+        metrics = {k: round(v, 4) for k, v in metrics.items()}
+        record = {"step": step, "minutes": round(run.elapsed / 60, 2), "val": metrics}
+        run.log(record)
+        if run.main:
+            tqdm.write(f"step {step}: val {json.dumps(metrics)}")
+            if not best or metrics["psnr"] > best["psnr"]:
+                best = {**metrics, "step": step}
+                cfg = weights_config(config, frames, run, step, {"val": best})
+                save_weights(run.out / BEST_NAME, bare(net), cfg)
+
+    def checkpoint() -> None:
+        if run.main:
+            save_checkpoint(
+                run.out / CHECKPOINT_NAME,
+                {
+                    "model_name": config.model.name,
+                    "arch": config.model.arch,
+                    "step": step,
+                    "elapsed": run.elapsed,
+                    "best": best,
+                    **{f"module_{k}": bare(m).state_dict() for k, m in modules.items()},
+                    **{f"optim_{k}": o.state_dict() for k, o in optimizers.items()},
+                },
+            )
+
+    if step == 0:
+        validate_and_save()  # the untrained baseline, so the trajectory starts at 0
+    losses: dict[str, float] = {}
+    count = 0
+    for batch in loader:
+        if run.should_stop(step):
+            break
+        factor = run.lr_factor(step)
+        for name, optimizer in optimizers.items():
+            for group in optimizer.param_groups:
+                group["lr"] = base_lrs[name] * factor
+        batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
+        parts = step_fn(batch)
+        step += 1
+        count += 1
+        for k, v in parts.items():
+            losses[k] = losses.get(k, 0.0) + v
+        bar.update(1)
+        if step % train.log_every_steps == 0:
+            mean = {k: round(v / count, 5) for k, v in losses.items()}
+            bar.set_postfix(mean)
+            run.log(
+                {
+                    "step": step,
+                    "minutes": round(run.elapsed / 60, 2),
+                    "lr_factor": round(factor, 4),
+                    "train": mean,
+                }
+            )
+            losses, count = {}, 0
+        now = time.monotonic()
+        due_val = (now - last_val) >= train.val_every_minutes * 60 or (
+            train.val_every_steps and step % train.val_every_steps == 0
+        )
+        if due_val:
+            validate_and_save()
+            last_val = time.monotonic()
+        if (now - last_ckpt) >= train.checkpoint_every_minutes * 60:
+            checkpoint()
+            last_ckpt = time.monotonic()
+    bar.close()
+    validate_and_save()
+    checkpoint()
+    if run.main:
+        cfg = weights_config(config, frames, run, step, {"val": best})
+        save_weights(run.out / LAST_NAME, bare(net), cfg)
+    return {"steps": step, "minutes": round(run.elapsed / 60, 2), "best_val": best}
+
+
+def restore_modules(
+    path: Path, state: dict[str, Any], modules: dict[str, nn.Module], optimizers: dict
+) -> None:
+    for name, module in modules.items():
+        key = f"module_{name}"
+        if key not in state:
+            raise CheckpointError(f"{path}: has no '{name}' network state")
+        load_module_state(path, module, state[key])
+    for name, optimizer in optimizers.items():
+        key = f"optim_{name}"
+        if key not in state:
+            raise CheckpointError(f"{path}: has no '{name}' optimiser state")
+        try:
+            optimizer.load_state_dict(state[key])
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path}: optimiser state does not fit ({exc})") from None
+
+
+# ----------------------------------------------------------------------------- fast model
+
+
+#: SSIM window: 7x7 uniform, as training.metrics.ssim (scikit-image's default) measures it;
+#: a box filter is also 3x cheaper than a Gaussian on CPU (avg_pool vs grouped convolution).
+SSIM_WINDOW = 7
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor, window: int = SSIM_WINDOW) -> torch.Tensor:
+    """Per-pixel SSIM (uniform window, Wang et al. 2004 constants) of NxCxHxW [0, 1] images."""
+    pad = window // 2
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(F.pad(t, (pad,) * 4, mode="reflect"), window, stride=1)
+
+    c1, c2 = 0.01**2, 0.03**2
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    return ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+
+
+def invert(
+    smoky: torch.Tensor, alpha: torch.Tensor, colour: torch.Tensor, t_min: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """J_hat from the low-resolution smoke layer (bilinear up to the image); also alpha up."""
+    size = smoky.shape[-2:]
+    alpha_up = F.interpolate(alpha, size=size, mode="bilinear", align_corners=False)
+    colour_up = F.interpolate(colour, size=size, mode="bilinear", align_corners=False)
+    restored = (smoky - colour_up * alpha_up) / (1 - alpha_up).clamp_min(t_min)
+    return restored, alpha_up
+
+
+def fast_loss(
+    alpha: torch.Tensor,
+    colour: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+    config: Config,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss and its parts (see the module docstring)."""
+    train = config.train
+    smoky, clear, alpha_true = batch["input"][:, :3], batch["clear"], batch["alpha"]
+    restored, _ = invert(smoky, alpha, colour, train.t_min)
+    weight = 1 - alpha_true
+    wsum = weight.sum().clamp_min(1.0) * 3
+    l1 = ((restored - clear).abs() * weight).sum() / wsum
+    total = train.l1_weight * l1
+    parts = {"l1": l1.item()}
+    if train.ssim_weight > 0:
+        dssim = ((1 - ssim_map(restored, clear)) * weight).sum() / wsum
+        total = total + train.ssim_weight * dssim
+        parts["dssim"] = dssim.item()
+    alpha_small = F.adaptive_avg_pool2d(alpha_true, alpha.shape[-2:])
+    alpha_l1 = (alpha - alpha_small).abs().mean()
+    significant = alpha_small * (alpha_small > 0.05)
+    colour_l1 = ((colour - batch["colour"][:, :, None, None]).abs() * significant).sum() / (
+        significant.sum() * 3
+    ).clamp_min(1.0)
+    total = total + train.alpha_weight * alpha_l1 + train.colour_weight * colour_l1
+    parts.update(alpha=alpha_l1.item(), colour=colour_l1.item(), total=total.item())
+    return total, parts
+
+
+@torch.no_grad()
+def validate_fast(net: nn.Module, val_set: SmokeDataset, config: Config, device) -> dict:
+    """Mean PSNR of the restored val frames (working resolution), and of the smoky input."""
+    net.eval()
+    restored_psnr, identity_psnr, alpha_err = [], [], []
+    for index in range(len(val_set)):
+        item = val_set[index]
+        x = item["input"][None].to(device)
+        alpha, colour = net(x)
+        restored, alpha_up = invert(x[:, :3], alpha, colour, config.train.t_min)
+        clear = item["clear"][None].to(device)
+        restored_psnr.append(psnr_batch(clear, restored).item())
+        identity_psnr.append(psnr_batch(clear, x[:, :3]).item())
+        alpha_err.append((alpha_up - item["alpha"][None].to(device)).abs().mean().item())
+    net.train()
+    n = len(restored_psnr)
+    return {
+        "psnr": sum(restored_psnr) / n,
+        "psnr_identity": sum(identity_psnr) / n,
+        "alpha_mae": sum(alpha_err) / n,
+    }
+
+
+def train_fast(
+    config: Config,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    max_minutes: float | None = None,
+    frames: FrameSet | None = None,
+) -> dict[str, Any]:
+    """Train the `fast` model per `config` into `out`; returns the run summary."""
+    if config.model.name != "fast":
+        raise ConfigError(f"{config.path}: model.name is '{config.model.name}', not 'fast'")
+    net = build_network("fast", config.model.arch)  # bad arch fails here, before data
+    run = start_run(config, Path(out), resume, max_minutes)
+    state = None
+    if resume:
+        state = read_checkpoint(run.out / CHECKPOINT_NAME, "fast", config.model.arch)
+    frames = frames if frames is not None else load_frames(config.data)
+    net = net.to(run.device)
+    optimizer = torch.optim.AdamW(
+        net.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
+    )
+    if state is not None:
+        restore_modules(run.out / CHECKPOINT_NAME, state, {"net": net}, {"net": optimizer})
+        run.elapsed_before = float(state.get("elapsed", 0.0))
+    model = net
+    if run.world_size > 1:
+        ids = [run.device.index] if run.device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(net, device_ids=ids)
+
+    def step_fn(batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        alpha, colour = model(batch["input"])
+        loss, parts = fast_loss(alpha, colour, batch, config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+        optimizer.step()
+        parts["grad_norm"] = float(norm)
+        return parts
+
+    val_set = val_dataset(config, frames)
+
+    def validate_fn() -> dict[str, float]:
+        return validate_fast(net, val_set, config, run.device) if run.main else {"psnr": 0.0}
+
+    if run.main:
+        run.log(
+            {
+                "event": "start",
+                "resume": resume,
+                "data": data_summary(frames),
+                "hardware": hardware(),
+                "world_size": run.world_size,
+            }
+        )
+    net.train()
+    summary = train_loop(
+        run,
+        frames,
+        {"net": model},
+        {"net": optimizer},
+        step_fn,
+        validate_fn,
+        state,
+        {"net": config.train.lr},
+    )
+    if run.world_size > 1:
+        torch.distributed.destroy_process_group()
+    return summary
+
+
+def val_dataset(config: Config, frames: FrameSet) -> SmokeDataset:
+    return SmokeDataset(
+        frames.splits["val"] or frames.splits["train"],
+        train=False,
+        working_short_side=config.model.working_short_side,
+        stride=network_stride(config.model.name),
+        length=config.train.val_frames,
+        seed=config.train.seed,
+        split="val",
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/NAME)")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--max-minutes", type=float, default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = load_config(args.config)
+    out = args.out or Path("runs") / args.config.stem
+    summary = train_fast(config, out, resume=args.resume, max_minutes=args.max_minutes)
+    if os.environ.get("RANK", "0") == "0":  # one summary under torchrun
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Trainer for the `paper` model: pix2pix (U-Net-256 + conditional 70x70 PatchGAN).
+
+As in Salazar-Colores et al. 2020 / pix2pix: generator loss = GAN (BCE on patch logits) +
+100 x L1 to the clear frame; discriminator loss = (BCE(real, 1) + BCE(fake, 0)) / 2; Adam
+2e-4, betas (0.5, 0.999) for both. The dark-channel input is an ablation switch:
+[model] arch = { use_dark_channel = false } trains on RGB only (generator and
+discriminator condition alike). The U-Net has 8 stride-2 levels: crops must be 256x256.
+Run: python -m training.trainer_paper --config training/configs/paper.toml --out runs/paper
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.models import build_network
+from engine.models.paper_unet import PAPER_STRIDE
+from training.checkpoint import CHECKPOINT_NAME, read_checkpoint
+from training.config import Config, ConfigError, load_config
+from training.data import FrameSet, SmokeDataset, load_frames
+from training.patchgan import PatchGAN
+from training.trainer_fast import (
+    data_summary,
+    hardware,
+    parse_args,
+    psnr_batch,
+    restore_modules,
+    start_run,
+    train_loop,
+    val_dataset,
+)
+
+
+def _condition(x: torch.Tensor, use_dark_channel: bool) -> torch.Tensor:
+    return x if use_dark_channel else x[:, :3]
+
+
+def generator_loss(
+    discriminator: nn.Module,
+    condition: torch.Tensor,
+    fake: torch.Tensor,
+    clear: torch.Tensor,
+    config: Config,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """pix2pix generator loss: GAN (fool D) + l1_weight x L1; also the L1 term and parts.
+
+    Call it after D's step: D's updated parameters score the fake (as pix2pix does).
+    """
+    logits = discriminator(condition, fake)
+    adversarial = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+    l1 = (fake - clear).abs().mean()
+    loss = config.paper.gan_weight * adversarial + config.paper.l1_weight * l1
+    return loss, l1, {"g_gan": adversarial.item(), "l1": l1.item()}
+
+
+def discriminator_loss(
+    discriminator: nn.Module, condition: torch.Tensor, real: torch.Tensor, fake: torch.Tensor
+) -> torch.Tensor:
+    real_logits = discriminator(condition, real)
+    fake_logits = discriminator(condition, fake.detach())
+    return 0.5 * (
+        F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+        + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    )
+
+
+@torch.no_grad()
+def validate_paper(generator: nn.Module, val_set: SmokeDataset, device) -> dict[str, float]:
+    """Mean PSNR of the generator's output on the val frames, and of the smoky input."""
+    generator.eval()
+    restored, identity = [], []
+    for index in range(len(val_set)):
+        item = val_set[index]
+        x = item["input"][None].to(device)
+        clear = item["clear"][None].to(device)
+        restored.append(psnr_batch(clear, generator(x)).item())
+        identity.append(psnr_batch(clear, x[:, :3]).item())
+    generator.train()
+    return {"psnr": sum(restored) / len(restored), "psnr_identity": sum(identity) / len(identity)}
+
+
+def train_paper(
+    config: Config,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    max_minutes: float | None = None,
+    frames: FrameSet | None = None,
+) -> dict[str, Any]:
+    """Train the `paper` model per `config` into `out`; returns the run summary."""
+    if config.model.name != "paper":
+        raise ConfigError(f"{config.path}: model.name is '{config.model.name}', not 'paper'")
+    if config.train.crop % PAPER_STRIDE:
+        raise ConfigError(f"{config.path}: train.crop must be a multiple of {PAPER_STRIDE}")
+    generator = build_network("paper", config.model.arch)  # bad arch fails before data
+    use_dark = bool(config.model.arch.get("use_dark_channel", True))
+    discriminator = PatchGAN(4 if use_dark else 3, ndf=config.paper.ndf)
+    run = start_run(config, Path(out), resume, max_minutes)
+    state = None
+    if resume:
+        state = read_checkpoint(run.out / CHECKPOINT_NAME, "paper", config.model.arch)
+    frames = frames if frames is not None else load_frames(config.data)
+    generator, discriminator = generator.to(run.device), discriminator.to(run.device)
+    paper = config.paper
+    betas = (paper.beta1, paper.beta2)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=paper.lr, betas=betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=paper.lr, betas=betas)
+    modules = {"net": generator, "disc": discriminator}
+    optimizers = {"net": opt_g, "disc": opt_d}
+    if state is not None:
+        restore_modules(run.out / CHECKPOINT_NAME, state, modules, optimizers)
+        run.elapsed_before = float(state.get("elapsed", 0.0))
+    gen, disc = generator, discriminator
+    if run.world_size > 1:
+        ids = [run.device.index] if run.device.type == "cuda" else None
+        gen = nn.parallel.DistributedDataParallel(generator, device_ids=ids)
+        disc = nn.parallel.DistributedDataParallel(discriminator, device_ids=ids)
+        modules = {"net": gen, "disc": disc}
+
+    def step_fn(batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        condition = _condition(batch["input"], use_dark)
+        fake = gen(batch["input"])
+        opt_d.zero_grad(set_to_none=True)
+        loss_d = discriminator_loss(disc, condition, batch["clear"], fake)
+        loss_d.backward()
+        opt_d.step()
+        loss_g, _, parts = generator_loss(disc, condition, fake, batch["clear"], config)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()  # D's parameters get gradients here too; zeroed before its next step
+        opt_g.step()
+        parts["d"] = loss_d.item()
+        return parts
+
+    val_set = val_dataset(config, frames)
+
+    def validate_fn() -> dict[str, float]:
+        return validate_paper(generator, val_set, run.device) if run.main else {"psnr": 0.0}
+
+    if run.main:
+        run.log(
+            {
+                "event": "start",
+                "resume": resume,
+                "data": data_summary(frames),
+                "hardware": hardware(),
+                "world_size": run.world_size,
+            }
+        )
+    generator.train()
+    discriminator.train()
+    summary = train_loop(
+        run,
+        frames,
+        modules,
+        optimizers,
+        step_fn,
+        validate_fn,
+        state,
+        {"net": paper.lr, "disc": paper.lr},
+    )
+    if run.world_size > 1:
+        torch.distributed.destroy_process_group()
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = load_config(args.config)
+    out = args.out or Path("runs") / args.config.stem
+    summary = train_paper(config, out, resume=args.resume, max_minutes=args.max_minutes)
+    if os.environ.get("RANK", "0") == "0":  # one summary under torchrun
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
