@@ -104,10 +104,18 @@ def main() -> int:
             weights, provenance = weights_for(model, Path(tmp))
             desmoker = Desmoker(model, backend, weights=weights)
             measured = run_variant(clip, desmoker, max(10, int(args.frames * fraction)))
-            rows.append({"model": model, "backend": desmoker.backend_name,
-                         "weights": provenance, **measured})
-            print(f"{model:6s} {desmoker.backend_name:12s} {measured['fps']:6.1f} fps "
-                  + " ".join(f"{k} {v:.1f}" for k, v in measured["ms"].items()))
+            rows.append(
+                {
+                    "model": model,
+                    "backend": desmoker.backend_name,
+                    "weights": provenance,
+                    **measured,
+                }
+            )
+            print(
+                f"{model:6s} {desmoker.backend_name:12s} {measured['fps']:6.1f} fps "
+                + " ".join(f"{k} {v:.1f}" for k, v in measured["ms"].items())
+            )
     write_results(rows, decode_fps, args.frames)
     return 0
 
@@ -125,8 +133,9 @@ def write_results(rows: list[dict], decode_fps: float, frames: int) -> None:
         "decode_only_fps": decode_fps,
         "frames": frames,
         "fps": {f"{r['model']}/{r['backend']}": r["fps"] for r in rows},
-        "fps_relative_to_decode": {f"{r['model']}/{r['backend']}": r["fps"] / decode_fps
-                                   for r in rows},
+        "fps_relative_to_decode": {
+            f"{r['model']}/{r['backend']}": r["fps"] / decode_fps for r in rows
+        },
         "variants": rows,
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -143,8 +152,10 @@ def write_results(rows: list[dict], decode_fps: float, frames: int) -> None:
     ]
     for r in rows:
         stages = " | ".join(f"{r['ms'][s]:.1f}" for s in STAGES)
-        lines.append(f"| {r['model']} | {r['backend']} | {r['weights']} | {r['fps']:.1f} | "
-                     f"{r['fps'] / decode_fps:.2f} | {stages} |")
+        lines.append(
+            f"| {r['model']} | {r['backend']} | {r['weights']} | {r['fps']:.1f} | "
+            f"{r['fps'] / decode_fps:.2f} | {stages} |"
+        )
     (RESULTS / "cpu_pipeline.md").write_text("\n".join(lines) + "\n")
 
 

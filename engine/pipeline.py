@@ -218,10 +218,12 @@ class Desmoker:
         height, width = frame.shape[:2]
         try:
             out = self.backend.process_frame(
-                frame, work_shape=work_shape,
+                frame,
+                work_shape=work_shape,
                 small_patch=default_patch_size(*work_shape, self.reference_patch),
                 mask_patch=default_patch_size(height, width, self.reference_patch),
-                strength=self.strength, t_min=self.t_min,
+                strength=self.strength,
+                t_min=self.t_min,
             )
         except BackendUnavailable as exc:
             self._device_frame_path = False

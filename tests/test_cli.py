@@ -39,8 +39,9 @@ def test_export_several_inputs_into_a_folder_with_one_bad(tmp_path, capsys) -> N
     bad.write_text("not a video")
     folder = tmp_path / "out"
     folder.mkdir()
-    code = main(["export", str(bad), str(good), "-o", str(folder), "--model", "dcp",
-                 "--layout", "2up"])
+    code = main(
+        ["export", str(bad), str(good), "-o", str(folder), "--model", "dcp", "--layout", "2up"]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "bad.mp4" in err and "Traceback" not in err
     assert [p.name for p in folder.iterdir()] == ["good_desmoked.mp4"]
@@ -80,11 +81,23 @@ def test_ctrl_c_mid_export_leaves_no_file(tmp_path) -> None:
     clip = make_index_clip(tmp_path / "long.mp4", n_frames=600, size=(320, 192), fps=25)
     target = tmp_path / "out.mp4"
     process = subprocess.Popen(
-        [sys.executable, "-m", "desmoke_app.cli", "export", str(clip), "-o", str(target),
-         "--model", "dcp"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "desmoke_app.cli",
+            "export",
+            str(clip),
+            "-o",
+            str(target),
+            "--model",
+            "dcp",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+
     # Interrupt once the export is under way (its first progress output has appeared).
     def partial_outputs() -> list:
         return [p for p in tmp_path.iterdir() if p.name != "long.mp4"]
