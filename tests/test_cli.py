@@ -111,3 +111,16 @@ def test_ctrl_c_mid_export_leaves_no_file(tmp_path) -> None:
     assert process.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert not partial_outputs()
+
+
+def test_export_of_a_damaged_clip_goes_on_and_reports_skips(tmp_path, capsys) -> None:
+    from tests.clips import corrupt_clip
+
+    clip = make_index_clip(tmp_path / "clip.mp4", n_frames=48, fps=25, audio=True)
+    damaged = corrupt_clip(clip, tmp_path / "damaged.mp4", keep=0.6, flips=40, seed=0)
+    out = tmp_path / "out.mp4"
+    assert main(["export", str(damaged), "-o", str(out), "--model", "dcp"]) == 0
+    printed = capsys.readouterr().out
+    assert "undecodable frames skipped" in printed
+    with av.open(str(out)) as container:
+        assert 0 < sum(1 for _ in container.decode(video=0)) < 48
