@@ -32,12 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"desmoke_app.commands.{name}")
-        except ImportError as exc:  # an optional part whose libraries are missing
-            logging.getLogger(__name__).debug("command %s unavailable: %s", name, exc)
-            continue
-        module.add_parser(subparsers)
+        # Optional libraries (TensorRT, cuda-python) are imported inside run(), so every
+        # command is always listed and says itself what it is missing.
+        importlib.import_module(f"desmoke_app.commands.{name}").add_parser(subparsers)
     return parser
 
 

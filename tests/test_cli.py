@@ -124,3 +124,11 @@ def test_export_of_a_damaged_clip_goes_on_and_reports_skips(tmp_path, capsys) ->
     assert "undecodable frames skipped" in printed
     with av.open(str(out)) as container:
         assert 0 < sum(1 for _ in container.decode(video=0)) < 48
+
+
+def test_help_lists_every_command(capsys) -> None:
+    from desmoke_app.cli import COMMANDS, build_parser
+
+    build_parser().print_help()
+    listed = capsys.readouterr().out
+    assert all(name.replace("_", "-") in listed for name in COMMANDS)
