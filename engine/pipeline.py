@@ -233,9 +233,13 @@ class Desmoker:
         return DesmokeResult(frame, out.dark_channel, out.desmoked, out.smoke_level, out.timings)
 
     def _network_input(self, small_f: np.ndarray, patch: int) -> np.ndarray:
-        dark = dark_channel(small_f, patch)
-        planes = np.concatenate([small_f, dark[:, :, None]], axis=2)
-        return np.ascontiguousarray(planes.transpose(2, 0, 1)[None])
+        """1x4xHxW float32: R, G, B planes and the dark channel, written once (no
+        concatenate-then-transpose copies on the per-frame path)."""
+        height, width = small_f.shape[:2]
+        x = np.empty((1, 4, height, width), np.float32)
+        x[0, :3] = small_f.transpose(2, 0, 1)
+        x[0, 3] = dark_channel(small_f, patch)
+        return x
 
     def _smoke_layer(self, small_f: np.ndarray, patch: int, timings: dict) -> SmokeLayer:
         mark = time.perf_counter()

@@ -506,14 +506,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_cli(train, argv: list[str] | None) -> int:
+    """The command line both trainers share: `train(config, out, resume=, max_minutes=)`."""
     args = parse_args(argv)
     config = load_config(args.config)
     out = args.out or Path("runs") / args.config.stem
-    summary = train_fast(config, out, resume=args.resume, max_minutes=args.max_minutes)
+    summary = train(config, out, resume=args.resume, max_minutes=args.max_minutes)
     if os.environ.get("RANK", "0") == "0":  # one summary under torchrun
         print(json.dumps(summary))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(train_fast, argv)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ Run: python -m training.trainer_paper --config training/configs/paper.toml --out
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,15 +21,15 @@ from torch import nn
 from engine.models import build_network
 from engine.models.paper_unet import PAPER_STRIDE
 from training.checkpoint import CHECKPOINT_NAME, read_checkpoint
-from training.config import Config, ConfigError, load_config
+from training.config import Config, ConfigError
 from training.data import FrameSet, SmokeDataset, load_frames
 from training.patchgan import PatchGAN
 from training.trainer_fast import (
     data_summary,
     hardware,
-    parse_args,
     psnr_batch,
     restore_modules,
+    run_cli,
     start_run,
     train_loop,
     val_dataset,
@@ -171,13 +169,7 @@ def train_paper(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    config = load_config(args.config)
-    out = args.out or Path("runs") / args.config.stem
-    summary = train_paper(config, out, resume=args.resume, max_minutes=args.max_minutes)
-    if os.environ.get("RANK", "0") == "0":  # one summary under torchrun
-        print(json.dumps(summary))
-    return 0
+    return run_cli(train_paper, argv)
 
 
 if __name__ == "__main__":
