@@ -46,7 +46,13 @@ from engine.cuda import kernels as K  # noqa: E402
 from engine.dark_channel import dark_channel, default_patch_size  # noqa: E402
 from engine.models import build_network, default_config, save_weights, working_shape  # noqa: E402
 from engine.pipeline import Desmoker, shipped_weights  # noqa: E402
-from engine.restore import SmokeLayer, guided_filter_coefficients, restore, to_gray  # noqa: E402
+from engine.restore import (  # noqa: E402
+    SmokeLayer,
+    guide_radius,
+    guided_filter_coefficients,
+    restore,
+    to_gray,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RESOLUTIONS = {"720p": (720, 1280), "1080p": (1080, 1920), "4K": (2160, 3840)}
@@ -233,7 +239,7 @@ def check_post(module, name: str, frame: np.ndarray, errors: Errors, rng) -> Non
     layer = smoke_layer(work_h, work_w, rng)
     expected = restore(frame, layer, to_gray(small))
     alpha = cv2.resize(layer.alpha, (work_w, work_h), interpolation=cv2.INTER_LINEAR)
-    a, b = guided_filter_coefficients(to_gray(small), alpha, max(2, min(work_h, work_w) // 32))
+    a, b = guided_filter_coefficients(to_gray(small), alpha, guide_radius(work_h, work_w))
     coef = torch.from_numpy(np.stack([a * np.float32(1 / 255), b])).to(DEVICE)
     colour = torch.from_numpy(np.ascontiguousarray(layer.colour.transpose(2, 0, 1))).to(DEVICE)
     device_frame = torch.from_numpy(frame).to(DEVICE)

@@ -11,7 +11,7 @@ from engine.dark_channel import dark_channel, default_patch_size
 from engine.models import build_network, default_config, save_weights
 from engine.pipeline import Desmoker
 from engine.restore import composite
-from tests.test_restore import smooth_alpha, textured_frame
+from tests.frames import smooth_alpha, textured_frame
 
 
 @pytest.fixture(autouse=True)

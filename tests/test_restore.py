@@ -10,24 +10,13 @@ from engine.models.dcp import estimate_smoke_layer
 from engine.restore import (
     SmokeLayer,
     composite,
+    guide_radius,
     guided_upsample,
     invert_compositing,
     restore,
     to_gray,
 )
-
-
-def smooth_alpha(height: int, width: int, peak: float = 0.8) -> np.ndarray:
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    bump = np.exp(-(((x - width / 2) / (width / 3)) ** 2 + ((y - height / 2) / (height / 3)) ** 2))
-    return (peak * bump).astype(np.float32)
-
-
-def textured_frame(height: int, width: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    base = cv2.resize(rng.integers(40, 200, (8, 8, 3), dtype=np.uint8), (width, height))
-    noise = rng.integers(-20, 21, (height, width, 3))
-    return np.clip(base.astype(int) + noise, 0, 255).astype(np.uint8)
+from tests.frames import smooth_alpha, textured_frame
 
 
 @pytest.mark.parametrize("colour", [np.array([0.9, 0.88, 0.8], np.float32), None])
@@ -95,3 +84,10 @@ def test_dcp_estimates_smoke_density_and_colour() -> None:
     np.testing.assert_allclose(layer.colour, colour, atol=0.05)
     assert np.corrcoef(layer.alpha.ravel(), alpha.ravel())[0, 1] > 0.9
     assert abs(layer.alpha[64, 112] - 0.95 * alpha[64, 112]) < 0.1
+
+
+def test_guide_radius_is_about_one_smoke_layer_cell() -> None:
+    # The network's smoke layer is at 1/4 of the working resolution: 4 px cells at 256.
+    assert guide_radius(256, 456) == 4
+    assert guide_radius(512, 512) == 8
+    assert guide_radius(64, 64) == 2  # never below 2

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from engine.restore import composite
+from tests.frames import write_video
 from training.smoke import (
     SmokeConfig,
     SmokeSynthesizer,
@@ -28,13 +29,7 @@ def _frame(height: int = 96, width: int = 128, seed: int = 0) -> np.ndarray:
 
 
 def _write_clip(path: Path, frames: int, width: int = 64, height: int = 48) -> None:
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(frames):
-            image = _frame(height, width, seed=i)
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        out.mux(stream.encode())
+    write_video(path, [_frame(height, width, seed=i) for i in range(frames)])
 
 
 def test_fbm_field_shape_range_and_determinism() -> None:
@@ -231,3 +226,28 @@ def test_config_rejects_bad_ranges() -> None:
         SmokeConfig(density=(0.9, 0.1))
     with pytest.raises(ValueError, match="haze_probability"):
         SmokeConfig(haze_probability=2.0)
+    with pytest.raises(ValueError, match="speckle_cells"):
+        SmokeConfig(speckle_cells=0)
+
+
+def _speckle_only(height: int, width: int) -> np.ndarray:
+    """alpha with speckle / without, same draws: the multiplicative speckle field."""
+    config = SmokeConfig(
+        speckle=(0.05, 0.05), augment_probability=1.0, density=(0.5, 0.5), haze=(0.0, 0.0)
+    )
+    plain = SmokeConfig(**{**config.__dict__, "speckle": (0.0, 0.0)})
+    frame = _frame(height, width)
+    noisy = SmokeSynthesizer(config).sample(frame, np.random.default_rng(3)).alpha
+    clean = SmokeSynthesizer(plain).sample(frame, np.random.default_rng(3)).alpha
+    inside = clean > 0.05
+    return np.where(inside, noisy / np.where(inside, clean, 1.0), np.nan)
+
+
+def test_speckle_grain_is_a_fraction_of_the_frame_not_a_pixel() -> None:
+    # 64 cells across the short side: at 640 px a grain spans 10 pixels, so neighbouring
+    # pixels share almost all of it, while pixels a grain apart do not.
+    ratio = _speckle_only(640, 640)
+    assert np.nanstd(ratio) > 0.01  # speckle is there
+    neighbour = np.nanmean(np.abs(np.diff(ratio, axis=1)))
+    apart = np.nanmean(np.abs(ratio[:, 20:] - ratio[:, :-20]))
+    assert neighbour < apart / 5

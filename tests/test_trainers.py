@@ -9,13 +9,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.models import build_network, load_network, read_config
-from tests.test_training_data import tissue, write_video
+from engine.models import (
+    build_network,
+    default_config,
+    load_network,
+    read_config,
+    save_weights,
+)
+from tests.frames import tissue, write_video
 from training.checkpoint import CheckpointError
 from training.config import ConfigError, config_from_dict, load_config
 from training.data import SmokeDataset, load_frames
 from training.patchgan import PatchGAN
-from training.trainer_fast import fast_loss, ssim_map, train_fast
+from training.trainer_fast import fast_loss, init_from_weights, ssim_map, train_fast
 from training.trainer_paper import discriminator_loss, generator_loss, train_paper
 
 FAST_ARCH = {"widths": [8, 16, 32]}
@@ -185,6 +191,37 @@ def test_paper_run_with_and_without_the_dark_channel(clip: Path, tmp_path: Path,
     assert network(torch.rand(1, 4, 256, 256)).shape == (1, 3, 256, 256)
     resumed = config_from_dict(tiny_config(clip, "paper", arch=arch, max_steps=3))
     assert train_paper(resumed, tmp_path / "paper", resume=True)["steps"] == 3
+
+
+def test_fine_tuning_starts_from_init_weights(clip: Path, tmp_path: Path) -> None:
+    first = config_from_dict(tiny_config(clip, max_steps=2))
+    train_fast(first, tmp_path / "stage1")
+    stage1 = tmp_path / "stage1" / "last.safetensors"
+    raw = tiny_config(clip, max_steps=1, val_every_steps=0, init_weights="stage1/last.safetensors")
+    config = config_from_dict(raw, tmp_path / "finetune.toml")  # relative to the config file
+    assert config.train.init_weights == str(tmp_path / "stage1" / "last.safetensors")
+    net = build_network("fast", FAST_ARCH)
+    init_from_weights(net, config)
+    loaded, _ = load_network(stage1)
+    for name, tensor in loaded.state_dict().items():
+        torch.testing.assert_close(net.state_dict()[name], tensor)
+    assert train_fast(config, tmp_path / "stage2")["steps"] == 1
+
+
+def test_init_weights_missing_or_of_another_arch_fails_before_data(tmp_path: Path) -> None:
+    from engine.models import WeightsError
+
+    missing_data = tmp_path / "missing.mp4"
+    raw = tiny_config(missing_data, init_weights=str(tmp_path / "none.safetensors"))
+    with pytest.raises(WeightsError, match=r"none\.safetensors: weights file not found"):
+        train_fast(config_from_dict(raw), tmp_path / "run1")
+    other = build_network("fast", {"widths": [8, 16, 16]})
+    save_weights(
+        tmp_path / "other.safetensors", other, default_config("fast", {"widths": [8, 16, 16]})
+    )
+    raw = tiny_config(missing_data, init_weights=str(tmp_path / "other.safetensors"))
+    with pytest.raises(ConfigError, match=r"train\.init_weights .*other\.safetensors holds"):
+        train_fast(config_from_dict(raw), tmp_path / "run2")
 
 
 def test_trainer_refuses_the_other_model(clip: Path, tmp_path: Path) -> None:

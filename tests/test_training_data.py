@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
 
 from tests.clips import make_zero_frame_clip
+from tests.frames import tissue, write_video
 from training.config import DataConfig
 from training.data import (
     DataError,
@@ -19,34 +19,6 @@ from training.data import (
     scope_box,
     split_of_frames,
 )
-
-
-def tissue(seed: int, size: tuple[int, int] = (96, 64), scope: bool = False) -> np.ndarray:
-    """A colourful, textured RGB frame (size = (w, h)); optionally a black scope surround."""
-    width, height = size
-    rng = np.random.default_rng(seed)
-    noise = rng.uniform(0, 1, (height // 4, width // 4, 3)).astype(np.float32)
-    noise = cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
-    base = np.array([0.75, 0.3, 0.25], np.float32)
-    image = np.clip(base + 0.25 * (noise - 0.5), 0, 1)
-    if scope:
-        yy, xx = np.mgrid[:height, :width]
-        radius = height * 0.5
-        outside = (yy - height / 2) ** 2 + (xx - width / 2) ** 2 > radius**2
-        image[outside] = 0
-    return (image * 255).astype(np.uint8)
-
-
-def write_video(path: Path, frames: list[np.ndarray]) -> Path:
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "10", "preset": "ultrafast"}
-        for frame in frames:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        out.mux(stream.encode())
-    return path
 
 
 def write_image(path: Path, image: np.ndarray) -> Path:

@@ -64,6 +64,9 @@ class TrainConfig:
     min_lr_fraction: float = 0.05
     max_minutes: float = 95.0  # time budget; training stops at whichever limit comes first
     max_steps: int = 0  # 0 = no step limit
+    # Start from these weights (safetensors, same model and arch) instead of a random init:
+    # fine-tuning. "" = random init; a relative path is relative to the config file.
+    init_weights: str = ""
     clean_probability: float = 0.12  # samples with no smoke at all (alpha = 0 target)
     t_min: float = 0.1  # lower bound on 1 - alpha in the loss's inversion
     l1_weight: float = 1.0
@@ -208,5 +211,9 @@ def config_from_dict(raw: dict[str, Any], path: str | Path = "<config>") -> Conf
     config.data.sources = [
         _resolve_source(s, base, f"{path}: data.sources") for s in config.data.sources
     ]
+    if config.train.init_weights:
+        config.train.init_weights = _resolve_source(
+            config.train.init_weights, base, f"{path}: train.init_weights"
+        )
     _check_values(config, str(path))
     return config

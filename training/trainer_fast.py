@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from engine.models import build_network, default_config, network_stride, save_weights
+from engine.models.weights import load_state_into, read_config
 from training.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
@@ -132,6 +133,22 @@ def start_run(config: Config, out: Path, resume: bool, max_minutes: float | None
     out.mkdir(parents=True, exist_ok=True)
     minutes = config.train.max_minutes if max_minutes is None else max_minutes
     return Run(config, out, device, rank, world_size, budget_s=minutes * 60.0)
+
+
+def init_from_weights(net: nn.Module, config: Config) -> None:
+    """Load train.init_weights into net (fine-tuning), checked against the config's model
+    and arch before any data is read; nothing when the key is empty."""
+    path = config.train.init_weights
+    if not path:
+        return
+    stored = read_config(path)  # names the file when it is missing or not a desmoke model
+    if stored["model"] != config.model.name or stored.get("arch", {}) != config.model.arch:
+        raise ConfigError(
+            f"{config.path}: train.init_weights {path} holds model '{stored['model']}' with "
+            f"arch {stored.get('arch', {})}, the config asks for '{config.model.name}' with "
+            f"arch {config.model.arch}"
+        )
+    load_state_into(path, net)
 
 
 def data_summary(frames: FrameSet) -> dict[str, Any]:
@@ -431,6 +448,8 @@ def train_fast(
     state = None
     if resume:
         state = read_checkpoint(run.out / CHECKPOINT_NAME, "fast", config.model.arch)
+    else:
+        init_from_weights(net, config)
     frames = frames if frames is not None else load_frames(config.data)
     net = net.to(run.device)
     optimizer = torch.optim.AdamW(

@@ -27,6 +27,7 @@ from training.patchgan import PatchGAN
 from training.trainer_fast import (
     data_summary,
     hardware,
+    init_from_weights,
     psnr_batch,
     restore_modules,
     run_cli,
@@ -104,6 +105,8 @@ def train_paper(
     state = None
     if resume:
         state = read_checkpoint(run.out / CHECKPOINT_NAME, "paper", config.model.arch)
+    else:
+        init_from_weights(generator, config)
     frames = frames if frames is not None else load_frames(config.data)
     generator, discriminator = generator.to(run.device), discriminator.to(run.device)
     paper = config.paper

@@ -32,7 +32,7 @@ from torch import nn
 from engine.backends.base import Backend, BackendUnavailable
 from engine.cuda import kernels as K
 from engine.cuda.loader import CudaError
-from engine.restore import DEFAULT_GUIDE_EPS
+from engine.restore import DEFAULT_GUIDE_EPS, guide_radius
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +58,6 @@ def guided_coefficients(
     a = cov_ip / (var_i + eps)
     b = mean_p - a * mean_i
     return box_filter(a, radius), box_filter(b, radius)
-
-
-def guide_radius(work_h: int, work_w: int) -> int:
-    """engine.restore.restore's default radius at the working resolution."""
-    return max(2, min(work_h, work_w) // 32)
 
 
 # -- the frame path -------------------------------------------------------------------
