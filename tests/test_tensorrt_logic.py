@@ -32,6 +32,7 @@ from engine.models import build_network, default_config, save_weights
 from engine.models.onnx_export import export_onnx
 from training.build_engine import (
     BuildError,
+    build_serialized,
     make_sidecar,
     onnx_info,
     parse_shape,
@@ -138,6 +139,108 @@ def test_precision_plan_for_tensorrt_10_and_11() -> None:
     assert precision_plan(11, "float32", False) == (True, False, "fp32")
     with pytest.raises(BuildError, match="TensorRT 11 takes precision from the ONNX"):
         precision_plan(11, "float32", True)
+
+
+# -- the builder calls, against a stand-in for the tensorrt module ---------------------
+class FakeTrt:
+    """Records build_serialized's TensorRT calls; signatures as in TensorRT's pybind code."""
+
+    class Logger:
+        WARNING = "warning"
+
+        def __init__(self, severity):
+            pass
+
+    NetworkDefinitionCreationFlag = type("Flags", (), {"STRONGLY_TYPED": 0})
+    MemoryPoolType = type("Pools", (), {"WORKSPACE": "workspace"})
+    BuilderFlag = type("BuilderFlags", (), {"FP16": "fp16"})
+
+    def __init__(self, *, parses=True, cache_fits=True, builds=True):
+        self.calls: list[tuple] = []
+        fake = self
+
+        class Cache:
+            def serialize(self):
+                return b"timings"
+
+        class Config:
+            def set_memory_pool_limit(self, pool, pool_size):
+                fake.calls.append(("pool", pool, pool_size))
+
+            def set_flag(self, flag):
+                fake.calls.append(("flag", flag))
+
+            def create_timing_cache(self, serialized_timing_cache):
+                return Cache()
+
+            def set_timing_cache(self, cache, ignore_mismatch):
+                return cache_fits
+
+            def add_optimization_profile(self, profile):
+                return 0
+
+        class Profile:
+            def set_shape(self, input, min, opt, max):  # TensorRT's parameter names
+                fake.calls.append(("profile", input, min, opt, max))
+
+        class Builder:
+            def __init__(self, logger):
+                pass
+
+            def create_network(self, flags=0):
+                fake.calls.append(("network", flags))
+                return "network"
+
+            def create_builder_config(self):
+                return Config()
+
+            def create_optimization_profile(self):
+                return Profile()
+
+            def build_serialized_network(self, network, config):
+                fake.calls.append(("build",))
+                return b"plan" if builds else None
+
+        class OnnxParser:
+            num_errors = 0 if parses else 1
+
+            def __init__(self, network, logger):
+                pass
+
+            def parse(self, model, path=None):
+                return parses
+
+            def get_error(self, index):
+                return "In node 3: unsupported"
+
+        self.Builder, self.OnnxParser = Builder, OnnxParser
+
+
+def test_build_serialized_drives_the_builder() -> None:
+    shapes = profile_shapes((256, 448))
+    trt = FakeTrt()
+    kwargs = dict(input_name="input", shapes=shapes, timing_cache=b"")
+    assert build_serialized(trt, b"onnx", strongly_typed=True, fp16_flag=False, **kwargs) == (
+        b"plan",
+        b"timings",
+    )
+    assert ("network", 1) in trt.calls and not [c for c in trt.calls if c[0] == "flag"]
+    assert ("profile", "input", shapes["min"], shapes["opt"], shapes["max"]) in trt.calls
+    trt = FakeTrt()
+    build_serialized(trt, b"onnx", strongly_typed=False, fp16_flag=True, **kwargs)
+    assert ("network", 0) in trt.calls and ("flag", "fp16") in trt.calls
+    with pytest.raises(BuildError, match="ONNX parser rejected the model: In node 3"):
+        build_serialized(
+            FakeTrt(parses=False), b"onnx", strongly_typed=True, fp16_flag=False, **kwargs
+        )
+    with pytest.raises(BuildError, match="could not build"):
+        build_serialized(
+            FakeTrt(builds=False), b"onnx", strongly_typed=True, fp16_flag=False, **kwargs
+        )
+    trt = FakeTrt(cache_fits=False)  # a cache from another GPU: refused before the build
+    with pytest.raises(BuildError, match="cannot use this timing cache"):
+        build_serialized(trt, b"onnx", strongly_typed=True, fp16_flag=False, **kwargs)
+    assert ("build",) not in trt.calls
 
 
 # -- the sidecar ----------------------------------------------------------------------

@@ -207,15 +207,21 @@ def build_serialized(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
     if fp16_flag:  # TensorRT 10 only (precision_plan never asks for it on 11)
         config.set_flag(trt.BuilderFlag.FP16)
+    # set_timing_cache reports (False) a cache made on another GPU; get_timing_cache would
+    # then be None after the build, so refuse before building and serialize `cache` itself.
     cache = config.create_timing_cache(timing_cache)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise BuildError(
+            "TensorRT cannot use this timing cache (made on another GPU or TensorRT?): "
+            "delete it or give another --timing-cache"
+        )
     profile = builder.create_optimization_profile()
     profile.set_shape(input_name, shapes["min"], shapes["opt"], shapes["max"])
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise BuildError("TensorRT could not build the engine (its log above says why)")
-    return bytes(serialized), bytes(config.get_timing_cache().serialize())
+    return bytes(serialized), bytes(cache.serialize())
 
 
 def _write_atomically(path: Path, data: bytes) -> Path:
