@@ -110,6 +110,18 @@ def test_synthetic_pairs_are_reproducible() -> None:
     assert all(p.smoky.dtype == np.uint8 and p.smoky.shape == (48, 64, 3) for p in a)
 
 
+def test_contact_sheet_columns_line_up_across_aspect_ratios() -> None:
+    wide, square = _tissue(48, 96, seed=1), _tissue(48, 48, seed=2)
+    examples = [(name, f, {"dcp": f}) for name, f in (("wide", wide), ("square", square))]
+    sheet = ev.contact_sheet(examples, ["identity", "dcp"], tile_width=64)
+    # 3 tiles per row (input, dark channel, dcp), each 64 wide; rows 32 and 64 tall
+    assert sheet.shape == (32 + 64, 3 * 64, 3)
+    expected = cv2.resize(square, (64, 64), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(sheet[32 + 40 :, 128:], expected[40:])  # below the label
+    with pytest.raises(ValueError, match="no examples"):
+        ev.contact_sheet([], ["dcp"])
+
+
 def test_evaluation_table_lists_the_three_methods(fast_weights: Path, tmp_path: Path) -> None:
     methods, notes = ev.make_methods(str(fast_weights), backend="torch")
     assert list(methods) == ["identity", "dcp", "fast (fast.safetensors)"]
@@ -129,7 +141,7 @@ def test_evaluation_table_lists_the_three_methods(fast_weights: Path, tmp_path: 
     for label in ("identity (smoky input)", "| dcp |", "fast (fast.safetensors)"):
         assert label in markdown
     assert {row["method"] for row in report.clear} == set(methods)
-    assert sheet is not None and sheet.dtype == np.uint8 and sheet.shape[1] == 4 * 192 * 64 // 48
+    assert sheet is not None and sheet.dtype == np.uint8 and sheet.shape[1] == 4 * 256
     paths = ev.write_outputs(report, tmp_path / "out", sheet)
     data = json.loads(paths["json"].read_text())
     assert data["methods"] == list(methods) and data["synthetic_info"]["seed"] == 1

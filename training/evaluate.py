@@ -325,28 +325,30 @@ def evaluate_clear(
 def contact_sheet(
     examples: Sequence[tuple[str, np.ndarray, dict[str, np.ndarray]]],
     methods: Sequence[str],
-    row_height: int = 192,
+    tile_width: int = 256,
 ) -> np.ndarray:
-    """Rows of input | dark channel | each method's output (identity skipped), labelled."""
+    """Rows of input | dark channel | each method's output (identity skipped), labelled.
+
+    Every tile is tile_width wide and each row as tall as its frames' aspect ratio asks, so
+    the columns line up without black bars whatever the sources' shapes.
+    """
     from engine.video.layout import draw_label
 
+    if not examples:
+        raise ValueError("no examples for the contact sheet")
     outputs = [m for m in methods if m != IDENTITY]
     rows = []
     for name, frame, restored in examples:
-        width = max(1, round(frame.shape[1] * row_height / frame.shape[0]))
+        height = max(1, round(frame.shape[0] * tile_width / frame.shape[1]))
         dark = dark_channel(frame)
         tiles = [("input: " + name, frame), ("dark channel", np.dstack([dark] * 3))]
         tiles += [(m, restored[m]) for m in outputs]
         row = []
         for label, image in tiles:
-            tile = cv2.resize(image, (width, row_height), interpolation=cv2.INTER_AREA)
+            tile = cv2.resize(image, (tile_width, height), interpolation=cv2.INTER_AREA)
             draw_label(tile, label)
             row.append(tile)
         rows.append(np.hstack(row))
-    if not rows:
-        raise ValueError("no examples for the contact sheet")
-    widest = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 0), (0, widest - r.shape[1]), (0, 0))) for r in rows]
     return np.vstack(rows)
 
 
