@@ -1,6 +1,6 @@
 """Export from the window (range, cancel, bad output) and the snapshot PNG."""
 
-# The shared fixtures (clip, window) are imported from tests/test_gui_support.py, so their
+# The shared fixtures (clip, window) are imported from tests/gui_support.py, so their
 # use as test arguments reads to ruff as a redefinition.
 # ruff: noqa: F811
 
@@ -14,7 +14,7 @@ from desmoke_app.gui.export_dialog import ExportDialog, default_output
 from desmoke_app.gui.export_worker import ExportRequest
 from engine.video import FileSource
 from tests.clips import make_index_clip, read_index
-from tests.test_gui_support import (
+from tests.gui_support import (
     CLIP_SIZE,
     DCP,
     WAIT_MS,

@@ -1,7 +1,7 @@
 """The main window driven by qtbot: open, play, pause, seek, step, switch model and backend
 while playing, a live (lavfi) source, and bad input that must leave the app running."""
 
-# The shared fixtures (clip, window) are imported from tests/test_gui_support.py, so their
+# The shared fixtures (clip, window) are imported from tests/gui_support.py, so their
 # use as test arguments reads to ruff as a redefinition.
 # ruff: noqa: F811
 
@@ -14,11 +14,12 @@ import pytest
 import torch
 
 from engine.models import build_network, default_config, save_weights
-from tests.test_gui_support import (
+from tests.gui_support import (
     CLIP_FRAMES,
     CLIP_SIZE,
     WAIT_MS,
     clip,  # noqa: F401 (fixture)
+    make_settings,
     open_clip,
     pane_indices,
     wait_for_index,
@@ -321,7 +322,6 @@ def test_real_footage_seeks_exactly(qtbot, window, data_dir) -> None:
 def test_remembered_weights_file_that_is_gone(qtbot, tmp_path, clip) -> None:
     """Settings naming a deleted weights file: a message, and frames processed with dcp."""
     from desmoke_app.gui.main_window import MainWindow
-    from tests.test_gui_support import make_settings
 
     gone = tmp_path / "deleted.safetensors"
     win = MainWindow(make_settings(tmp_path, {"model": str(gone)}))

@@ -1,7 +1,7 @@
 """Pieces of the app: the mailbox and frame dropping, the demo source, settings, split view,
 full-screen pane, the timeline's click-to-seek, shortcuts, About, and `main()`."""
 
-# The shared fixtures (clip, window) are imported from tests/test_gui_support.py, so their
+# The shared fixtures (clip, window) are imported from tests/gui_support.py, so their
 # use as test arguments reads to ruff as a redefinition.
 # ruff: noqa: F811
 
@@ -22,7 +22,7 @@ from desmoke_app.gui.main_window import MainWindow
 from desmoke_app.gui.panes import SplitView, fit_rect
 from desmoke_app.gui.workers import FramePacket, Latest, Processor
 from tests.clips import read_index
-from tests.test_gui_support import (
+from tests.gui_support import (
     DCP,
     WAIT_MS,
     clip,  # noqa: F401 (fixture)
