@@ -95,6 +95,20 @@ def test_metrics_reject_bad_pairs() -> None:
         metrics.ssim(_tissue(2, 64), _tissue(2, 64))
 
 
+def test_temporal_error_is_change_the_clear_clip_does_not_have() -> None:
+    clip = [_tissue(seed=i) // 2 + 60 for i in range(4)]  # moving content, room for offsets
+    assert metrics.temporal_error(clip, clip) == 0.0
+    assert metrics.temporal_error(clip, [f + 20 for f in clip]) == 0.0  # steady bias: no flicker
+    flicker = [f + (5 if i % 2 else 0) for i, f in enumerate(clip)]
+    assert metrics.temporal_error(clip, flicker) == pytest.approx(5.0)
+    frozen = [clip[0]] * 4  # not following the clear clip's motion is an error too
+    assert metrics.temporal_error(clip, frozen) > 1.0
+    with pytest.raises(ValueError, match="two or more frames"):
+        metrics.temporal_error(clip[:1], clip[:1])
+    with pytest.raises(ValueError, match="sizes differ"):
+        metrics.temporal_error(clip[:2], [_tissue(48, 63)] * 2)
+
+
 # ----------------------------------------------------------------------------- evaluation
 
 

@@ -6,11 +6,13 @@ No-reference figures describe one frame, for real smoke that has no ground truth
 - mean dark channel: He et al.'s haze density (smoke raises the per-patch minimum);
 - RMS contrast: the standard deviation of grey intensity (smoke flattens it);
 - colourfulness: Hasler & Suesstrunk 2003 (smoke desaturates towards its grey-white).
+For video, temporal_error measures flicker against the clear clip's own frame-to-frame change.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -64,6 +66,29 @@ def full_reference(reference: np.ndarray, test: np.ndarray) -> dict[str, float]:
         "ssim": ssim(reference, test),
         "ciede2000": ciede2000(reference, test),
     }
+
+
+def temporal_error(references: Sequence[np.ndarray], tests: Sequence[np.ndarray]) -> float:
+    """Flicker: mean |(test_t - test_t-1) - (reference_t - reference_t-1)| in 0-255 levels.
+
+    The clear reference clip carries the true motion, so no optical flow is needed: what
+    remains is change the restoration added or failed to follow (0 = changes exactly as
+    the clear clip does).
+    """
+    if len(references) != len(tests) or len(tests) < 2:
+        raise ValueError(
+            f"need two or more frames of each clip, got {len(references)} and {len(tests)}"
+        )
+    for reference, test in zip(references, tests, strict=True):
+        _check_pair(reference, test)
+    errors = [
+        np.abs(
+            (tests[t].astype(np.int16) - tests[t - 1])
+            - (references[t].astype(np.int16) - references[t - 1])
+        ).mean()
+        for t in range(1, len(tests))
+    ]
+    return float(np.mean(errors))
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
