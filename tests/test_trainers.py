@@ -4,6 +4,8 @@ bad configs and checkpoints fail with the file's name before training."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -222,6 +224,54 @@ def test_init_weights_missing_or_of_another_arch_fails_before_data(tmp_path: Pat
     raw = tiny_config(missing_data, init_weights=str(tmp_path / "other.safetensors"))
     with pytest.raises(ConfigError, match=r"train\.init_weights .*other\.safetensors holds"):
         train_fast(config_from_dict(raw), tmp_path / "run2")
+
+
+def toml_value(value) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)  # strings, ints and floats read the same in TOML
+
+
+def write_toml(raw: dict, path: Path) -> Path:
+    lines = []
+    for section, values in raw.items():
+        lines += [f"[{section}]"] + [f"{k} = {toml_value(v)}" for k, v in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.skipif(
+    not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+    reason="torch.distributed with gloo is not available in this torch build",
+)
+@pytest.mark.parametrize("model", ["fast", "paper"])
+def test_torchrun_trains_on_two_processes_and_resumes(clip: Path, tmp_path: Path, model) -> None:
+    """DistributedDataParallel for real: two CPU processes (gloo) under torchrun."""
+    steps = 4 if model == "fast" else 2
+    out = tmp_path / "run"
+
+    def torchrun(max_steps: int, *extra: str) -> list[dict]:
+        config = write_toml(
+            tiny_config(clip, model, max_steps=max_steps, threads=1), tmp_path / "c.toml"
+        )
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        command += ["--nproc_per_node=2", "-m", f"training.trainer_{model}"]
+        command += ["--config", str(config), "--out", str(out), *extra]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+    records = torchrun(steps)
+    assert [r["world_size"] for r in records if r.get("event") == "start"] == [2]
+    assert [r["step"] for r in records if "train" in r] == list(range(1, steps + 1))
+    network, _ = load_network(out / "best.safetensors")
+    assert sum(p.numel() for p in network.parameters()) > 0
+    records = torchrun(steps + 1, "--resume")
+    assert [r["step"] for r in records if "train" in r] == list(range(1, steps + 2))
 
 
 def test_trainer_refuses_the_other_model(clip: Path, tmp_path: Path) -> None:

