@@ -228,6 +228,42 @@ def test_config_rejects_bad_ranges() -> None:
         SmokeConfig(haze_probability=2.0)
     with pytest.raises(ValueError, match="speckle_cells"):
         SmokeConfig(speckle_cells=0)
+    with pytest.raises(ValueError, match="tint_probability"):
+        SmokeConfig(tint_probability=-0.1)
+    with pytest.raises(ValueError, match="tint range"):
+        SmokeConfig(tint=(0.2, 0.1))
+
+
+def _colours(config: SmokeConfig, count: int = 500) -> np.ndarray:
+    rng = np.random.default_rng(11)
+    return np.array(
+        [SmokeSynthesizer(config).sample(_frame(8, 8), rng).colour for _ in range(count)]
+    )
+
+
+def test_tinted_smoke_leaves_the_white_to_yellow_line_by_the_drawn_chroma() -> None:
+    plain = SmokeConfig()
+    on_line = _colours(plain)
+    # Untinted colours are a brightness times a point between white and grey-yellow: their
+    # blue/red ratio lies between the two ends', and green sits between red and blue.
+    ratio = on_line[:, 2] / on_line[:, 0]
+    yellow = np.asarray(plain.colour_yellow)
+    assert ratio.min() >= yellow[2] / yellow[0] - 1e-6 and ratio.max() <= 1 + 1e-6
+    tinted = _colours(
+        SmokeConfig(
+            tint_probability=1.0,
+            tint=(0.1, 0.1),
+            colour_white=(0.8,) * 3,
+            colour_yellow=(0.8,) * 3,
+            colour_brightness=(1.0, 1.0),
+        )
+    )
+    # A grey base (0.8) moved 0.1 off the grey axis at a random hue, nothing clipped.
+    chroma = np.linalg.norm(tinted - tinted.mean(axis=1, keepdims=True), axis=1)
+    np.testing.assert_allclose(chroma, 0.1, atol=1e-5)
+    np.testing.assert_allclose(tinted.mean(axis=1), 0.8, atol=1e-5)
+    hues = np.arctan2(tinted[:, 1] - tinted[:, 2], 2 * tinted[:, 0] - tinted[:, 1] - tinted[:, 2])
+    assert np.histogram(hues, bins=6, range=(-np.pi, np.pi))[0].min() > 40  # every hue drawn
 
 
 def _speckle_only(height: int, width: int) -> np.ndarray:

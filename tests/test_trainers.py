@@ -23,7 +23,16 @@ from training.checkpoint import CheckpointError
 from training.config import ConfigError, config_from_dict, load_config
 from training.data import SmokeDataset, load_frames
 from training.patchgan import PatchGAN
-from training.trainer_fast import fast_loss, init_from_weights, ssim_map, train_fast
+from training.smoke import SmokeConfig
+from training.trainer_fast import (
+    Run,
+    fast_loss,
+    init_from_weights,
+    ssim_map,
+    train_fast,
+    train_loader,
+    val_dataset,
+)
 from training.trainer_paper import discriminator_loss, generator_loss, train_paper
 
 FAST_ARCH = {"widths": [8, 16, 32]}
@@ -298,6 +307,20 @@ def test_shipped_configs_load(monkeypatch) -> None:
     assert fast.train.lr == 5e-4
     paper = load_config(root / "paper.toml")
     assert paper.model.name == "paper" and paper.paper.l1_weight == 100.0
+    assert fast.smoke == SmokeConfig()  # no [smoke] table: the default synthesis
+    tinted = load_config(root / "fast_tinted.toml")
+    assert tinted.smoke.tint == (0.0, 0.15) and tinted.smoke.colour_brightness == (0.55, 1.0)
+    assert tinted.smoke.tint_probability == 0.4 and tinted.smoke.density == SmokeConfig().density
+
+
+def test_training_and_validation_smoke_follow_the_config(clip: Path) -> None:
+    raw = tiny_config(clip)
+    raw["smoke"] = {"tint_probability": 1.0, "colour_brightness": [0.5, 0.6]}
+    config = config_from_dict(raw)
+    frames = load_frames(config.data)
+    assert val_dataset(config, frames).synth.config is config.smoke
+    run = Run(config, Path("unused"), torch.device("cpu"), 0, 1, budget_s=1.0)
+    assert train_loader(config, frames, run, 0).dataset.synth.config is config.smoke
 
 
 @pytest.mark.parametrize(
@@ -311,6 +334,9 @@ def test_shipped_configs_load(monkeypatch) -> None:
         ("[train\n", r"config\.toml: not valid TOML"),
         ("[model]\nname = 'big'\n", r"config\.toml: model\.name must be 'fast' or 'paper'"),
         ("[data]\nsources = ['${NO_SUCH_VAR_X}/a.mp4']\n", "unset environment variable"),
+        ("[smoke]\ntint = [0.1]\n", r"config\.toml: smoke\.tint: expected tuple"),
+        ("[smoke]\ntint = [0.2, 0.1]\n", r"config\.toml: smoke: tint range must be"),
+        ("[smoke]\ntint_probability = 1.5\n", r"config\.toml: smoke: tint_probability must"),
     ],
 )
 def test_bad_configs_name_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:

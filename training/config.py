@@ -1,8 +1,10 @@
 """Training configs: TOML files read into dataclasses, every key and type checked.
 
-A config has four tables: [model] (which network and its architecture), [data] (sources,
-filters, splits), [train] (optimisation, crops, losses, time budget) and [paper] (the
-pix2pix trainer's own settings). Every key has a default, so a file names only what it
+A config has five tables: [model] (which network and its architecture), [data] (sources,
+filters, splits), [train] (optimisation, crops, losses, time budget), [paper] (the
+pix2pix trainer's own settings) and [smoke] (training.smoke.SmokeConfig: the synthesis of
+the training and validation smoke; the test split keeps the default synthesis, so models
+trained on different smoke are scored on the same test pairs). Every key has a default, so a file names only what it
 changes; an unknown key or a value of the wrong type is an error naming the file and the
 key, raised before any data is read. Paths in [data] sources may use environment variables
 (`${DESMOKE_DATA}/clear/...`); relative paths are relative to the config file.
@@ -18,6 +20,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from training.smoke import SmokeConfig
 
 
 class ConfigError(ValueError):
@@ -101,6 +105,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     paper: PaperConfig = field(default_factory=PaperConfig)
+    smoke: SmokeConfig = field(default_factory=SmokeConfig)
     path: str = ""  # the file it came from (not a key)
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,7 +114,13 @@ class Config:
         return out
 
 
-_TABLES = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "paper": PaperConfig}
+_TABLES = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "paper": PaperConfig,
+    "smoke": SmokeConfig,
+}
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -119,6 +130,13 @@ def _type_ok(value: Any, hint: Any) -> bool:
         return isinstance(value, list) and all(_type_ok(v, item) for v in value)
     if origin in (dict,):
         return isinstance(value, dict)
+    if origin in (tuple,):  # fixed length, written as a TOML array
+        items = typing.get_args(hint)
+        return (
+            isinstance(value, list)
+            and len(value) == len(items)
+            and all(_type_ok(v, h) for v, h in zip(value, items, strict=True))
+        )
     if origin in (typing.Union, types.UnionType):
         return any(_type_ok(value, h) for h in typing.get_args(hint))
     if hint is float:  # TOML writes 1 for 1.0; a bool is not a number here
@@ -142,8 +160,20 @@ def _build_table(cls: type, values: Any, where: str) -> Any:
             raise ConfigError(
                 f"{where}.{key}: expected {name}, got {type(value).__name__} {value!r}"
             )
-        kwargs[key] = float(value) if hints[key] is float else value
-    return cls(**kwargs)
+        kwargs[key] = _converted(value, hints[key])
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # the table's own range checks (SmokeConfig)
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _converted(value: Any, hint: Any) -> Any:
+    """TOML's ints where floats are meant as floats, its arrays where tuples are as tuples."""
+    if hint is float:
+        return float(value)
+    if typing.get_origin(hint) is tuple:
+        return tuple(_converted(v, h) for v, h in zip(value, typing.get_args(hint), strict=True))
+    return value
 
 
 def _resolve_source(source: str, base: Path, where: str) -> str:

@@ -58,6 +58,12 @@ class SmokeConfig:
     colour_white: tuple[float, float, float] = (1.0, 1.0, 1.0)
     colour_yellow: tuple[float, float, float] = (0.82, 0.78, 0.60)  # grey-yellow end
     colour_brightness: Range = (0.7, 1.0)
+    # Tinted smoke: light scattered off tissue colours the smoke (pink, lilac, ...). With
+    # this probability the colour is moved off the grey axis by a chroma drawn from `tint`
+    # (RGB distance, 0-1 scale) at a random hue. 0 (default: the test split's synthesis)
+    # draws nothing, so the default random stream is unchanged.
+    tint_probability: float = 0.0
+    tint: Range = (0.0, 0.15)
     zoom: Range = (0.4, 2.0)  # > 1: larger features
     anisotropy: Range = (1.0, 3.0)  # plume elongation
     coverage: Range = (-1.5, 1.0)  # fBm threshold in standard deviations (lower: more smoke)
@@ -86,7 +92,7 @@ class SmokeConfig:
             raise ValueError(f"octaves must be >= 1, got {self.octaves}")
         if self.speckle_cells < 1:
             raise ValueError(f"speckle_cells must be >= 1, got {self.speckle_cells}")
-        for name in ("density", "haze", "zoom", "anisotropy", "darken", "gamma"):
+        for name in ("density", "haze", "zoom", "anisotropy", "darken", "gamma", "tint"):
             low, high = getattr(self, name)
             if not low <= high:
                 raise ValueError(f"{name} range must be (low, high), got {(low, high)}")
@@ -98,6 +104,7 @@ class SmokeConfig:
             "augment_probability",
             "avoid_bright_probability",
             "instrument_probability",
+            "tint_probability",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
@@ -485,12 +492,25 @@ def _speckle(config: SmokeConfig, rng: np.random.Generator, height: int, width: 
 
 
 def _draw_colour(config: SmokeConfig, rng: np.random.Generator) -> np.ndarray:
-    """Smoke colour between white and grey-yellow, at a random brightness."""
+    """Smoke colour between white and grey-yellow, at a random brightness, sometimes tinted."""
     t = _uniform(rng, (0.0, 1.0))
     white = np.asarray(config.colour_white, np.float32)
     yellow = np.asarray(config.colour_yellow, np.float32)
     colour = _uniform(rng, config.colour_brightness) * ((1.0 - t) * white + t * yellow)
+    if config.tint_probability > 0 and rng.random() < config.tint_probability:
+        colour = colour + _tint(_uniform(rng, config.tint), _uniform(rng, (0.0, 2 * math.pi)))
     return np.clip(colour, 0.0, 1.0).astype(np.float32)
+
+
+#: Two orthonormal RGB directions perpendicular to grey (1, 1, 1): the chroma plane.
+_CHROMA_AXES = np.array(
+    [[2.0, -1.0, -1.0] / np.sqrt(6.0), [0.0, 1.0, -1.0] / np.sqrt(2.0)], np.float32
+)
+
+
+def _tint(chroma: float, hue: float) -> np.ndarray:
+    """An RGB offset of length `chroma` off the grey axis, at angle `hue` (0 = red)."""
+    return chroma * (math.cos(hue) * _CHROMA_AXES[0] + math.sin(hue) * _CHROMA_AXES[1])
 
 
 # ----------------------------------------------------------------------------- synthesizer

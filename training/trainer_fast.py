@@ -177,6 +177,7 @@ def train_loader(config: Config, frames: FrameSet, run: Run, start_step: int) ->
         scale_jitter=train.scale_jitter,
         clean_probability=train.clean_probability,
         seed=train.seed,
+        smoke=config.smoke,
     )
     per_rank = max(1, train.batch_size // run.world_size)
     sampler = StreamSampler(start_step * per_rank, run.rank, run.world_size)
@@ -524,6 +525,7 @@ def val_dataset(config: Config, frames: FrameSet) -> SmokeDataset:
         length=config.train.val_frames,
         seed=config.train.seed,
         split="val",
+        smoke=config.smoke,
     )
 
 
