@@ -4,10 +4,11 @@ A config has five tables: [model] (which network and its architecture), [data] (
 filters, splits), [train] (optimisation, crops, losses, time budget), [paper] (the
 pix2pix trainer's own settings) and [smoke] (training.smoke.SmokeConfig: the synthesis of
 the training and validation smoke; the test split keeps the default synthesis, so models
-trained on different smoke are scored on the same test pairs). Every key has a default, so a file names only what it
-changes; an unknown key or a value of the wrong type is an error naming the file and the
-key, raised before any data is read. Paths in [data] sources may use environment variables
-(`${DESMOKE_DATA}/clear/...`); relative paths are relative to the config file.
+trained on different smoke are scored on the same test pairs). Every key has a default, so
+a file names only what it changes; an unknown key or a value of the wrong type is an error
+naming the file and the key, raised before any data is read. Paths in [data] sources may
+use environment variables (`${DESMOKE_DATA}/clear/...`); relative paths are relative to the
+config file.
 """
 
 from __future__ import annotations

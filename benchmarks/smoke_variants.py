@@ -1,0 +1,106 @@
+"""How the restoration depends on the synthetic smoke: models scored on variants of it.
+
+Every variant is the held-out test split (same frames, same smoke seed) with one change to
+the synthesis (training.smoke.SmokeConfig), so old and new weights compare like for like on
+the smoke each was or was not trained on:
+- default: the test split as `desmoke evaluate` scores it (speckle on 64 cells per short
+  side since 2026-11-26);
+- speckle-128, speckle-256, speckle-pixel: finer speckle grain; per pixel (718 cells at the
+  test frames' 1146x718) is the synthesis before 2026-11-26, which the same code reproduces
+  exactly (one cell per pixel, the same random draws);
+- tinted: every plume's colour moved 0.05-0.15 off the grey axis at a random hue (light
+  scattered off tissue: pink, lilac, ...), brightness 0.55-1 (the tint's random draws
+  shift the stream, so its plumes differ from the default's too);
+- dim: grey smoke of brightness 0.45-0.7, below the default range (0.7-1).
+
+Usage (DESMOKE_DATA=/path/to/shared/data):
+  python benchmarks/smoke_variants.py --weights assets/fast.safetensors [--weights OTHER ...]
+      [--variants default tinted ...] [--write benchmarks/results/smoke_variants.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training.config import load_config  # noqa: E402
+from training.evaluate import (  # noqa: E402
+    EVAL_SEED,
+    evaluate_pairs,
+    make_methods,
+    synthetic_pairs,
+    test_split_frames,
+)
+from training.smoke import SmokeConfig  # noqa: E402
+
+CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "fast.toml"
+
+
+def variants(short_side: int) -> dict[str, SmokeConfig]:
+    """The synthesis of each variant, for test frames of this short side."""
+    default = SmokeConfig()
+    return {
+        "default": default,
+        "speckle-128": dataclasses.replace(default, speckle_cells=128),
+        "speckle-256": dataclasses.replace(default, speckle_cells=256),
+        "speckle-pixel": dataclasses.replace(default, speckle_cells=short_side),
+        "tinted": dataclasses.replace(
+            default, tint_probability=1.0, tint=(0.05, 0.15), colour_brightness=(0.55, 1.0)
+        ),
+        "dim": dataclasses.replace(
+            default, colour_yellow=default.colour_white, colour_brightness=(0.45, 0.7)
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", action="append", required=True, help="fast model weights")
+    parser.add_argument("--variants", nargs="+", default=None, help="default: all of them")
+    parser.add_argument("--backend", default="onnxruntime")
+    parser.add_argument("--write", type=Path, help="also write the Markdown table here")
+    args = parser.parse_args(argv)
+
+    frames = test_split_frames(load_config(CONFIG).data)
+    known = variants(min(frames[0][1].shape[:2]))
+    chosen = args.variants or list(known)
+    unknown = [v for v in chosen if v not in known]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)} (known: {', '.join(known)})")
+    methods = {}
+    for path in args.weights:
+        found, _ = make_methods("fast", weights=path, backend=args.backend)
+        methods[path] = next(m for name, m in found.items() if name.startswith("fast"))
+    lines = [
+        "# Restoration on variants of the synthetic smoke (held-out test split)",
+        "",
+        f"{len(frames)} test frames ({frames[0][1].shape[1]}x{frames[0][1].shape[0]}), smoke "
+        f"seed {EVAL_SEED}, backend {args.backend}; machine: {platform.machine()}. The "
+        "variants are described in the script's docstring. Command: `python "
+        "benchmarks/smoke_variants.py "
+        + " ".join(f"--weights {w}" for w in args.weights)
+        + f" --variants {' '.join(chosen)}`",
+        "",
+        "| smoke | weights | PSNR dB | SSIM | CIEDE2000 |",
+        "|---|---|---|---|---|",
+    ]
+    for name in chosen:
+        pairs = synthetic_pairs(frames, EVAL_SEED, known[name])
+        for path, scores in evaluate_pairs(pairs, methods).items():
+            row = f"| {name} | {path} | {scores['psnr']:.2f} | {scores['ssim']:.4f} | "
+            lines.append(row + f"{scores['ciede2000']:.2f} |")
+            print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    if args.write:
+        args.write.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
