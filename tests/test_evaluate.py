@@ -84,6 +84,16 @@ def test_no_reference_figures_known_values() -> None:
     red[..., 0] = 255  # rg = 255, yb = 127.5, no spread: 0.3 * hypot(255, 127.5)
     assert metrics.colourfulness(red) == pytest.approx(0.3 * math.hypot(255, 127.5))
     assert metrics.mean_dark_channel(red) == 0.0
+    assert metrics.clipped_fraction(grey) == 0.0 and metrics.clipped_fraction(red) == 1.0
+    quarter = grey.copy()
+    quarter[:16, :16, 2] = 255  # one channel at the top of its range is enough
+    assert metrics.clipped_fraction(quarter) == 0.25
+    assert set(metrics.no_reference(grey)) == {
+        "dark_channel",
+        "rms_contrast",
+        "colourfulness",
+        "clipped",
+    }
 
 
 def test_metrics_reject_bad_pairs() -> None:

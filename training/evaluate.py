@@ -3,8 +3,8 @@
 1. Synthetic test pairs: clear frames with smoke from SmokeSynthesizer at a fixed seed
    (one generator per frame, so a pair never depends on which other frames are in the set).
    Full-reference PSNR / SSIM / CIEDE2000 of each method's output against the clear frame.
-2. Real smoke (no ground truth): mean dark channel, RMS contrast and colourfulness before
-   and after, per source.
+2. Real smoke (no ground truth): mean dark channel, RMS contrast, colourfulness and the
+   clipped fraction before and after, per source.
 3. Clear frames with instruments: how much each method changes a frame that has no smoke,
    and how it changes bright grey regions (instruments, speculars) there: a model that has
    learned "bright and grey = smoke" darkens them.
@@ -385,14 +385,15 @@ def _markdown(report: Report) -> list[str]:
             "## Real smoke, no reference (mean over frames; identity = the input)",
             "",
             "Lower dark channel = less smoke; higher RMS contrast and colourfulness = "
-            "less washed out.",
+            "less washed out; clipped = pixels with a channel at 0 or 255 (well above the "
+            "input's: over-corrected).",
             "",
-            "| source | method | frames | dark channel | RMS contrast | colourfulness |",
-            "|---|---|---|---|---|---|",
+            "| source | method | frames | dark channel | RMS contrast | colourfulness | clipped |",
+            "|---|---|---|---|---|---|---|",
         ]
         lines += [
             f"| {r['source']} | {r['method']} | {r['frames']} | {r['dark_channel']:.4f} | "
-            f"{r['rms_contrast']:.4f} | {r['colourfulness']:.1f} |"
+            f"{r['rms_contrast']:.4f} | {r['colourfulness']:.1f} | {r['clipped']:.3f} |"
             for r in report.real
         ]
         lines.append("")

@@ -6,6 +6,8 @@ No-reference figures describe one frame, for real smoke that has no ground truth
 - mean dark channel: He et al.'s haze density (smoke raises the per-patch minimum);
 - RMS contrast: the standard deviation of grey intensity (smoke flattens it);
 - colourfulness: Hasler & Suesstrunk 2003 (smoke desaturates towards its grey-white).
+- clipped: the fraction of pixels with a channel at 0 or 255 (an over-correction guard:
+  inverting too much smoke pushes colours out of range, and clipping hides it from the rest).
 For video, temporal_error measures flicker against the clear clip's own frame-to-frame change.
 """
 
@@ -119,10 +121,17 @@ def colourfulness(image: np.ndarray) -> float:
     return spread + 0.3 * centre
 
 
+def clipped_fraction(image: np.ndarray) -> float:
+    """Fraction of pixels with any channel at 0 or 255."""
+    image = _check_image(image)
+    return float(((image == 0) | (image == 255)).any(axis=2).mean())
+
+
 def no_reference(image: np.ndarray) -> dict[str, float]:
-    """{"dark_channel", "rms_contrast", "colourfulness"} of one frame."""
+    """{"dark_channel", "rms_contrast", "colourfulness", "clipped"} of one frame."""
     return {
         "dark_channel": mean_dark_channel(image),
         "rms_contrast": rms_contrast(image),
         "colourfulness": colourfulness(image),
+        "clipped": clipped_fraction(image),
     }
