@@ -30,21 +30,18 @@ from training.evaluate import (  # noqa: E402
     PSNR_CAP_DB,
     make_methods,
     test_split_frames,
+    to_uint8,
 )
 from training.smoke import SmokeSynthesizer  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "fast.toml"
 
 
-def as_uint8(image: np.ndarray) -> np.ndarray:
-    return (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
-
-
 def score_clip(frames: list[np.ndarray], seed: int, methods: dict) -> dict[str, dict]:
     """{method: {temporal_error, psnr}} for one smoky clip, and the clip's mean opacity."""
     samples = list(SmokeSynthesizer().clip(frames, seed))
-    clear = [as_uint8(s.clear) for s in samples]
-    smoky = [as_uint8(s.smoky) for s in samples]
+    clear = [to_uint8(s.clear) for s in samples]
+    smoky = [to_uint8(s.smoky) for s in samples]
     scores = {"alpha": float(np.mean([s.alpha.mean() for s in samples]))}
     for name, method in methods.items():
         restored = [method(frame) for frame in smoky]

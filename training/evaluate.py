@@ -172,8 +172,8 @@ def synthetic_pairs(
         sample = synth.sample(frame, np.random.default_rng((seed, index)))
         pairs.append(
             TestPair(
-                smoky=_to_uint8(sample.smoky),
-                clear=_to_uint8(sample.clear),
+                smoky=to_uint8(sample.smoky),
+                clear=to_uint8(sample.clear),
                 alpha=sample.alpha,
                 source=label,
             )
@@ -183,7 +183,8 @@ def synthetic_pairs(
     return pairs
 
 
-def _to_uint8(image: np.ndarray) -> np.ndarray:
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """A float image in [0, 1] as uint8, rounded."""
     return np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
