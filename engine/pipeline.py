@@ -94,6 +94,7 @@ class Desmoker:
         self.notice = ""
         self.config: dict[str, Any] = {}
         self.backend: Backend | None = None
+        self._failed_backends: list[str] = []
         self._device_frame_path = False
         self.backend_reason = "none: the classical method needs no network"
         model, weights = self._resolve_weights(model, weights)
@@ -134,22 +135,26 @@ class Desmoker:
         return model, weights
 
     def _load_network(self, backend: str) -> None:
-        network, self.config = load_network(self.weights_path)
+        self._network, self.config = load_network(self.weights_path)
         if self.config["model"] != self.model_name:
             raise ValueError(
                 f"{self.weights_path}: holds a '{self.config['model']}' model, "
                 f"not '{self.model_name}'"
             )
-        tried: list[str] = []
+        self._use_backend(backend)
+
+    def _use_backend(self, backend: str) -> None:
+        """Load the network on `backend`; with auto, on the first that loads, skipping
+        those that failed before (self._failed_backends)."""
         while True:
-            instance, reason = select_backend(backend, exclude=tuple(tried))
+            instance, reason = select_backend(backend, exclude=tuple(self._failed_backends))
             try:
-                instance.load(network, self.config)
+                instance.load(self._network, self.config)
                 break
             except BackendUnavailable as exc:
                 if backend != "auto":
                     raise
-                tried.append(instance.name)  # auto: fall back to the next backend
+                self._failed_backends.append(instance.name)
                 log.warning("%s failed to load (%s); trying the next backend", instance.name, exc)
         self.backend, self.backend_reason = instance, reason
         # GPU backends run the whole frame on the device (fused pre/post kernels).
@@ -232,6 +237,20 @@ class Desmoker:
             return None
         return DesmokeResult(frame, out.dark_channel, out.desmoked, out.smoke_level, out.timings)
 
+    def _run_network(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The network on the current backend; if that backend stops working mid-run
+        (out of GPU memory, an input the TensorRT engine was not built for, a lost
+        device), the next one that loads takes over and the notice says so."""
+        try:
+            return self.backend.run(x)
+        except BackendUnavailable as exc:
+            failed = self.backend.name
+            self._failed_backends.append(failed)
+            self._use_backend("auto")
+            self.notice = f"{failed} stopped working ({exc}); now running on {self.backend.name}"
+            log.warning(self.notice)
+        return self.backend.run(x)
+
     def _network_input(self, small_f: np.ndarray, patch: int) -> np.ndarray:
         """1x4xHxW float32: R, G, B planes and the dark channel, written once (no
         concatenate-then-transpose copies on the per-frame path)."""
@@ -250,7 +269,7 @@ class Desmoker:
         x = self._network_input(small_f, patch)
         timings["preprocess"] += (time.perf_counter() - mark) * 1000
         mark = time.perf_counter()
-        alpha, colour = self.backend.run(x)
+        alpha, colour = self._run_network(x)
         _lap(timings, "network", mark)
         return SmokeLayer(
             alpha=alpha[0, 0], colour=np.ascontiguousarray(colour[0].transpose(1, 2, 0))
@@ -264,7 +283,7 @@ class Desmoker:
         level = float(x[0, 3].mean())
         timings["preprocess"] += (time.perf_counter() - mark) * 1000
         mark = time.perf_counter()
-        (restored,) = self.backend.run(x)
+        (restored,) = self._run_network(x)
         mark = _lap(timings, "network", mark)
         # The network's change to the image is low-frequency: upsample it, keep native detail.
         change = (restored[0].transpose(1, 2, 0) - small_f) * np.float32(255 * self.strength)

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from engine.backends.base import BackendUnavailable
+from engine.backends.torch_backend import TorchBackend
 from engine.models import build_network, default_config, save_weights
 from tests.gui_support import (
     CLIP_FRAMES,
@@ -172,6 +174,39 @@ def test_backend_that_cannot_load_keeps_the_old_one(qtbot, window, clip, fast_we
     qtbot.waitUntil(lambda: "tensorrt" in window.message_bar.text(), timeout=WAIT_MS)
     assert window.processor_state.backend_name == "torch"
     assert window.controls.settings()["backend"] == "torch"  # the controls show what runs
+    seen = window.current.index
+    qtbot.waitUntil(lambda: window.current.index != seen, timeout=WAIT_MS)
+    window.pause()
+
+
+def out_of_gpu_memory(self, frame, **kwargs):
+    raise BackendUnavailable(f"out of GPU memory for {frame.shape[1]}x{frame.shape[0]} frames")
+
+
+def lost_device(self, x):
+    raise BackendUnavailable("simulated lost device")
+
+
+@pytest.mark.parametrize(
+    "method, failure, warning, backend_after",
+    [
+        ("process_frame", out_of_gpu_memory, "out of GPU memory for 160x96", "torch"),
+        ("run", lost_device, "torch stopped working", "onnxruntime"),
+    ],
+)
+def test_failure_mid_run_is_shown_and_playback_goes_on(
+    qtbot, window, clip, fast_weights, monkeypatch, method, failure, warning, backend_after
+) -> None:
+    """The fused GPU path out of memory (pre/post-processing moves to the CPU) or a backend
+    that stops working (the next one takes over): a warning, and playback goes on."""
+    monkeypatch.setattr(TorchBackend, method, failure, raising=False)
+    open_clip(qtbot, window, clip)
+    window.set_processing(model=str(fast_weights), backend="torch")
+    qtbot.waitUntil(lambda: warning in window.message_bar.text(), timeout=30000)
+    assert window.message_bar.level == "warning"
+    assert window.processor_state.backend_name == backend_after
+    assert backend_after in window.status_labels["backend"].text()
+    window.play()
     seen = window.current.index
     qtbot.waitUntil(lambda: window.current.index != seen, timeout=WAIT_MS)
     window.pause()

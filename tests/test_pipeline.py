@@ -100,6 +100,54 @@ def test_fast_backends_agree_end_to_end(fast_weights) -> None:
     assert results[0].timings["network"] > 0
 
 
+def test_gpu_frame_path_failing_mid_run_falls_back_to_the_cpu(fast_weights, monkeypatch) -> None:
+    """Out of GPU memory on a 4K frame, say: that frame and the next come from the CPU
+    pre/post path (same result as a CPU-only Desmoker), and the notice says why."""
+    from engine.backends.base import BackendUnavailable
+    from engine.backends.torch_backend import TorchBackend
+
+    calls = []
+
+    def out_of_memory(self, frame, **kwargs):
+        calls.append(frame.shape)
+        raise BackendUnavailable(f"out of GPU memory for {frame.shape[1]}x{frame.shape[0]} frames")
+
+    frame = smoky_frame(180, 320)
+    expected = Desmoker("fast", "torch", weights=fast_weights).process(frame)
+    monkeypatch.setattr(TorchBackend, "process_frame", out_of_memory, raising=False)
+    desmoker = Desmoker("fast", "torch", weights=fast_weights)
+    assert desmoker.notice == ""
+    for _ in range(2):
+        result = desmoker.process(frame)
+        np.testing.assert_array_equal(result.desmoked, expected.desmoked)
+        np.testing.assert_array_equal(result.dark_channel, expected.dark_channel)
+    assert calls == [frame.shape]  # not retried on every frame
+    assert "out of GPU memory for 320x180 frames" in desmoker.notice
+    assert "on the CPU" in desmoker.notice
+
+
+def test_backend_failing_mid_run_hands_over_to_the_next(fast_weights, monkeypatch) -> None:
+    """A backend that stops working while running (device lost, engine shape mismatch):
+    the frame is still desmoked, by the next backend that loads, and the notice says so."""
+    from engine.backends.base import BackendUnavailable
+    from engine.backends.torch_backend import TorchBackend
+
+    def lost(self, x):
+        raise BackendUnavailable("simulated lost device")
+
+    frame = smoky_frame(180, 320)
+    expected = Desmoker("fast", "onnxruntime", weights=fast_weights).process(frame)
+    monkeypatch.setattr(TorchBackend, "run", lost)
+    desmoker = Desmoker("fast", "torch", weights=fast_weights)
+    for _ in range(2):
+        result = desmoker.process(frame)
+        np.testing.assert_array_equal(result.desmoked, expected.desmoked)
+    assert desmoker.backend_name == "onnxruntime"
+    assert desmoker.notice == (
+        "torch stopped working (simulated lost device); now running on onnxruntime"
+    )
+
+
 def test_weights_path_as_model_name(fast_weights) -> None:
     desmoker = Desmoker(str(fast_weights), "torch")
     assert desmoker.model_name == "fast" and str(fast_weights) in desmoker.describe()

@@ -130,6 +130,20 @@ class ProcessorState:
     config: dict[str, Any]
 
 
+def state_of(desmoker, settings: dict[str, Any]) -> ProcessorState:
+    """What a Desmoker runs now, for the GUI."""
+    backend = desmoker.backend
+    return ProcessorState(
+        settings=dict(settings),
+        model_name=desmoker.model_name,
+        backend_name=desmoker.backend_name,
+        device=getattr(backend, "device", "cpu") if backend else "cpu",
+        description=desmoker.describe(),
+        notice=desmoker.notice,
+        config=dict(desmoker.config),
+    )
+
+
 def open_source(spec: SourceSpec):
     """A FileSource, CaptureSource or DemoSource for `spec`; raises VideoError/ValueError."""
     from engine.video import CaptureSource, FileSource
@@ -429,6 +443,7 @@ class Processor(QObject):
             return
         self._last = packet
         self.frames_done += 1
+        self._report_a_new_notice()
         processed = ProcessedFrame(
             packet.source_id,
             packet.index,
@@ -441,6 +456,13 @@ class Processor(QObject):
         )
         if self.outbox.put(processed):
             self.result_available.emit()
+
+    def _report_a_new_notice(self) -> None:
+        """A fallback decided mid-run (the GPU frame path out of memory at 4K, a backend
+        that stops working) is shown like one decided at configure time."""
+        if self._state is not None and self._desmoker.notice != self._state.notice:
+            self._state = state_of(self._desmoker, self._state.settings)
+            self.configured.emit(self._state)
 
     @Slot(object)
     def _configure(self, settings: dict[str, Any]) -> None:
@@ -457,16 +479,7 @@ class Processor(QObject):
                 self.configured.emit(self._state)  # lets the GUI show what still runs
                 return
         self._desmoker = desmoker
-        backend = desmoker.backend
-        self._state = ProcessorState(
-            settings=dict(settings),
-            model_name=desmoker.model_name,
-            backend_name=desmoker.backend_name,
-            device=getattr(backend, "device", "cpu") if backend else "cpu",
-            description=desmoker.describe(),
-            notice=desmoker.notice,
-            config=dict(desmoker.config),
-        )
+        self._state = state_of(desmoker, settings)
         self.configured.emit(self._state)
         if self._last is not None:  # show the current frame with the new settings at once
             self._process(self._last)

@@ -246,13 +246,13 @@ class TensorRTBackend(Backend):
         shape = tuple(x.shape)
         if not shape_fits(self.sidecar, shape):
             (spec,) = self.sidecar["inputs"].values()
-            raise ValueError(
+            raise BackendUnavailable(
                 f"input {shape} is outside the engine's shapes {spec['min']}..{spec['max']}: "
                 "rebuild it with `desmoke build-engine --shape HxW` for this working size"
             )
         context = self._context
         if not context.set_input_shape(self.input_names[0], shape):
-            raise ValueError(f"TensorRT refused input shape {shape}")
+            raise BackendUnavailable(f"TensorRT refused input shape {shape}")
         outputs = self._outputs.get(shape)
         if outputs is None:
             outputs = tuple(
@@ -266,7 +266,7 @@ class TensorRTBackend(Backend):
         for name, tensor in zip(self.output_names, outputs, strict=True):
             context.set_tensor_address(name, tensor.data_ptr())
         if not context.execute_async_v3(torch.cuda.current_stream().cuda_stream):
-            raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+            raise BackendUnavailable("TensorRT execute_async_v3 failed (see the TensorRT log)")
         return outputs
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, ...]:

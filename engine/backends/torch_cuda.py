@@ -432,16 +432,20 @@ class TorchCudaBackend(Backend):
         if self.network is None:
             raise BackendUnavailable("torch-cuda backend used before load()")
         x = np.ascontiguousarray(x, dtype=np.float32)
-        s = self._static.get(x.shape)
-        if s is None:
-            s = self._static[x.shape] = self._new_static(x.shape)
-        with torch.cuda.stream(self.stream):
-            s.host_input.numpy()[...] = x
-            s.input.copy_(s.host_input, non_blocking=True)
-            self._run_static(s)
-            for host, device in zip(s.host_outputs, s.outputs, strict=True):
-                host.copy_(device, non_blocking=True)
-            self.stream.synchronize()
+        try:
+            s = self._static.get(x.shape)
+            if s is None:
+                s = self._static[x.shape] = self._new_static(x.shape)
+            with torch.cuda.stream(self.stream):
+                s.host_input.numpy()[...] = x
+                s.input.copy_(s.host_input, non_blocking=True)
+                self._run_static(s)
+                for host, device in zip(s.host_outputs, s.outputs, strict=True):
+                    host.copy_(device, non_blocking=True)
+                self.stream.synchronize()
+        except RuntimeError as exc:  # out of memory, a driver problem: the next backend
+            self._static.pop(x.shape, None)
+            raise BackendUnavailable(f"the network failed on the GPU: {exc}") from exc
         return tuple(h.numpy().copy() for h in s.host_outputs)
 
     def _new_static(self, shape: tuple[int, ...]) -> _Static:
