@@ -88,6 +88,12 @@ def test_no_reference_figures_known_values() -> None:
     quarter = grey.copy()
     quarter[:16, :16, 2] = 255  # one channel at the top of its range is enough
     assert metrics.clipped_fraction(quarter) == 0.25
+    darker = grey.copy()
+    darker[:8, :, 1] = 0  # a quarter driven to black from the grey level
+    assert metrics.crushed_fraction(grey, darker) == pytest.approx(0.25)
+    assert metrics.crushed_fraction(darker, darker) == 0.0  # black before: not crushed
+    faint = np.full_like(grey, metrics.CRUSHED_FROM_LEVEL - 1)
+    assert metrics.crushed_fraction(faint, np.zeros_like(grey)) == 0.0  # too dark to count
     assert set(metrics.no_reference(grey)) == {
         "dark_channel",
         "rms_contrast",
@@ -229,6 +235,8 @@ def test_cli_evaluate_writes_report(
     assert "identity (smoky input)" in text and "smoke.avi" in text
     data = json.loads((out / "evaluation.json").read_text())
     assert [row["method"] for row in data["real"]] == data["methods"]
+    assert "| crushed |" in text
+    assert data["real"][0]["crushed"] == 0.0  # the input itself, unchanged
     assert (out / "contact_sheet.png").is_file()
 
 

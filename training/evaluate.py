@@ -278,12 +278,16 @@ def evaluate_real(
         outputs = {}
         for name, method in methods.items():
             restored = [method(frame) for frame in frames]
+            crushed = [
+                metrics.crushed_fraction(a, b) for a, b in zip(frames, restored, strict=True)
+            ]
             rows.append(
                 {
                     "source": path.name,
                     "method": name,
                     "frames": len(frames),
                     **_mean_figures(restored),
+                    "crushed": float(np.mean(crushed)),
                 }
             )
             outputs[name] = restored[len(frames) // 2]
@@ -387,14 +391,17 @@ def _markdown(report: Report) -> list[str]:
             "",
             "Lower dark channel = less smoke; higher RMS contrast and colourfulness = "
             "less washed out; clipped = pixels with a channel at 0 or 255 (well above the "
-            "input's: over-corrected).",
+            "input's: over-corrected); crushed = pixels with a channel driven to 0 from "
+            f"{metrics.CRUSHED_FROM_LEVEL} or more (detail lost to black).",
             "",
-            "| source | method | frames | dark channel | RMS contrast | colourfulness | clipped |",
-            "|---|---|---|---|---|---|---|",
+            "| source | method | frames | dark channel | RMS contrast | colourfulness | clipped "
+            "| crushed |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         lines += [
             f"| {r['source']} | {r['method']} | {r['frames']} | {r['dark_channel']:.4f} | "
-            f"{r['rms_contrast']:.4f} | {r['colourfulness']:.1f} | {r['clipped']:.3f} |"
+            f"{r['rms_contrast']:.4f} | {r['colourfulness']:.1f} | {r['clipped']:.3f} | "
+            f"{r['crushed']:.4f} |"
             for r in report.real
         ]
         lines.append("")

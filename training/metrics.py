@@ -8,6 +8,9 @@ No-reference figures describe one frame, for real smoke that has no ground truth
 - colourfulness: Hasler & Suesstrunk 2003 (smoke desaturates towards its grey-white).
 - clipped: the fraction of pixels with a channel at 0 or 255 (an over-correction guard:
   inverting too much smoke pushes colours out of range, and clipping hides it from the rest).
+Before/after, for real smoke too:
+- crushed: the fraction of pixels with a channel driven to black from a clearly visible
+  level (detail lost: a dark grey instrument shaft taken for smoke turns flat black).
 For video, temporal_error measures flicker against the clear clip's own frame-to-frame change.
 """
 
@@ -125,6 +128,17 @@ def clipped_fraction(image: np.ndarray) -> float:
     """Fraction of pixels with any channel at 0 or 255."""
     image = _check_image(image)
     return float(((image == 0) | (image == 255)).any(axis=2).mean())
+
+
+#: A channel at or above this level (of 255) before and at 0 after counts as crushed.
+CRUSHED_FROM_LEVEL = 64
+
+
+def crushed_fraction(before: np.ndarray, after: np.ndarray) -> float:
+    """Fraction of pixels with a channel at >= CRUSHED_FROM_LEVEL in `before` and 0 in
+    `after`."""
+    _check_pair(before, after)
+    return float(((before >= CRUSHED_FROM_LEVEL) & (after == 0)).any(axis=2).mean())
 
 
 def no_reference(image: np.ndarray) -> dict[str, float]:

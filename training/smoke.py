@@ -84,6 +84,11 @@ class SmokeConfig:
     blur_sigma: Range = (0.5, 1.5)  # background Gaussian blur
     avoid_bright_probability: float = 0.35  # keep smoke off bright grey regions
     instrument_probability: float = 0.25  # paint a synthetic metal shaft + speculars
+    # Shaft brightness before shading. Real shafts go down to matte black, which under
+    # haze looks like grey smoke over dark tissue: without dark shafts in training the
+    # network over-corrects them to black (measured on DeSmoke-LAP, see the model card).
+    instrument_grey: Range = (0.45, 0.85)
+    instrument_thickness: Range = (0.04, 0.12)  # fraction of the short side
     drift: Range = (0.3, 2.0)  # clip: field drift in pixels per frame (at 512 px)
     evolution: Range = (0.02, 0.08)  # clip: lattice slices per frame (shape change)
 
@@ -92,7 +97,8 @@ class SmokeConfig:
             raise ValueError(f"octaves must be >= 1, got {self.octaves}")
         if self.speckle_cells < 1:
             raise ValueError(f"speckle_cells must be >= 1, got {self.speckle_cells}")
-        for name in ("density", "haze", "zoom", "anisotropy", "darken", "gamma", "tint"):
+        ranges = ("density", "haze", "zoom", "anisotropy", "darken", "gamma", "tint")
+        for name in (*ranges, "instrument_grey", "instrument_thickness"):
             low, high = getattr(self, name)
             if not low <= high:
                 raise ValueError(f"{name} range must be (low, high), got {(low, high)}")
@@ -394,7 +400,7 @@ class _Background:
     instrument: _Instrument | None
 
 
-def _draw_instrument(rng: np.random.Generator) -> _Instrument:
+def _draw_instrument(config: SmokeConfig, rng: np.random.Generator) -> _Instrument:
     # Enter from one of the four sides, pointing roughly inward.
     side = int(rng.integers(4))
     along = _uniform(rng, (0.1, 0.9))
@@ -409,8 +415,8 @@ def _draw_instrument(rng: np.random.Generator) -> _Instrument:
         start=start,
         angle=inward + _uniform(rng, (-0.7, 0.7)),
         length=_uniform(rng, (0.3, 0.8)),
-        thickness=_uniform(rng, (0.04, 0.12)),
-        grey=_uniform(rng, (0.45, 0.85)),
+        thickness=_uniform(rng, config.instrument_thickness),
+        grey=_uniform(rng, config.instrument_grey),
         tint=(1.0, 1.0 - warm, 1.0 - 1.5 * warm),
         specular_offset=_uniform(rng, (-0.5, 0.5)),
         speculars=speculars,
@@ -423,7 +429,9 @@ def _draw_background(config: SmokeConfig, rng: np.random.Generator) -> _Backgrou
     darken = _uniform(rng, config.darken) if rng.random() < p else 1.0
     gamma = _uniform(rng, config.gamma) if rng.random() < p else 1.0
     blur = _uniform(rng, config.blur_sigma) if rng.random() < p else 0.0
-    instrument = _draw_instrument(rng) if rng.random() < config.instrument_probability else None
+    instrument = (
+        _draw_instrument(config, rng) if rng.random() < config.instrument_probability else None
+    )
     return _Background(hue, darken, gamma, blur, instrument)
 
 
