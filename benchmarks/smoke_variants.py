@@ -12,6 +12,10 @@ the smoke each was or was not trained on:
   scattered off tissue: pink, lilac, ...), brightness 0.55-1 (the tint's random draws
   shift the stream, so its plumes differ from the default's too);
 - dim: grey smoke of brightness 0.45-0.7, below the default range (0.7-1).
+- dark-instruments: a synthetic shaft in every frame, matte black to dark grey (0.05-0.45
+  before shading; the default draws 0.45-0.85 in a quarter of the frames) and 10-35% of
+  the short side thick, as close to the scope as DeSmoke-LAP's: under smoke such a shaft
+  looks like grey smoke over dark tissue (its draws shift the stream, as tinted's do).
 
 Usage (DESMOKE_DATA=/path/to/shared/data):
   python benchmarks/smoke_variants.py --weights assets/fast.safetensors [--weights OTHER ...]
@@ -54,6 +58,12 @@ def variants(short_side: int) -> dict[str, SmokeConfig]:
         ),
         "dim": dataclasses.replace(
             default, colour_yellow=default.colour_white, colour_brightness=(0.45, 0.7)
+        ),
+        "dark-instruments": dataclasses.replace(
+            default,
+            instrument_probability=1.0,
+            instrument_grey=(0.05, 0.45),
+            instrument_thickness=(0.1, 0.35),
         ),
     }
 

@@ -232,6 +232,35 @@ def test_config_rejects_bad_ranges() -> None:
         SmokeConfig(tint_probability=-0.1)
     with pytest.raises(ValueError, match="tint range"):
         SmokeConfig(tint=(0.2, 0.1))
+    with pytest.raises(ValueError, match="instrument_grey range"):
+        SmokeConfig(instrument_grey=(0.8, 0.2))
+
+
+def _painted_shaft(grey: tuple, thickness: tuple, seed: int) -> tuple[float, float]:
+    """(covered fraction, median brightness) of the shaft painted into the clear target."""
+    config = SmokeConfig(
+        instrument_probability=1.0,
+        instrument_grey=grey,
+        instrument_thickness=thickness,
+        augment_probability=0.0,
+    )
+    frame = np.full((120, 160, 3), (230, 150, 140), np.uint8)  # bright flat tissue
+    clear = SmokeSynthesizer(config).sample(frame, np.random.default_rng(seed)).clear
+    painted = np.abs(clear - frame / 255.0).max(axis=2) > 0.02
+    return float(painted.mean()), float(np.median(clear[painted].mean(axis=1)))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_painted_shafts_follow_the_configured_grey_and_thickness(seed: int) -> None:
+    """Same draws, other ranges: a dark, thick shaft where the config asks for one."""
+    default = SmokeConfig()
+    thin_area, default_shade = _painted_shaft(
+        default.instrument_grey, default.instrument_thickness, seed
+    )
+    thick_area, dark_shade = _painted_shaft((0.05, 0.1), (0.3, 0.35), seed)
+    assert thick_area > 2 * thin_area
+    # The shaded cylinder spans 0.45-1 x grey (plus a narrow specular stripe).
+    assert dark_shade < 0.2 < default_shade
 
 
 def _colours(config: SmokeConfig, count: int = 500) -> np.ndarray:
