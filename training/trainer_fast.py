@@ -244,101 +244,128 @@ def train_loop(
 
     Returns the summary of the run (steps, minutes, best validation metrics).
     """
-    config = run.config
-    train = config.train
-    net = modules["net"]
-    step = 0
-    best: dict[str, float] = {}
+    loop = TrainLoop(run, frames, modules, optimizers, step_fn, validate_fn, base_lrs)
     if resume_state is not None:
-        step = int(resume_state["step"])
-        best = dict(resume_state.get("best", {}))
-    loader = train_loader(config, frames, run, step)
-    last_val = last_ckpt = time.monotonic()
-    bar = tqdm(
-        desc=f"train {config.model.name}",
-        initial=step,
-        total=train.max_steps or None,
-        unit="step",
-        disable=not run.main,
-        mininterval=1.0 if sys.stderr.isatty() else 30.0,
-        dynamic_ncols=True,
-    )
+        loop.step = int(resume_state["step"])
+        loop.best = dict(resume_state.get("best", {}))
+    return loop.run_to_the_end()
 
-    def validate_and_save() -> None:
-        nonlocal best
-        metrics = validate_fn()
-        metrics = {k: round(v, 4) for k, v in metrics.items()}
-        record = {"step": step, "minutes": round(run.elapsed / 60, 2), "val": metrics}
-        run.log(record)
-        if run.main:
-            tqdm.write(f"step {step}: val {json.dumps(metrics)}")
-            if not best or metrics["psnr"] > best["psnr"]:
-                best = {**metrics, "step": step}
-                cfg = weights_config(config, frames, run, step, {"val": best})
-                save_weights(run.out / BEST_NAME, bare(net), cfg)
 
-    def checkpoint() -> None:
-        if run.main:
-            save_checkpoint(
-                run.out / CHECKPOINT_NAME,
-                {
-                    "model_name": config.model.name,
-                    "arch": config.model.arch,
-                    "step": step,
-                    "elapsed": run.elapsed,
-                    "best": best,
-                    **{f"module_{k}": bare(m).state_dict() for k, m in modules.items()},
-                    **{f"optim_{k}": o.state_dict() for k, o in optimizers.items()},
-                },
-            )
+class TrainLoop:
+    """One training run's loop state (step, best validation) and its periodic duties."""
 
-    if step == 0:
-        validate_and_save()  # the untrained baseline, so the trajectory starts at 0
-    losses: dict[str, float] = {}
-    count = 0
-    for batch in loader:
-        if run.should_stop(step):
-            break
-        factor = run.lr_factor(step)
-        for name, optimizer in optimizers.items():
-            for group in optimizer.param_groups:
-                group["lr"] = base_lrs[name] * factor
-        batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
-        parts = step_fn(batch)
-        step += 1
-        count += 1
-        for k, v in parts.items():
-            losses[k] = losses.get(k, 0.0) + v
-        bar.update(1)
-        if step % train.log_every_steps == 0:
-            mean = {k: round(v / count, 5) for k, v in losses.items()}
-            bar.set_postfix(mean)
-            run.log(
-                {
-                    "step": step,
-                    "minutes": round(run.elapsed / 60, 2),
-                    "lr_factor": round(factor, 4),
-                    "train": mean,
-                }
-            )
-            losses, count = {}, 0
-        now = time.monotonic()
-        due_val = (now - last_val) >= train.val_every_minutes * 60 or (
-            train.val_every_steps and step % train.val_every_steps == 0
+    def __init__(
+        self,
+        run: Run,
+        frames: FrameSet,
+        modules: dict[str, nn.Module],
+        optimizers: dict[str, torch.optim.Optimizer],
+        step_fn: Callable[[dict[str, torch.Tensor]], dict[str, float]],
+        validate_fn: Callable[[], dict[str, float]],
+        base_lrs: dict[str, float],
+    ) -> None:
+        self.run, self.frames, self.modules, self.optimizers = run, frames, modules, optimizers
+        self.step_fn, self.validate_fn, self.base_lrs = step_fn, validate_fn, base_lrs
+        self.config = run.config
+        self.step = 0
+        self.best: dict[str, float] = {}
+        self._losses: dict[str, float] = {}
+        self._count = 0
+
+    def run_to_the_end(self) -> dict[str, Any]:
+        run, train = self.run, self.config.train
+        loader = train_loader(self.config, self.frames, run, self.step)
+        last_val = last_ckpt = time.monotonic()
+        bar = self._progress_bar()
+        if self.step == 0:
+            self.validate_and_save()  # the untrained baseline, so the trajectory starts at 0
+        for batch in loader:
+            if run.should_stop(self.step):
+                break
+            factor = self._set_learning_rates()
+            batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
+            self._add_losses(self.step_fn(batch))
+            self.step += 1
+            bar.update(1)
+            if self.step % train.log_every_steps == 0:
+                bar.set_postfix(self._log_losses(factor))
+            now = time.monotonic()
+            if (now - last_val) >= train.val_every_minutes * 60 or (
+                train.val_every_steps and self.step % train.val_every_steps == 0
+            ):
+                self.validate_and_save()
+                last_val = time.monotonic()
+            if (now - last_ckpt) >= train.checkpoint_every_minutes * 60:
+                self.checkpoint()
+                last_ckpt = time.monotonic()
+        bar.close()
+        self.validate_and_save()
+        self.checkpoint()
+        self._save_weights(LAST_NAME)
+        return {"steps": self.step, "minutes": self._minutes(), "best_val": self.best}
+
+    def _progress_bar(self) -> tqdm:
+        return tqdm(
+            desc=f"train {self.config.model.name}",
+            initial=self.step,
+            total=self.config.train.max_steps or None,
+            unit="step",
+            disable=not self.run.main,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+            dynamic_ncols=True,
         )
-        if due_val:
-            validate_and_save()
-            last_val = time.monotonic()
-        if (now - last_ckpt) >= train.checkpoint_every_minutes * 60:
-            checkpoint()
-            last_ckpt = time.monotonic()
-    bar.close()
-    validate_and_save()
-    checkpoint()
-    if run.main:
-        cfg = weights_config(config, frames, run, step, {"val": best})
-        save_weights(run.out / LAST_NAME, bare(net), cfg)
-    return {"steps": step, "minutes": round(run.elapsed / 60, 2), "best_val": best}
+
+    def _minutes(self) -> float:
+        return round(self.run.elapsed / 60, 2)
+
+    def _set_learning_rates(self) -> float:
+        factor = self.run.lr_factor(self.step)
+        for name, optimizer in self.optimizers.items():
+            for group in optimizer.param_groups:
+                group["lr"] = self.base_lrs[name] * factor
+        return factor
+
+    def _add_losses(self, parts: dict[str, float]) -> None:
+        for k, v in parts.items():
+            self._losses[k] = self._losses.get(k, 0.0) + v
+        self._count += 1
+
+    def _log_losses(self, factor: float) -> dict[str, float]:
+        """Log the mean losses since the last log line and start over; returns them."""
+        mean = {k: round(v / self._count, 5) for k, v in self._losses.items()}
+        record = {"step": self.step, "minutes": self._minutes(), "lr_factor": round(factor, 4)}
+        self.run.log({**record, "train": mean})
+        self._losses, self._count = {}, 0
+        return mean
+
+    def validate_and_save(self) -> None:
+        metrics = {k: round(v, 4) for k, v in self.validate_fn().items()}
+        self.run.log({"step": self.step, "minutes": self._minutes(), "val": metrics})
+        if not self.run.main:
+            return
+        tqdm.write(f"step {self.step}: val {json.dumps(metrics)}")
+        if not self.best or metrics["psnr"] > self.best["psnr"]:
+            self.best = {**metrics, "step": self.step}
+            self._save_weights(BEST_NAME)
+
+    def _save_weights(self, name: str) -> None:
+        if self.run.main:
+            cfg = weights_config(self.config, self.frames, self.run, self.step, {"val": self.best})
+            save_weights(self.run.out / name, bare(self.modules["net"]), cfg)
+
+    def checkpoint(self) -> None:
+        if not self.run.main:
+            return
+        modules = {f"module_{k}": bare(m).state_dict() for k, m in self.modules.items()}
+        optimizers = {f"optim_{k}": o.state_dict() for k, o in self.optimizers.items()}
+        state = {
+            "model_name": self.config.model.name,
+            "arch": self.config.model.arch,
+            "step": self.step,
+            "elapsed": self.run.elapsed,
+            "best": self.best,
+        }
+        save_checkpoint(self.run.out / CHECKPOINT_NAME, {**state, **modules, **optimizers})
 
 
 def restore_modules(
