@@ -466,21 +466,25 @@ class Processor(QObject):
 
     @Slot(object)
     def _configure(self, settings: dict[str, Any]) -> None:
+        # The state goes out before the error, so that whoever sees the error also sees
+        # the controls set back to what runs.
+        problem = ""
         try:
             desmoker = make_desmoker(settings)
         except Exception as error:  # noqa: BLE001 - keep the old one running
-            message = _one_line(error, "cannot use these settings")
-            if self._desmoker is None:  # nothing runs yet (e.g. a remembered file is gone)
-                settings = {**settings, **FALLBACK}
-                desmoker = make_desmoker(settings)
-                message += f"; using {FALLBACK['model']}"
-            self.failed.emit(message)
+            problem = _one_line(error, "cannot use these settings")
             if self._desmoker is not None:
-                self.configured.emit(self._state)  # lets the GUI show what still runs
+                self.configured.emit(self._state)
+                self.failed.emit(problem)
                 return
+            settings = {**settings, **FALLBACK}  # nothing runs yet (a remembered file is gone)
+            desmoker = make_desmoker(settings)
+            problem += f"; using {FALLBACK['model']}"
         self._desmoker = desmoker
         self._state = state_of(desmoker, settings)
         self.configured.emit(self._state)
+        if problem:
+            self.failed.emit(problem)
         if self._last is not None:  # show the current frame with the new settings at once
             self._process(self._last)
 
