@@ -230,29 +230,10 @@ def bare(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
 
-def train_loop(
-    run: Run,
-    frames: FrameSet,
-    modules: dict[str, nn.Module],
-    optimizers: dict[str, torch.optim.Optimizer],
-    step_fn: Callable[[dict[str, torch.Tensor]], dict[str, float]],
-    validate_fn: Callable[[], dict[str, float]],
-    resume_state: dict[str, Any] | None,
-    base_lrs: dict[str, float],
-) -> dict[str, Any]:
-    """The loop both trainers share: steps, LR schedule, validation, checkpoints, best weights.
-
-    Returns the summary of the run (steps, minutes, best validation metrics).
-    """
-    loop = TrainLoop(run, frames, modules, optimizers, step_fn, validate_fn, base_lrs)
-    if resume_state is not None:
-        loop.step = int(resume_state["step"])
-        loop.best = dict(resume_state.get("best", {}))
-    return loop.run_to_the_end()
-
-
 class TrainLoop:
-    """One training run's loop state (step, best validation) and its periodic duties."""
+    """The loop both trainers share: steps, LR schedule, validation, checkpoints, best
+    weights. `TrainLoop(...).run_to_the_end()` returns the run's summary (steps, minutes,
+    best validation metrics)."""
 
     def __init__(
         self,
@@ -262,13 +243,15 @@ class TrainLoop:
         optimizers: dict[str, torch.optim.Optimizer],
         step_fn: Callable[[dict[str, torch.Tensor]], dict[str, float]],
         validate_fn: Callable[[], dict[str, float]],
+        resume_state: dict[str, Any] | None,
         base_lrs: dict[str, float],
     ) -> None:
         self.run, self.frames, self.modules, self.optimizers = run, frames, modules, optimizers
         self.step_fn, self.validate_fn, self.base_lrs = step_fn, validate_fn, base_lrs
         self.config = run.config
-        self.step = 0
-        self.best: dict[str, float] = {}
+        resume_state = resume_state or {}
+        self.step = int(resume_state.get("step", 0))
+        self.best: dict[str, float] = dict(resume_state.get("best", {}))
         self._losses: dict[str, float] = {}
         self._count = 0
 
@@ -528,7 +511,7 @@ def train_fast(
             }
         )
     net.train()
-    summary = train_loop(
+    summary = TrainLoop(
         run,
         frames,
         {"net": model},
@@ -537,7 +520,7 @@ def train_fast(
         validate_fn,
         state,
         {"net": config.train.lr},
-    )
+    ).run_to_the_end()
     model = None  # the DDP wrapper (its reducer holds gloo work): gone before the group
     run.close()
     return summary

@@ -25,6 +25,7 @@ from training.config import Config, ConfigError
 from training.data import FrameSet, SmokeDataset, load_frames
 from training.patchgan import PatchGAN
 from training.trainer_fast import (
+    TrainLoop,
     data_summary,
     hardware,
     init_from_weights,
@@ -32,7 +33,6 @@ from training.trainer_fast import (
     restore_modules,
     run_cli,
     start_run,
-    train_loop,
     val_dataset,
 )
 
@@ -156,7 +156,7 @@ def train_paper(
         )
     generator.train()
     discriminator.train()
-    summary = train_loop(
+    summary = TrainLoop(
         run,
         frames,
         modules,
@@ -165,7 +165,7 @@ def train_paper(
         validate_fn,
         state,
         {"net": paper.lr, "disc": paper.lr},
-    )
+    ).run_to_the_end()
     gen = disc = modules = None  # the DDP wrappers: gone before the process group
     run.close()
     return summary
