@@ -33,6 +33,25 @@ def test_export_writes_a_side_by_side_clip(tmp_path, capsys) -> None:
     assert f"wrote {out}" in capsys.readouterr().out
 
 
+def test_export_goes_on_when_the_backend_stops_mid_run(tmp_path, monkeypatch, caplog) -> None:
+    """A backend that stops working mid-export (a lost GPU, say): the next one finishes the
+    file, and the warning says which took over (the CLI's logger prints it)."""
+    from engine.backends.base import BackendUnavailable
+    from engine.backends.torch_backend import TorchBackend
+
+    def lost(self, x):
+        raise BackendUnavailable("simulated lost device")
+
+    monkeypatch.setenv("DESMOKE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(TorchBackend, "run", lost)
+    clip = make_index_clip(tmp_path / "clip.mp4", n_frames=6, size=(64, 48), fps=12)
+    out = tmp_path / "out.mp4"
+    code = main(["export", str(clip), "-o", str(out), "--model", "fast", "--backend", "torch"])
+    assert code == 0 and out.is_file()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("torch stopped working" in w and "onnxruntime" in w for w in warnings)
+
+
 def test_export_several_inputs_into_a_folder_with_one_bad(tmp_path, capsys) -> None:
     good = make_index_clip(tmp_path / "good.mp4", n_frames=6, size=(64, 48), fps=12)
     bad = tmp_path / "bad.mp4"
