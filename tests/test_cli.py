@@ -6,6 +6,7 @@ import av
 import pytest
 
 from desmoke_app.cli import main
+from tests.backend_failures import lost_device
 from tests.clips import make_index_clip
 
 
@@ -36,14 +37,10 @@ def test_export_writes_a_side_by_side_clip(tmp_path, capsys) -> None:
 def test_export_goes_on_when_the_backend_stops_mid_run(tmp_path, monkeypatch, caplog) -> None:
     """A backend that stops working mid-export (a lost GPU, say): the next one finishes the
     file, and the warning says which took over (the CLI's logger prints it)."""
-    from engine.backends.base import BackendUnavailable
     from engine.backends.torch_backend import TorchBackend
 
-    def lost(self, x):
-        raise BackendUnavailable("simulated lost device")
-
     monkeypatch.setenv("DESMOKE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(TorchBackend, "run", lost)
+    monkeypatch.setattr(TorchBackend, "run", lost_device)
     clip = make_index_clip(tmp_path / "clip.mp4", n_frames=6, size=(64, 48), fps=12)
     out = tmp_path / "out.mp4"
     code = main(["export", str(clip), "-o", str(out), "--model", "fast", "--backend", "torch"])

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.backends.base import BackendUnavailable
 from engine.backends.torch_backend import TorchBackend
 from engine.models import build_network, default_config, save_weights
+from tests.backend_failures import lost_device, out_of_gpu_memory
 from tests.gui_support import (
     CLIP_FRAMES,
     CLIP_SIZE,
@@ -177,14 +177,6 @@ def test_backend_that_cannot_load_keeps_the_old_one(qtbot, window, clip, fast_we
     seen = window.current.index
     qtbot.waitUntil(lambda: window.current.index != seen, timeout=WAIT_MS)
     window.pause()
-
-
-def out_of_gpu_memory(self, frame, **kwargs):
-    raise BackendUnavailable(f"out of GPU memory for {frame.shape[1]}x{frame.shape[0]} frames")
-
-
-def lost_device(self, x):
-    raise BackendUnavailable("simulated lost device")
 
 
 @pytest.mark.parametrize(

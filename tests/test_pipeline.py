@@ -11,6 +11,7 @@ from engine.dark_channel import dark_channel, default_patch_size
 from engine.models import build_network, default_config, save_weights
 from engine.pipeline import Desmoker
 from engine.restore import composite
+from tests.backend_failures import lost_device, out_of_gpu_memory
 from tests.frames import smooth_alpha, textured_frame
 
 
@@ -103,14 +104,13 @@ def test_fast_backends_agree_end_to_end(fast_weights) -> None:
 def test_gpu_frame_path_failing_mid_run_falls_back_to_the_cpu(fast_weights, monkeypatch) -> None:
     """Out of GPU memory on a 4K frame, say: that frame and the next come from the CPU
     pre/post path (same result as a CPU-only Desmoker), and the notice says why."""
-    from engine.backends.base import BackendUnavailable
     from engine.backends.torch_backend import TorchBackend
 
     calls = []
 
     def out_of_memory(self, frame, **kwargs):
         calls.append(frame.shape)
-        raise BackendUnavailable(f"out of GPU memory for {frame.shape[1]}x{frame.shape[0]} frames")
+        out_of_gpu_memory(self, frame, **kwargs)
 
     frame = smoky_frame(180, 320)
     expected = Desmoker("fast", "torch", weights=fast_weights).process(frame)
@@ -129,15 +129,11 @@ def test_gpu_frame_path_failing_mid_run_falls_back_to_the_cpu(fast_weights, monk
 def test_backend_failing_mid_run_hands_over_to_the_next(fast_weights, monkeypatch) -> None:
     """A backend that stops working while running (device lost, engine shape mismatch):
     the frame is still desmoked, by the next backend that loads, and the notice says so."""
-    from engine.backends.base import BackendUnavailable
     from engine.backends.torch_backend import TorchBackend
-
-    def lost(self, x):
-        raise BackendUnavailable("simulated lost device")
 
     frame = smoky_frame(180, 320)
     expected = Desmoker("fast", "onnxruntime", weights=fast_weights).process(frame)
-    monkeypatch.setattr(TorchBackend, "run", lost)
+    monkeypatch.setattr(TorchBackend, "run", lost_device)
     desmoker = Desmoker("fast", "torch", weights=fast_weights)
     for _ in range(2):
         result = desmoker.process(frame)
