@@ -12,6 +12,7 @@ benchmarks and the evaluation rely on it). Every method works at a working resol
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -337,8 +338,10 @@ def export_video(
     progress(frames_done, frames_expected) after each frame. The writer works on a temporary
     file: on any error, cancellation or Ctrl-C, nothing is left at `output_path`.
     """
-    from engine.video import FileSource, SideBySideWriter
+    from engine.video import FileSource, SideBySideWriter, VideoWriteError
 
+    if _same_file(source_path, output_path):
+        raise VideoWriteError(f"{output_path}: is the source video; choose another output")
     began = time.perf_counter()
     with FileSource(source_path) as source:
         if end is not None and end <= start:
@@ -372,3 +375,11 @@ def export_video(
             seconds=time.perf_counter() - began,
             encoder=writer.encoder_name,
         )
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (links and relative paths included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist (yet)
+        return False

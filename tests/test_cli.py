@@ -63,6 +63,30 @@ def test_export_several_inputs_into_a_folder_with_one_bad(tmp_path, capsys) -> N
     assert [p.name for p in folder.iterdir()] == ["good_desmoked.mp4"]
 
 
+def test_export_never_writes_over_its_source(tmp_path, monkeypatch, capsys) -> None:
+    """The comparison would replace the surgery video: refused, the source untouched."""
+    clip = make_index_clip(tmp_path / "clip.mp4", n_frames=4, size=(64, 48), fps=12)
+    before = clip.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(clip), "-o", "./clip.mp4", "--model", "dcp"]) == 1
+    assert "is the source video" in capsys.readouterr().err
+    assert clip.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_inputs_that_would_share_an_output_are_refused(tmp_path, capsys) -> None:
+    """a.mp4 and a.avi both make a_desmoked.mp4: the second would replace the first."""
+    for name in ("a.mp4", "sub/a.mp4"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        make_index_clip(tmp_path / name, n_frames=4, size=(64, 48), fps=12)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    argv = ["export", str(tmp_path / "a.mp4"), str(tmp_path / "sub/a.mp4"), "-o", str(folder)]
+    assert main([*argv, "--model", "dcp"]) == 1
+    assert "would both be written to" in capsys.readouterr().err
+    assert not list(folder.iterdir())
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [

@@ -108,6 +108,8 @@ def test_export_dialog_builds_the_request(qtbot, clip, tmp_path) -> None:
     )
     dialog.output.setText(str(clip))
     assert "overwrite" in dialog.validate()
+    dialog.output.setText(str(tmp_path / "x.avi"))
+    assert "name it .mp4" in dialog.validate()
     dialog.output.setText(str(tmp_path / "missing" / "x.mp4"))
     assert "does not exist" in dialog.validate()
     dialog.output.setText(str(tmp_path / "x.mp4"))

@@ -182,7 +182,7 @@ def assert_nothing_left(folder, keep=()):
 def test_unwritable_output_paths(tmp_path):
     (tmp_path / "file.txt").write_text("x")
     (tmp_path / "folder.mp4").mkdir()
-    for bad in ["missing/out.mp4", "file.txt/out.mp4", "folder.mp4"]:
+    for bad in ["missing/out.mp4", "file.txt/out.mp4", "folder.mp4", "out.txt", "out"]:
         with pytest.raises(VideoWriteError) as error:
             SideBySideWriter(tmp_path / bad, fps=25, frame_size=(64, 48))
         assert "\n" not in str(error.value) and bad.split("/")[0] in str(error.value)

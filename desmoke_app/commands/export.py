@@ -50,22 +50,38 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"{args.output}: with several inputs, -o must be a folder")
     if args.start < 0 or (args.end is not None and args.end <= args.start):
         return fail("--end must be after --start, and --start not negative")
+    targets = [output_for(source, args.output, several) for source in args.inputs]
+    clash = _first_clash(args.inputs, targets)
+    if clash:
+        return fail(clash)
     try:
         desmoker = make_desmoker(args)
     except (WeightsError, BackendUnavailable, ValueError) as exc:
         return fail(str(exc))
     print(f"desmoke: {desmoker.describe()}")
     failures = 0
-    for source in args.inputs:
-        target = output_for(source, args.output, several)
+    for source, target in zip(args.inputs, targets, strict=True):
         failures += not export_one(source, target, desmoker, args, export_video)
     return 1 if failures else 0
 
 
+def _first_clash(sources: list[Path], targets: list[Path]) -> str:
+    """Why two inputs would be written to one file (the second replacing the first), or ""."""
+    first_source: dict[Path, Path] = {}
+    for source, target in zip(sources, targets, strict=True):
+        earlier = first_source.setdefault(target.resolve(), source)
+        if earlier != source:
+            return f"{earlier} and {source} would both be written to {target}: rename one"
+    return ""
+
+
 def export_one(source: Path, target: Path, desmoker, args, export_video) -> bool:
-    bar = tqdm(total=0, unit="frame", desc=source.name, leave=True)
+    bar: tqdm | None = None  # opened with the first frame: an unreadable input shows none
 
     def progress(done: int, expected: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=expected, unit="frame", desc=source.name, leave=True)
         bar.total = expected
         bar.update(done - bar.n)
 
@@ -81,10 +97,11 @@ def export_one(source: Path, target: Path, desmoker, args, export_video) -> bool
             progress=progress,
         )
     except (VideoError, ValueError) as exc:
-        bar.close()
         fail(str(exc))
         return False
-    bar.close()
+    finally:
+        if bar is not None:
+            bar.close()
     skipped = (
         f", {report.skipped_frames} undecodable frames skipped" if report.skipped_frames else ""
     )

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from desmoke_app.gui.export_worker import ExportRequest
 from engine.video import LAYOUTS
+from engine.video.writer import MP4_SUFFIXES
 
 LAYOUT_NAMES = {
     "3up": "Original | dark channel | desmoked",
@@ -118,6 +119,8 @@ class ExportDialog(QDialog):
             return "choose an output file"
         if Path(output).resolve() == Path(self.source).resolve():
             return "the output would overwrite the source"
+        if Path(output).suffix.lower() not in MP4_SUFFIXES:
+            return "the export is an MP4 file: name it .mp4"
         if not Path(output).parent.is_dir():
             return f"folder {Path(output).parent} does not exist"
         if self.range.isChecked() and self.end.value() <= self.start.value():

@@ -24,6 +24,8 @@ AUTO_ENCODERS = ("h264_nvenc", "libx264")
 NVENC_MAX_SIDE = 4096
 #: FFmpeg's AVCOL_SPC/PRI/TRC_BT709 and AVCOL_RANGE_MPEG (tags written in the stream).
 BT709, LIMITED_RANGE = 1, 1
+#: Names players open as MP4 (the container is always MP4, whatever the name says).
+MP4_SUFFIXES = (".mp4", ".m4v", ".mov")
 
 
 def _rate(fps: float | Fraction) -> Fraction:
@@ -185,6 +187,8 @@ class SideBySideWriter:
         folder = self.path.parent
         if self.path.is_dir():
             raise VideoWriteError(f"{self.path}: is a folder, not an output file")
+        if self.path.suffix.lower() not in MP4_SUFFIXES:
+            raise VideoWriteError(f"{self.path}: the export is an MP4 file; name it .mp4")
         if not folder.is_dir():
             raise VideoWriteError(f"{self.path}: output folder {folder} does not exist")
         if not os.access(folder, os.W_OK):
