@@ -12,7 +12,6 @@ benchmarks and the evaluation rely on it). Every method works at a working resol
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -338,10 +337,8 @@ def export_video(
     progress(frames_done, frames_expected) after each frame. The writer works on a temporary
     file: on any error, cancellation or Ctrl-C, nothing is left at `output_path`.
     """
-    from engine.video import FileSource, SideBySideWriter, VideoWriteError
+    from engine.video import FileSource, SideBySideWriter
 
-    if _same_file(source_path, output_path):
-        raise VideoWriteError(f"{output_path}: is the source video; choose another output")
     began = time.perf_counter()
     with FileSource(source_path) as source:
         if end is not None and end <= start:
@@ -354,7 +351,7 @@ def export_video(
             frame_size=(source.width, source.height),
             layout=layout,
             labels=labels,
-            audio_source=source_path if source.has_audio else None,
+            source=source_path,
             audio_start=start,
             audio_end=end,
         )
@@ -375,11 +372,3 @@ def export_video(
             seconds=time.perf_counter() - began,
             encoder=writer.encoder_name,
         )
-
-
-def _same_file(a: str | Path, b: str | Path) -> bool:
-    """Whether two paths name one file (links and relative paths included)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # either does not exist (yet)
-        return False

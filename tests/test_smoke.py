@@ -214,8 +214,10 @@ def test_synthesize_video_rejects_text_and_missing_folder(tmp_path: Path) -> Non
         synthesize_video(text, tmp_path / "out.mp4")
     src = tmp_path / "clear.mp4"
     _write_clip(src, frames=2)
-    with pytest.raises(FileNotFoundError, match="output folder does not exist"):
+    with pytest.raises(ValueError, match="output folder .*nowhere does not exist"):
         synthesize_video(src, tmp_path / "nowhere" / "out.mp4")
+    with pytest.raises(ValueError, match="is the source video"):
+        synthesize_video(src, src)  # the clear clip would be lost
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clear.mp4", "notes.mp4"]
 
 

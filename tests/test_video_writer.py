@@ -12,6 +12,7 @@ from engine.dark_channel import dark_channel
 from engine.video import (
     LAYOUTS,
     FileSource,
+    Mp4Writer,
     SideBySideWriter,
     VideoWriteError,
     compose_panes,
@@ -145,7 +146,7 @@ def test_source_audio_range_is_copied(tmp_path, suffix):
             out,
             fps=video.fps,
             frame_size=(video.width, video.height),
-            audio_source=source,
+            source=source,
             audio_start=0.4,
             audio_end=1.6,
         ) as writer:
@@ -167,10 +168,10 @@ def test_source_audio_range_is_copied(tmp_path, suffix):
     assert samples == pytest.approx(1.2 * 48000, abs=0.05 * 48000)
 
 
-def test_audio_source_without_audio_gives_video_only(tmp_path):
+def test_source_without_audio_gives_video_only(tmp_path):
     source = make_index_clip(tmp_path / "silent.mp4", n_frames=5)
     out = tmp_path / "out.mp4"
-    write_clip(out, n=3, audio_source=source)
+    write_clip(out, n=3, source=source)
     with av.open(str(out)) as container:
         assert not container.streams.audio
 
@@ -187,6 +188,34 @@ def test_unwritable_output_paths(tmp_path):
             SideBySideWriter(tmp_path / bad, fps=25, frame_size=(64, 48))
         assert "\n" not in str(error.value) and bad.split("/")[0] in str(error.value)
     assert_nothing_left(tmp_path, ["file.txt", "folder.mp4"])
+
+
+def test_never_writes_over_its_source(tmp_path, monkeypatch):
+    """Through a relative path or a symbolic link: the source is refused as the output."""
+    source = make_index_clip(tmp_path / "surgery.mp4", n_frames=3)
+    before = source.read_bytes()
+    (tmp_path / "link.mp4").symlink_to(source)
+    monkeypatch.chdir(tmp_path)
+    for target in ["surgery.mp4", "./surgery.mp4", "link.mp4"]:
+        with pytest.raises(VideoWriteError, match="is the source video"):
+            SideBySideWriter(target, fps=25, frame_size=(64, 48), source=source)
+    assert source.read_bytes() == before
+    assert_nothing_left(tmp_path, ["link.mp4", "surgery.mp4"])
+
+
+def test_mp4_writer_pads_odd_frames_and_checks_their_size(tmp_path):
+    out = tmp_path / "odd.mp4"
+    image = np.full((47, 63, 3), 200, np.uint8)
+    with Mp4Writer(out, fps=25, size=(63, 47)) as writer:
+        with pytest.raises(ValueError, match="63x47x3 uint8"):
+            writer.write_image(image[:, :62])
+        for _ in range(3):
+            writer.write_image(image)
+    with av.open(str(out)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(decoded) == 3 and decoded[0].shape == (48, 64, 3)
+    assert np.abs(decoded[0][:40, :56].astype(int) - 200).max() <= 3
+    assert decoded[0][47, :40].max() < 40  # the padding row is black
 
 
 def test_interrupted_export_leaves_nothing(tmp_path):

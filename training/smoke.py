@@ -22,11 +22,8 @@ painted into the *background* (so they are in the clear target too, with alpha z
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -599,68 +596,27 @@ class SmokeSynthesizer:
 # ----------------------------------------------------------------------------- video
 
 
-def _encode_mp4(samples: Iterable[SmokeSample], path: Path, rate: Fraction) -> int:
-    """H.264 (libx264, yuv420p, +faststart) from smoke samples; returns the frame count."""
-    import av  # local: PyAV is needed only for video output
-
-    written = 0
-    with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as sink:
-        stream = None
-        for sample in samples:
-            frame = np.rint(sample.smoky * 255.0).astype(np.uint8)
-            height, width = frame.shape[0] & ~1, frame.shape[1] & ~1  # yuv420p: even sizes
-            if stream is None:
-                if height < 2 or width < 2:
-                    raise ValueError(
-                        f"frames too small to encode ({frame.shape[1]}x{frame.shape[0]})"
-                    )
-                stream = sink.add_stream("libx264", rate=rate)
-                stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-                stream.options = {"crf": "18", "preset": "veryfast"}
-            picture = np.ascontiguousarray(frame[:height, :width])
-            sink.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
-            written += 1
-        if stream is not None:
-            sink.mux(stream.encode())
-    return written
-
-
 def synthesize_video(
     src: Path, dst: Path, seed: int = 0, config: SmokeConfig = SmokeConfig()
 ) -> int:
-    """Write a smoky H.264 MP4 version of a clip; returns the number of frames written.
+    """Write a smoky H.264 MP4 version of a clip (audio copied); returns the frame count.
 
-    The smoke drifts and evolves across the clip (SmokeSynthesizer.clip). Odd frame sizes
-    lose their last row/column (yuv420p needs even sizes). The output is written to a
-    temporary file beside dst and renamed only when complete; nothing is left on failure.
+    The smoke drifts and evolves across the clip (SmokeSynthesizer.clip). The engine's
+    Mp4Writer works on a temporary file: nothing is left at dst on failure, and it refuses
+    to write over src. Errors are ValueErrors naming the file.
     """
-    import av
+    from engine.video import FileSource, Mp4Writer, VideoError
 
-    from engine.video import FileSource, VideoError
-
-    src, dst = Path(src), Path(dst)
-    if not dst.parent.is_dir():
-        raise FileNotFoundError(f"{dst.parent}: output folder does not exist")
     try:
-        source = FileSource(src)
+        with FileSource(src) as source:
+            size = (source.width, source.height)
+            # crf 18 (the exports' 20 is for viewing): these clips are inputs to be measured.
+            with Mp4Writer(
+                dst, fps=source.rate, size=size, source=src, crf=18, preset="veryfast"
+            ) as writer:
+                frames = (frame.rgb for frame in source.frames())
+                for sample in SmokeSynthesizer(config, seed).clip(frames, seed):
+                    writer.write_image(np.rint(sample.smoky * 255.0).astype(np.uint8))
     except VideoError as error:
         raise ValueError(str(error)) from None
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with source:
-            frames = (frame.rgb for frame in source.frames())
-            samples = SmokeSynthesizer(config, seed).clip(frames, seed)
-            written = _encode_mp4(samples, tmp, source.rate)
-        if written == 0:
-            raise ValueError(f"{src}: no decodable video frames")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the result is an ordinary file
-        os.replace(tmp, dst)
-    except (av.FFmpegError, VideoError) as error:
-        tmp.unlink(missing_ok=True)
-        raise ValueError(f"{src}: decoding or encoding failed ({error})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return written
+    return writer.frames_written

@@ -1,4 +1,4 @@
-"""Video I/O (PyAV): file and capture sources, pane layout, the side-by-side MP4 writer."""
+"""Video I/O (PyAV): file and capture sources, pane layout, the MP4 writers."""
 
 from engine.video.capture_source import (
     CaptureDevice,
@@ -9,13 +9,14 @@ from engine.video.capture_source import (
 from engine.video.errors import VideoError, VideoOpenError, VideoWriteError
 from engine.video.file_source import FileSource, VideoFrame
 from engine.video.layout import LAYOUTS, compose_panes, composed_size
-from engine.video.writer import SideBySideWriter
+from engine.video.writer import Mp4Writer, SideBySideWriter
 
 __all__ = [
     "LAYOUTS",
     "CaptureDevice",
     "CaptureSource",
     "FileSource",
+    "Mp4Writer",
     "SideBySideWriter",
     "VideoError",
     "VideoFrame",

@@ -1,9 +1,12 @@
-"""Side-by-side MP4 writer: H.264 yuv420p, +faststart, source audio copied, atomic output.
+"""H.264 MP4 writers with atomic output: Mp4Writer for finished RGB frames (synthetic-smoke
+clips), SideBySideWriter for the comparison panes (exports). yuv420p, BT.709, +faststart,
+the source's audio copied across.
 
 Frames are encoded into a hidden temporary file beside the target, renamed onto `path` only
-when the file is complete; any failure or interruption removes it. Encoder "auto" tries
-h264_nvenc (NVIDIA GPUs) and falls back to libx264: the PyAV wheel has NVENC compiled in,
-but it only opens where an NVIDIA driver is present.
+when the file is complete; any failure or interruption removes it. A writer never writes
+over the video its frames come from. Encoder "auto" tries h264_nvenc (NVIDIA GPUs) and falls
+back to libx264: the PyAV wheel has NVENC compiled in, but it only opens where an NVIDIA
+driver is present.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
+import cv2
 import numpy as np
 from av.video.reformatter import Colorspace
 
@@ -137,12 +142,14 @@ class _AudioCopy:
         self._input.close()
 
 
-class SideBySideWriter:
-    """Writes composed (original | dark channel | desmoked) frames to an H.264 MP4.
+class Mp4Writer:
+    """Encode RGB uint8 frames of one size into an H.264 MP4 at `path`, atomically.
 
     Context manager: a normal exit calls close() (finish, rename); an exception, Ctrl-C
     included, calls abort() (temporary file removed, nothing left at `path`).
-    `frame_size` is (width, height) of one pane; odd sizes are padded to even (black).
+    `source`: the video the frames are made from: never written over, and its audio from
+    `audio_start` to `audio_end` (seconds) is copied across when it has any.
+    `size` is (width, height); odd sizes are padded to even (black) for yuv420p.
     `preset` applies to libx264 (speed against file size).
     """
 
@@ -150,11 +157,9 @@ class SideBySideWriter:
         self,
         path: str | Path,
         *,
-        fps: float,
-        frame_size: tuple[int, int],
-        layout: str = "3up",
-        labels: bool = False,
-        audio_source: str | Path | None = None,
+        fps: float | Fraction,
+        size: tuple[int, int],
+        source: str | Path | None = None,
         audio_start: float = 0.0,
         audio_end: float | None = None,
         encoder: str = "auto",
@@ -162,40 +167,40 @@ class SideBySideWriter:
         preset: str = DEFAULT_PRESET,
     ) -> None:
         self.path = Path(path)
-        self.frame_size = (int(frame_size[0]), int(frame_size[1]))
-        self.layout, self.labels = layout, labels
+        self.size = (int(size[0]), int(size[1]))
+        if min(self.size) < 1:
+            raise ValueError(f"frame size must be positive, got {self.size[0]}x{self.size[1]}")
         self.frames_written = 0
         self._rate = _rate(fps)
-        self._size = composed_size(*self.frame_size, layout)  # also validates the layout
-        self._temp = self._temp_path()
+        self._encoded_size = (self.size[0] + self.size[0] % 2, self.size[1] + self.size[1] % 2)
+        self._temp = self._temp_path(source)
         self._container: av.container.OutputContainer | None = None
         self._audio: _AudioCopy | None = None
-        self.encoder_name = pick_encoder(encoder, self._size, self._rate, crf, preset)
+        self.encoder_name = pick_encoder(encoder, self._encoded_size, self._rate, crf, preset)
         try:
-            self._open(
-                _encoder_options(self.encoder_name, crf, preset),
-                audio_source,
-                audio_start,
-                audio_end,
-            )
+            self._open(_encoder_options(self.encoder_name, crf, preset))
+            if source is not None:
+                self._audio = self._open_audio(Path(source), audio_start, audio_end)
         except BaseException:
             self.abort()
             raise
 
-    def _temp_path(self) -> Path:
+    def _temp_path(self, source: str | Path | None) -> Path:
         """Hidden file beside the target (same file system: the rename is atomic)."""
         folder = self.path.parent
+        if source is not None and _same_file(source, self.path):
+            raise VideoWriteError(f"{self.path}: is the source video; choose another output")
         if self.path.is_dir():
             raise VideoWriteError(f"{self.path}: is a folder, not an output file")
         if self.path.suffix.lower() not in MP4_SUFFIXES:
-            raise VideoWriteError(f"{self.path}: the export is an MP4 file; name it .mp4")
+            raise VideoWriteError(f"{self.path}: the output is an MP4 file; name it .mp4")
         if not folder.is_dir():
             raise VideoWriteError(f"{self.path}: output folder {folder} does not exist")
         if not os.access(folder, os.W_OK):
             raise VideoWriteError(f"{self.path}: output folder {folder} is not writable")
         return folder / f".{self.path.stem}.{os.getpid()}.partial.mp4"
 
-    def _open(self, options, audio_source, audio_start, audio_end) -> None:
+    def _open(self, options: dict[str, str]) -> None:
         try:
             # Create the file now, so an unwritable target fails here rather than mid-export.
             self._temp.touch()
@@ -205,15 +210,13 @@ class SideBySideWriter:
         except (av.FFmpegError, OSError) as error:
             raise VideoWriteError(f"{self.path}: cannot write ({describe(error)})") from error
         stream = self._container.add_stream(self.encoder_name, rate=self._rate)
-        stream.width, stream.height = self._size
+        stream.width, stream.height = self._encoded_size
         stream.pix_fmt = "yuv420p"
         stream.options = options
         codec = stream.codec_context
         codec.colorspace = codec.color_primaries = codec.color_trc = BT709
         codec.color_range = LIMITED_RANGE
         self._stream = stream
-        if audio_source is not None:
-            self._audio = self._open_audio(Path(audio_source), audio_start, audio_end)
 
     def _open_audio(self, source: Path, start: float, end: float | None) -> _AudioCopy | None:
         """Audio stream copied from `source`, or None when it has no audio."""
@@ -228,17 +231,22 @@ class SideBySideWriter:
                 f"{self.path}: cannot copy audio from {source} ({describe(error)})"
             ) from error
 
-    def write(self, original: np.ndarray, dark_channel: np.ndarray, desmoked: np.ndarray) -> None:
-        """Compose the three panes (each `frame_size`) and encode them as the next frame."""
+    def write_image(self, image: np.ndarray) -> None:
+        """Encode one RGB uint8 HxWx3 image of the writer's size as the next frame."""
         if self._container is None:
             raise VideoWriteError(f"{self.path}: writer is closed")
-        if original.shape[:2] != self.frame_size[::-1]:
+        if image.shape != (self.size[1], self.size[0], 3) or image.dtype != np.uint8:
             raise ValueError(
-                f"frame is {original.shape[1]}x{original.shape[0]}, "
-                f"the writer was opened for {self.frame_size[0]}x{self.frame_size[1]}"
+                f"frame is {image.shape} {image.dtype}, the writer was opened for "
+                f"{self.size[0]}x{self.size[1]}x3 uint8"
             )
-        image = compose_panes(original, dark_channel, desmoked, self.layout, self.labels)
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        if self._encoded_size != self.size:
+            pad_w, pad_h = (
+                self._encoded_size[0] - self.size[0],
+                self._encoded_size[1] - self.size[1],
+            )
+            image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=0)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         # Convert here with BT.709, the matrix the stream is tagged with (swscale's default is
         # BT.601, which players would show with shifted colours at HD sizes).
         frame = frame.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709)
@@ -297,7 +305,7 @@ class SideBySideWriter:
         self._audio = None
         self._temp.unlink(missing_ok=True)
 
-    def __enter__(self) -> SideBySideWriter:
+    def __enter__(self) -> Mp4Writer:
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
@@ -305,3 +313,41 @@ class SideBySideWriter:
             self.close()
         else:
             self.abort()
+
+
+class SideBySideWriter(Mp4Writer):
+    """The comparison video: each frame is the panes (original | dark channel | desmoked,
+    or a `layout` of them, optionally labelled) of one source frame of `frame_size`
+    (width, height). Other options as Mp4Writer's."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        fps: float | Fraction,
+        frame_size: tuple[int, int],
+        layout: str = "3up",
+        labels: bool = False,
+        **options: Any,
+    ) -> None:
+        self.frame_size = (int(frame_size[0]), int(frame_size[1]))
+        self.layout, self.labels = layout, labels
+        size = composed_size(*self.frame_size, layout)  # also validates the layout
+        super().__init__(path, fps=fps, size=size, **options)
+
+    def write(self, original: np.ndarray, dark_channel: np.ndarray, desmoked: np.ndarray) -> None:
+        """Compose the panes (each `frame_size`) and encode them as the next frame."""
+        if original.shape[:2] != self.frame_size[::-1]:
+            raise ValueError(
+                f"frame is {original.shape[1]}x{original.shape[0]}, "
+                f"the writer was opened for {self.frame_size[0]}x{self.frame_size[1]}"
+            )
+        self.write_image(compose_panes(original, dark_channel, desmoked, self.layout, self.labels))
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (links and relative paths included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist (yet)
+        return False
