@@ -174,6 +174,15 @@ def test_split_view_and_full_screen_in_the_window(qtbot, window, clip) -> None:
     assert window._full_screen is None
 
 
+def test_timeline_without_a_source_is_an_empty_axis_from_zero(qtbot) -> None:
+    from desmoke_app.gui.plots import SmokeTimeline
+
+    timeline = SmokeTimeline()
+    qtbot.addWidget(timeline)
+    (x_min, _x_max), _ = timeline.plot.vb.viewRange()
+    assert not timeline.isEnabled() and x_min == pytest.approx(0.0, abs=0.05)
+
+
 def test_timeline_fills_in_and_a_click_seeks(qtbot, window, clip) -> None:
     open_clip(qtbot, window, clip)
     for index in (5, 6, 7):

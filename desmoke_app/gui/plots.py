@@ -134,6 +134,7 @@ class SmokeTimeline(QWidget):
         self._timer.setInterval(REFRESH_MS)
         self._timer.timeout.connect(self.refresh)
         self._timer.start()
+        self.reset(None, self.fps)  # no source yet: an empty axis from 0 s, disabled
 
     def reset(self, frame_count: int | None, fps: float) -> None:
         """A new source: an empty timeline of frame_count frames (None: live, disabled)."""
