@@ -137,6 +137,19 @@ def test_fractional_frame_rate_is_kept_exact(tmp_path):
         assert container.streams.video[0].average_rate == Fraction(30000, 1001)
 
 
+def test_frames_keep_the_times_they_are_written_at(tmp_path):
+    """A recording that dropped frames: each frame is shown when it was seen, and a time
+    that would not move forward is moved one tick on (never two frames at one time)."""
+    out = tmp_path / "vfr.mp4"
+    times = [0.0, 0.04, 0.2, 0.2, 0.72, 1.0]
+    with SideBySideWriter(out, fps=25, frame_size=(64, 48)) as writer:
+        for i, time in enumerate(times):
+            writer.write(*panes(i), time=time)
+    with av.open(str(out)) as container:
+        shown = [frame.time for frame in container.decode(video=0)]
+    assert shown == pytest.approx([0.0, 0.04, 0.2, 0.24, 0.72, 1.0], abs=1e-6)
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".ts"])  # MPEG-TS: ADTS AAC, start time > 0
 def test_source_audio_range_is_copied(tmp_path, suffix):
     source = make_index_clip(tmp_path / f"with_audio{suffix}", n_frames=50, audio=True)

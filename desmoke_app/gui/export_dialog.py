@@ -110,7 +110,7 @@ class ExportDialog(QDialog):
     def _browse(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export to", self.output.text(), "MP4 (*.mp4)")
         if path:
-            self.output.setText(path if path.lower().endswith(".mp4") else path + ".mp4")
+            self.output.setText(with_mp4_suffix(path))
 
     def validate(self) -> str:
         """An error message, or "" when the request can run."""
@@ -180,3 +180,8 @@ class ExportProgress(QWidget):
 
     def end(self) -> None:
         self.hide()
+
+
+def with_mp4_suffix(path: str) -> str:
+    """A name from a save dialog, given the .mp4 that some platforms' dialogs leave off."""
+    return path if Path(path).suffix.lower() in MP4_SUFFIXES else path + ".mp4"

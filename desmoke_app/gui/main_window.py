@@ -1,7 +1,8 @@
 """The main window: panes, playback bar, processing controls, plots, status bar, menus.
 
-The GUI thread only paints and routes requests: the Reader (decode, pacing, seek) and the
-Processor (Desmoker) run on their own threads (workers.py); exports on a third.
+The GUI thread only paints and routes requests: the Reader (decode, pacing, seek), the
+Processor (Desmoker) and the Recorder (recorder.py) run on their own threads (workers.py);
+exports on another.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +32,11 @@ from PySide6.QtWidgets import (
 
 from desmoke_app.gui.about import about_html, show_about
 from desmoke_app.gui.controls import ControlPanel, TransportBar
-from desmoke_app.gui.export_dialog import ExportDialog, ExportProgress
+from desmoke_app.gui.export_dialog import ExportDialog, ExportProgress, with_mp4_suffix
 from desmoke_app.gui.export_worker import ExportJob, ExportRequest
 from desmoke_app.gui.panes import TITLES, FullScreenPane, PaneArea
 from desmoke_app.gui.plots import PerformancePlot, SmokeTimeline
+from desmoke_app.gui.recorder import RecordingReport, RecordRequest
 from desmoke_app.gui.settings import AppSettings
 from desmoke_app.gui.workers import (
     ProcessedFrame,
@@ -171,6 +174,11 @@ class MainWindow(QMainWindow):
             label.setToolTip(tip)
             bar.addPermanentWidget(label)
             self.status_labels[key] = label
+        self.record_label = QLabel()
+        self.record_label.setStyleSheet("color: #e04040; font-weight: bold")
+        self.record_label.setToolTip("Recording the view (Ctrl+R stops)")
+        self.record_label.hide()
+        bar.addPermanentWidget(self.record_label)
         self.export_progress = ExportProgress()
         self.export_progress.cancel_requested.connect(self.cancel_export)
         bar.addPermanentWidget(self.export_progress)
@@ -203,6 +211,14 @@ class MainWindow(QMainWindow):
         self.export_action = self._action(
             file, "&Export side-by-side video…", self.export_dialog, "Ctrl+E"
         )
+        self.record_action = self._action(
+            file,
+            "&Record the view…",
+            self.toggle_recording,
+            "Ctrl+R",
+            "Record the panes as they are shown (for a live capture, the way to keep them)",
+        )
+        self.record_action.setCheckable(True)
         self._action(file, "&Snapshot of the three panes…", self.snapshot_dialog, "Ctrl+Shift+S")
         file.addSeparator()
         self._action(file, "&Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -245,6 +261,10 @@ class MainWindow(QMainWindow):
         processor.result_available.connect(self._result_available)
         processor.configured.connect(self._configured)
         processor.failed.connect(self.show_error)
+        recorder = self.workers.recorder
+        recorder.started.connect(self._recording_started)
+        recorder.finished.connect(self._recording_finished)
+        recorder.failed.connect(self._recording_failed)
         processor.request_configure(self.controls.settings())
         reader.request_loop(self.transport.loop.isChecked())
 
@@ -337,6 +357,8 @@ class MainWindow(QMainWindow):
         self.status_labels["source"].setText(name)
         self.status_labels["resolution"].setText(f"{info.width}x{info.height} @ {info.fps:.3g} fps")
         self.export_action.setEnabled(info.spec.kind == "file")
+        if self.workers.recorder.recording:
+            self.stop_recording()  # one recording, one source
         if info.spec.kind == "file":
             self.settings.add_recent_file(info.spec.path)
             self._fill_recent_menu()
@@ -420,6 +442,8 @@ class MainWindow(QMainWindow):
         self.status_labels["fps"].setText(f"{self.performance.current_fps():.0f} fps")
         dropped = self.workers.processor.dropped
         self.status_labels["dropped"].setText(f"dropped {dropped}")
+        if self.workers.recorder.recording:
+            self.record_label.setText(f"● REC {self.workers.recorder.frames_written} frames")
 
     # -- processing settings ------------------------------------------------------------------
     def apply_processing(self, settings: dict[str, Any]) -> None:
@@ -576,6 +600,61 @@ class MainWindow(QMainWindow):
             self.show_error(message)
         else:
             self.show_message(message, "info")
+
+    # -- recording ------------------------------------------------------------------------------
+    def toggle_recording(self) -> None:
+        if self.workers.recorder.recording:
+            self.stop_recording()
+            return
+        self.record_action.setChecked(False)  # checked once the recording has started
+        if self.source_info is None:
+            self.show_error("nothing to record yet: open a capture device, a video or the demo")
+            return
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        default = Path(self.settings.value("paths/last_dir", "")) / f"desmoke_{stamp}.mp4"
+        path, _ = QFileDialog.getSaveFileName(self, "Record to", str(default), "MP4 (*.mp4)")
+        if path:
+            self.start_recording(with_mp4_suffix(path))
+
+    def start_recording(self, path: str | Path) -> None:
+        """Record the panes as shown, laid out as the last export, until stop_recording()."""
+        info = self.source_info
+        self.workers.recorder.request_start(
+            RecordRequest(
+                str(path),
+                info.source_id,
+                (info.width, info.height),
+                info.fps,
+                self.settings.value("export/layout", "3up"),
+                self.settings.flag("export/labels", True),
+            )
+        )
+
+    def stop_recording(self) -> None:
+        self.workers.recorder.request_stop()
+
+    def _recording_started(self, path: str) -> None:
+        self.record_action.setChecked(True)
+        self.record_label.setText("● REC")
+        self.record_label.show()
+        self.show_message(f"recording to {path}: Ctrl+R stops", "info")
+
+    def _recording_finished(self, report: RecordingReport) -> None:
+        self._recording_ended()
+        dropped = f"; {report.dropped} frames dropped (encoder busy)" if report.dropped else ""
+        self.show_message(
+            f"recorded {report.frames} frames ({report.seconds:.0f} s) to "
+            f"{report.output.name}{dropped}",
+            "info",
+        )
+
+    def _recording_failed(self, message: str) -> None:
+        self._recording_ended()
+        self.show_error(message)
+
+    def _recording_ended(self) -> None:
+        self.record_action.setChecked(False)
+        self.record_label.hide()
 
     # -- shutdown -------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802

@@ -398,10 +398,13 @@ class Processor(QObject):
     _wake = Signal()
     _configure_wanted = Signal(object)
 
-    def __init__(self) -> None:
+    def __init__(self, record=None) -> None:
+        """record(ProcessedFrame): called on the processor thread for every processed
+        frame (Recorder.submit), besides the outbox the window paints from."""
         super().__init__()
         self.inbox = Latest()
         self.outbox = Latest()
+        self._record = record
         self._desmoker = None
         self._state: ProcessorState | None = None
         self._last: FramePacket | None = None
@@ -454,6 +457,8 @@ class Processor(QObject):
             float(result.smoke_level),
             dict(result.timings),
         )
+        if self._record is not None:
+            self._record(processed)
         if self.outbox.put(processed):
             self.result_available.emit()
 
@@ -516,13 +521,22 @@ def _one_line(error: BaseException, context: str) -> str:
 
 # -- threads ------------------------------------------------------------------------------
 class WorkerThreads:
-    """Starts the reader and the processor on their own QThreads; stop() joins them."""
+    """Starts the reader, the processor and the recorder on their own QThreads; stop()
+    finishes a running recording and joins them."""
 
     def __init__(self) -> None:
-        self.processor = Processor()
+        from desmoke_app.gui.recorder import Recorder
+
+        self.recorder = Recorder()
+        self.processor = Processor(record=self.recorder.submit)
         self.reader = Reader(self.processor.submit)
         self._threads = []
-        for name, worker in (("reader", self.reader), ("processor", self.processor)):
+        workers = (
+            ("reader", self.reader),
+            ("processor", self.processor),
+            ("recorder", self.recorder),
+        )
+        for name, worker in workers:
             thread = QThread()
             thread.setObjectName(f"desmoke-{name}")
             worker.moveToThread(thread)
@@ -535,6 +549,8 @@ class WorkerThreads:
         # Close the source on its own thread and wait for it: a posted request could be
         # dropped by quit(), and the reader's timer must stop on the thread that owns it.
         QMetaObject.invokeMethod(self.reader, "_close", Qt.ConnectionType.BlockingQueuedConnection)
+        # Quitting keeps what was recorded: the file is finished, not dropped.
+        QMetaObject.invokeMethod(self.recorder, "_stop", Qt.ConnectionType.BlockingQueuedConnection)
         for thread in self._threads:
             thread.quit()
         for thread in self._threads:

@@ -171,6 +171,7 @@ class Mp4Writer:
         if min(self.size) < 1:
             raise ValueError(f"frame size must be positive, got {self.size[0]}x{self.size[1]}")
         self.frames_written = 0
+        self._last_pts = -1
         self._rate = _rate(fps)
         self._encoded_size = (self.size[0] + self.size[0] % 2, self.size[1] + self.size[1] % 2)
         self._temp = self._temp_path(source)
@@ -231,8 +232,12 @@ class Mp4Writer:
                 f"{self.path}: cannot copy audio from {source} ({describe(error)})"
             ) from error
 
-    def write_image(self, image: np.ndarray) -> None:
-        """Encode one RGB uint8 HxWx3 image of the writer's size as the next frame."""
+    def write_image(self, image: np.ndarray, time: float | None = None) -> None:
+        """Encode one RGB uint8 HxWx3 image of the writer's size as the next frame.
+
+        time: when it is shown, in seconds from the start of the video (a variable frame
+        rate, e.g. a recording that dropped frames); default: one frame after the last.
+        """
         if self._container is None:
             raise VideoWriteError(f"{self.path}: writer is closed")
         if image.shape != (self.size[1], self.size[0], 3) or image.dtype != np.uint8:
@@ -250,16 +255,23 @@ class Mp4Writer:
         # Convert here with BT.709, the matrix the stream is tagged with (swscale's default is
         # BT.601, which players would show with shifted colours at HD sizes).
         frame = frame.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709)
-        frame.pts = self.frames_written
+        frame.pts = self._next_pts(time)
         frame.time_base = 1 / self._rate
         self._guarded(self._encode, frame)
         self.frames_written += 1
+        self._last_pts = frame.pts
+
+    def _next_pts(self, time: float | None) -> int:
+        """In ticks of 1/fps, always after the last frame's."""
+        if time is None:
+            return self._last_pts + 1
+        return max(round(time * self._rate), self._last_pts + 1)
 
     def _encode(self, frame: av.VideoFrame | None) -> None:
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         if self._audio is not None:
-            time = None if frame is None else float(self.frames_written / self._rate)
+            time = None if frame is None else float(frame.pts / self._rate)
             self._audio.mux_until(self._container, time)
 
     def _guarded(self, action, *args) -> None:
@@ -335,14 +347,22 @@ class SideBySideWriter(Mp4Writer):
         size = composed_size(*self.frame_size, layout)  # also validates the layout
         super().__init__(path, fps=fps, size=size, **options)
 
-    def write(self, original: np.ndarray, dark_channel: np.ndarray, desmoked: np.ndarray) -> None:
-        """Compose the panes (each `frame_size`) and encode them as the next frame."""
+    def write(
+        self,
+        original: np.ndarray,
+        dark_channel: np.ndarray,
+        desmoked: np.ndarray,
+        time: float | None = None,
+    ) -> None:
+        """Compose the panes (each `frame_size`) and encode them as the next frame (`time`
+        as write_image's)."""
         if original.shape[:2] != self.frame_size[::-1]:
             raise ValueError(
                 f"frame is {original.shape[1]}x{original.shape[0]}, "
                 f"the writer was opened for {self.frame_size[0]}x{self.frame_size[1]}"
             )
-        self.write_image(compose_panes(original, dark_channel, desmoked, self.layout, self.labels))
+        image = compose_panes(original, dark_channel, desmoked, self.layout, self.labels)
+        self.write_image(image, time)
 
 
 def _same_file(a: str | Path, b: str | Path) -> bool:

@@ -1,0 +1,119 @@
+"""Recording the view (File > Record the view, Ctrl+R): a live source's panes as shown go
+into a side-by-side MP4 that is finished on stop, on a new source and on quit, and left
+nowhere when writing fails."""
+
+# The shared fixtures (window) are imported from tests/gui_support.py, so their names
+# shadow the test arguments by design.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import time
+
+import av
+
+from engine.video import writer as writer_module
+from tests.gui_support import (
+    WAIT_MS,
+    clip,  # noqa: F401 (fixture)
+    open_clip,
+    window,  # noqa: F401 (fixture)
+)
+
+LIVE = "testsrc=size=160x96:rate=30"
+
+
+def start_live(qtbot, window) -> None:
+    window.open_capture(LIVE, format="lavfi")
+    qtbot.waitUntil(lambda: window.current is not None, timeout=WAIT_MS)
+
+
+def record(qtbot, window, path, frames: int = 8) -> None:
+    window.start_recording(path)
+    qtbot.waitUntil(lambda: window.record_action.isChecked(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.workers.recorder.frames_written >= frames, timeout=WAIT_MS)
+
+
+def decoded_times(path) -> tuple[tuple[int, int], list[float]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times = [frame.time for frame in container.decode(stream)]
+        return (stream.width, stream.height), times
+
+
+def test_recording_a_live_source_keeps_what_was_shown(qtbot, window, tmp_path) -> None:
+    start_live(qtbot, window)
+    out = tmp_path / "live.mp4"
+    began = time.monotonic()
+    record(qtbot, window, out)
+    assert window.record_label.isVisible()
+    window.stop_recording()
+    qtbot.waitUntil(lambda: not window.record_action.isChecked(), timeout=WAIT_MS)
+    wall = time.monotonic() - began
+    size, times = decoded_times(out)
+    assert size == (3 * 160, 96)  # the panes, laid out as the exports are
+    assert len(times) >= 8 and all(b > a for a, b in zip(times, times[1:], strict=False))
+    assert times[-1] - times[0] <= wall  # stamped when shown: never longer than it ran
+    assert f"recorded {len(times)} frames" in window.message_bar.text()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".mp4") == ["live.mp4"]
+    assert not window.record_label.isVisible()
+
+
+def test_the_menu_action_asks_where_and_toggles(qtbot, window, tmp_path, monkeypatch) -> None:
+    from desmoke_app.gui import main_window
+
+    start_live(qtbot, window)
+    chosen = tmp_path / "asked"  # the dialog's name without its suffix
+    monkeypatch.setattr(
+        main_window.QFileDialog, "getSaveFileName", lambda *a, **k: (str(chosen), "")
+    )
+    window.record_action.trigger()
+    qtbot.waitUntil(lambda: window.workers.recorder.frames_written >= 3, timeout=WAIT_MS)
+    window.record_action.trigger()
+    qtbot.waitUntil(lambda: not window.workers.recorder.recording, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: (tmp_path / "asked.mp4").is_file(), timeout=WAIT_MS)
+
+
+def test_a_new_source_and_quitting_finish_the_recording(qtbot, window, tmp_path, clip) -> None:
+    start_live(qtbot, window)
+    first, second = tmp_path / "first.mp4", tmp_path / "second.mp4"
+    record(qtbot, window, first, frames=3)
+    open_clip(qtbot, window, clip)  # a new source ends the recording of the old one
+    qtbot.waitUntil(lambda: first.is_file(), timeout=WAIT_MS)
+    assert not window.workers.recorder.recording
+    window.play()
+    record(qtbot, window, second, frames=3)
+    window.shutdown()  # quitting keeps what was recorded
+    assert second.is_file() and len(decoded_times(second)[1]) >= 3
+
+
+def test_an_unwritable_target_is_an_error_and_nothing_runs(qtbot, window, tmp_path) -> None:
+    start_live(qtbot, window)
+    window.start_recording(tmp_path / "missing" / "x.mp4")
+    qtbot.waitUntil(lambda: "does not exist" in window.message_bar.text(), timeout=WAIT_MS)
+    assert not window.record_action.isChecked() and not window.workers.recorder.recording
+
+
+def test_a_write_failure_mid_recording_leaves_no_file(qtbot, window, tmp_path, monkeypatch) -> None:
+    """A disk that fills up: the message says so, no partial file, the preview goes on."""
+    start_live(qtbot, window)
+    encode = writer_module.Mp4Writer._encode
+
+    def fills_up(writer, frame):
+        if writer.frames_written >= 3:
+            raise OSError(28, "No space left on device")
+        encode(writer, frame)
+
+    monkeypatch.setattr(writer_module.Mp4Writer, "_encode", fills_up)
+    window.start_recording(tmp_path / "full.mp4")
+    qtbot.waitUntil(lambda: "No space left" in window.message_bar.text(), timeout=WAIT_MS)
+    assert not window.record_action.isChecked()
+    assert not [p for p in tmp_path.iterdir() if ".mp4" in p.name]
+    shown = window.current.index
+    qtbot.waitUntil(lambda: window.current.index > shown, timeout=WAIT_MS)
+
+
+def test_nothing_to_record_without_a_source(qtbot, window) -> None:
+    window.record_action.trigger()
+    assert "nothing to record" in window.message_bar.text()
+    assert not window.record_action.isChecked()
