@@ -237,6 +237,10 @@ def test_live_source_drops_frames_when_processing_is_slow(qtbot, window, monkeyp
     shown = processor.frames_done
     assert processor.dropped > 10
     assert shown < window.current.index - start + 5  # far fewer processed than read
+    # The status bar's latency (decoded to shown) includes the 50 ms of processing.
+    window._refresh_status()
+    latency = window.status_labels["latency"].text()
+    assert latency.startswith("latency ") and 50 <= int(latency.split()[1]) < 5000
     window.pause()
 
 

@@ -174,6 +174,18 @@ def test_split_view_and_full_screen_in_the_window(qtbot, window, clip) -> None:
     assert window._full_screen is None
 
 
+def test_latency_is_the_median_of_the_last_second(qtbot) -> None:
+    from desmoke_app.gui.plots import PerformancePlot
+
+    plot = PerformancePlot()
+    qtbot.addWidget(plot)
+    assert plot.current_latency(now=100.0) is None
+    for t, ms in [(98.0, 900.0), (99.2, 40.0), (99.5, 60.0), (99.9, 45.0)]:
+        plot.add({"total": 10.0, "latency": ms}, now=t)
+    assert plot.current_latency(now=100.0) == 45.0  # the 900 ms of two seconds ago is out
+    plot.refresh()
+
+
 def test_timeline_without_a_source_is_an_empty_axis_from_zero(qtbot) -> None:
     from desmoke_app.gui.plots import SmokeTimeline
 

@@ -103,6 +103,7 @@ class FramePacket:
     index: int
     time: float
     rgb: np.ndarray
+    read_at: float = field(default_factory=time.monotonic)  # decoded (monotonic seconds)
 
 
 @dataclass
@@ -115,6 +116,7 @@ class ProcessedFrame:
     desmoked: np.ndarray
     smoke_level: float
     timings: dict[str, float] = field(default_factory=dict)
+    read_at: float = 0.0  # when its source frame was decoded (monotonic seconds)
 
 
 @dataclass
@@ -456,6 +458,7 @@ class Processor(QObject):
             result.desmoked,
             float(result.smoke_level),
             dict(result.timings),
+            packet.read_at,
         )
         if self._record is not None:
             self._record(processed)
