@@ -148,6 +148,14 @@ def test_frames_keep_the_times_they_are_written_at(tmp_path):
     with av.open(str(out)) as container:
         shown = [frame.time for frame in container.decode(video=0)]
     assert shown == pytest.approx([0.0, 0.04, 0.2, 0.24, 0.72, 1.0], abs=1e-6)
+    # In milliseconds, frames closer than a frame apart keep their own times.
+    with SideBySideWriter(out, fps=25, frame_size=(64, 48), time_base=Fraction(1, 1000)) as w:
+        for i, time in enumerate([0.0, 0.005, 0.012, 0.5]):
+            w.write(*panes(i), time=time)
+        w.write(*panes(4))  # no time: one frame (40 ms) after the last
+    with av.open(str(out)) as container:
+        shown = [frame.time for frame in container.decode(video=0)]
+    assert shown == pytest.approx([0.0, 0.005, 0.012, 0.5, 0.54], abs=1e-6)
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".ts"])  # MPEG-TS: ADTS AAC, start time > 0

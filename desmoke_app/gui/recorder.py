@@ -14,11 +14,16 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
 from desmoke_app.gui.workers import Latest, ProcessedFrame, _one_line
+
+#: Timestamps to the millisecond: frames keep the moments they were shown, even two that
+#: were processed less than a frame apart (after a stall, say).
+MILLISECOND = Fraction(1, 1000)
 
 
 @dataclass
@@ -99,6 +104,7 @@ class Recorder(QObject):
                 frame_size=request.frame_size,
                 layout=request.layout,
                 labels=request.labels,
+                time_base=MILLISECOND,
             )
         except Exception as error:  # noqa: BLE001 - shown in the window, the app goes on
             self.failed.emit(_one_line(error, f"cannot record to {request.output}"))

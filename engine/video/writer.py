@@ -151,6 +151,9 @@ class Mp4Writer:
     `audio_start` to `audio_end` (seconds) is copied across when it has any.
     `size` is (width, height); odd sizes are padded to even (black) for yuv420p.
     `preset` applies to libx264 (speed against file size).
+    `time_base`: the unit of the frames' timestamps; default one frame (1/fps, a constant
+    rate). A recording stamped with the moments frames were shown passes a finer one
+    (1/1000): in frame units, frames closer than a frame apart would be pushed later.
     """
 
     def __init__(
@@ -165,6 +168,7 @@ class Mp4Writer:
         encoder: str = "auto",
         crf: int = 20,
         preset: str = DEFAULT_PRESET,
+        time_base: Fraction | None = None,
     ) -> None:
         self.path = Path(path)
         self.size = (int(size[0]), int(size[1]))
@@ -173,6 +177,8 @@ class Mp4Writer:
         self.frames_written = 0
         self._last_pts = -1
         self._rate = _rate(fps)
+        self._time_base = Fraction(time_base) if time_base else 1 / self._rate
+        self._ticks_per_frame = max(1, round(1 / (self._rate * self._time_base)))
         self._encoded_size = (self.size[0] + self.size[0] % 2, self.size[1] + self.size[1] % 2)
         self._temp = self._temp_path(source)
         self._container: av.container.OutputContainer | None = None
@@ -213,6 +219,7 @@ class Mp4Writer:
         stream = self._container.add_stream(self.encoder_name, rate=self._rate)
         stream.width, stream.height = self._encoded_size
         stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = self._time_base
         stream.options = options
         codec = stream.codec_context
         codec.colorspace = codec.color_primaries = codec.color_trc = BT709
@@ -256,22 +263,22 @@ class Mp4Writer:
         # BT.601, which players would show with shifted colours at HD sizes).
         frame = frame.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709)
         frame.pts = self._next_pts(time)
-        frame.time_base = 1 / self._rate
+        frame.time_base = self._time_base
         self._guarded(self._encode, frame)
         self.frames_written += 1
         self._last_pts = frame.pts
 
     def _next_pts(self, time: float | None) -> int:
-        """In ticks of 1/fps, always after the last frame's."""
+        """In ticks of the time base, always after the last frame's."""
         if time is None:
-            return self._last_pts + 1
-        return max(round(time * self._rate), self._last_pts + 1)
+            return self._last_pts + self._ticks_per_frame
+        return max(round(time / self._time_base), self._last_pts + 1)
 
     def _encode(self, frame: av.VideoFrame | None) -> None:
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         if self._audio is not None:
-            time = None if frame is None else float(frame.pts / self._rate)
+            time = None if frame is None else float(frame.pts * self._time_base)
             self._audio.mux_until(self._container, time)
 
     def _guarded(self, action, *args) -> None:
