@@ -3,9 +3,11 @@
 Runs on the 720p clear clip of the shared data with smoke synthesised on it (written once
 to a temporary MP4, so decoding is measured as a user would meet it), decode included and
 encode excluded. The decode-only fps of the same clip is measured in the same run, so the
-ratio holds across machines. Results: benchmarks/results/cpu_pipeline.{md,json}.
+ratio holds across machines. Results: benchmarks/results/cpu_pipeline.{md,json}; with
+--height 1080 the smoky clip is upscaled to 1080p first (a capture card's size) and the
+results go to cpu_pipeline_1080p.{md,json}.
 
-    DESMOKE_DATA=../shared/data python benchmarks/cpu_pipeline.py [--frames 120]
+    DESMOKE_DATA=../shared/data python benchmarks/cpu_pipeline.py [--frames 120] [--height 1080]
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.models import build_network, default_config, save_weights  # noqa: E402
 from engine.pipeline import Desmoker, shipped_weights  # noqa: E402
-from engine.video import FileSource  # noqa: E402
+from engine.video import FileSource, Mp4Writer  # noqa: E402
 from training.smoke import synthesize_video  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -50,6 +53,17 @@ def decode_only_fps(clip: Path, frames: int) -> float:
                 break
             count += 1
     return count / (time.perf_counter() - start)
+
+
+def upscaled(clip: Path, height: int, out: Path) -> Path:
+    """The clip resized to `height` (aspect kept, even width), re-encoded at high quality."""
+    with FileSource(clip) as source:
+        width = round(source.width * height / source.height / 2) * 2
+        with Mp4Writer(out, fps=source.rate, size=(width, height), crf=16) as writer:
+            for frame in source.frames():
+                resized = cv2.resize(frame.rgb, (width, height), interpolation=cv2.INTER_CUBIC)
+                writer.write_image(resized)
+    return out
 
 
 def weights_for(model: str, folder: Path) -> tuple[Path | None, str]:
@@ -89,6 +103,7 @@ def run_variant(clip: Path, desmoker: Desmoker, frames: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--height", type=int, default=None, help="upscale the clip first")
     args = parser.parse_args()
     data = Path(os.environ.get("DESMOKE_DATA", Path(__file__).parents[2] / "shared" / "data"))
     source = data / "clear" / "endo_720p.mp4"
@@ -98,6 +113,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "smoky_720p.mp4"
         synthesize_video(source, clip, seed=7)
+        if args.height:
+            clip = upscaled(clip, args.height, Path(tmp) / f"smoky_{args.height}p.mp4")
+        with FileSource(clip) as opened:
+            size = (opened.width, opened.height)
         decode_fps = decode_only_fps(clip, args.frames)
         rows = []
         for model, backend, fraction in VARIANTS:
@@ -116,7 +135,9 @@ def main() -> int:
                 f"{model:6s} {desmoker.backend_name:12s} {measured['fps']:6.1f} fps "
                 + " ".join(f"{k} {v:.1f}" for k, v in measured["ms"].items())
             )
-    write_results(rows, decode_fps, args.frames)
+    write_results(
+        rows, decode_fps, args.frames, size, upscaled_from=source.name if args.height else None
+    )
     return 0
 
 
@@ -125,11 +146,22 @@ def machine() -> str:
     return f"{os.cpu_count()} CPU cores ({cpu}), {platform.system()}, torch {torch.__version__}"
 
 
-def write_results(rows: list[dict], decode_fps: float, frames: int) -> None:
+def write_results(
+    rows: list[dict],
+    decode_fps: float,
+    frames: int,
+    size: tuple[int, int],
+    upscaled_from: str | None = None,
+) -> None:
     RESULTS.mkdir(exist_ok=True)
+    width, height = size
+    name = "cpu_pipeline" if upscaled_from is None else f"cpu_pipeline_{height}p"
+    clip = "endo_720p.mp4 (1280x720)"
+    if upscaled_from is not None:
+        clip = f"endo_720p.mp4 upscaled to {width}x{height}"
     record = {
         "machine": machine(),
-        "clip": "endo_720p.mp4 (1280x720) with synthesised smoke, decode included, encode excluded",
+        "clip": f"{clip} with synthesised smoke, decode included, encode excluded",
         "decode_only_fps": decode_fps,
         "frames": frames,
         "fps": {f"{r['model']}/{r['backend']}": r["fps"] for r in rows},
@@ -139,9 +171,9 @@ def write_results(rows: list[dict], decode_fps: float, frames: int) -> None:
         "variants": rows,
         "date": time.strftime("%Y-%m-%d"),
     }
-    (RESULTS / "cpu_pipeline.json").write_text(json.dumps(record, indent=2) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [
-        "# CPU pipeline benchmark (720p in -> 720p out)",
+        f"# CPU pipeline benchmark ({height}p in -> {height}p out)",
         "",
         f"Machine: {record['machine']}. Date: {record['date']}. Clip: {record['clip']}.",
         f"Decode-only (PyAV, RGB out) of the same clip in the same run: {decode_fps:.0f} fps.",
@@ -156,7 +188,7 @@ def write_results(rows: list[dict], decode_fps: float, frames: int) -> None:
             f"| {r['model']} | {r['backend']} | {r['weights']} | {r['fps']:.1f} | "
             f"{r['fps'] / decode_fps:.2f} | {stages} |"
         )
-    (RESULTS / "cpu_pipeline.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
