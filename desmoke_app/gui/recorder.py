@@ -61,7 +61,8 @@ class Recorder(QObject):
         self._recording = threading.Event()
         self._request: RecordRequest | None = None
         self._writer = None
-        self._origin = 0.0
+        self._started_at = 0.0
+        self._origin: float | None = None  # when the first recorded frame was shown
         self._wake.connect(self._drain)
         self._start_wanted.connect(self._start)
         self._stop_wanted.connect(self._stop)
@@ -110,7 +111,7 @@ class Recorder(QObject):
             self.failed.emit(_one_line(error, f"cannot record to {request.output}"))
             return
         self._request = request
-        self._origin = time.monotonic()
+        self._started_at, self._origin = time.monotonic(), None
         self.inbox.clear()
         self.inbox.dropped = 0
         self._recording.set()
@@ -124,6 +125,8 @@ class Recorder(QObject):
         seen_at, frame = item
         if frame.source_id != self._request.source_id:
             return
+        if self._origin is None:
+            self._origin = seen_at  # the file starts with its first frame
         try:
             self._writer.write(
                 frame.original, frame.dark_channel, frame.desmoked, time=seen_at - self._origin
@@ -141,8 +144,10 @@ class Recorder(QObject):
             return
         self._recording.clear()
         self._drain()  # the newest frame, if it has not been written yet
+        if self._writer is None:
+            return  # writing it failed: reported, nothing left behind
         writer, request, dropped = self._writer, self._request, self.inbox.dropped
-        seconds = time.monotonic() - self._origin
+        seconds = time.monotonic() - self._started_at
         self._end()
         if writer.frames_written == 0:
             writer.abort()
