@@ -14,7 +14,8 @@ def add_parser(subparsers) -> None:
         "synth-smoke",
         help="composite synthetic, temporally coherent smoke over a clear video",
         description="Composite seeded fBm smoke (I = J(1 - alpha) + A alpha) over every frame "
-        "of IN and write an H.264 MP4 to OUT (written to a temporary file, then renamed).",
+        "of IN and write an H.264 MP4 to OUT with IN's audio (written to a temporary file, "
+        "then renamed; never over IN).",
     )
     parser.add_argument("input", type=Path, metavar="IN", help="clear video (any FFmpeg format)")
     parser.add_argument("output", type=Path, metavar="OUT", help="smoky MP4 to write")
