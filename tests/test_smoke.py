@@ -178,6 +178,16 @@ def test_synthesize_video_writes_readable_mp4(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clear.mp4", "smoky.mp4"]
 
 
+def test_synthesize_video_keeps_the_audio(tmp_path: Path) -> None:
+    from tests.clips import make_index_clip
+
+    src = make_index_clip(tmp_path / "with_audio.mp4", n_frames=10, audio=True)
+    dst = tmp_path / "smoky.mp4"
+    assert synthesize_video(src, dst, seed=2) == 10
+    with av.open(str(dst)) as container:
+        assert container.streams.audio and container.streams.audio[0].codec_context.name == "aac"
+
+
 def test_synthesize_video_bad_input_leaves_nothing(tmp_path: Path) -> None:
     dst = tmp_path / "out.mp4"
     with pytest.raises(ValueError, match="missing.mp4: no such file"):
