@@ -16,6 +16,11 @@ the smoke each was or was not trained on:
   before shading; the default draws 0.45-0.85 in a quarter of the frames) and 10-35% of
   the short side thick, as close to the scope as DeSmoke-LAP's: under smoke such a shaft
   looks like grey smoke over dark tissue (its draws shift the stream, as tinted's do).
+- pink-tissue: the clear frame's hue moved 25-40 degrees towards magenta in every frame
+  (tissue as pink-lilac as in the DeSmoke-Net image; with it the other background
+  augmentations, darken, gamma and blur, are drawn for every frame too), default smoke: a
+  model that takes pink for smoke loses here;
+- pink-tissue-tinted: the same tissue under tinted smoke, the hard case of the two.
 
 Usage (DESMOKE_DATA=/path/to/shared/data):
   python benchmarks/smoke_variants.py --weights assets/fast.safetensors [--weights OTHER ...]
@@ -48,6 +53,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "fast.to
 def variants(short_side: int) -> dict[str, SmokeConfig]:
     """The synthesis of each variant, for test frames of this short side."""
     default = SmokeConfig()
+    pink = dataclasses.replace(default, hue_shift_deg=(-40.0, -25.0), augment_probability=1.0)
     return {
         "default": default,
         "speckle-128": dataclasses.replace(default, speckle_cells=128),
@@ -64,6 +70,10 @@ def variants(short_side: int) -> dict[str, SmokeConfig]:
             instrument_probability=1.0,
             instrument_grey=(0.05, 0.45),
             instrument_thickness=(0.1, 0.35),
+        ),
+        "pink-tissue": pink,
+        "pink-tissue-tinted": dataclasses.replace(
+            pink, tint_probability=1.0, tint=(0.05, 0.15), colour_brightness=(0.55, 1.0)
         ),
     }
 
