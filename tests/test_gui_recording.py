@@ -13,6 +13,7 @@ import time
 import av
 
 from engine.video import writer as writer_module
+from tests.clips import make_index_clip
 from tests.gui_support import (
     WAIT_MS,
     clip,  # noqa: F401 (fixture)
@@ -92,6 +93,15 @@ def test_an_unwritable_target_is_an_error_and_nothing_runs(qtbot, window, tmp_pa
     window.start_recording(tmp_path / "missing" / "x.mp4")
     qtbot.waitUntil(lambda: "does not exist" in window.message_bar.text(), timeout=WAIT_MS)
     assert not window.record_action.isChecked() and not window.workers.recorder.recording
+
+
+def test_the_video_played_is_never_recorded_over(qtbot, window, tmp_path) -> None:
+    video = make_index_clip(tmp_path / "surgery.mp4", n_frames=12)
+    clip_bytes = video.read_bytes()
+    open_clip(qtbot, window, video)
+    window.start_recording(video)
+    qtbot.waitUntil(lambda: "is the source video" in window.message_bar.text(), timeout=WAIT_MS)
+    assert video.read_bytes() == clip_bytes and not window.workers.recorder.recording
 
 
 def test_a_write_failure_mid_recording_leaves_no_file(qtbot, window, tmp_path, monkeypatch) -> None:

@@ -636,6 +636,7 @@ class MainWindow(QMainWindow):
                 info.fps,
                 self.settings.value("export/layout", "3up"),
                 self.settings.flag("export/labels", True),
+                info.spec.path or None,
             )
         )
 

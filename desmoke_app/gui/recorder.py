@@ -31,9 +31,10 @@ class RecordRequest:
     output: str
     source_id: int  # frames of another source (opened meanwhile) are not recorded
     frame_size: tuple[int, int]  # (width, height) of the source
-    fps: float  # the source's nominal rate: the file's time base
+    fps: float  # the source's nominal rate
     layout: str = "3up"
     labels: bool = True
+    source: str | None = None  # the file or device shown: never recorded over
 
 
 @dataclass
@@ -105,6 +106,8 @@ class Recorder(QObject):
                 frame_size=request.frame_size,
                 layout=request.layout,
                 labels=request.labels,
+                source=request.source,
+                copy_audio=False,  # the view's timing is not the file's
                 time_base=MILLISECOND,
             )
         except Exception as error:  # noqa: BLE001 - shown in the window, the app goes on

@@ -147,8 +147,9 @@ class Mp4Writer:
 
     Context manager: a normal exit calls close() (finish, rename); an exception, Ctrl-C
     included, calls abort() (temporary file removed, nothing left at `path`).
-    `source`: the video the frames are made from: never written over, and its audio from
-    `audio_start` to `audio_end` (seconds) is copied across when it has any.
+    `source`: the video the frames are made from: never written over, and (with
+    `copy_audio`) its audio from `audio_start` to `audio_end` (seconds) is copied across
+    when it has any.
     `size` is (width, height); odd sizes are padded to even (black) for yuv420p.
     `preset` applies to libx264 (speed against file size).
     `time_base`: the unit of the frames' timestamps; default one frame (1/fps, a constant
@@ -165,6 +166,7 @@ class Mp4Writer:
         source: str | Path | None = None,
         audio_start: float = 0.0,
         audio_end: float | None = None,
+        copy_audio: bool = True,
         encoder: str = "auto",
         crf: int = 20,
         preset: str = DEFAULT_PRESET,
@@ -186,7 +188,7 @@ class Mp4Writer:
         self.encoder_name = pick_encoder(encoder, self._encoded_size, self._rate, crf, preset)
         try:
             self._open(_encoder_options(self.encoder_name, crf, preset))
-            if source is not None:
+            if source is not None and copy_audio:
                 self._audio = self._open_audio(Path(source), audio_start, audio_end)
         except BaseException:
             self.abort()
