@@ -246,6 +246,30 @@ def test_config_rejects_bad_ranges() -> None:
         SmokeConfig(tint=(0.2, 0.1))
     with pytest.raises(ValueError, match="instrument_grey range"):
         SmokeConfig(instrument_grey=(0.8, 0.2))
+    with pytest.raises(ValueError, match="white_balance_probability"):
+        SmokeConfig(white_balance_probability=1.5)
+
+
+def test_white_balance_casts_the_clear_frame_and_stays_off_by_default() -> None:
+    """Channel gains change the clear target (so the pair stays exact); with the default
+    probability 0 nothing is drawn, so the default samples are unchanged."""
+    frame = np.full((64, 64, 3), 0.5, np.float32)
+    plain = SmokeSynthesizer(SmokeConfig(), 3).sample(frame, np.random.default_rng(9))
+    again = SmokeSynthesizer(SmokeConfig(white_balance=(0.5, 0.6)), 3).sample(
+        frame, np.random.default_rng(9)
+    )
+    np.testing.assert_array_equal(plain.smoky, again.smoky)
+    config = SmokeConfig(
+        white_balance_probability=1.0,
+        white_balance=(0.5, 0.6),
+        augment_probability=0.0,
+        instrument_probability=0.0,
+    )
+    cast = SmokeSynthesizer(config, 3).sample(frame, np.random.default_rng(9))
+    assert np.all((cast.clear >= 0.24) & (cast.clear <= 0.31))  # 0.5 x 0.5-0.6
+    np.testing.assert_allclose(
+        cast.smoky, composite(cast.clear, cast.alpha, cast.colour), atol=1e-5
+    )
 
 
 def _painted_shaft(grey: tuple, thickness: tuple, seed: int) -> tuple[float, float]:

@@ -76,6 +76,11 @@ class SmokeConfig:
     # layer's grid at the default working size; per-pixel speckle capped the test SSIM.
     speckle_cells: int = 64
     hue_shift_deg: Range = (-10.0, 10.0)
+    # Camera white balance: with this probability each channel of the clear frame is scaled
+    # by a gain drawn from `white_balance` (a purple or blue cast with little contrast loss
+    # is not smoke). 0 (default) draws nothing: the default random stream is unchanged.
+    white_balance_probability: float = 0.0
+    white_balance: Range = (0.8, 1.25)
     darken: Range = (0.6, 1.0)  # background brightness factor
     gamma: Range = (0.8, 1.6)  # background gamma (> 1 darkens)
     blur_sigma: Range = (0.5, 1.5)  # background Gaussian blur
@@ -95,6 +100,7 @@ class SmokeConfig:
         if self.speckle_cells < 1:
             raise ValueError(f"speckle_cells must be >= 1, got {self.speckle_cells}")
         ranges = ("density", "haze", "zoom", "anisotropy", "darken", "gamma", "tint")
+        ranges += ("white_balance",)
         for name in (*ranges, "instrument_grey", "instrument_thickness"):
             low, high = getattr(self, name)
             if not low <= high:
@@ -108,6 +114,7 @@ class SmokeConfig:
             "avoid_bright_probability",
             "instrument_probability",
             "tint_probability",
+            "white_balance_probability",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
@@ -395,6 +402,7 @@ class _Background:
     gamma: float
     blur_sigma: float  # 0: none
     instrument: _Instrument | None
+    channel_gains: tuple[float, float, float] | None = None  # white balance; None: none
 
 
 def _draw_instrument(config: SmokeConfig, rng: np.random.Generator) -> _Instrument:
@@ -429,7 +437,10 @@ def _draw_background(config: SmokeConfig, rng: np.random.Generator) -> _Backgrou
     instrument = (
         _draw_instrument(config, rng) if rng.random() < config.instrument_probability else None
     )
-    return _Background(hue, darken, gamma, blur, instrument)
+    gains = None
+    if config.white_balance_probability > 0 and rng.random() < config.white_balance_probability:
+        gains = tuple(_uniform(rng, config.white_balance) for _ in range(3))
+    return _Background(hue, darken, gamma, blur, instrument, gains)
 
 
 def _paint_instrument(image: np.ndarray, tool: _Instrument) -> np.ndarray:
@@ -478,6 +489,8 @@ def _apply_background(image: np.ndarray, bg: _Background) -> tuple[np.ndarray, n
         out = np.power(np.clip(out, 0.0, 1.0), np.float32(bg.gamma))
     if bg.darken != 1.0:
         out = out * np.float32(bg.darken)
+    if bg.channel_gains is not None:
+        out = out * np.asarray(bg.channel_gains, np.float32)
     if bg.blur_sigma > 0.0:
         out = cv2.GaussianBlur(out, (0, 0), bg.blur_sigma)
     if out is image:
