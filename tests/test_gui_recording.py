@@ -88,6 +88,23 @@ def test_a_new_source_and_quitting_finish_the_recording(qtbot, window, tmp_path,
     assert second.is_file() and len(decoded_times(second)[1]) >= 3
 
 
+def test_a_device_that_vanishes_finishes_the_recording(qtbot, window, tmp_path) -> None:
+    from engine.video import VideoError
+
+    start_live(qtbot, window)
+    out = tmp_path / "until_unplugged.mp4"
+    record(qtbot, window, out, frames=3)
+
+    def gone():
+        raise VideoError(f"{LIVE}: capture stopped (No such device)")
+
+    window.workers.reader._source.read = gone  # as an unplugged device fails
+    qtbot.waitUntil(lambda: "recorded" in window.message_bar.text(), timeout=WAIT_MS)
+    assert "capture stopped" in window.message_bar.text()  # why it ended stays in view
+    assert not window.workers.recorder.recording and not window.record_action.isChecked()
+    assert len(decoded_times(out)[1]) >= 3
+
+
 def test_an_unwritable_target_is_an_error_and_nothing_runs(qtbot, window, tmp_path) -> None:
     start_live(qtbot, window)
     window.start_recording(tmp_path / "missing" / "x.mp4")

@@ -261,6 +261,7 @@ class MainWindow(QMainWindow):
         reader.failed.connect(self.show_error)
         reader.playing_changed.connect(self._playing_changed)
         reader.ended.connect(self._ended)
+        reader.broke.connect(self._source_broke)
         processor.result_available.connect(self._result_available)
         processor.configured.connect(self._configured)
         processor.failed.connect(self.show_error)
@@ -419,6 +420,10 @@ class MainWindow(QMainWindow):
     def _playing_changed(self, playing: bool) -> None:
         self.is_playing = playing
         self.transport.set_playing(playing)
+
+    def _source_broke(self) -> None:
+        if self.workers.recorder.recording:
+            self.stop_recording()  # keep what was recorded before the device went away
 
     def _ended(self) -> None:
         self.statusBar().showMessage("end of the video", 3000)
@@ -652,11 +657,15 @@ class MainWindow(QMainWindow):
     def _recording_finished(self, report: RecordingReport) -> None:
         self._recording_ended()
         dropped = f"; {report.dropped} frames dropped (encoder busy)" if report.dropped else ""
-        self.show_message(
+        text = (
             f"recorded {report.frames} frames ({report.seconds:.0f} s) to "
-            f"{report.output.name}{dropped}",
-            "info",
+            f"{report.output.name}{dropped}"
         )
+        if self.message_bar.level == "error" and self.message_bar.text():
+            # The error that ended it (a device unplugged) stays in view.
+            self.show_error(f"{self.message_bar.text()}; {text}")
+        else:
+            self.show_message(text, "info")
 
     def _recording_failed(self, message: str) -> None:
         self._recording_ended()

@@ -169,6 +169,7 @@ class Reader(QObject):
     failed = Signal(str)
     playing_changed = Signal(bool)
     ended = Signal()
+    broke = Signal()  # reading the open source failed (an unplugged device): it is stopped
 
     _open_wanted = Signal(object)
     _seek_wanted = Signal()
@@ -347,6 +348,7 @@ class Reader(QObject):
     def _fail_during_playback(self, error: BaseException) -> None:
         self._set_playing(False)
         self.failed.emit(_one_line(error, "reading the source failed"))
+        self.broke.emit()
 
     def _hand_on(self, frame) -> None:
         self._current, self._current_time = frame.index, frame.time
