@@ -261,7 +261,7 @@ class MainWindow(QMainWindow):
         reader.failed.connect(self.show_error)
         reader.playing_changed.connect(self._playing_changed)
         reader.ended.connect(self._ended)
-        reader.broke.connect(self._source_broke)
+        reader.broke.connect(self.stop_recording)  # keep what was recorded before the loss
         processor.result_available.connect(self._result_available)
         processor.configured.connect(self._configured)
         processor.failed.connect(self.show_error)
@@ -361,8 +361,7 @@ class MainWindow(QMainWindow):
         self.status_labels["source"].setText(name)
         self.status_labels["resolution"].setText(f"{info.width}x{info.height} @ {info.fps:.3g} fps")
         self.export_action.setEnabled(info.spec.kind == "file")
-        if self.workers.recorder.recording:
-            self.stop_recording()  # one recording, one source
+        self.stop_recording()  # one recording, one source
         if info.spec.kind == "file":
             self.settings.add_recent_file(info.spec.path)
             self._fill_recent_menu()
@@ -420,10 +419,6 @@ class MainWindow(QMainWindow):
     def _playing_changed(self, playing: bool) -> None:
         self.is_playing = playing
         self.transport.set_playing(playing)
-
-    def _source_broke(self) -> None:
-        if self.workers.recorder.recording:
-            self.stop_recording()  # keep what was recorded before the device went away
 
     def _ended(self) -> None:
         self.statusBar().showMessage("end of the video", 3000)
@@ -646,6 +641,7 @@ class MainWindow(QMainWindow):
         )
 
     def stop_recording(self) -> None:
+        """Finish the running recording, if any (queued after a start still on its way)."""
         self.workers.recorder.request_stop()
 
     def _recording_started(self, path: str) -> None:
