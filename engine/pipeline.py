@@ -32,7 +32,7 @@ from engine.models import (
     working_shape,
 )
 from engine.models.dcp import estimate_smoke_layer
-from engine.restore import DEFAULT_T_MIN, SmokeLayer, restore, to_gray
+from engine.restore import DEFAULT_T_MIN, Restorer, SmokeLayer, to_gray
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class Desmoker:
         if self.working_short_side < 16:
             raise ValueError(f"working resolution too small: {self.working_short_side}")
         self._shapes: dict[tuple[int, int], tuple[int, int]] = {}
+        self._restorer = Restorer()
 
     # -- construction ------------------------------------------------------------------
     def _resolve_weights(
@@ -203,7 +204,7 @@ class Desmoker:
         else:
             layer = self._smoke_layer(small_f, small_patch, timings)
             mark = time.perf_counter()
-            desmoked = restore(
+            desmoked = self._restorer.restore(
                 frame, layer, to_gray(small_f), strength=self.strength, t_min=self.t_min
             )
             level = layer.level

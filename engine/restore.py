@@ -11,6 +11,9 @@ resolution, so the cost is nearly independent of the network's.
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -20,6 +23,9 @@ import numpy as np
 #: inverted, and dividing by a tiny number would amplify noise without bound.
 DEFAULT_T_MIN = 0.1
 DEFAULT_GUIDE_EPS = 1e-3
+#: Rows per strip, as bytes of one float32 plane: measured on 2 cores, 1 MiB beat 256 KiB
+#: (more Python calls) and matched 2 MiB (benchmarks/results/restore_speed.md).
+STRIP_BYTES = 1 << 20
 
 
 @dataclass
@@ -70,6 +76,32 @@ def guided_filter_coefficients(
     return box(a), box(b)
 
 
+def upsampled_coefficients(
+    alpha: np.ndarray,
+    guide_low: np.ndarray,
+    size: tuple[int, int],
+    radius: int,
+    eps: float = DEFAULT_GUIDE_EPS,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The guided filter's (a, b) at full resolution `size` (height, width), with the 1/255
+    of a uint8 guide folded into `a`: alpha_full = a * gray_uint8 + b.
+
+    guide_low: float32 grey in [0, 1] at the working resolution (alpha is resized to it).
+    out: buffers to write into (two float32 arrays of `size`), else new ones.
+    """
+    if alpha.shape != guide_low.shape:
+        alpha = cv2.resize(alpha, guide_low.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    a, b = guided_filter_coefficients(guide_low, alpha, radius, eps)
+    height, width = size
+    a_full, b_full = out if out is not None else (None, None)
+    a_full = cv2.resize(
+        a * np.float32(1 / 255), (width, height), dst=a_full, interpolation=cv2.INTER_LINEAR
+    )
+    b_full = cv2.resize(b, (width, height), dst=b_full, interpolation=cv2.INTER_LINEAR)
+    return a_full, b_full
+
+
 def guided_upsample(
     alpha: np.ndarray,
     guide_low: np.ndarray,
@@ -79,16 +111,10 @@ def guided_upsample(
 ) -> np.ndarray:
     """Upsample alpha to gray_full's size, edge-aware (float32 HxW in [0, 1]).
 
-    guide_low: float32 grey in [0, 1] at the working resolution (alpha is resized to it);
-    gray_full: uint8 grey frame at full resolution (the 1/255 is folded into `a`, which saves
-    a full-resolution conversion pass).
+    guide_low: float32 grey in [0, 1] at the working resolution;
+    gray_full: uint8 grey frame at full resolution.
     """
-    if alpha.shape != guide_low.shape:
-        alpha = cv2.resize(alpha, guide_low.shape[::-1], interpolation=cv2.INTER_LINEAR)
-    a, b = guided_filter_coefficients(guide_low, alpha, radius, eps)
-    height, width = gray_full.shape
-    a = cv2.resize(a * np.float32(1 / 255), (width, height), interpolation=cv2.INTER_LINEAR)
-    b = cv2.resize(b, (width, height), interpolation=cv2.INTER_LINEAR)
+    a, b = upsampled_coefficients(alpha, guide_low, gray_full.shape, radius, eps)
     alpha_full = cv2.add(cv2.multiply(a, gray_full, dtype=cv2.CV_32F), b)
     return np.clip(alpha_full, 0.0, 1.0, out=alpha_full)
 
@@ -102,29 +128,13 @@ def invert_compositing(
     """J = (I - A alpha) / max(1 - alpha, t_min) at the frame's resolution, as uint8.
 
     frame: uint8 HxWx3; alpha: float32 HxW; colour: (3,) or hxwx3 (resized) in [0, 1].
-    Written as J = g I + c A with g = 1 / max(1 - alpha, t_min), c = -255 alpha g, one
-    channel at a time with OpenCV's saturating arithmetic: about 3x fewer full-resolution
-    passes than broadcasting three-channel float arrays in NumPy.
     """
-    height, width = frame.shape[:2]
-    transmission = np.maximum(np.float32(1.0) - alpha, np.float32(t_min))
-    gain = cv2.divide(np.float32(1.0), transmission)
-    offset = cv2.multiply(alpha, gain, scale=-255.0)
-    colour = np.asarray(colour, dtype=np.float32)
-    channels = []
-    for c, plane in enumerate(cv2.split(frame)):
-        if colour.ndim == 1:
-            weighted = offset * colour[c]
-        else:
-            colour_plane = np.ascontiguousarray(colour[:, :, c])
-            if colour_plane.shape != (height, width):
-                colour_plane = cv2.resize(
-                    colour_plane, (width, height), interpolation=cv2.INTER_LINEAR
-                )
-            weighted = cv2.multiply(offset, colour_plane)
-        scaled = cv2.multiply(plane, gain, dtype=cv2.CV_32F)
-        channels.append(cv2.add(scaled, weighted, dtype=cv2.CV_8U))
-    return cv2.merge(channels)
+    colour = _full_resolution_colour(colour, frame.shape[:2])
+    out = np.empty_like(frame)
+    for rows in row_strips(*frame.shape[:2]):
+        colour_rows = colour if colour.ndim == 1 else colour[:, rows]
+        _invert_rows(frame[rows], alpha[rows], colour_rows, t_min, out[rows])
+    return out
 
 
 def restore(
@@ -140,16 +150,157 @@ def restore(
 
     guide_low: the grey frame at the smoke layer's working resolution.
     strength scales the opacity (0 = untouched, 1 = full removal).
+    One frame on the calling thread; a stream of frames goes faster through a `Restorer`.
     """
-    if radius is None:
-        radius = guide_radius(*guide_low.shape)
-    alpha = layer.alpha if strength == 1.0 else layer.alpha * np.float32(strength)
-    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    alpha_full = guided_upsample(alpha, guide_low, gray, radius)
-    return invert_compositing(frame, alpha_full, layer.colour, t_min)
+    return Restorer(threads=1).restore(
+        frame, layer, guide_low, strength=strength, t_min=t_min, radius=radius
+    )
+
+
+class Restorer:
+    """`restore` for a stream of frames: the same output to the bit, faster.
+
+    Measured on 2 cores (benchmarks/results/restore_speed.md): new full-resolution arrays
+    on every frame cost thousands of page faults a call whenever the allocator had given
+    the memory back (15-17 ms instead of 5 at 720p), so every plane is kept between frames;
+    and the per-pixel passes run in strips of rows on a few threads (OpenCV releases the
+    GIL): 1.3x at 1080p, 1.5x at 4K over one thread. Not for use by two threads at once:
+    each processing thread owns its own.
+    """
+
+    def __init__(self, threads: int | None = None, strip_bytes: int = STRIP_BYTES) -> None:
+        self.threads = threads or default_threads()
+        self.strip_bytes = strip_bytes
+        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        self._planes: dict[str, np.ndarray] = {}
+
+    def restore(
+        self,
+        frame: np.ndarray,
+        layer: SmokeLayer,
+        guide_low: np.ndarray,
+        *,
+        strength: float = 1.0,
+        t_min: float = DEFAULT_T_MIN,
+        radius: int | None = None,
+    ) -> np.ndarray:
+        """As the module's `restore`; the result is a new array (callers may keep it)."""
+        if radius is None:
+            radius = guide_radius(*guide_low.shape)
+        alpha = layer.alpha if strength == 1.0 else layer.alpha * np.float32(strength)
+        size = frame.shape[:2]
+        coefficients = upsampled_coefficients(
+            alpha, guide_low, size, radius, out=(self._plane("a", size), self._plane("b", size))
+        )
+        colour = _full_resolution_colour(layer.colour, size, self._plane("colour", (3, *size)))
+        out = np.empty_like(frame)
+
+        def strip(rows: slice) -> None:
+            alpha_rows = _guided_alpha_rows(frame[rows], coefficients, rows)
+            colour_rows = colour if colour.ndim == 1 else colour[:, rows]
+            _invert_rows(frame[rows], alpha_rows, colour_rows, t_min, out[rows])
+
+        strips = row_strips(*size, self.strip_bytes)
+        if self._pool is None:
+            for rows in strips:
+                strip(rows)
+        else:
+            for done in [self._pool.submit(strip, rows) for rows in strips]:
+                done.result()
+        return out
+
+    def _plane(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        plane = self._planes.get(name)
+        if plane is None or plane.shape != shape:
+            plane = self._planes[name] = np.empty(shape, np.float32)
+        return plane
+
+
+def default_threads() -> int:
+    """Threads for the full-resolution passes: the cores, at most 8 (measured on 2)."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def row_strips(height: int, width: int, strip_bytes: int = STRIP_BYTES) -> list[slice]:
+    """Row ranges of about strip_bytes per float32 plane, the units of work for threads."""
+    rows = max(8, strip_bytes // (4 * width))
+    return [slice(top, min(top + rows, height)) for top in range(0, height, rows)]
 
 
 def composite(clear: np.ndarray, alpha: np.ndarray, colour: np.ndarray) -> np.ndarray:
     """I = J (1 - alpha) + A alpha, float32 in [0, 1] (the model that `restore` inverts)."""
     alpha3 = alpha[..., None] if alpha.ndim == clear.ndim - 1 else alpha
     return clear * (1.0 - alpha3) + np.asarray(colour, dtype=np.float32) * alpha3
+
+
+def _full_resolution_colour(
+    colour: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None
+) -> np.ndarray:
+    """A global (3,) colour as is; a colour map (hxwx3) as three planes at `size` (3xHxW)."""
+    colour = np.asarray(colour, dtype=np.float32)
+    if colour.ndim == 1:
+        return colour
+    height, width = size
+    planes = out if out is not None else np.empty((3, height, width), np.float32)
+    for c in range(3):
+        cv2.resize(
+            np.ascontiguousarray(colour[:, :, c]),
+            (width, height),
+            dst=planes[c],
+            interpolation=cv2.INTER_LINEAR,
+        )
+    return planes
+
+
+def _guided_alpha_rows(
+    frame_rows: np.ndarray, coefficients: tuple[np.ndarray, np.ndarray], rows: slice
+) -> np.ndarray:
+    """alpha = clip(a * grey + b) for some rows of the frame (per-thread scratch)."""
+    height, width = frame_rows.shape[:2]
+    gray = _scratch("gray", height, width, np.uint8)
+    cv2.cvtColor(frame_rows, cv2.COLOR_RGB2GRAY, dst=gray)
+    alpha = _scratch("alpha", height, width)
+    a, b = coefficients
+    cv2.multiply(a[rows], gray, dst=alpha, dtype=cv2.CV_32F)
+    cv2.add(alpha, b[rows], dst=alpha)
+    return np.clip(alpha, 0.0, 1.0, out=alpha)
+
+
+def _invert_rows(
+    frame: np.ndarray, alpha: np.ndarray, colour: np.ndarray, t_min: float, out: np.ndarray
+) -> None:
+    """J = g I + c A into `out`, with g = 1 / max(1 - alpha, t_min) and c = -255 alpha g,
+    one channel at a time with OpenCV's saturating arithmetic (3x fewer passes than
+    broadcasting three-channel float arrays in NumPy). colour: (3,) or 3xHxW."""
+    height, width = frame.shape[:2]
+    gain = _scratch("gain", height, width)
+    np.subtract(np.float32(1.0), alpha, out=gain)
+    np.maximum(gain, np.float32(t_min), out=gain)
+    cv2.divide(1.0, gain, dst=gain)
+    offset = _scratch("offset", height, width)
+    cv2.multiply(alpha, gain, dst=offset, scale=-255.0)
+    planes = cv2.split(frame, [_scratch(f"in{c}", height, width, np.uint8) for c in range(3)])
+    weighted = _scratch("weighted", height, width)
+    scaled = _scratch("scaled", height, width)
+    results = [_scratch(f"out{c}", height, width, np.uint8) for c in range(3)]
+    for c, plane in enumerate(planes):
+        if colour.ndim == 1:
+            np.multiply(offset, colour[c], out=weighted)
+        else:
+            cv2.multiply(offset, colour[c], dst=weighted)
+        cv2.multiply(plane, gain, dst=scaled, dtype=cv2.CV_32F)
+        cv2.add(scaled, weighted, dst=results[c], dtype=cv2.CV_8U)
+    cv2.merge(results, out)
+
+
+_thread_scratch = threading.local()
+
+
+def _scratch(name: str, height: int, width: int, dtype: type = np.float32) -> np.ndarray:
+    """A per-thread buffer of at least height x width, reused from call to call (new
+    arrays every frame cost page faults); a view of its first `height` rows."""
+    buffers = _thread_scratch.__dict__.setdefault("buffers", {})
+    buffer = buffers.get(name)
+    if buffer is None or buffer.shape[0] < height or buffer.shape[1] != width:
+        buffer = buffers[name] = np.empty((height, width), dtype)
+    return buffer[:height]

@@ -8,12 +8,14 @@ import pytest
 
 from engine.models.dcp import estimate_smoke_layer
 from engine.restore import (
+    Restorer,
     SmokeLayer,
     composite,
     guide_radius,
     guided_upsample,
     invert_compositing,
     restore,
+    row_strips,
     to_gray,
 )
 from tests.frames import smooth_alpha, textured_frame
@@ -91,3 +93,55 @@ def test_guide_radius_is_about_one_smoke_layer_cell() -> None:
     assert guide_radius(256, 456) == 4
     assert guide_radius(512, 512) == 8
     assert guide_radius(64, 64) == 2  # never below 2
+
+
+def _reference_restore(
+    frame: np.ndarray, layer: SmokeLayer, guide_low: np.ndarray, strength: float
+) -> np.ndarray:
+    """The maths in whole-frame float64, independent of the strips and scratch buffers."""
+    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    alpha = guided_upsample(layer.alpha * np.float32(strength), guide_low, gray, radius=4)
+    colour = layer.colour
+    if colour.ndim == 3:
+        colour = cv2.resize(colour, frame.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+    alpha = alpha[..., None].astype(np.float64)
+    clear = (frame / 255.0 - colour * alpha) / np.maximum(1 - alpha, 0.1)
+    return np.clip(clear * 255, 0, 255)
+
+
+def test_a_restorer_streams_frames_of_changing_size_like_the_maths() -> None:
+    """Scratch buffers are reused across frames, strips and threads: each result must still
+    be the whole-frame maths, and a result handed out must not change afterwards."""
+    rng = np.random.default_rng(11)
+    restorer = Restorer(threads=2, strip_bytes=4 * 200 * 9)  # strips of 9 rows at 200 wide
+    kept = []
+    for (height, width), map_colour, strength in [
+        ((123, 200), True, 1.0),
+        ((40, 64), False, 0.5),
+        ((123, 200), False, 1.0),
+        ((131, 77), True, 0.8),
+    ]:
+        frame = textured_frame(height, width, seed=height)
+        small = cv2.resize(frame, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+        cells = (height // 8, width // 8)
+        alpha = rng.random(cells, dtype=np.float32)
+        colour = rng.random((*cells, 3), np.float32) if map_colour else rng.random(3, np.float32)
+        layer = SmokeLayer(alpha, colour)
+        out = restorer.restore(frame, layer, to_gray(small), strength=strength, radius=4)
+        expected = _reference_restore(frame, layer, to_gray(small), strength)
+        assert np.abs(out - expected).max() <= 0.51
+        np.testing.assert_array_equal(
+            out, restore(frame, layer, to_gray(small), strength=strength, radius=4)
+        )
+        kept.append((out, out.copy()))
+    for out, copy in kept:
+        np.testing.assert_array_equal(out, copy)
+
+
+def test_row_strips_cover_every_row_once() -> None:
+    for height, width, strip_bytes in [(1080, 1920, 1 << 20), (7, 5, 1 << 20), (100, 10, 400)]:
+        strips = row_strips(height, width, strip_bytes)
+        rows = np.concatenate([np.arange(height)[s] for s in strips])
+        np.testing.assert_array_equal(rows, np.arange(height))
+    assert len(row_strips(100, 10, 400)) == 10  # 400 bytes: 10 rows of 10 floats
+    assert len(row_strips(100, 10, 40)) == 13  # never fewer than 8 rows a strip
