@@ -48,6 +48,8 @@ from training.evaluate import (  # noqa: E402
 from training.smoke import SmokeConfig  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "fast.toml"
+#: What the weights are is written by hand below this heading; --write keeps it.
+NOTES_HEADING = "## Notes"
 
 
 def variants(short_side: int) -> dict[str, SmokeConfig]:
@@ -83,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", action="append", required=True, help="fast model weights")
     parser.add_argument("--variants", nargs="+", default=None, help="default: all of them")
     parser.add_argument("--backend", default="onnxruntime")
-    parser.add_argument("--write", type=Path, help="also write the Markdown table here")
+    parser.add_argument(
+        "--write",
+        type=Path,
+        help=f"also write the Markdown table here (keeping the file's '{NOTES_HEADING}' section)",
+    )
     args = parser.parse_args(argv)
 
     frames = test_split_frames(load_config(CONFIG).data)
@@ -117,9 +123,18 @@ def main(argv: list[str] | None = None) -> int:
             print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     if args.write:
-        args.write.write_text(text)
+        args.write.write_text(text + kept_notes(args.write))
     print(text)
     return 0
+
+
+def kept_notes(results: Path) -> str:
+    """The hand-written notes section of an earlier results file ('' when there is none)."""
+    if not results.is_file():
+        return ""
+    text = results.read_text()
+    start = text.find(f"\n{NOTES_HEADING}\n")
+    return "" if start < 0 else text[start:]
 
 
 if __name__ == "__main__":
