@@ -338,7 +338,7 @@ def export_video(
     progress(frames_done, frames_expected) after each frame. The writer works on a temporary
     file: on any error, cancellation or Ctrl-C, nothing is left at `output_path`.
     """
-    from engine.video import FileSource, SideBySideWriter
+    from engine.video import FileSource, SideBySideWriter, WriterThread
 
     began = time.perf_counter()
     with FileSource(source_path) as source:
@@ -356,15 +356,15 @@ def export_video(
             audio_start=start,
             audio_end=end,
         )
-        with writer:
+        with WriterThread(writer) as encoder:  # encoding overlaps the next frames' desmoking
             for done, frame in enumerate(source.frames(start, end), start=1):
                 if should_stop is not None and should_stop():
                     raise ExportCancelled(f"export of {source_path} cancelled")
                 result = desmoker.process(frame.rgb)
-                writer.write(result.original, result.dark_channel, result.desmoked)
+                encoder.write(result.original, result.dark_channel, result.desmoked)
                 if progress is not None:
                     progress(done, max(expected, done))
-            if writer.frames_written == 0:
+            if encoder.frames_queued == 0:
                 raise ValueError(f"{source_path}: no decodable frame in the range asked for")
         return ExportReport(
             output=Path(output_path),

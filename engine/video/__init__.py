@@ -10,6 +10,7 @@ from engine.video.errors import VideoError, VideoOpenError, VideoWriteError
 from engine.video.file_source import FileSource, VideoFrame
 from engine.video.layout import LAYOUTS, compose_panes, composed_size
 from engine.video.writer import Mp4Writer, SideBySideWriter
+from engine.video.writer_thread import WriterThread
 
 __all__ = [
     "LAYOUTS",
@@ -22,6 +23,7 @@ __all__ = [
     "VideoFrame",
     "VideoOpenError",
     "VideoWriteError",
+    "WriterThread",
     "compose_panes",
     "composed_size",
     "list_capture_devices",

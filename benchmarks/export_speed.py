@@ -1,0 +1,115 @@
+"""Side-by-side export on the CPU: encoding on the desmoking thread (serial) vs on a
+thread of its own (engine.video.WriterThread, what `export_video` does), in one run.
+
+The clip is the shared 720p clear clip with synthesised smoke, upscaled to 1080p as in
+cpu_pipeline.py (a capture card's size); `fast` on onnxruntime, 3-up layout, libx264.
+Each variant runs four times, alternating; the median counts (this machine is shared).
+Results: benchmarks/results/export_speed.{md,json}.
+
+    DESMOKE_DATA=../shared/data python benchmarks/export_speed.py [--frames 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cpu_pipeline import upscaled  # noqa: E402
+
+from engine.pipeline import Desmoker, export_video  # noqa: E402
+from engine.video import FileSource, SideBySideWriter  # noqa: E402
+from training.smoke import synthesize_video  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ROUNDS = 4
+
+
+def export_serial(clip: Path, out: Path, desmoker: Desmoker, seconds: float) -> int:
+    """The export loop with every frame encoded before the next is desmoked."""
+    with FileSource(clip) as source:
+        with SideBySideWriter(
+            out, fps=source.fps, frame_size=(source.width, source.height), layout="3up"
+        ) as writer:
+            for frame in source.frames(0.0, seconds):
+                result = desmoker.process(frame.rgb)
+                writer.write(result.original, result.dark_channel, result.desmoked)
+        return writer.frames_written
+
+
+def export_threaded(clip: Path, out: Path, desmoker: Desmoker, seconds: float) -> int:
+    return export_video(clip, out, desmoker, layout="3up", end=seconds).frames
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=100)
+    args = parser.parse_args()
+    data = Path(os.environ.get("DESMOKE_DATA", Path(__file__).parents[2] / "shared" / "data"))
+    source = data / "clear" / "endo_720p.mp4"
+    if not source.is_file():
+        print(f"benchmark needs {source} (set DESMOKE_DATA)", file=sys.stderr)
+        return 1
+    variants = {"serial": export_serial, "writer thread": export_threaded}
+    runs: dict[str, list[float]] = {name: [] for name in variants}
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "smoky_720p.mp4"
+        synthesize_video(source, clip, seed=7)
+        clip = upscaled(clip, 1080, Path(tmp) / "smoky_1080p.mp4")
+        with FileSource(clip) as opened:
+            seconds = args.frames / opened.fps
+        desmoker = Desmoker("fast", "onnxruntime")
+        desmoker.process(FileSource(clip).read().rgb)  # warm-up outside the timing
+        for _ in range(ROUNDS):
+            for name, export in variants.items():
+                start = time.perf_counter()
+                frames = export(clip, Path(tmp) / "out.mp4", desmoker, seconds)
+                fps = frames / (time.perf_counter() - start)
+                runs[name].append(fps)
+                print(f"{name}: {frames} frames, {fps:.1f} fps", flush=True)
+    write_results(runs, args.frames)
+    return 0
+
+
+def write_results(runs: dict[str, list[float]], frames: int) -> None:
+    median = {name: statistics.median(values) for name, values in runs.items()}
+    cpu = platform.processor() or platform.machine()
+    record = {
+        "machine": f"{os.cpu_count()} CPU cores ({cpu}), {platform.system()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "frames": frames,
+        "fps_median": median,
+        "fps_runs": runs,
+        "speed_up": median["writer thread"] / median["serial"],
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "export_speed.json").write_text(json.dumps(record, indent=2) + "\n")
+    lines = [
+        "# Side-by-side export, 1080p in -> 5760x1080 3-up out (fast, onnxruntime, libx264)",
+        "",
+        f"Machine: {record['machine']}. Date: {record['date']}. {frames} frames, decode, "
+        f"desmoke and encode included; median of {ROUNDS} alternating runs per variant.",
+        "",
+        "| encoding | fps (median) | runs |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {median[name]:.1f} | {', '.join(f'{v:.1f}' for v in values)} |"
+            for name, values in runs.items()
+        ),
+        "",
+        f"Writer thread over serial: x{record['speed_up']:.2f}.",
+    ]
+    (RESULTS / "export_speed.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
