@@ -248,6 +248,13 @@ class MainWindow(QMainWindow):
                 lambda _c=False, k=kind: self.show_full_screen(k),
                 f"F{i + 8}",
             )
+        zoom = self.pane_area.zoom
+        view.addSeparator()
+        zoom_in = self._action(view, "Zoom &in", lambda: zoom.zoom_by(zoom.STEP))
+        # Ctrl++ needs Shift on many layouts: Ctrl+= is the same key without it.
+        zoom_in.setShortcuts([QKeySequence("Ctrl++"), QKeySequence("Ctrl+=")])
+        self._action(view, "Zoom &out", lambda: zoom.zoom_by(1 / zoom.STEP), "Ctrl+-")
+        self._action(view, "&Fit the frame (zoom 100%)", zoom.reset, "Ctrl+0")
         view.addSeparator()
         view.addAction(self.controls_dock.toggleViewAction())
         view.addAction(self.plots_dock.toggleViewAction())
@@ -354,6 +361,7 @@ class MainWindow(QMainWindow):
         self.transport.set_source(info.frame_count, info.fps, info.duration, info.seekable)
         self.timeline.reset(info.frame_count if info.seekable else None, info.fps)
         self.performance.clear()
+        self.pane_area.zoom.reset()  # another video: start from the whole frame
         name = "demo" if info.spec.kind == "demo" else Path(info.spec.path).name
         if info.spec.kind == "capture":
             name = f"live: {info.spec.path}"
@@ -498,7 +506,7 @@ class MainWindow(QMainWindow):
     def show_full_screen(self, kind: str) -> None:
         if self._full_screen is not None:
             self._full_screen.close()
-        pane = FullScreenPane(kind)
+        pane = FullScreenPane(kind, zoom=self.pane_area.zoom)
         pane.view.set_array(self._pane_array(kind))
         pane.closed.connect(self._full_screen_closed)
         for action in self.actions():  # playback shortcuts keep working there

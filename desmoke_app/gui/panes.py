@@ -1,5 +1,9 @@
 """Pane widgets: the three synchronised panes, the before/after split view, full-screen pane.
 
+Every view shares one ZoomState: the mouse wheel zooms about the cursor, a drag pans (in
+the split view, a right- or middle-button drag: the left button moves the divider), and
+all panes show the same part of the frame, so detail can be compared pane by pane.
+
 Panes paint a QImage that wraps the numpy array it was made from; the pane keeps that array
 alive (QImage does not own the buffer). Arrays come fresh from the processor and are never
 written again, so no copy is needed.
@@ -8,8 +12,17 @@ written again, so no copy is needed.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtCore import QObject, QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QColor,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPen,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import QHBoxLayout, QSplitter, QStackedWidget, QWidget
 
 PANES = ("original", "dark_channel", "desmoked")
@@ -41,19 +54,146 @@ def fit_rect(image_w: int, image_h: int, area: QRect) -> QRectF:
     return QRectF(area.x() + (area.width() - w) / 2, area.y() + (area.height() - h) / 2, w, h)
 
 
-class PaneView(QWidget):
-    """One image, aspect kept, black borders, a title; double-click asks for full screen."""
+class ZoomState(QObject):
+    """How far the views are zoomed in and where: shared by every pane, so they stay in step.
+
+    scale: 1 shows the whole frame fitted to the pane, up to MAX_SCALE; centre: the frame
+    point (x, y as fractions of its width and height) shown at the middle of the fitted
+    area, kept so that the frame always fills that area.
+    """
+
+    changed = Signal()
+    MAX_SCALE = 32.0
+    STEP = 1.25  # one wheel notch or one key press
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.scale = 1.0
+        self.centre = QPointF(0.5, 0.5)
+
+    def rect_in(self, fit: QRectF) -> QRectF:
+        """Where the whole (zoomed) frame lies, for a pane that fits it into `fit`."""
+        width, height = fit.width() * self.scale, fit.height() * self.scale
+        middle = fit.center()
+        return QRectF(
+            middle.x() - self.centre.x() * width,
+            middle.y() - self.centre.y() * height,
+            width,
+            height,
+        )
+
+    def zoom_about(self, factor: float, fit: QRectF, point: QPointF) -> None:
+        """Zoom by `factor`, keeping the frame point under `point` (pane coordinates) there."""
+        scale = min(self.MAX_SCALE, max(1.0, self.scale * factor))
+        before = self.rect_in(fit)
+        if scale == self.scale or before.width() <= 0 or before.height() <= 0:
+            return
+        u = (point.x() - before.x()) / before.width()
+        v = (point.y() - before.y()) / before.height()
+        width, height = fit.width() * scale, fit.height() * scale
+        middle = fit.center()
+        self.scale = scale
+        self._move_to(
+            (middle.x() - (point.x() - u * width)) / width,
+            (middle.y() - (point.y() - v * height)) / height,
+        )
+
+    def zoom_by(self, factor: float) -> None:
+        """Zoom about the middle of the view (keyboard)."""
+        self.zoom_about(factor, QRectF(0, 0, 1, 1), QPointF(0.5, 0.5))
+
+    def pan(self, fit: QRectF, delta: QPointF) -> None:
+        """Move the frame by `delta` pane pixels (a drag)."""
+        zoomed = self.rect_in(fit)
+        if zoomed.width() > 0 and zoomed.height() > 0:
+            self._move_to(
+                self.centre.x() - delta.x() / zoomed.width(),
+                self.centre.y() - delta.y() / zoomed.height(),
+            )
+
+    def reset(self) -> None:
+        if self.scale != 1.0 or self.centre != QPointF(0.5, 0.5):
+            self.scale, self.centre = 1.0, QPointF(0.5, 0.5)
+            self.changed.emit()
+
+    def _move_to(self, x: float, y: float) -> None:
+        margin = 0.5 / self.scale  # the frame's edge may reach the fitted area's, no further
+        self.centre = QPointF(min(1.0 - margin, max(margin, x)), min(1.0 - margin, max(margin, y)))
+        self.changed.emit()
+
+
+def draw_zoomed(painter: QPainter, image: QImage, fit: QRectF, zoom: ZoomState) -> None:
+    """The part of `image` that `zoom` shows, drawn into `fit` (the pane's fitted area);
+    pixels stay sharp squares from 3 screen pixels per frame pixel (for inspecting detail)."""
+    zoomed = zoom.rect_in(fit)
+    visible = zoomed.intersected(fit)
+    if visible.isEmpty():
+        return
+    sx, sy = image.width() / zoomed.width(), image.height() / zoomed.height()
+    source = QRectF(
+        (visible.x() - zoomed.x()) * sx,
+        (visible.y() - zoomed.y()) * sy,
+        visible.width() * sx,
+        visible.height() * sy,
+    )
+    painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, sx > 1 / 3)
+    painter.drawImage(visible, image, source)
+
+
+def zoom_caption(title: str, zoom: ZoomState) -> str:
+    return title if zoom.scale == 1.0 else f"{title} · {zoom.scale * 100:.0f}%"
+
+
+class _ZoomMouse:
+    """Wheel zoom and drag pan for a view with a `zoom` and a fitted area `_fit()`."""
+
+    zoom: ZoomState
+    pan_buttons: Qt.MouseButton
+    _last_drag: QPointF | None = None
+
+    def _fit(self) -> QRectF:
+        raise NotImplementedError
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 (Qt name)
+        notches = event.angleDelta().y() / 120
+        if notches:
+            self.zoom.zoom_about(ZoomState.STEP**notches, self._fit(), event.position())
+        event.accept()
+
+    def _start_pan(self, event: QMouseEvent) -> bool:
+        if event.button() & self.pan_buttons:
+            self._last_drag = event.position()
+            return True
+        return False
+
+    def _continue_pan(self, event: QMouseEvent) -> bool:
+        if self._last_drag is None or not event.buttons() & self.pan_buttons:
+            self._last_drag = None
+            return False
+        self.zoom.pan(self._fit(), event.position() - self._last_drag)
+        self._last_drag = event.position()
+        return True
+
+
+class PaneView(_ZoomMouse, QWidget):
+    """One image, aspect kept, black borders, a title; the wheel zooms and a drag pans
+    (shared `zoom`); double-click asks for full screen."""
 
     full_screen_requested = Signal(str)
+    pan_buttons = Qt.MouseButton.LeftButton | Qt.MouseButton.MiddleButton
 
-    def __init__(self, kind: str, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, kind: str, parent: QWidget | None = None, zoom: ZoomState | None = None
+    ) -> None:
         super().__init__(parent)
         self.kind = kind
         self.title = TITLES.get(kind, kind)
-        self.setToolTip(f"{TIPS.get(kind, '')} (double-click: full screen)")
+        self.setToolTip(f"{TIPS.get(kind, '')} (wheel: zoom, drag: pan, double-click: full screen)")
         self.setMinimumSize(120, 80)
         self._array: np.ndarray | None = None
         self._image: QImage | None = None
+        self.zoom = zoom or ZoomState(self)
+        self.zoom.changed.connect(self.update)
 
     def set_array(self, array: np.ndarray | None) -> None:
         self._array = None if array is None else np.ascontiguousarray(array)
@@ -64,15 +204,26 @@ class PaneView(QWidget):
         """The image this pane paints (what a test reads back)."""
         return self._array
 
+    def _fit(self) -> QRectF:
+        if self._image is None:
+            return QRectF(self.rect())
+        return fit_rect(self._image.width(), self._image.height(), self.rect())
+
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt name)
         painter = QPainter(self)
         painter.fillRect(self.rect(), QColor(16, 16, 16))
         if self._image is not None:
-            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-            target = fit_rect(self._image.width(), self._image.height(), self.rect())
-            painter.drawImage(target, self._image)
-        _draw_caption(painter, self.title, QPointF(8, 6))
+            draw_zoomed(painter, self._image, self._fit(), self.zoom)
+        _draw_caption(painter, zoom_caption(self.title, self.zoom), QPointF(8, 6))
         painter.end()
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if not self._start_pan(event):
+            super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if not self._continue_pan(event):
+            super().mouseMoveEvent(event)
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         self.full_screen_requested.emit(self.kind)
@@ -86,14 +237,19 @@ def _draw_caption(painter: QPainter, text: str, at: QPointF) -> None:
     painter.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
 
 
-class SplitView(QWidget):
-    """Original and desmoked in one pane, split by a divider the user drags."""
+class SplitView(_ZoomMouse, QWidget):
+    """Original and desmoked in one pane, split by a divider the user drags; the wheel
+    zooms and a right- or middle-button drag pans (shared `zoom`)."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    pan_buttons = Qt.MouseButton.RightButton | Qt.MouseButton.MiddleButton
+
+    def __init__(self, parent: QWidget | None = None, zoom: ZoomState | None = None) -> None:
         super().__init__(parent)
-        self.setToolTip("Drag to move the before/after divider")
+        self.setToolTip("Drag to move the before/after divider (wheel: zoom, right-drag: pan)")
         self.setMinimumSize(160, 100)
         self.setMouseTracking(False)
+        self.zoom = zoom or ZoomState(self)
+        self.zoom.changed.connect(self.update)
         self.divider = 0.5  # fraction of the image width
         self._before: np.ndarray | None = None
         self._after: np.ndarray | None = None
@@ -108,7 +264,7 @@ class SplitView(QWidget):
         self.divider = min(1.0, max(0.0, fraction))
         self.update()
 
-    def _target(self) -> QRectF:
+    def _fit(self) -> QRectF:
         if self._images is None:
             return QRectF(self.rect())
         image = self._images[0]
@@ -117,35 +273,38 @@ class SplitView(QWidget):
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
         painter = QPainter(self)
         painter.fillRect(self.rect(), QColor(16, 16, 16))
-        target = self._target()
+        target = self._fit()
         if self._images is not None:
-            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
             before, after = self._images
             split_x = target.x() + target.width() * self.divider
-            painter.drawImage(target, after)
+            draw_zoomed(painter, after, target, self.zoom)
             painter.save()
             painter.setClipRect(
                 QRectF(target.x(), target.y(), split_x - target.x(), target.height())
             )
-            painter.drawImage(target, before)
+            draw_zoomed(painter, before, target, self.zoom)
             painter.restore()
             painter.setPen(QPen(QColor(255, 255, 255), 2))
             painter.drawLine(QPointF(split_x, target.top()), QPointF(split_x, target.bottom()))
             _draw_caption(painter, "Original", QPointF(target.x() + 8, target.y() + 6))
-            caption_w = painter.fontMetrics().horizontalAdvance("Desmoked") + 16
-            _draw_caption(painter, "Desmoked", QPointF(target.right() - caption_w, target.y() + 6))
+            after_caption = zoom_caption("Desmoked", self.zoom)
+            caption_w = painter.fontMetrics().horizontalAdvance(after_caption) + 16
+            _draw_caption(
+                painter, after_caption, QPointF(target.right() - caption_w, target.y() + 6)
+            )
         painter.end()
 
     def _drag(self, event: QMouseEvent) -> None:
-        target = self._target()
+        target = self._fit()
         if target.width() > 0:
             self.set_divider((event.position().x() - target.x()) / target.width())
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        self._drag(event)
+        if not self._start_pan(event) and event.button() == Qt.MouseButton.LeftButton:
+            self._drag(event)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
-        if event.buttons() & Qt.MouseButton.LeftButton:
+        if not self._continue_pan(event) and event.buttons() & Qt.MouseButton.LeftButton:
             self._drag(event)
 
 
@@ -156,14 +315,15 @@ class PaneArea(QStackedWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.panes = {kind: PaneView(kind) for kind in PANES}
+        self.zoom = ZoomState(self)
+        self.panes = {kind: PaneView(kind, zoom=self.zoom) for kind in PANES}
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.setChildrenCollapsible(False)
         for pane in self.panes.values():
             splitter.addWidget(pane)
             pane.full_screen_requested.connect(self.full_screen_requested)
         self.splitter = splitter
-        self.split_view = SplitView()
+        self.split_view = SplitView(zoom=self.zoom)
         self.addWidget(splitter)
         self.addWidget(self.split_view)
 
@@ -186,11 +346,11 @@ class FullScreenPane(QWidget):
 
     closed = Signal()
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, zoom: ZoomState | None = None) -> None:
         super().__init__()
         self.kind = kind
         self.setWindowTitle(f"desmoke - {TITLES.get(kind, kind)}")
-        self.view = PaneView(kind, self)
+        self.view = PaneView(kind, self, zoom=zoom)
         self.view.full_screen_requested.connect(lambda _kind: self.close())
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
