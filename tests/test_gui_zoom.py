@@ -160,3 +160,36 @@ def test_the_window_zooms_from_the_keyboard_and_a_new_video_starts_unzoomed(
     window._full_screen.close()
     open_clip(qtbot, window, clip)
     qtbot.waitUntil(lambda: zoom.scale == 1.0)
+
+
+def test_pixel_at_maps_pane_points_to_frame_pixels() -> None:
+    zoom = ZoomState()
+    assert zoom.pixel_at(FIT, QPointF(FIT.left(), FIT.top()), (200, 100)) == (0, 0)
+    assert zoom.pixel_at(FIT, QPointF(FIT.right() - 0.01, FIT.bottom() - 0.01), (200, 100)) == (
+        199,
+        99,
+    )
+    assert zoom.pixel_at(FIT, QPointF(5, 5), (200, 100)) == (-1, -1)  # the black border
+    zoom.zoom_about(8.0, FIT, FIT.center())
+    assert zoom.pixel_at(FIT, FIT.center(), (200, 100)) == (100, 50)
+    assert zoom.pixel_at(FIT, QPointF(FIT.left(), FIT.center().y()), (200, 100))[0] > 85
+
+
+def test_hovering_shows_the_pixel_in_every_pane(qtbot, window, clip) -> None:
+    open_clip(qtbot, window, clip)
+    pane = window.panes["desmoked"]
+    result = window.current
+    height, width = result.original.shape[:2]
+    fit = fit_rect(width, height, pane.rect())
+    point = QPoint(round(fit.x() + fit.width() * 0.25), round(fit.y() + fit.height() * 0.5))
+    qtbot.mouseMove(pane, point)
+    qtbot.waitUntil(lambda: window.pixel_label.text() != "")
+    x, y = width // 4, height // 2
+    text = window.pixel_label.text()
+    assert text.startswith(f"x {x} y {y} ") or text.startswith(f"x {x - 1} y {y - 1} ")
+    px, py = (int(v) for v in text.split(" · ")[0].split()[1::2])
+    original = " ".join(str(v) for v in window.current.original[py, px])
+    assert f"original {original} ·" in text
+    assert f"dark {window.current.dark_channel[py, px]} ·" in text
+    window.pane_area.hovered.emit(-1, -1)  # what leaving the pane sends
+    assert window.pixel_label.text() == ""

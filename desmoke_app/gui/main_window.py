@@ -161,6 +161,14 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
+        self.pixel_label = QLabel()
+        self.pixel_label.setToolTip(
+            "The frame pixel under the mouse: its values in the original, the dark channel "
+            "and the desmoked frame (0-255)"
+        )
+        bar.addWidget(self.pixel_label)
+        self._hovered: tuple[int, int] | None = None
+        self.pane_area.hovered.connect(self._hover)
         self.status_labels = {}
         tips = {
             "source": "Current source",
@@ -446,6 +454,27 @@ class MainWindow(QMainWindow):
         self.timeline.set_position(result.time)
         latency_ms = (time.monotonic() - result.read_at) * 1000
         self.performance.add({**result.timings, "latency": latency_ms})
+        if self._hovered is not None:
+            self._show_pixel()
+
+    def _hover(self, x: int, y: int) -> None:
+        self._hovered = None if x < 0 else (x, y)
+        self._show_pixel()
+
+    def _show_pixel(self) -> None:
+        """The hovered pixel's values in the three panes, for checking detail and clipping."""
+        result, point = self.current, self._hovered
+        height, width = result.original.shape[:2] if result is not None else (0, 0)
+        if point is None or point[0] >= width or point[1] >= height:
+            self.pixel_label.clear()  # nothing hovered, or a frame of another size
+            return
+        x, y = point
+        original = " ".join(str(v) for v in result.original[y, x])
+        desmoked = " ".join(str(v) for v in result.desmoked[y, x])
+        self.pixel_label.setText(
+            f"x {x} y {y} · original {original} · dark {result.dark_channel[y, x]} "
+            f"· desmoked {desmoked}"
+        )
 
     def _pane_array(self, kind: str):
         return getattr(self.current, kind) if self.current is not None else None

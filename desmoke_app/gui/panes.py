@@ -82,6 +82,17 @@ class ZoomState(QObject):
             height,
         )
 
+    def pixel_at(self, fit: QRectF, point: QPointF, size: tuple[int, int]) -> tuple[int, int]:
+        """The frame pixel (x, y) of a `size` (width, height) frame shown at pane point
+        `point`, or (-1, -1) where the pane shows none."""
+        zoomed = self.rect_in(fit)
+        if not fit.contains(point) or zoomed.isEmpty():
+            return (-1, -1)
+        width, height = size
+        x = int((point.x() - zoomed.x()) / zoomed.width() * width)
+        y = int((point.y() - zoomed.y()) / zoomed.height() * height)
+        return (min(max(x, 0), width - 1), min(max(y, 0), height - 1))
+
     def zoom_about(self, factor: float, fit: QRectF, point: QPointF) -> None:
         """Zoom by `factor`, keeping the frame point under `point` (pane coordinates) there."""
         scale = min(self.MAX_SCALE, max(1.0, self.scale * factor))
@@ -145,7 +156,8 @@ def zoom_caption(title: str, zoom: ZoomState) -> str:
 
 
 class _ZoomMouse:
-    """Wheel zoom and drag pan for a view with a `zoom` and a fitted area `_fit()`."""
+    """Wheel zoom, drag pan and the hovered frame pixel for a view with a `zoom`, a fitted
+    area `_fit()`, the shown frame's `_frame_size()` and a `hovered` signal."""
 
     zoom: ZoomState
     pan_buttons: Qt.MouseButton
@@ -153,6 +165,19 @@ class _ZoomMouse:
 
     def _fit(self) -> QRectF:
         raise NotImplementedError
+
+    def _frame_size(self) -> tuple[int, int] | None:
+        raise NotImplementedError
+
+    def _report_hover(self, point: QPointF | None) -> None:
+        size = self._frame_size()
+        if point is None or size is None:
+            self.hovered.emit(-1, -1)
+        else:
+            self.hovered.emit(*self.zoom.pixel_at(self._fit(), point, size))
+
+    def leaveEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self._report_hover(None)
 
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 (Qt name)
         notches = event.angleDelta().y() / 120
@@ -167,6 +192,7 @@ class _ZoomMouse:
         return False
 
     def _continue_pan(self, event: QMouseEvent) -> bool:
+        self._report_hover(event.position())
         if self._last_drag is None or not event.buttons() & self.pan_buttons:
             self._last_drag = None
             return False
@@ -180,6 +206,7 @@ class PaneView(_ZoomMouse, QWidget):
     (shared `zoom`); double-click asks for full screen."""
 
     full_screen_requested = Signal(str)
+    hovered = Signal(int, int)  # the frame pixel under the mouse; (-1, -1): none
     pan_buttons = Qt.MouseButton.LeftButton | Qt.MouseButton.MiddleButton
 
     def __init__(
@@ -190,6 +217,7 @@ class PaneView(_ZoomMouse, QWidget):
         self.title = TITLES.get(kind, kind)
         self.setToolTip(f"{TIPS.get(kind, '')} (wheel: zoom, drag: pan, double-click: full screen)")
         self.setMinimumSize(120, 80)
+        self.setMouseTracking(True)  # hovering reports the pixel under the mouse
         self._array: np.ndarray | None = None
         self._image: QImage | None = None
         self.zoom = zoom or ZoomState(self)
@@ -208,6 +236,9 @@ class PaneView(_ZoomMouse, QWidget):
         if self._image is None:
             return QRectF(self.rect())
         return fit_rect(self._image.width(), self._image.height(), self.rect())
+
+    def _frame_size(self) -> tuple[int, int] | None:
+        return None if self._image is None else (self._image.width(), self._image.height())
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt name)
         painter = QPainter(self)
@@ -241,13 +272,14 @@ class SplitView(_ZoomMouse, QWidget):
     """Original and desmoked in one pane, split by a divider the user drags; the wheel
     zooms and a right- or middle-button drag pans (shared `zoom`)."""
 
+    hovered = Signal(int, int)  # the frame pixel under the mouse; (-1, -1): none
     pan_buttons = Qt.MouseButton.RightButton | Qt.MouseButton.MiddleButton
 
     def __init__(self, parent: QWidget | None = None, zoom: ZoomState | None = None) -> None:
         super().__init__(parent)
         self.setToolTip("Drag to move the before/after divider (wheel: zoom, right-drag: pan)")
         self.setMinimumSize(160, 100)
-        self.setMouseTracking(False)
+        self.setMouseTracking(True)  # hovering reports the pixel under the mouse
         self.zoom = zoom or ZoomState(self)
         self.zoom.changed.connect(self.update)
         self.divider = 0.5  # fraction of the image width
@@ -269,6 +301,9 @@ class SplitView(_ZoomMouse, QWidget):
             return QRectF(self.rect())
         image = self._images[0]
         return fit_rect(image.width(), image.height(), self.rect())
+
+    def _frame_size(self) -> tuple[int, int] | None:
+        return None if self._images is None else (self._images[0].width(), self._images[0].height())
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
         painter = QPainter(self)
@@ -312,6 +347,7 @@ class PaneArea(QStackedWidget):
     """Page 0: three panes in a resizable splitter; page 1: the split view."""
 
     full_screen_requested = Signal(str)
+    hovered = Signal(int, int)  # the frame pixel under the mouse in any view; (-1, -1): none
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -322,8 +358,10 @@ class PaneArea(QStackedWidget):
         for pane in self.panes.values():
             splitter.addWidget(pane)
             pane.full_screen_requested.connect(self.full_screen_requested)
+            pane.hovered.connect(self.hovered)
         self.splitter = splitter
         self.split_view = SplitView(zoom=self.zoom)
+        self.split_view.hovered.connect(self.hovered)
         self.addWidget(splitter)
         self.addWidget(self.split_view)
 
