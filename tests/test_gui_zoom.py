@@ -164,15 +164,17 @@ def test_the_window_zooms_from_the_keyboard_and_a_new_video_starts_unzoomed(
 
 def test_pixel_at_maps_pane_points_to_frame_pixels() -> None:
     zoom = ZoomState()
-    assert zoom.pixel_at(FIT, QPointF(FIT.left(), FIT.top()), (200, 100)) == (0, 0)
-    assert zoom.pixel_at(FIT, QPointF(FIT.right() - 0.01, FIT.bottom() - 0.01), (200, 100)) == (
+    assert zoom.pixel_at(FIT, FIT, QPointF(FIT.left(), FIT.top()), (200, 100)) == (0, 0)
+    assert zoom.pixel_at(
+        FIT, FIT, QPointF(FIT.right() - 0.01, FIT.bottom() - 0.01), (200, 100)
+    ) == (
         199,
         99,
     )
-    assert zoom.pixel_at(FIT, QPointF(5, 5), (200, 100)) == (-1, -1)  # the black border
+    assert zoom.pixel_at(FIT, FIT, QPointF(5, 5), (200, 100)) == (-1, -1)  # the black border
     zoom.zoom_about(8.0, FIT, FIT.center())
-    assert zoom.pixel_at(FIT, FIT.center(), (200, 100)) == (100, 50)
-    assert zoom.pixel_at(FIT, QPointF(FIT.left(), FIT.center().y()), (200, 100))[0] > 85
+    assert zoom.pixel_at(FIT, FIT, FIT.center(), (200, 100)) == (100, 50)
+    assert zoom.pixel_at(FIT, FIT, QPointF(FIT.left(), FIT.center().y()), (200, 100))[0] > 85
 
 
 def test_hovering_shows_the_pixel_in_every_pane(qtbot, window, clip) -> None:
@@ -193,3 +195,26 @@ def test_hovering_shows_the_pixel_in_every_pane(qtbot, window, clip) -> None:
     assert f"dark {window.current.dark_channel[py, px]} ·" in text
     window.pane_area.hovered.emit(-1, -1)  # what leaving the pane sends
     assert window.pixel_label.text() == ""
+
+
+def test_zoomed_in_the_frame_fills_the_pane_beyond_its_fitted_area() -> None:
+    area = QRectF(10, 0, 400, 400)  # a square pane: the 2:1 frame fits in a band (FIT)
+    zoom = ZoomState()
+    zoom.zoom_about(1.5, FIT, FIT.center(), area)  # 300 px high: still inside the pane
+    rect = zoom.rect_in(FIT, area)
+    assert rect.center().y() == pytest.approx(area.center().y())  # centred where smaller
+    zoom.zoom_about(4.0, FIT, QPointF(300, 60), area)  # 1200 px high: larger than the pane
+    rect = zoom.rect_in(FIT, area)
+    assert rect.top() <= area.top() and rect.bottom() >= area.bottom()
+    zoom.pan(FIT, QPointF(0, 10_000), area)
+    assert zoom.rect_in(FIT, area).top() == pytest.approx(area.top())
+
+
+def test_zooming_in_fills_the_panes_black_borders(area) -> None:
+    pane = area.panes["original"]
+    fit = fit_rect(256, 128, pane.rect())
+    top_middle = QPoint(round(fit.center().x()), 2)
+    assert fit.top() > 10  # the frame is a band with black borders above and below
+    assert column_at(pane, top_middle) < 20
+    wheel(pane, fit.center().toPoint(), notches=10)
+    assert column_at(pane, top_middle) > 100  # the frame's middle columns reach the top

@@ -59,7 +59,9 @@ class ZoomState(QObject):
 
     scale: 1 shows the whole frame fitted to the pane, up to MAX_SCALE; centre: the frame
     point (x, y as fractions of its width and height) shown at the middle of the fitted
-    area, kept so that the frame always fills that area.
+    area. A pane (`area`) is kept covered by the zoomed frame wherever the frame is larger
+    than it, and the frame is centred along a side where it is smaller, so zooming in
+    fills the pane's black borders too.
     """
 
     changed = Signal()
@@ -71,55 +73,62 @@ class ZoomState(QObject):
         self.scale = 1.0
         self.centre = QPointF(0.5, 0.5)
 
-    def rect_in(self, fit: QRectF) -> QRectF:
-        """Where the whole (zoomed) frame lies, for a pane that fits it into `fit`."""
+    def rect_in(self, fit: QRectF, area: QRectF | None = None) -> QRectF:
+        """Where the whole (zoomed) frame lies, for a pane `area` (default: `fit`) that fits
+        the unzoomed frame into `fit`."""
         width, height = fit.width() * self.scale, fit.height() * self.scale
         middle = fit.center()
-        return QRectF(
-            middle.x() - self.centre.x() * width,
-            middle.y() - self.centre.y() * height,
-            width,
-            height,
-        )
+        x = middle.x() - self.centre.x() * width
+        y = middle.y() - self.centre.y() * height
+        return _placed(x, y, width, height, area or fit)
 
-    def pixel_at(self, fit: QRectF, point: QPointF, size: tuple[int, int]) -> tuple[int, int]:
+    def pixel_at(
+        self, fit: QRectF, area: QRectF, point: QPointF, size: tuple[int, int]
+    ) -> tuple[int, int]:
         """The frame pixel (x, y) of a `size` (width, height) frame shown at pane point
         `point`, or (-1, -1) where the pane shows none."""
-        zoomed = self.rect_in(fit)
-        if not fit.contains(point) or zoomed.isEmpty():
+        zoomed = self.rect_in(fit, area)
+        if zoomed.isEmpty() or not zoomed.intersected(area).contains(point):
             return (-1, -1)
         width, height = size
         x = int((point.x() - zoomed.x()) / zoomed.width() * width)
         y = int((point.y() - zoomed.y()) / zoomed.height() * height)
         return (min(max(x, 0), width - 1), min(max(y, 0), height - 1))
 
-    def zoom_about(self, factor: float, fit: QRectF, point: QPointF) -> None:
-        """Zoom by `factor`, keeping the frame point under `point` (pane coordinates) there."""
+    def zoom_about(
+        self, factor: float, fit: QRectF, point: QPointF, area: QRectF | None = None
+    ) -> None:
+        """Zoom by `factor`, keeping the frame point under `point` (pane coordinates) there
+        as far as the pane stays covered."""
         scale = min(self.MAX_SCALE, max(1.0, self.scale * factor))
-        before = self.rect_in(fit)
-        if scale == self.scale or before.width() <= 0 or before.height() <= 0:
+        before = self.rect_in(fit, area)
+        if scale == self.scale or before.isEmpty():
             return
         u = (point.x() - before.x()) / before.width()
         v = (point.y() - before.y()) / before.height()
-        width, height = fit.width() * scale, fit.height() * scale
-        middle = fit.center()
         self.scale = scale
-        self._move_to(
-            (middle.x() - (point.x() - u * width)) / width,
-            (middle.y() - (point.y() - v * height)) / height,
+        width, height = fit.width() * scale, fit.height() * scale
+        self._show(
+            _placed(point.x() - u * width, point.y() - v * height, width, height, area or fit), fit
         )
 
     def zoom_by(self, factor: float) -> None:
         """Zoom about the middle of the view (keyboard)."""
         self.zoom_about(factor, QRectF(0, 0, 1, 1), QPointF(0.5, 0.5))
 
-    def pan(self, fit: QRectF, delta: QPointF) -> None:
+    def pan(self, fit: QRectF, delta: QPointF, area: QRectF | None = None) -> None:
         """Move the frame by `delta` pane pixels (a drag)."""
-        zoomed = self.rect_in(fit)
-        if zoomed.width() > 0 and zoomed.height() > 0:
-            self._move_to(
-                self.centre.x() - delta.x() / zoomed.width(),
-                self.centre.y() - delta.y() / zoomed.height(),
+        zoomed = self.rect_in(fit, area)
+        if not zoomed.isEmpty():
+            self._show(
+                _placed(
+                    zoomed.x() + delta.x(),
+                    zoomed.y() + delta.y(),
+                    zoomed.width(),
+                    zoomed.height(),
+                    area or fit,
+                ),
+                fit,
             )
 
     def reset(self) -> None:
@@ -127,19 +136,42 @@ class ZoomState(QObject):
             self.scale, self.centre = 1.0, QPointF(0.5, 0.5)
             self.changed.emit()
 
-    def _move_to(self, x: float, y: float) -> None:
-        margin = 0.5 / self.scale  # the frame's edge may reach the fitted area's, no further
-        self.centre = QPointF(min(1.0 - margin, max(margin, x)), min(1.0 - margin, max(margin, y)))
+    def _show(self, zoomed: QRectF, fit: QRectF) -> None:
+        """Keep the centre that puts the frame at `zoomed`."""
+        middle = fit.center()
+        self.centre = QPointF(
+            (middle.x() - zoomed.x()) / zoomed.width(), (middle.y() - zoomed.y()) / zoomed.height()
+        )
         self.changed.emit()
 
 
-def draw_zoomed(painter: QPainter, image: QImage, fit: QRectF, zoom: ZoomState) -> None:
-    """The part of `image` that `zoom` shows, drawn into `fit` (the pane's fitted area);
-    pixels stay sharp squares from 3 screen pixels per frame pixel (for inspecting detail)."""
-    zoomed = zoom.rect_in(fit)
-    visible = zoomed.intersected(fit)
+def _placed(x: float, y: float, width: float, height: float, area: QRectF) -> QRectF:
+    """The frame rectangle at (x, y), moved the least so that it covers `area` along a
+    side where it is larger than the area, and is centred in it where it is smaller."""
+    return QRectF(
+        _span_start(x, width, area.left(), area.width()),
+        _span_start(y, height, area.top(), area.height()),
+        width,
+        height,
+    )
+
+
+def _span_start(start: float, length: float, area_start: float, area_length: float) -> float:
+    if length <= area_length:
+        return area_start + (area_length - length) / 2
+    return min(area_start, max(area_start + area_length - length, start))
+
+
+def draw_zoomed(
+    painter: QPainter, image: QImage, fit: QRectF, area: QRectF, zoom: ZoomState
+) -> QRectF:
+    """The part of `image` that `zoom` shows in a pane `area` whose unzoomed frame fills
+    `fit`; frame pixels become sharp squares from 3 screen pixels each (for inspecting
+    detail). Returns where the image was drawn."""
+    zoomed = zoom.rect_in(fit, area)
+    visible = zoomed.intersected(area)
     if visible.isEmpty():
-        return
+        return visible
     sx, sy = image.width() / zoomed.width(), image.height() / zoomed.height()
     source = QRectF(
         (visible.x() - zoomed.x()) * sx,
@@ -149,6 +181,7 @@ def draw_zoomed(painter: QPainter, image: QImage, fit: QRectF, zoom: ZoomState) 
     )
     painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, sx > 1 / 3)
     painter.drawImage(visible, image, source)
+    return visible
 
 
 def zoom_caption(title: str, zoom: ZoomState) -> str:
@@ -174,7 +207,8 @@ class _ZoomMouse:
         if point is None or size is None:
             self.hovered.emit(-1, -1)
         else:
-            self.hovered.emit(*self.zoom.pixel_at(self._fit(), point, size))
+            area = QRectF(self.rect())
+            self.hovered.emit(*self.zoom.pixel_at(self._fit(), area, point, size))
 
     def leaveEvent(self, event) -> None:  # noqa: N802 (Qt name)
         self._report_hover(None)
@@ -182,7 +216,9 @@ class _ZoomMouse:
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 (Qt name)
         notches = event.angleDelta().y() / 120
         if notches:
-            self.zoom.zoom_about(ZoomState.STEP**notches, self._fit(), event.position())
+            self.zoom.zoom_about(
+                ZoomState.STEP**notches, self._fit(), event.position(), QRectF(self.rect())
+            )
         event.accept()
 
     def _start_pan(self, event: QMouseEvent) -> bool:
@@ -196,7 +232,7 @@ class _ZoomMouse:
         if self._last_drag is None or not event.buttons() & self.pan_buttons:
             self._last_drag = None
             return False
-        self.zoom.pan(self._fit(), event.position() - self._last_drag)
+        self.zoom.pan(self._fit(), event.position() - self._last_drag, QRectF(self.rect()))
         self._last_drag = event.position()
         return True
 
@@ -244,7 +280,7 @@ class PaneView(_ZoomMouse, QWidget):
         painter = QPainter(self)
         painter.fillRect(self.rect(), QColor(16, 16, 16))
         if self._image is not None:
-            draw_zoomed(painter, self._image, self._fit(), self.zoom)
+            draw_zoomed(painter, self._image, self._fit(), QRectF(self.rect()), self.zoom)
         _draw_caption(painter, zoom_caption(self.title, self.zoom), QPointF(8, 6))
         painter.end()
 
@@ -305,34 +341,35 @@ class SplitView(_ZoomMouse, QWidget):
     def _frame_size(self) -> tuple[int, int] | None:
         return None if self._images is None else (self._images[0].width(), self._images[0].height())
 
+    def _shown(self) -> QRectF:
+        """Where the image is on screen (zoomed, within the pane): the divider's span."""
+        area = QRectF(self.rect())
+        return self.zoom.rect_in(self._fit(), area).intersected(area)
+
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
         painter = QPainter(self)
         painter.fillRect(self.rect(), QColor(16, 16, 16))
-        target = self._fit()
         if self._images is not None:
             before, after = self._images
-            split_x = target.x() + target.width() * self.divider
-            draw_zoomed(painter, after, target, self.zoom)
+            fit, area, shown = self._fit(), QRectF(self.rect()), self._shown()
+            split_x = shown.x() + shown.width() * self.divider
+            draw_zoomed(painter, after, fit, area, self.zoom)
             painter.save()
-            painter.setClipRect(
-                QRectF(target.x(), target.y(), split_x - target.x(), target.height())
-            )
-            draw_zoomed(painter, before, target, self.zoom)
+            painter.setClipRect(QRectF(shown.x(), shown.y(), split_x - shown.x(), shown.height()))
+            draw_zoomed(painter, before, fit, area, self.zoom)
             painter.restore()
             painter.setPen(QPen(QColor(255, 255, 255), 2))
-            painter.drawLine(QPointF(split_x, target.top()), QPointF(split_x, target.bottom()))
-            _draw_caption(painter, "Original", QPointF(target.x() + 8, target.y() + 6))
+            painter.drawLine(QPointF(split_x, shown.top()), QPointF(split_x, shown.bottom()))
+            _draw_caption(painter, "Original", QPointF(shown.x() + 8, shown.y() + 6))
             after_caption = zoom_caption("Desmoked", self.zoom)
             caption_w = painter.fontMetrics().horizontalAdvance(after_caption) + 16
-            _draw_caption(
-                painter, after_caption, QPointF(target.right() - caption_w, target.y() + 6)
-            )
+            _draw_caption(painter, after_caption, QPointF(shown.right() - caption_w, shown.y() + 6))
         painter.end()
 
     def _drag(self, event: QMouseEvent) -> None:
-        target = self._fit()
-        if target.width() > 0:
-            self.set_divider((event.position().x() - target.x()) / target.width())
+        shown = self._shown()
+        if shown.width() > 0:
+            self.set_divider((event.position().x() - shown.x()) / shown.width())
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         if not self._start_pan(event) and event.button() == Qt.MouseButton.LeftButton:
