@@ -216,6 +216,8 @@ def test_live_lavfi_source(qtbot, window) -> None:
     assert not window.transport.slider.isEnabled()
     assert not window.export_action.isEnabled()
     assert "live" in window.status_labels["source"].text()
+    assert window.timeline.live  # the smoke level scrolls over the last minute
+    qtbot.waitUntil(lambda: len(window.timeline._live_levels) >= 10, timeout=WAIT_MS)
     window.pause()
     qtbot.waitUntil(lambda: not window.is_playing, timeout=WAIT_MS)
 

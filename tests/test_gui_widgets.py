@@ -195,6 +195,24 @@ def test_timeline_without_a_source_is_an_empty_axis_from_zero(qtbot) -> None:
     assert not timeline.isEnabled() and x_min == pytest.approx(0.0, abs=0.05)
 
 
+def test_a_live_timeline_scrolls_over_the_last_minute(qtbot) -> None:
+    from desmoke_app.gui.plots import LIVE_WINDOW_S, SmokeTimeline
+
+    timeline = SmokeTimeline()
+    qtbot.addWidget(timeline)
+    timeline.reset(None, 30.0, live=True)
+    assert not timeline.isEnabled() and not timeline.cursor.isVisible()
+    for index in range(90 * 30):  # a minute and a half at 30 fps
+        timeline.set_level(index, (index % 30) / 30, index / 30)
+    timeline.refresh()
+    x, y = timeline.curve.getData()
+    assert x[-1] == 0.0 and x[0] >= -LIVE_WINDOW_S and len(x) == pytest.approx(60 * 30, abs=2)
+    assert y[-1] == pytest.approx((90 * 30 - 1) % 30 / 30)
+    assert timeline.plot.getAxis("bottom").labelText == "seconds ago"
+    timeline.reset(250, 25.0)  # a file again: the whole of it, from 0 s
+    assert timeline.cursor.isVisible() and timeline.plot.getAxis("bottom").labelText == "time"
+
+
 def test_timeline_fills_in_and_a_click_seeks(qtbot, window, clip) -> None:
     open_clip(qtbot, window, clip)
     for index in (5, 6, 7):
@@ -295,6 +313,59 @@ def test_capture_dialog_offers_the_test_pattern(qtbot) -> None:
     spec = dialog.spec()
     assert (spec.kind, spec.format, spec.size, spec.fps) == ("capture", "lavfi", (640, 480), 25.0)
     assert spec.path.startswith("testsrc")
+    assert spec.pixel_format is None and not dialog.stream.isEnabled()  # nothing to choose
+
+
+def test_capture_dialog_asks_a_card_for_mjpeg(qtbot, monkeypatch) -> None:
+    import engine.video
+    from desmoke_app.gui.capture_dialog import CaptureDialog
+    from engine.video import CaptureDevice
+
+    card = CaptureDevice("USB3 capture", "/dev/video4", "v4l2", "USB3 capture (v4l2)")
+    monkeypatch.setattr(engine.video, "list_capture_devices", lambda: [card])
+    dialog = CaptureDialog()
+    qtbot.addWidget(dialog)
+    assert dialog.device.currentText() == card.description and dialog.stream.isEnabled()
+    dialog.size.setCurrentIndex(dialog.size.findText("1920x1080"))
+    dialog.fps.setCurrentIndex(dialog.fps.findData(60.0))
+    dialog.stream.setCurrentIndex(dialog.stream.findData("mjpeg"))
+    spec = dialog.spec()
+    assert (spec.path, spec.format, spec.size, spec.fps, spec.pixel_format) == (
+        "/dev/video4",
+        "v4l2",
+        (1920, 1080),
+        60.0,
+        "mjpeg",
+    )
+    dialog.device.setCurrentIndex(dialog.device.count() - 1)  # the test pattern
+    assert not dialog.stream.isEnabled() and dialog.spec().pixel_format is None
+
+
+def test_app_arguments_for_a_capture_mode(capsys) -> None:
+    from desmoke_app.gui.main import parse_args
+
+    args = parse_args(
+        [
+            "--capture",
+            "/dev/video4",
+            "--size",
+            "1920x1080",
+            "--fps",
+            "60",
+            "--pixel-format",
+            "mjpeg",
+        ]
+    )
+    assert (args.size, args.fps, args.pixel_format) == ((1920, 1080), 60.0, "mjpeg")
+    for bad, message in [
+        (["--capture", "/dev/video4", "--size", "big"], "expected WIDTHxHEIGHT"),
+        (["--capture", "/dev/video4", "--size", "0x1080"], "expected WIDTHxHEIGHT"),
+        (["--capture", "/dev/video4", "--fps", "0"], "--fps must be positive"),
+        (["clip.mp4", "--size", "1920x1080"], "apply to --capture"),
+    ]:
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+        assert message in capsys.readouterr().err
 
 
 def test_controls_take_a_weights_file(qtbot, monkeypatch, tmp_path) -> None:

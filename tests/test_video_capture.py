@@ -16,6 +16,8 @@ from engine.video import (
     list_capture_devices,
 )
 from engine.video.capture_source import (
+    _device_options,
+    _lavfi_graph,
     parse_avfoundation_list,
     parse_dshow_list,
     platform_format,
@@ -47,6 +49,31 @@ def test_size_fps_and_pixel_format_are_honoured():
     assert np.diff([f.time for f in frames]) == pytest.approx(1 / 15)
     rgb = frames[0].rgb
     assert np.array_equal(rgb[..., 0], rgb[..., 1])  # grey source, still RGB out
+
+
+def test_a_compressed_stream_is_asked_for_the_way_each_device_format_names_it():
+    """USB capture cards send 1080p at full rate only as MJPEG: v4l2 selects it with
+    input_format, dshow with vcodec (its pixel_format takes raw formats only)."""
+    v4l2 = _device_options("v4l2", (1920, 1080), 60, "mjpeg")
+    assert (v4l2["input_format"], v4l2["video_size"], v4l2["framerate"]) == (
+        "mjpeg",
+        "1920x1080",
+        "60",
+    )
+    dshow = _device_options("dshow", None, None, "mjpeg")
+    assert dshow["vcodec"] == "mjpeg" and "pixel_format" not in dshow
+    assert _device_options("dshow", None, None, "yuyv422")["pixel_format"] == "yuyv422"
+    assert _device_options("avfoundation", None, None, "nv12")["pixel_format"] == "nv12"
+    assert "format=" not in _lavfi_graph(TESTSRC, None, None, "mjpeg")  # generated: raw
+    with CaptureSource(TESTSRC, format="lavfi", pixel_format="mjpeg") as source:
+        assert source.read().rgb.shape == (240, 320, 3)
+
+
+def test_a_raw_yuyv_stream_arrives_as_rgb():
+    with CaptureSource(TESTSRC, format="lavfi", pixel_format="yuyv422") as source:
+        assert source.pixel_format == "yuyv422"
+        frame = source.read()
+    assert frame.rgb.shape == (240, 320, 3) and frame.rgb.std() > 20
 
 
 def test_frames_end_and_stream_end():

@@ -16,6 +16,11 @@ from desmoke_app.gui.workers import SourceSpec
 TEST_PATTERN = ("Test pattern (FFmpeg testsrc)", "testsrc=size=1280x720:rate=30", "lavfi")
 SIZES = (None, (640, 480), (1280, 720), (1920, 1080), (3840, 2160))
 RATES = (None, 25.0, 30.0, 50.0, 60.0)
+STREAMS = (
+    ("device default", None),
+    ("MJPEG (compressed: 1080p at full rate from USB capture cards)", "mjpeg"),
+    ("raw YUYV 4:2:2 (uncompressed)", "yuyv422"),
+)
 
 
 class CaptureDialog(QDialog):
@@ -41,8 +46,18 @@ class CaptureDialog(QDialog):
         self.fps = QComboBox()
         for rate in RATES:
             self.fps.addItem("device default" if rate is None else f"{rate:g} fps", rate)
+        self.stream = QComboBox()
+        for text, pixel_format in STREAMS:
+            self.stream.addItem(text, pixel_format)
+        self.stream.setToolTip(
+            "What the device sends: a USB capture card gives 1080p at 30 or 60 fps only as "
+            "MJPEG; raw frames save it the compression"
+        )
         form.addRow("Size", self.size)
         form.addRow("Frame rate", self.fps)
+        form.addRow("Stream", self.stream)
+        self.device.currentIndexChanged.connect(self._device_changed)
+        self._device_changed()
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel
         )
@@ -50,8 +65,22 @@ class CaptureDialog(QDialog):
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
 
+    def _device_changed(self) -> None:
+        _path, fmt = self.device.currentData()
+        generated = fmt == "lavfi"  # the test pattern has no stream to choose
+        self.stream.setEnabled(not generated)
+        if generated:
+            self.stream.setCurrentIndex(0)
+
     def spec(self) -> SourceSpec:
         path, fmt = self.device.currentData()
         size_text = self.size.currentData()
         size = tuple(int(v) for v in size_text.split("x")) if size_text else None
-        return SourceSpec("capture", path, format=fmt, size=size, fps=self.fps.currentData())
+        return SourceSpec(
+            "capture",
+            path,
+            format=fmt,
+            size=size,
+            fps=self.fps.currentData(),
+            pixel_format=self.stream.currentData(),
+        )

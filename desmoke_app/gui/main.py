@@ -18,6 +18,18 @@ def version() -> str:
         return "0.1.0"
 
 
+def frame_size(text: str) -> tuple[int, int]:
+    """'1920x1080' -> (1920, 1080), for argparse."""
+    width, _, height = text.lower().partition("x")
+    try:
+        size = (int(width), int(height))
+    except ValueError:
+        size = (0, 0)
+    if min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1920x1080, got {text!r}")
+    return size
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from engine.backends import BACKEND_NAMES
 
@@ -28,6 +40,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("file", nargs="?", help="video file to open (default: the built-in demo)")
     parser.add_argument("--capture", metavar="DEVICE", help="open a capture device instead")
     parser.add_argument("--format", help="capture format (v4l2, dshow, avfoundation, lavfi)")
+    parser.add_argument(
+        "--size", type=frame_size, metavar="WxH", help="capture size, e.g. 1920x1080"
+    )
+    parser.add_argument("--fps", type=float, help="capture frame rate")
+    parser.add_argument(
+        "--pixel-format",
+        metavar="FORMAT",
+        help="what the capture device sends: mjpeg (USB cards at 1080p), yuyv422, nv12, ...",
+    )
     parser.add_argument("--model", help="fast, paper, dcp or a .safetensors file")
     parser.add_argument("--backend", choices=BACKEND_NAMES, help="inference backend")
     parser.add_argument("--play", action="store_true", help="start playing a file at once")
@@ -38,7 +59,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--after", type=float, default=4.0, help="seconds before --screenshot")
     parser.add_argument("--version", action="version", version=f"desmoke-app {version()}")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.capture and (args.size or args.fps or args.pixel_format):
+        parser.error("--size, --fps and --pixel-format apply to --capture")
+    if args.fps is not None and args.fps <= 0:
+        parser.error(f"--fps must be positive, got {args.fps:g}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if overrides:
         window.set_processing(**overrides)
     if args.capture:
-        window.open_capture(args.capture, args.format)
+        window.open_capture(args.capture, args.format, args.size, args.fps, args.pixel_format)
     elif args.file:
         window.open_file(args.file, autoplay=args.play)
     else:

@@ -315,8 +315,10 @@ class MainWindow(QMainWindow):
         format: str | None = None,
         size: tuple[int, int] | None = None,
         fps: float | None = None,
+        pixel_format: str | None = None,
     ) -> None:
-        self.workers.reader.request_open(SourceSpec("capture", device, format, size, fps))
+        spec = SourceSpec("capture", device, format, size, fps, pixel_format=pixel_format)
+        self.workers.reader.request_open(spec)
 
     def open_demo(self, autoplay: bool = True) -> None:
         self.workers.reader.request_open(SourceSpec("demo", autoplay=autoplay))
@@ -367,7 +369,9 @@ class MainWindow(QMainWindow):
         self.timeline.set_selection(None, None)
         self.workers.processor.reset_counters()
         self.transport.set_source(info.frame_count, info.fps, info.duration, info.seekable)
-        self.timeline.reset(info.frame_count if info.seekable else None, info.fps)
+        self.timeline.reset(
+            info.frame_count if info.seekable else None, info.fps, live=info.is_live
+        )
         self.performance.clear()
         self.pane_area.zoom.reset()  # another video: start from the whole frame
         name = "demo" if info.spec.kind == "demo" else Path(info.spec.path).name
@@ -450,7 +454,7 @@ class MainWindow(QMainWindow):
         if self._full_screen is not None:
             self._full_screen.view.set_array(self._pane_array(self._full_screen.kind))
         self.transport.set_position(result.index, result.time)
-        self.timeline.set_level(result.index, result.smoke_level)
+        self.timeline.set_level(result.index, result.smoke_level, result.time)
         self.timeline.set_position(result.time)
         latency_ms = (time.monotonic() - result.read_at) * 1000
         self.performance.add({**result.timings, "latency": latency_ms})

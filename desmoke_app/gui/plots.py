@@ -1,5 +1,6 @@
 """Live plots (pyqtgraph): processing fps and per-stage latency over the last seconds, and
-the smoke-level timeline of the whole file (filled in as frames are seen; click to seek).
+the smoke-level timeline of the whole file (filled in as frames are seen; click to seek),
+or of the last minute for a live capture.
 
 Curves are redrawn on a timer (a few times a second), not per frame: replotting at video
 rate would cost the GUI thread more than painting the panes.
@@ -16,6 +17,8 @@ from PySide6.QtCore import QPointF, QTimer, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 WINDOW_S = 10.0
+#: A live capture's smoke timeline: the last minute, scrolling (a file's shows all of it).
+LIVE_WINDOW_S = 60.0
 REFRESH_MS = 250
 # "latency": from the frame decoded to it handed to the screen, waits included: the delay
 # the app adds to the surgeon's view (processing stages alone leave out the waits).
@@ -112,7 +115,8 @@ class PerformancePlot(QWidget):
 
 
 class SmokeTimeline(QWidget):
-    """Smoke level per frame over the whole file; a click seeks to that moment."""
+    """Smoke level per frame over the whole file; a click seeks to that moment. For a live
+    source (no frame count), the level over the last LIVE_WINDOW_S seconds, scrolling."""
 
     seek_requested = Signal(float)  # seconds
 
@@ -143,6 +147,8 @@ class SmokeTimeline(QWidget):
         self.plot.addItem(self.selection)
         self.levels = np.zeros(0, np.float64)
         self.fps = 25.0
+        self.live = False
+        self._live_levels: deque[tuple[float, float]] = deque()  # (time s, level)
         self._dirty = False
         self.plot_widget.scene().sigMouseClicked.connect(self._clicked)
         self._timer = QTimer(self)
@@ -151,19 +157,33 @@ class SmokeTimeline(QWidget):
         self._timer.start()
         self.reset(None, self.fps)  # no source yet: an empty axis from 0 s, disabled
 
-    def reset(self, frame_count: int | None, fps: float) -> None:
-        """A new source: an empty timeline of frame_count frames (None: live, disabled)."""
+    def reset(self, frame_count: int | None, fps: float, live: bool = False) -> None:
+        """A new source: an empty timeline of frame_count frames (None: no seeking); a live
+        one scrolls over the last minute instead."""
         self.fps = fps or 25.0
+        self.live = live
         self.levels = np.full(max(0, frame_count or 0), np.nan)
+        self._live_levels.clear()
         self.setEnabled(bool(frame_count))
-        duration = max(1, len(self.levels)) / self.fps
-        self.plot.setXRange(0, duration, padding=0.01)
+        self.cursor.setVisible(not live)
+        if live:
+            self.plot.setLabel("bottom", "seconds ago", units=None)
+            self.plot.setXRange(-LIVE_WINDOW_S, 0, padding=0.01)
+        else:
+            self.plot.setLabel("bottom", "time", units="s")
+            self.plot.setXRange(0, max(1, len(self.levels)) / self.fps, padding=0.01)
         self.cursor.setValue(0)
         self._dirty = True
         self.refresh()
 
-    def set_level(self, index: int, level: float) -> None:
-        if 0 <= index < len(self.levels):
+    def set_level(self, index: int, level: float, time_s: float | None = None) -> None:
+        """The smoke level of frame `index`, shown at `time_s` (seconds) for a live source."""
+        if self.live and time_s is not None:
+            self._live_levels.append((time_s, level))
+            while self._live_levels[0][0] < time_s - LIVE_WINDOW_S:
+                self._live_levels.popleft()
+            self._dirty = True
+        elif 0 <= index < len(self.levels):
             self.levels[index] = level
             self._dirty = True
 
@@ -183,6 +203,11 @@ class SmokeTimeline(QWidget):
         if not self._dirty:
             return
         self._dirty = False
+        if self.live:
+            samples = np.array(self._live_levels, np.float64).reshape(-1, 2)
+            x = samples[:, 0] - (samples[-1, 0] if len(samples) else 0.0)
+            self.curve.setData(x, samples[:, 1])
+            return
         x = np.arange(len(self.levels), dtype=np.float64) / self.fps
         self.curve.setData(x, self.levels, connect="finite")
 

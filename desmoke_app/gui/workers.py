@@ -68,7 +68,8 @@ class Latest:
 # -- what travels between the threads ------------------------------------------------------
 @dataclass
 class SourceSpec:
-    """What to open: kind "file" (path), "capture" (device path + format/size/fps), "demo"."""
+    """What to open: kind "file" (path), "capture" (device path + format, size, fps and
+    pixel format, each None for the device's default), "demo"."""
 
     kind: str
     path: str = ""
@@ -76,6 +77,7 @@ class SourceSpec:
     size: tuple[int, int] | None = None
     fps: float | None = None
     autoplay: bool = False
+    pixel_format: str | None = None
 
     @property
     def label(self) -> str:
@@ -153,7 +155,13 @@ def open_source(spec: SourceSpec):
     if spec.kind == "file":
         return FileSource(spec.path)
     if spec.kind == "capture":
-        return CaptureSource(spec.path, format=spec.format, size=spec.size, fps=spec.fps)
+        return CaptureSource(
+            spec.path,
+            format=spec.format,
+            size=spec.size,
+            fps=spec.fps,
+            pixel_format=spec.pixel_format,
+        )
     if spec.kind == "demo":
         from desmoke_app.gui.demo import DemoSource
 

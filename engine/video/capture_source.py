@@ -29,6 +29,10 @@ PIXEL_FORMAT_OPTION = {
     "dshow": "pixel_format",
     "avfoundation": "pixel_format",
 }
+#: Compressed streams a device may offer instead of raw pixels: USB capture cards send
+#: 1080p at full frame rate only as MJPEG (raw YUYV 4:2:2 does not fit USB 2.0 bandwidth).
+#: dshow selects them with vcodec, v4l2 with input_format like a pixel format.
+COMPRESSED_FORMATS = ("mjpeg",)
 
 
 @dataclass
@@ -133,7 +137,7 @@ def _lavfi_graph(graph: str, size, fps, pixel_format) -> str:
         graph += f",scale={int(size[0])}:{int(size[1])}"
     if fps:
         graph += f",fps={fps:g}"
-    if pixel_format:
+    if pixel_format and pixel_format not in COMPRESSED_FORMATS:  # generated frames are raw
         graph += f",format={pixel_format}"
     return graph
 
@@ -144,13 +148,18 @@ def _device_options(fmt: str, size, fps, pixel_format) -> dict[str, str]:
         options["video_size"] = f"{int(size[0])}x{int(size[1])}"
     if fps:
         options["framerate"] = f"{fps:g}"
-    if pixel_format:
+    if pixel_format in COMPRESSED_FORMATS and fmt == "dshow":
+        options["vcodec"] = pixel_format
+    elif pixel_format:
         options[PIXEL_FORMAT_OPTION.get(fmt, "pixel_format")] = pixel_format
     return options
 
 
 class CaptureSource:
     """Frames from a live device; same read()/frames()/close() as FileSource, is_live True.
+
+    size (width, height), fps and pixel_format ask the device for a mode; pixel_format is
+    a raw format ("yuyv422", "nv12") or a compressed stream ("mjpeg"); None: the default.
 
     `time` of a frame is seconds since the first frame (device timestamps where present,
     otherwise the wall clock). duration and frame_count are None: a live stream has none.
