@@ -316,15 +316,18 @@ def test_capture_dialog_offers_the_test_pattern(qtbot) -> None:
     assert spec.pixel_format is None and not dialog.stream.isEnabled()  # nothing to choose
 
 
-def test_capture_dialog_asks_a_card_for_mjpeg(qtbot, monkeypatch) -> None:
+def test_capture_dialog_asks_a_card_for_mjpeg_and_remembers(qtbot, monkeypatch, tmp_path) -> None:
     import engine.video
     from desmoke_app.gui.capture_dialog import CaptureDialog
     from engine.video import CaptureDevice
 
     card = CaptureDevice("USB3 capture", "/dev/video4", "v4l2", "USB3 capture (v4l2)")
-    monkeypatch.setattr(engine.video, "list_capture_devices", lambda: [card])
-    dialog = CaptureDialog()
+    camera = CaptureDevice("Webcam", "/dev/video0", "v4l2", "Webcam (v4l2)")
+    monkeypatch.setattr(engine.video, "list_capture_devices", lambda: [camera, card])
+    settings = make_settings(tmp_path)
+    dialog = CaptureDialog(settings=settings)
     qtbot.addWidget(dialog)
+    dialog.device.setCurrentIndex(1)
     assert dialog.device.currentText() == card.description and dialog.stream.isEnabled()
     dialog.size.setCurrentIndex(dialog.size.findText("1920x1080"))
     dialog.fps.setCurrentIndex(dialog.fps.findData(60.0))
@@ -337,8 +340,12 @@ def test_capture_dialog_asks_a_card_for_mjpeg(qtbot, monkeypatch) -> None:
         60.0,
         "mjpeg",
     )
-    dialog.device.setCurrentIndex(dialog.device.count() - 1)  # the test pattern
-    assert not dialog.stream.isEnabled() and dialog.spec().pixel_format is None
+    dialog.remember()
+    again = CaptureDialog(settings=settings)  # the next time: the same choices
+    qtbot.addWidget(again)
+    assert again.spec() == spec
+    again.device.setCurrentIndex(again.device.count() - 1)  # the test pattern
+    assert not again.stream.isEnabled() and again.spec().pixel_format is None
 
 
 def test_app_arguments_for_a_capture_mode(capsys) -> None:

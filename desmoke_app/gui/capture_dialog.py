@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desmoke_app.gui.settings import AppSettings
 from desmoke_app.gui.workers import SourceSpec
 
 TEST_PATTERN = ("Test pattern (FFmpeg testsrc)", "testsrc=size=1280x720:rate=30", "lavfi")
@@ -24,8 +25,11 @@ STREAMS = (
 
 
 class CaptureDialog(QDialog):
-    def __init__(self, parent: QWidget | None = None) -> None:
+    """Device, size, frame rate and stream; with `settings`, opens on the last choices."""
+
+    def __init__(self, parent: QWidget | None = None, settings: AppSettings | None = None) -> None:
         super().__init__(parent)
+        self.settings = settings
         self.setWindowTitle("Open capture device")
         from engine.video import list_capture_devices
 
@@ -57,6 +61,7 @@ class CaptureDialog(QDialog):
         form.addRow("Frame rate", self.fps)
         form.addRow("Stream", self.stream)
         self.device.currentIndexChanged.connect(self._device_changed)
+        self._select_remembered()
         self._device_changed()
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel
@@ -64,6 +69,27 @@ class CaptureDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
+
+    def _select_remembered(self) -> None:
+        if self.settings is None:
+            return
+        device = self.settings.value("capture/device", "")
+        for index in range(self.device.count()):
+            if self.device.itemData(index)[0] == device:
+                self.device.setCurrentIndex(index)
+        for combo, key in ((self.size, "size"), (self.fps, "fps"), (self.stream, "stream")):
+            remembered = self.settings.value(f"capture/{key}", "")
+            for index in range(combo.count()):
+                if str(combo.itemData(index) or "") == remembered:
+                    combo.setCurrentIndex(index)
+
+    def remember(self) -> None:
+        """Keep the choices for next time (after the dialog was accepted)."""
+        if self.settings is None:
+            return
+        self.settings.set_value("capture/device", self.device.currentData()[0])
+        for combo, key in ((self.size, "size"), (self.fps, "fps"), (self.stream, "stream")):
+            self.settings.set_value(f"capture/{key}", str(combo.currentData() or ""))
 
     def _device_changed(self) -> None:
         _path, fmt = self.device.currentData()

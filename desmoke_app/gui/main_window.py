@@ -333,8 +333,9 @@ class MainWindow(QMainWindow):
     def open_capture_dialog(self) -> None:
         from desmoke_app.gui.capture_dialog import CaptureDialog
 
-        dialog = CaptureDialog(self)
+        dialog = CaptureDialog(self, self.settings)
         if dialog.exec() == QDialog.DialogCode.Accepted:
+            dialog.remember()
             self.workers.reader.request_open(dialog.spec())
 
     def _fill_recent_menu(self) -> None:
