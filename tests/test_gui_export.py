@@ -10,7 +10,7 @@ import cv2
 import pytest
 from PySide6.QtCore import Qt
 
-from desmoke_app.gui.export_dialog import ExportDialog, default_output
+from desmoke_app.gui.export_dialog import ExportDialog, ExportProgress, default_output
 from desmoke_app.gui.export_worker import ExportRequest
 from engine.video import FileSource
 from tests.clips import make_index_clip, read_index
@@ -145,3 +145,15 @@ def test_snapshot_without_a_frame_is_an_error(qtbot, window, tmp_path) -> None:
     with pytest.raises(ValueError, match="no frame"):
         window.snapshot(tmp_path / "none.png")
     assert not (tmp_path / "none.png").exists()
+
+
+def test_export_progress_says_the_rate_and_the_time_left(qtbot) -> None:
+    progress = ExportProgress()
+    qtbot.addWidget(progress)
+    progress.begin("/videos/case 12_desmoked.mp4", now=100.0)
+    assert progress.label.text() == "Exporting case 12_desmoked.mp4"
+    progress.set_progress(50, 250, now=110.0)
+    assert progress.label.text() == "Exporting case 12_desmoked.mp4 · 5.0 fps · 0:40 left"
+    assert progress.bar.value() == 50
+    progress.set_progress(60, 90_000, now=112.0)
+    assert progress.label.text().endswith("· 5.0 fps · 4:59:48 left")

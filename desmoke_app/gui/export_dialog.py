@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from PySide6.QtCore import Signal
@@ -163,23 +164,40 @@ class ExportProgress(QWidget):
         self.cancel.setText("Cancel")
         self.cancel.setToolTip("Stop the export; the partial file is removed")
         self.cancel.clicked.connect(self.cancel_requested)
+        self._name, self._started = "", 0.0
         row.addWidget(self.label)
         row.addWidget(self.bar)
         row.addWidget(self.cancel)
         self.hide()
 
-    def begin(self, output: str) -> None:
-        self.label.setText(f"Exporting {Path(output).name}")
+    def begin(self, output: str, now: float | None = None) -> None:
+        self._name = Path(output).name
+        self._started = time.monotonic() if now is None else now
+        self.label.setText(f"Exporting {self._name}")
         self.bar.setRange(0, 0)  # busy until the first progress report
         self.cancel.setEnabled(True)
         self.show()
 
-    def set_progress(self, done: int, expected: int) -> None:
+    def set_progress(self, done: int, expected: int, now: float | None = None) -> None:
+        """Frames done of expected; the label adds the rate and the time left at that rate."""
         self.bar.setRange(0, max(1, expected))
         self.bar.setValue(min(done, expected))
+        elapsed = (time.monotonic() if now is None else now) - self._started
+        if done > 0 and elapsed > 0:
+            fps = done / elapsed
+            left = max(0, expected - done) / fps
+            self.label.setText(f"Exporting {self._name} · {fps:.1f} fps · {_minutes(left)} left")
 
     def end(self) -> None:
         self.hide()
+
+
+def _minutes(seconds: float) -> str:
+    """1:05 (m:ss), or 1:02:05 from an hour."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def with_mp4_suffix(path: str) -> str:
