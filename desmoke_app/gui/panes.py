@@ -80,7 +80,7 @@ class ZoomState(QObject):
         middle = fit.center()
         x = middle.x() - self.centre.x() * width
         y = middle.y() - self.centre.y() * height
-        return _placed(x, y, width, height, area or fit)
+        return _placed(x, y, width, height, fit if area is None else area)
 
     def pixel_at(
         self, fit: QRectF, area: QRectF, point: QPointF, size: tuple[int, int]
@@ -101,6 +101,7 @@ class ZoomState(QObject):
         """Zoom by `factor`, keeping the frame point under `point` (pane coordinates) there
         as far as the pane stays covered."""
         scale = min(self.MAX_SCALE, max(1.0, self.scale * factor))
+        area = fit if area is None else area
         before = self.rect_in(fit, area)
         if scale == self.scale or before.isEmpty():
             return
@@ -108,9 +109,7 @@ class ZoomState(QObject):
         v = (point.y() - before.y()) / before.height()
         self.scale = scale
         width, height = fit.width() * scale, fit.height() * scale
-        self._show(
-            _placed(point.x() - u * width, point.y() - v * height, width, height, area or fit), fit
-        )
+        self._show(_placed(point.x() - u * width, point.y() - v * height, width, height, area), fit)
 
     def zoom_by(self, factor: float) -> None:
         """Zoom about the middle of the view (keyboard)."""
@@ -118,6 +117,7 @@ class ZoomState(QObject):
 
     def pan(self, fit: QRectF, delta: QPointF, area: QRectF | None = None) -> None:
         """Move the frame by `delta` pane pixels (a drag)."""
+        area = fit if area is None else area
         zoomed = self.rect_in(fit, area)
         if not zoomed.isEmpty():
             self._show(
@@ -126,7 +126,7 @@ class ZoomState(QObject):
                     zoomed.y() + delta.y(),
                     zoomed.width(),
                     zoomed.height(),
-                    area or fit,
+                    area,
                 ),
                 fit,
             )
