@@ -332,13 +332,16 @@ def export_video(
     end: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    crf: int | None = None,
 ) -> ExportReport:
-    """Desmoke [start, end) of a video file into a side-by-side MP4 (audio copied).
+    """Desmoke [start, end) of a video file into a side-by-side MP4 (audio copied);
+    crf: H.264 quality (default engine.video.writer.DEFAULT_CRF; lower is better).
 
     progress(frames_done, frames_expected) after each frame. The writer works on a temporary
     file: on any error, cancellation or Ctrl-C, nothing is left at `output_path`.
     """
     from engine.video import FileSource, SideBySideWriter, WriterThread
+    from engine.video.writer import DEFAULT_CRF
 
     began = time.perf_counter()
     with FileSource(source_path) as source:
@@ -355,6 +358,7 @@ def export_video(
             source=source_path,
             audio_start=start,
             audio_end=end,
+            crf=DEFAULT_CRF if crf is None else crf,
         )
         with WriterThread(writer) as encoder:  # encoding overlaps the next frames' desmoking
             for done, frame in enumerate(source.frames(start, end), start=1):

@@ -6,8 +6,10 @@ import av
 import pytest
 
 from desmoke_app.cli import main
+from engine.video import Mp4Writer
 from tests.backend_failures import lost_device
 from tests.clips import make_index_clip
+from tests.frames import textured_frame
 
 
 def test_info_lists_backends_and_model(capsys) -> None:
@@ -74,6 +76,19 @@ def test_export_never_writes_over_its_source(tmp_path, monkeypatch, capsys) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
+def test_export_quality_reaches_the_encoder(tmp_path, capsys) -> None:
+    clip = tmp_path / "clip.mp4"
+    with Mp4Writer(clip, fps=12, size=(160, 96), crf=0) as writer:  # fine texture to keep
+        for seed in range(12):
+            writer.write_image(textured_frame(96, 160, seed=seed))
+    sizes = {}
+    for crf in (8, 40):
+        out = tmp_path / f"crf{crf}.mp4"
+        assert main(["export", str(clip), "-o", str(out), "--model", "dcp", "--crf", str(crf)]) == 0
+        sizes[crf] = out.stat().st_size
+    assert sizes[8] > 2 * sizes[40], sizes  # lower crf: more detail kept, a larger file
+
+
 def test_inputs_that_would_share_an_output_are_refused(tmp_path, capsys) -> None:
     """a.mp4 and a.avi both make a_desmoked.mp4: the second would replace the first."""
     for name in ("a.mp4", "sub/a.mp4"):
@@ -93,6 +108,7 @@ def test_inputs_that_would_share_an_output_are_refused(tmp_path, capsys) -> None
         (["export", "missing.mp4", "--model", "dcp"], "missing.mp4"),
         (["export", "x.mp4", "--model", "nope"], "unknown model"),
         (["export", "x.mp4", "--model", "dcp", "--start", "3", "--end", "1"], "--end"),
+        (["export", "x.mp4", "--model", "dcp", "--crf", "60"], "--crf must be 0-51"),
     ],
 )
 def test_export_errors_are_one_line(argv, message, tmp_path, monkeypatch, capsys) -> None:

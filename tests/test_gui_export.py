@@ -118,6 +118,15 @@ def test_export_dialog_builds_the_request(qtbot, clip, tmp_path) -> None:
     dialog.whole.setChecked(True)
     assert dialog.validate() == ""
     assert dialog.request(DCP).end is None
+    assert dialog.request(DCP).crf == 20  # the default quality
+    dialog.quality.setCurrentIndex(dialog.quality.findData(16))
+    assert dialog.request(DCP).crf == 16
+
+
+def test_export_dialog_keeps_a_quality_set_elsewhere(qtbot, clip) -> None:
+    dialog = ExportDialog(str(clip), 1.92, crf=23)
+    qtbot.addWidget(dialog)
+    assert dialog.quality.currentText() == "crf 23" and dialog.request(DCP).crf == 23
 
 
 def test_export_needs_a_file_source(qtbot, window) -> None:

@@ -272,6 +272,13 @@ def test_closing_without_frames_saves_nothing(tmp_path):
     assert_nothing_left(tmp_path)
 
 
+def test_quality_out_of_range_is_refused(tmp_path):
+    for crf in (-1, 52):
+        with pytest.raises(ValueError, match="crf"):
+            Mp4Writer(tmp_path / "out.mp4", fps=25, size=(64, 48), crf=crf)
+    assert_nothing_left(tmp_path)
+
+
 def test_wrong_frame_size_is_refused(tmp_path):
     with SideBySideWriter(tmp_path / "out.mp4", fps=25, frame_size=(64, 48)) as writer:
         writer.write(*panes(0))

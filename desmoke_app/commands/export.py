@@ -12,6 +12,7 @@ from engine.backends import BackendUnavailable
 from engine.models import WeightsError
 from engine.video.errors import VideoError
 from engine.video.layout import LAYOUTS
+from engine.video.writer import MAX_CRF
 
 
 def add_parser(subparsers) -> None:
@@ -30,6 +31,14 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--labels", action="store_true", help="label the panes")
     parser.add_argument("--start", type=float, default=0.0, metavar="S", help="start (s)")
     parser.add_argument("--end", type=float, default=None, metavar="S", help="end (s)")
+    parser.add_argument(
+        "--crf",
+        type=int,
+        default=None,
+        metavar="N",
+        help="H.264 quality, 0-51: lower is better and larger (default 20; about 18 looks "
+        "lossless)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -50,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"{args.output}: with several inputs, -o must be a folder")
     if args.start < 0 or (args.end is not None and args.end <= args.start):
         return fail("--end must be after --start, and --start not negative")
+    if args.crf is not None and not 0 <= args.crf <= MAX_CRF:
+        return fail(f"--crf must be 0-{MAX_CRF} (lower is better), got {args.crf}")
     targets = [output_for(source, args.output, several) for source in args.inputs]
     clash = _first_clash(args.inputs, targets)
     if clash:
@@ -95,6 +106,7 @@ def export_one(source: Path, target: Path, desmoker, args, export_video) -> bool
             start=args.start,
             end=args.end,
             progress=progress,
+            crf=args.crf,
         )
     except (VideoError, ValueError) as exc:
         fail(str(exc))

@@ -1,4 +1,4 @@
-"""Export dialog (output, range, layout, labels) and the progress bar with cancel."""
+"""Export dialog (output, range, layout, labels, quality) and the progress bar with cancel."""
 
 from __future__ import annotations
 
@@ -26,7 +26,14 @@ from PySide6.QtWidgets import (
 
 from desmoke_app.gui.export_worker import ExportRequest
 from engine.video import LAYOUTS
-from engine.video.writer import MP4_SUFFIXES
+from engine.video.writer import DEFAULT_CRF, MP4_SUFFIXES
+
+#: Export qualities offered (H.264 crf): viewing, then material to be measured or shown.
+QUALITIES = (
+    ("standard (crf 20)", DEFAULT_CRF),
+    ("high (crf 16)", 16),
+    ("near-lossless (crf 10, large files)", 10),
+)
 
 LAYOUT_NAMES = {
     "3up": "Original | dark channel | desmoked",
@@ -51,6 +58,7 @@ class ExportDialog(QDialog):
         layout: str = "3up",
         labels: bool = True,
         parent: QWidget | None = None,
+        crf: int = DEFAULT_CRF,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export side-by-side video")
@@ -92,6 +100,18 @@ class ExportDialog(QDialog):
         self.labels = QCheckBox("Label the panes")
         self.labels.setChecked(labels)
         form.addRow("", self.labels)
+        self.quality = QComboBox()
+        for text, value in QUALITIES:
+            self.quality.addItem(text, value)
+        known = self.quality.findData(crf)
+        if known < 0:  # a value set elsewhere (the CLI's --crf is free): offer it as is
+            self.quality.addItem(f"crf {crf}", crf)
+            known = self.quality.count() - 1
+        self.quality.setCurrentIndex(known)
+        self.quality.setToolTip(
+            "H.264 constant rate factor: lower keeps more detail in a larger file"
+        )
+        form.addRow("Quality", self.quality)
         self.error = QLabel()
         self.error.setStyleSheet("color: #e05050")
         form.addRow(self.error)
@@ -144,6 +164,7 @@ class ExportDialog(QDialog):
             layout=self.layout_box.currentData(),
             labels=self.labels.isChecked(),
             settings=dict(settings),
+            crf=self.quality.currentData(),
         )
 
 

@@ -30,6 +30,7 @@ class ExportRequest:
     layout: str = "3up"
     labels: bool = True
     settings: dict[str, Any] = field(default_factory=dict)
+    crf: int | None = None  # H.264 quality; None: the writer's default
 
 
 class ExportWorker(QObject):
@@ -71,6 +72,7 @@ class ExportWorker(QObject):
                 end=request.end,
                 progress=self._progress,
                 should_stop=self._stop.is_set,
+                crf=request.crf,
             )
         except ExportCancelled:
             self.cancelled.emit()

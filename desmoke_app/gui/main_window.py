@@ -45,6 +45,7 @@ from desmoke_app.gui.workers import (
     SourceSpec,
     WorkerThreads,
 )
+from engine.video.writer import DEFAULT_CRF
 
 log = logging.getLogger(__name__)
 
@@ -619,11 +620,13 @@ class MainWindow(QMainWindow):
             self.settings.value("export/layout", "3up"),
             self.settings.flag("export/labels", True),
             self,
+            crf=self.settings.value("export/crf", DEFAULT_CRF),
         )
         if dialog.exec() == QDialog.DialogCode.Accepted:
             request = dialog.request(self.controls.settings())
             self.settings.set_value("export/layout", request.layout)
             self.settings.set_value("export/labels", request.labels)
+            self.settings.set_value("export/crf", request.crf)
             self.start_export(request)
 
     def start_export(self, request: ExportRequest) -> ExportJob:
