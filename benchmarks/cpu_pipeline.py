@@ -22,15 +22,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from footage import clear_clip, smoky_clip  # noqa: E402
+
 from engine.models import build_network, default_config, save_weights  # noqa: E402
 from engine.pipeline import Desmoker, shipped_weights  # noqa: E402
-from engine.video import FileSource, Mp4Writer  # noqa: E402
-from training.smoke import synthesize_video  # noqa: E402
+from engine.video import FileSource  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STAGES = ("preprocess", "network", "restore", "mask", "total")
@@ -53,17 +53,6 @@ def decode_only_fps(clip: Path, frames: int) -> float:
                 break
             count += 1
     return count / (time.perf_counter() - start)
-
-
-def upscaled(clip: Path, height: int, out: Path) -> Path:
-    """The clip resized to `height` (aspect kept, even width), re-encoded at high quality."""
-    with FileSource(clip) as source:
-        width = round(source.width * height / source.height / 2) * 2
-        with Mp4Writer(out, fps=source.rate, size=(width, height), crf=16) as writer:
-            for frame in source.frames():
-                resized = cv2.resize(frame.rgb, (width, height), interpolation=cv2.INTER_CUBIC)
-                writer.write_image(resized)
-    return out
 
 
 def weights_for(model: str, folder: Path) -> tuple[Path | None, str]:
@@ -105,16 +94,11 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--height", type=int, default=None, help="upscale the clip first")
     args = parser.parse_args()
-    data = Path(os.environ.get("DESMOKE_DATA", Path(__file__).parents[2] / "shared" / "data"))
-    source = data / "clear" / "endo_720p.mp4"
-    if not source.is_file():
-        print(f"benchmark needs {source} (set DESMOKE_DATA)", file=sys.stderr)
+    source = clear_clip()
+    if source is None:
         return 1
     with tempfile.TemporaryDirectory() as tmp:
-        clip = Path(tmp) / "smoky_720p.mp4"
-        synthesize_video(source, clip, seed=7)
-        if args.height:
-            clip = upscaled(clip, args.height, Path(tmp) / f"smoky_{args.height}p.mp4")
+        clip = smoky_clip(source, Path(tmp), args.height)
         with FileSource(clip) as opened:
             size = (opened.width, opened.height)
         decode_fps = decode_only_fps(clip, args.frames)

@@ -24,11 +24,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cpu_pipeline import upscaled  # noqa: E402
+from footage import clear_clip, smoky_clip  # noqa: E402
 
 from engine.pipeline import Desmoker, export_video  # noqa: E402
 from engine.video import FileSource, SideBySideWriter  # noqa: E402
-from training.smoke import synthesize_video  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROUNDS = 4
@@ -54,17 +53,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100)
     args = parser.parse_args()
-    data = Path(os.environ.get("DESMOKE_DATA", Path(__file__).parents[2] / "shared" / "data"))
-    source = data / "clear" / "endo_720p.mp4"
-    if not source.is_file():
-        print(f"benchmark needs {source} (set DESMOKE_DATA)", file=sys.stderr)
+    source = clear_clip()
+    if source is None:
         return 1
     variants = {"serial": export_serial, "writer thread": export_threaded}
     runs: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
-        clip = Path(tmp) / "smoky_720p.mp4"
-        synthesize_video(source, clip, seed=7)
-        clip = upscaled(clip, 1080, Path(tmp) / "smoky_1080p.mp4")
+        clip = smoky_clip(source, Path(tmp), 1080)
         with FileSource(clip) as opened:
             seconds = args.frames / opened.fps
         desmoker = Desmoker("fast", "onnxruntime")

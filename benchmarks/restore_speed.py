@@ -28,6 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from footage import clear_clip  # noqa: E402
+
 from engine.restore import (  # noqa: E402
     Restorer,
     SmokeLayer,
@@ -102,10 +104,8 @@ def inputs(frame: np.ndarray, height: int) -> tuple[np.ndarray, SmokeLayer, np.n
 
 
 def main() -> int:
-    data = Path(os.environ.get("DESMOKE_DATA", Path(__file__).parents[2] / "shared" / "data"))
-    clip = data / "clear" / "endo_720p.mp4"
-    if not clip.is_file():
-        print(f"benchmark needs {clip} (set DESMOKE_DATA)", file=sys.stderr)
+    clip = clear_clip()
+    if clip is None:
         return 1
     with FileSource(clip) as source:
         frame = source.read().rgb

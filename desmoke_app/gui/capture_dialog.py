@@ -77,7 +77,7 @@ class CaptureDialog(QDialog):
         for index in range(self.device.count()):
             if self.device.itemData(index)[0] == device:
                 self.device.setCurrentIndex(index)
-        for combo, key in ((self.size, "size"), (self.fps, "fps"), (self.stream, "stream")):
+        for key, combo in self._choices().items():
             remembered = self.settings.value(f"capture/{key}", "")
             for index in range(combo.count()):
                 if str(combo.itemData(index) or "") == remembered:
@@ -88,8 +88,12 @@ class CaptureDialog(QDialog):
         if self.settings is None:
             return
         self.settings.set_value("capture/device", self.device.currentData()[0])
-        for combo, key in ((self.size, "size"), (self.fps, "fps"), (self.stream, "stream")):
+        for key, combo in self._choices().items():
             self.settings.set_value(f"capture/{key}", str(combo.currentData() or ""))
+
+    def _choices(self) -> dict[str, QComboBox]:
+        """The remembered combo boxes besides the device, by settings key."""
+        return {"size": self.size, "fps": self.fps, "stream": self.stream}
 
     def _device_changed(self) -> None:
         _path, fmt = self.device.currentData()
