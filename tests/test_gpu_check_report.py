@@ -98,3 +98,35 @@ def test_report_carries_the_figures_issue_4_asks_for(gpu_check, tmp_path: Path) 
     assert "# GPU check: NVIDIA H100 80GB HBM3" in text
     assert "| 1080p | 256x448 |" in text and "fast 1080p >= 240 fps -> 300" in text
     assert "TensorRT: absent" in text and "dark_mask_rows+cols" in text
+
+
+def test_a_failed_phase_is_reported_and_the_rest_kept(gpu_check, tmp_path: Path) -> None:
+    phases = gpu_check.Phases()
+    assert phases.run("works", lambda x: x + 1, 1) == 2
+    assert phases.run("breaks", lambda: 1 / 0) is None
+    assert list(phases.errors) == ["breaks"] and "ZeroDivisionError" in phases.errors["breaks"]
+    env = {
+        "gpu": "Some GPU",
+        "compute_capability": [9, 0],
+        "driver": "d",
+        "nvrtc": "n",
+        "torch": "t",
+        "kernels": "k",
+    }
+    measured = {"timings": {"720p": stage_timings(500)}, "bandwidth": None, "paper": None}
+    e2e = {
+        "app": {
+            "backend": "torch-cuda",
+            "fps_1080p": 200.0,
+            "notice": "",
+            "vs_cpu": [{"frame": "f", "mean_abs": 0.1, "max_abs": 3, "mask_identical": True}],
+        }
+    }
+    report = gpu_check.assemble_report(
+        env, "w", [], gpu_check.Errors(), e2e, None, measured, phases
+    )
+    assert report["fast_1080p_fps"] is None and report["paper_256_fps"] is None
+    gpu_check.write_report(report, tmp_path)
+    text = (tmp_path / "gpu_some-gpu.md").read_text()
+    assert "| 720p | 256x448 |" in text and "fast 1080p >= 240 fps -> not measured" in text
+    assert "- breaks: ZeroDivisionError" in text and "torch-cuda, 200 fps" in text
