@@ -245,7 +245,7 @@ def check_pre(module, name: str, frame: np.ndarray, errors: Errors, half: bool) 
     # Exact area averages rounded once; cv2 rounds a float sum, so exact ties (a half-
     # integer average, common at scales like 9/8) may land either way: 1 level, <= 1%.
     errors.add(
-        f"resize_to_input ({suffix}, levels)",
+        f"network input RGB ({suffix}, levels)",
         name,
         levels_error(np.rint(got[:3].transpose(1, 2, 0) * 255), np.rint(small * 255)),
         1,
@@ -490,6 +490,13 @@ def stage_timings(path: FramePath, frame: np.ndarray, runs: int) -> dict[str, fl
                 samples.setdefault(stage, []).append(ms)
     stats = {stage: statistics.median(values) for stage, values in samples.items()}
     stats["fps"] = fps(lambda: path.process(frame, **options), runs)  # graph replay
+    # Where a replayed frame's time goes: host copies in and out of pinned memory, the
+    # transfers, the graph on the GPU.
+    replays = [path.process(frame, **options).timings for _ in range(runs)]
+    stats["graph"] = {
+        stage: statistics.median(t[stage] for t in replays)
+        for stage in ("host_in", "upload", "gpu", "download", "host_out", "total")
+    }
     stats["working_shape"] = f"{work_h}x{work_w}"
     return stats
 
@@ -559,7 +566,7 @@ def pre_bandwidth(module) -> dict[str, float]:
     flush_ms = timed_graph(lambda: flush.fill_(1))
     # The mask passes' segment lengths are a speed knob: sweep a few, keep the best.
     sweep = {}
-    for segments in ((K.ROW_SEGMENT, K.COL_SEGMENT), (16, 8), (64, 32), (63, 63), (8, 4)):
+    for segments in ((K.ROW_SEGMENT, K.COL_SEGMENT), (32, 16), (16, 8), (16, 4), (8, 4)):
         sweep[f"{segments[0]}/{segments[1]}"] = (
             timed_graph(lambda s=segments: (flush.fill_(1), pre(s))) - flush_ms
         )
@@ -749,6 +756,21 @@ def speed_lines(report: dict[str, Any]) -> list[str]:
             "Stage times are medians in ms of eager runs with CUDA events (the fps column "
             "replays the CUDA graph, wall clock, host copies included).",
         ]
+        if all("graph" in t for t in report["timings"].values()):
+            lines += [
+                "",
+                "Replaying the CUDA graph, medians in ms (host_in: frame into pinned memory; "
+                "host_out: results out of it into fresh arrays; total: wall clock):",
+                "",
+                "| resolution | host_in | upload | gpu | download | host_out | total |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for res, t in report["timings"].items():
+                g = t["graph"]
+                lines.append(
+                    f"| {res} | {g['host_in']:.3f} | {g['upload']:.3f} | {g['gpu']:.3f} | "
+                    f"{g['download']:.3f} | {g['host_out']:.3f} | {g['total']:.3f} |"
+                )
     bw = report.get("bandwidth")
     if bw:
         lines += [

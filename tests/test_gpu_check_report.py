@@ -55,7 +55,8 @@ def test_bandwidth_is_bytes_over_time_against_the_copies(gpu_check) -> None:
 def stage_timings(fps: float) -> dict:
     """What stage_timings returns on a GPU: FramePath.process(profile=True)'s stages."""
     stages = dict(upload=0.2, gpu=1.0, download=0.3, preprocess=0.1, network=0.7, restore=0.2)
-    return {**stages, "total": 1.6, "fps": fps, "working_shape": "256x448"}
+    graph = dict(host_in=0.4, upload=0.2, gpu=0.3, download=0.3, host_out=0.5, total=1.8)
+    return {**stages, "total": 1.6, "fps": fps, "working_shape": "256x448", "graph": graph}
 
 
 def test_report_carries_the_figures_issue_4_asks_for(gpu_check, tmp_path: Path) -> None:
@@ -97,6 +98,7 @@ def test_report_carries_the_figures_issue_4_asks_for(gpu_check, tmp_path: Path) 
     text = (tmp_path / "gpu_nvidia-h100-80gb-hbm3.md").read_text()
     assert "# GPU check: NVIDIA H100 80GB HBM3" in text
     assert "| 1080p | 256x448 |" in text and "fast 1080p >= 240 fps -> 300" in text
+    assert "| 1080p | 0.400 | 0.200 | 0.300 | 0.300 | 0.500 | 1.800 |" in text
     assert "TensorRT: absent" in text and "dark_mask_rows+cols" in text
 
 

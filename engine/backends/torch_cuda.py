@@ -297,8 +297,9 @@ class FramePath:
         profile: bool = False,
     ) -> FrameOutputs:
         """One uint8 HxWx3 RGB frame through the GPU path (synchronous). Timings (ms):
-        upload, gpu, download (+ preprocess, network, restore with `profile`, which runs
-        eagerly instead of replaying the CUDA graph) and total (host wall clock)."""
+        host_in (frame into pinned memory), upload, gpu, download (+ preprocess, network,
+        restore with `profile`, which runs eagerly instead of replaying the CUDA graph),
+        host_out (results out of pinned memory) and total (host wall clock)."""
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"expected a uint8 HxWx3 frame, got {frame.dtype} {frame.shape}")
         height, width = frame.shape[:2]
@@ -317,13 +318,16 @@ class FramePath:
         b = self._buffers[key]
         host = b.host_out if self.cuda else b.out
         desmoked, mask, level = b.views(host)
+        copied = time.perf_counter()
         result = FrameOutputs(
             dark_channel=mask.numpy().copy(),
             desmoked=desmoked.numpy().copy(),
             smoke_level=float(level.item()),
             timings=timings,
         )
-        result.timings["total"] = (time.perf_counter() - started) * 1000
+        done = time.perf_counter()
+        result.timings["host_out"] = (done - copied) * 1000
+        result.timings["total"] = (done - started) * 1000
         return result
 
     def _process(
@@ -344,7 +348,9 @@ class FramePath:
         self, b: _Buffers, key: tuple, frame: np.ndarray, strength: float, profile: bool
     ) -> dict[str, float]:
         events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+        began = time.perf_counter()
         b.host_frame.numpy()[...] = frame  # into pinned memory: a true async upload
+        host_in = (time.perf_counter() - began) * 1000
         events[0].record()
         b.frame.copy_(b.host_frame, non_blocking=True)
         b.strength.fill_(strength)
@@ -355,6 +361,7 @@ class FramePath:
         events[3].record()
         events[3].synchronize()
         return {
+            "host_in": host_in,
             "upload": events[0].elapsed_time(events[1]),
             "gpu": events[1].elapsed_time(events[2]),
             "download": events[2].elapsed_time(events[3]),

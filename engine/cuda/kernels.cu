@@ -225,12 +225,13 @@ extern "C" __global__ void dark_channel_small(void* planes, int half, int stride
     const int tid = threadIdx.y * bw + threadIdx.x, threads = bw * bh;
     const int x0 = blockIdx.x * bw - radius, y0 = blockIdx.y * bh - radius;
 
-    for (int i = tid; i < tile_h * tile_w; i += threads) {
-        int gx = clampi(x0 + i % tile_w, 0, w - 1);
-        int gy = clampi(y0 + i / tile_w, 0, h - 1);
-        long long at = (long long)gy * stride_y + (long long)gx * stride_x;
-        float m = fminf(load_value(planes, half, at), load_value(planes, half, at + stride_c));
-        channel_min[i] = fminf(m, load_value(planes, half, at + 2LL * stride_c));
+    for (int yy = threadIdx.y; yy < tile_h; yy += bh) {  // a row of threads a tile row
+        const long long row = (long long)clampi(y0 + yy, 0, h - 1) * stride_y;
+        for (int xx = threadIdx.x; xx < tile_w; xx += bw) {
+            long long at = row + (long long)clampi(x0 + xx, 0, w - 1) * stride_x;
+            float m = fminf(load_value(planes, half, at), load_value(planes, half, at + stride_c));
+            channel_min[yy * tile_w + xx] = fminf(m, load_value(planes, half, at + 2LL * stride_c));
+        }
     }
     __syncthreads();
     for (int i = tid; i < tile_h * bw; i += threads) {
@@ -277,11 +278,15 @@ extern "C" __global__ void dark_mask_rows(const u8* frame, int frame_pitch, int 
     const int tid = threadIdx.x;
     const int x0 = blockIdx.x * strip, y0 = blockIdx.y * rows;
 
-    for (int i = tid; i < rows * span; i += blockDim.x) {
-        int gy = imin(y0 + i / span, h - 1);
-        int gx = clampi(x0 - radius + i % span, 0, w - 1);
-        const u8* p = frame + (long long)gy * frame_pitch + 3 * gx;
-        in[i] = (u8)umin(umin(p[0], p[1]), p[2]);
+    // Rows a group of up to 32 threads (neighbours read neighbouring pixels): no division
+    // a pixel, which made this loop the kernel's largest cost.
+    const int lanes = imin(32, blockDim.x), groups = blockDim.x / lanes;
+    for (int yy = tid / lanes; yy < rows && tid < groups * lanes; yy += groups) {
+        const u8* row = frame + (long long)imin(y0 + yy, h - 1) * frame_pitch;
+        for (int xx = tid % lanes; xx < span; xx += lanes) {
+            const u8* p = row + 3 * clampi(x0 - radius + xx, 0, w - 1);
+            in[yy * span + xx] = (u8)umin(umin(p[0], p[1]), p[2]);
+        }
     }
     __syncthreads();
     if (tid < rows * segments) {

@@ -92,9 +92,11 @@ def small_dark_geometry(radius: int) -> tuple[tuple[int, int, int], int]:
 
 #: Segment lengths (outputs a thread) of the mask's row and column passes; a segment of
 #: `len` costs win + len - 1 loads, shorter ones give more threads. Tunable on a GPU
-#: (benchmarks/gpu_check.py sweeps them); any value gives the same result.
-ROW_SEGMENT = 32
-COL_SEGMENT = 16
+#: (benchmarks/gpu_check.py sweeps them; 8/8 was the fastest of five on an H200 at 1080p:
+#: all pre-kernels 39.5 us, against 42.1 for 16/8 and 52.5 for 32/16); any value gives the
+#: same result.
+ROW_SEGMENT = 8
+COL_SEGMENT = 8
 
 
 def mask_rows_geometry(radius: int, segment: int = ROW_SEGMENT) -> tuple[int, int, int, int]:
