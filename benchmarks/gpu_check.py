@@ -425,6 +425,29 @@ def app_path(weights: Path, frames) -> dict[str, Any]:
     return result
 
 
+def out_of_memory(weights: Path) -> dict[str, Any]:
+    """Bad input on the device: a 4K frame with almost no GPU memory left. The pipeline
+    must say so, move the work to the CPU and still return the frame desmoked."""
+    desmoker = Desmoker(str(weights), "torch-cuda")
+    frame = random_frame(2160, 3840, np.random.default_rng(3))
+    torch.cuda.empty_cache()
+    free, _ = torch.cuda.mem_get_info()
+    hog = torch.empty(max(0, free - (48 << 20)), dtype=torch.uint8, device="cuda")
+    try:
+        result = desmoker.process(frame)
+    finally:
+        del hog
+        torch.cuda.empty_cache()
+    expected = Desmoker(str(weights), "torch").process(frame)
+    diff = np.abs(result.desmoked.astype(int) - expected.desmoked)
+    return {
+        "notice": desmoker.notice,
+        "backend_after": desmoker.backend_name,
+        "mean_abs_vs_cpu": float(diff.mean()),
+        "max_abs_vs_cpu": int(diff.max()),
+    }
+
+
 # -- 4. TensorRT ----------------------------------------------------------------------
 def tensorrt_check(weights: Path, frames, folder: Path) -> dict[str, Any] | None:
     try:
@@ -731,6 +754,15 @@ def end_to_end_lines(e2e: dict[str, Any]) -> list[str]:
                 for d in app["vs_cpu"]
             ),
         ]
+    oom = e2e.get("out_of_memory")
+    if oom:
+        lines += [
+            "",
+            f'Out of GPU memory at 4K (48 MB left): the pipeline says "{oom["notice"]}", '
+            f"goes on with backend {oom['backend_after']}, and returns the frame "
+            f"desmoked (against the CPU pipeline: mean {oom['mean_abs_vs_cpu']:.3f}, "
+            f"max {oom['max_abs_vs_cpu']} levels).",
+        ]
     return lines
 
 
@@ -899,6 +931,7 @@ def run_check(args: argparse.Namespace) -> int:
             return 1 if errors.failures or phases.errors else 0
         real = [f for f in frames if not f[0].startswith("random")] or frames
         e2e["app"] = phases.run("app pipeline (backend auto)", app_path, weights, real[:4])
+        e2e["out_of_memory"] = phases.run("out of GPU memory at 4K", out_of_memory, weights)
         trt = phases.run("TensorRT", tensorrt_check, weights, frames, Path(scratch))
         measured = phases.run("speed", speed, module, weights, frames[0][1], phases) or {}
     report = assemble_report(env, weights_note, frames, errors, e2e, trt, measured, phases)

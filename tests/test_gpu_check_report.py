@@ -122,7 +122,13 @@ def test_a_failed_phase_is_reported_and_the_rest_kept(gpu_check, tmp_path: Path)
             "fps_1080p": 200.0,
             "notice": "",
             "vs_cpu": [{"frame": "f", "mean_abs": 0.1, "max_abs": 3, "mask_identical": True}],
-        }
+        },
+        "out_of_memory": {
+            "notice": "GPU frame path off (out of GPU memory for 3840x2160 frames)",
+            "backend_after": "torch",
+            "mean_abs_vs_cpu": 0.0,
+            "max_abs_vs_cpu": 0,
+        },
     }
     report = gpu_check.assemble_report(
         env, "w", [], gpu_check.Errors(), e2e, None, measured, phases
@@ -132,3 +138,4 @@ def test_a_failed_phase_is_reported_and_the_rest_kept(gpu_check, tmp_path: Path)
     text = (tmp_path / "gpu_some-gpu.md").read_text()
     assert "| 720p | 256x448 |" in text and "fast 1080p >= 240 fps -> not measured" in text
     assert "- breaks: ZeroDivisionError" in text and "torch-cuda, 200 fps" in text
+    assert "out of GPU memory for 3840x2160 frames" in text and "backend torch" in text
