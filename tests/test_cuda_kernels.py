@@ -324,6 +324,21 @@ def test_restore_kernel_matches_engine_restore(emulated, global_colour, strength
     np.testing.assert_array_equal(composite[:, width : 2 * width], np.repeat(mask[..., None], 3, 2))
 
 
+@pytest.mark.parametrize("threads", [1, 3, 4])
+def test_host_copier_copies_every_row(threads) -> None:
+    from engine.backends.torch_cuda import HostCopier
+
+    copier = HostCopier(threads=threads)
+    src = np.random.default_rng(threads).integers(0, 256, (1083, 1931, 3), dtype=np.uint8)
+    assert src.nbytes >= HostCopier.MIN_BYTES  # large enough to be split
+    dst = np.zeros_like(src)
+    copier.copy(dst, src)
+    np.testing.assert_array_equal(dst, src)
+    fresh = copier.fresh_copy(src[:, :, 1])  # a strided view in, a new array out
+    np.testing.assert_array_equal(fresh, src[:, :, 1])
+    assert fresh.flags.c_contiguous and not np.shares_memory(fresh, src)
+
+
 def test_torch_guided_coefficients_match_opencv() -> None:
     rng = np.random.default_rng(2)
     guide = cv2.GaussianBlur(rng.random((40, 70), dtype=np.float32), (0, 0), 2)
