@@ -5,18 +5,22 @@
    engine.dark_channel) on fresh random frames and on real footage, writing into poisoned
    buffers (NaN, and 0x00 then 0xFF for uint8) so an unwritten pixel cannot pass.
 3. Runs the torch-CUDA backend end to end (fp32 network: kernel exactness; fp16: the
-   product) against the CPU backend.
+   product) against the CPU backend; the pipeline as the app builds it (backend auto);
+   and a 4K frame with almost no GPU memory left (message, CPU fallback, result).
 4. TensorRT, when importable: builds an engine (fp16, fixed 1080p working shape), loads it
    through the backend and compares it; otherwise says that TensorRT is absent.
 5. Times per-stage milliseconds at 720p, 1080p and 4K, end-to-end fps (host frame in,
-   host frames out, CUDA graphs), the paper model at 256x256, and the pre-kernel's
-   achieved bandwidth against a device-to-device copy measured in the same run.
-Writes gpu_<gpu-name>.md and .json to --out (default benchmarks/results/).
+   host frames out, CUDA graphs) and where a replayed frame's time goes, the paper model
+   at 256x256, and the pre-kernels' achieved bandwidth against device-to-device copies
+   measured in the same run (each kernel also timed alone).
+Every phase runs even if an earlier one failed (a GPU lease is short); the report lists
+the phases that failed. Writes gpu_<gpu-name>.md and .json to --out (default
+benchmarks/results/).
 
     DESMOKE_DATA=../shared/data python benchmarks/gpu_check.py [--frames DIR] [--out DIR]
 
 Real footage: PNG/JPG files in --frames, plus DESMOKE_DATA's images and (when PyAV is
-installed) a few frames of its 720p clip. `--extract-frames DIR` (no GPU needed) saves
+installed) a few frames of its 720p clip and of two DeSmoke-LAP clips. `--extract-frames DIR` (no GPU needed) saves
 those frames as PNGs, to carry to a GPU machine that has no PyAV or shared data.
 """
 
