@@ -147,6 +147,12 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
+def difference(actual: np.ndarray, expected: np.ndarray) -> tuple[float, int]:
+    """(mean, largest) absolute difference in levels of two uint8 images."""
+    diff = np.abs(actual.astype(int) - expected)
+    return float(diff.mean()), int(diff.max())
+
+
 def levels_error(actual: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
     """(max abs difference, fraction of values differing); inf when unwritten (NaN)."""
     actual = np.asarray(actual, np.float64)
@@ -396,8 +402,7 @@ def end_to_end(module, weights: Path, frames, errors: Errors, fp16: bool = True)
             )
         if backend is not None:
             got = backend.process_frame(frame, **options)
-            diff = np.abs(got.desmoked.astype(int) - expected.desmoked)
-            fp16_diffs.append((name, float(diff.mean()), int(diff.max())))
+            fp16_diffs.append((name, *difference(got.desmoked, expected.desmoked)))
     torch.backends.cudnn.allow_tf32 = True
     return {"fp16_vs_cpu": [{"frame": n, "mean_abs": m, "max_abs": x} for n, m, x in fp16_diffs]}
 
@@ -412,15 +417,10 @@ def app_path(weights: Path, frames) -> dict[str, Any]:
     diffs = []
     for name, frame in frames:
         got, expected = gpu.process(frame), cpu.process(frame)
-        diff = np.abs(got.desmoked.astype(int) - expected.desmoked)
+        mean, largest = difference(got.desmoked, expected.desmoked)
         mask_same = bool(np.array_equal(got.dark_channel, expected.dark_channel))
         diffs.append(
-            {
-                "frame": name,
-                "mean_abs": float(diff.mean()),
-                "max_abs": int(diff.max()),
-                "mask_identical": mask_same,
-            }
+            {"frame": name, "mean_abs": mean, "max_abs": largest, "mask_identical": mask_same}
         )
     result["vs_cpu"] = diffs
     frame = cv2.resize(frames[0][1], (1920, 1080), interpolation=cv2.INTER_LINEAR)
@@ -442,13 +442,14 @@ def out_of_memory(weights: Path) -> dict[str, Any]:
     finally:
         del hog
         torch.cuda.empty_cache()
-    expected = Desmoker(str(weights), "torch").process(frame)
-    diff = np.abs(result.desmoked.astype(int) - expected.desmoked)
+    mean, largest = difference(
+        result.desmoked, Desmoker(str(weights), "torch").process(frame).desmoked
+    )
     return {
         "notice": desmoker.notice,
         "backend_after": desmoker.backend_name,
-        "mean_abs_vs_cpu": float(diff.mean()),
-        "max_abs_vs_cpu": int(diff.max()),
+        "mean_abs_vs_cpu": mean,
+        "max_abs_vs_cpu": largest,
     }
 
 
@@ -485,8 +486,8 @@ def tensorrt_check(weights: Path, frames, folder: Path) -> dict[str, Any] | None
         )
         expected = desmoker.process(frame)
         got = backend.process_frame(frame, **options)
-        diff = np.abs(got.desmoked.astype(int) - expected.desmoked)
-        result.update(mean_abs_vs_cpu=float(diff.mean()), max_abs_vs_cpu=int(diff.max()))
+        mean, largest = difference(got.desmoked, expected.desmoked)
+        result.update(mean_abs_vs_cpu=mean, max_abs_vs_cpu=largest)
         result["fps_1080p"] = fps(lambda: backend.process_frame(frame, **options), 100)
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
@@ -732,17 +733,21 @@ def figure(value: float | None, spec: str) -> str:
     return "not measured (its phase failed)" if value is None else format(value, spec)
 
 
+def listed_differences(diffs: list[dict[str, Any]]) -> str:
+    return "; ".join(
+        f"{d['frame']} mean {d['mean_abs']:.3f} max {d['max_abs']}"
+        + ("" if d.get("mask_identical", True) else " (mask differs)")
+        for d in diffs
+    )
+
+
 def end_to_end_lines(e2e: dict[str, Any]) -> list[str]:
     lines = []
     if e2e.get("fp16_vs_cpu"):
         lines += [
             "",
             "torch-cuda backend (fp16 network) against the CPU pipeline, desmoked "
-            "levels: "
-            + "; ".join(
-                f"{d['frame']} mean {d['mean_abs']:.3f} max {d['max_abs']}"
-                for d in e2e["fp16_vs_cpu"]
-            ),
+            "levels: " + listed_differences(e2e["fp16_vs_cpu"]),
         ]
     app = e2e.get("app")
     if app:
@@ -751,12 +756,7 @@ def end_to_end_lines(e2e: dict[str, Any]) -> list[str]:
             f"App pipeline (backend auto): {app['backend']}, "
             f"{app['fps_1080p']:.0f} fps at 1080p (host frame in, result out); "
             f"fused frame path {'off: ' + app['notice'] if app['notice'] else 'on'}; "
-            "against the CPU pipeline: "
-            + "; ".join(
-                f"{d['frame']} mean {d['mean_abs']:.3f} max {d['max_abs']}"
-                f"{'' if d['mask_identical'] else ' (mask differs)'}"
-                for d in app["vs_cpu"]
-            ),
+            "against the CPU pipeline: " + listed_differences(app["vs_cpu"]),
         ]
     oom = e2e.get("out_of_memory")
     if oom:

@@ -59,18 +59,23 @@ def stage_timings(fps: float) -> dict:
     return {**stages, "total": 1.6, "fps": fps, "working_shape": "256x448", "graph": graph}
 
 
+def environment(gpu: str) -> dict:
+    """What gpu_check.environment() returns on a GPU."""
+    return {
+        "gpu": gpu,
+        "compute_capability": [9, 0],
+        "driver": f"{gpu}, CUDA driver 13.0",
+        "nvrtc": "NVRTC 13.0",
+        "torch": "2.11.0+cu130",
+        "kernels": "sm_90, compiled in 1.2 s",
+    }
+
+
 def test_report_carries_the_figures_issue_4_asks_for(gpu_check, tmp_path: Path) -> None:
     errors = gpu_check.Errors()
     errors.add("restore_smoke_layer (levels)", "random#1", (1.0, 0.0001), 1)
     errors.add("dark_mask_rows+cols (levels)", "random#1", (2.0, 0.5), 0)
-    env = {
-        "gpu": "NVIDIA H100 80GB HBM3",
-        "compute_capability": [9, 0],
-        "driver": "driver 13.0",
-        "nvrtc": "NVRTC 13.0",
-        "torch": "2.11.0+cu130",
-        "kernels": "sm_90 cubin, compiled in 1.2 s",
-    }
+    env = environment("NVIDIA H100 80GB HBM3")
     measured = {
         "timings": {res: stage_timings(fps) for res, fps in (("720p", 500), ("1080p", 300))},
         "bandwidth": bandwidth(gpu_check),
@@ -107,14 +112,7 @@ def test_a_failed_phase_is_reported_and_the_rest_kept(gpu_check, tmp_path: Path)
     assert phases.run("works", lambda x: x + 1, 1) == 2
     assert phases.run("breaks", lambda: 1 / 0) is None
     assert list(phases.errors) == ["breaks"] and "ZeroDivisionError" in phases.errors["breaks"]
-    env = {
-        "gpu": "Some GPU",
-        "compute_capability": [9, 0],
-        "driver": "d",
-        "nvrtc": "n",
-        "torch": "t",
-        "kernels": "k",
-    }
+    env = environment("Some GPU")
     measured = {"timings": {"720p": stage_timings(500)}, "bandwidth": None, "paper": None}
     e2e = {
         "app": {
