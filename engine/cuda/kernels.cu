@@ -278,8 +278,8 @@ extern "C" __global__ void dark_mask_rows(const u8* frame, int frame_pitch, int 
     const int tid = threadIdx.x;
     const int x0 = blockIdx.x * strip, y0 = blockIdx.y * rows;
 
-    // Rows a group of up to 32 threads (neighbours read neighbouring pixels): no division
-    // a pixel, which made this loop the kernel's largest cost.
+    // A row a group of up to 32 threads (neighbours read neighbouring pixels): no integer
+    // division a pixel.
     const int lanes = imin(32, blockDim.x), groups = blockDim.x / lanes;
     for (int yy = tid / lanes; yy < rows && tid < groups * lanes; yy += groups) {
         const u8* row = frame + (long long)imin(y0 + yy, h - 1) * frame_pitch;
