@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -184,6 +185,36 @@ def test_latency_is_the_median_of_the_last_second(qtbot) -> None:
         plot.add({"total": 10.0, "latency": ms}, now=t)
     assert plot.current_latency(now=100.0) == 45.0  # the 900 ms of two seconds ago is out
     plot.refresh()
+
+
+def test_performance_plot_draws_the_stages_the_source_reports(qtbot) -> None:
+    """CPU path: pre/net/restore/mask; GPU frame path: gpu/copies. Only stages with data get
+    a curve and a legend entry; a new source starts a new set."""
+    from desmoke_app.gui.plots import PerformancePlot
+
+    plot = PerformancePlot()
+    qtbot.addWidget(plot)
+    cpu = dict(preprocess=3.0, network=8.0, restore=7.0, mask=2.5, total=21.0, latency=40.0)
+    for t in range(5):
+        plot.add(cpu, now=time.monotonic() - 1 + t / 10)
+    plot.refresh()
+    assert set(plot.stage_curves) == {
+        "preprocess",
+        "network",
+        "restore",
+        "mask",
+        "total",
+        "latency",
+    }
+    legend = {label.text for _, label in plot.latency_plot.legend.items}
+    assert "gpu" not in legend and "net" in legend
+    plot.clear()
+    assert not plot.stage_curves and not plot.latency_plot.legend.items
+    plot.add(dict(gpu=0.4, copies=1.3, total=1.9, latency=20.0))
+    plot.refresh()
+    assert set(plot.stage_curves) == {"gpu", "copies", "total", "latency"}
+    x, y = plot.stage_curves["copies"].getData()
+    assert list(y) == [1.3]
 
 
 def test_timeline_without_a_source_is_an_empty_axis_from_zero(qtbot) -> None:

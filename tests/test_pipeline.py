@@ -126,6 +126,26 @@ def test_gpu_frame_path_failing_mid_run_falls_back_to_the_cpu(fast_weights, monk
     assert "on the CPU" in desmoker.notice
 
 
+def test_gpu_frame_path_results_and_stages(fast_weights, monkeypatch) -> None:
+    """What the fused GPU path returns becomes the result; its host and bus copies are
+    reported as one stage, "copies", beside "gpu" (the performance plot's two GPU curves)."""
+    from engine.backends.torch_backend import TorchBackend
+    from engine.backends.torch_cuda import FrameOutputs
+
+    times = dict(host_in=0.5, upload=0.25, gpu=1.0, download=0.25, host_out=0.5, total=2.75)
+
+    def on_device(self, frame, **options):
+        mask = np.full(frame.shape[:2], 7, np.uint8)
+        return FrameOutputs(mask, 255 - frame, 0.25, dict(times))
+
+    monkeypatch.setattr(TorchBackend, "process_frame", on_device, raising=False)
+    frame = smoky_frame(90, 160)
+    result = Desmoker("fast", "torch", weights=fast_weights).process(frame)
+    np.testing.assert_array_equal(result.desmoked, 255 - frame)
+    assert (result.dark_channel == 7).all() and result.smoke_level == 0.25
+    assert result.timings["copies"] == 1.5 and result.timings["gpu"] == 1.0
+
+
 def test_backend_failing_mid_run_hands_over_to_the_next(fast_weights, monkeypatch) -> None:
     """A backend that stops working while running (device lost, engine shape mismatch):
     the frame is still desmoked, by the next backend that loads, and the notice says so."""

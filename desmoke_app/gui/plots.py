@@ -22,13 +22,18 @@ LIVE_WINDOW_S = 60.0
 REFRESH_MS = 250
 # "latency": from the frame decoded to it handed to the screen, waits included: the delay
 # the app adds to the surgeon's view (processing stages alone leave out the waits).
-STAGES = ("preprocess", "network", "restore", "mask", "total", "latency")
+# "gpu" and "copies" come from the fused GPU frame path (its whole device work; the host and
+# bus copies in and out), the four before them from the CPU path. A stage is drawn (and
+# named in the legend) once it has data.
+STAGES = ("preprocess", "network", "restore", "mask", "gpu", "copies", "total", "latency")
 STAGE_LABELS = {"preprocess": "pre", "network": "net"}
 STAGE_COLOURS = {
     "preprocess": (80, 160, 255),
     "network": (255, 120, 60),
     "restore": (90, 200, 120),
     "mask": (200, 200, 90),
+    "gpu": (120, 220, 230),
+    "copies": (150, 150, 150),
     "total": (240, 240, 240),
     "latency": (230, 80, 200),
 }
@@ -62,12 +67,7 @@ class PerformancePlot(QWidget):
         self.latency_plot.setLabel("bottom", "seconds ago")
         self.latency_plot.setXRange(-WINDOW_S, 0, padding=0)
         self.latency_plot.addLegend(offset=(4, 2), labelTextSize="7pt", colCount=3)
-        self.stage_curves = {
-            stage: self.latency_plot.plot(
-                pen=pg.mkPen(STAGE_COLOURS[stage]), name=STAGE_LABELS.get(stage, stage)
-            )
-            for stage in STAGES
-        }
+        self.stage_curves: dict[str, pg.PlotDataItem] = {}
         self._samples: deque[tuple[float, dict[str, float]]] = deque()
         self.fps = 0.0
         self._timer = QTimer(self)
@@ -83,6 +83,9 @@ class PerformancePlot(QWidget):
 
     def clear(self) -> None:
         self._samples.clear()
+        for curve in self.stage_curves.values():
+            self.latency_plot.removeItem(curve)  # and its legend entry
+        self.stage_curves.clear()
         self.refresh()
 
     def current_fps(self, now: float | None = None) -> float:
@@ -109,9 +112,20 @@ class PerformancePlot(QWidget):
         # fps at each sample: samples in the second before it (a sliding count).
         counts = np.searchsorted(times, times, side="right") - np.searchsorted(times, times - 1.0)
         self.fps_curve.setData(x, counts.astype(np.float64))
-        for stage, curve in self.stage_curves.items():
+        for stage in STAGES:
             y = np.array([s.get(stage, np.nan) for _, s in self._samples], np.float64)
-            curve.setData(x, y, connect="finite")
+            if stage not in self.stage_curves and np.isfinite(y).any():
+                self._add_curve(stage)
+            if stage in self.stage_curves:
+                self.stage_curves[stage].setData(x, y, connect="finite")
+
+    def _add_curve(self, stage: str) -> None:
+        """A stage's curve, when it first has data: the legend then names only the stages
+        that this source's processing reports (the CPU path's or the GPU frame path's)."""
+        pen = pg.mkPen(STAGE_COLOURS[stage])
+        self.stage_curves[stage] = self.latency_plot.plot(
+            pen=pen, name=STAGE_LABELS.get(stage, stage)
+        )
 
 
 class SmokeTimeline(QWidget):
