@@ -48,8 +48,8 @@ class HostCopier:
     """Copies between NumPy arrays and pinned staging memory, in row strips on a few
     threads when the arrays are large and the machine has the cores: the frame path's host
     copies bound its frame rate. Measured on the 16-core host of an H200: 4 threads copy a
-    1080p frame 1.45x and a 4K frame 2x faster than one; on 2 cores 2 threads gain nothing
-    at 4K, so fewer than 8 cores copy on one thread."""
+    1080p frame 1.45x and a 4K frame 2x faster than one, while 2 threads were slower than
+    one at 4K; so machines with fewer than 8 cores copy on one thread."""
 
     MIN_BYTES = 4 << 20  # below this, thread hand-offs cost more than they save
 
