@@ -462,12 +462,14 @@ def test_gpu_frame_path_matches_the_cpu_desmoker(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("DESMOKE_CACHE", str(tmp_path))
     network, weights = trained_like("fast", tmp_path)
     desmoker = Desmoker(str(weights), "torch")
-    frame = textured(540, 960, seed=4)
-    expected = desmoker.process(frame)
     backend = TorchCudaBackend()
     backend.load(network, {"model": "fast"})
     work_h, work_w = desmoker.working_shape_for(540, 960)
-    for _ in range(3):  # eager, eager, then the CUDA graph
+    # Eager, eager, then the CUDA graph; a new frame each time, so that a mask computed on
+    # the side stream before the frame's upload landed (the previous frame's) would show.
+    for seed in (4, 5, 6, 7):
+        frame = textured(540, 960, seed=seed)
+        expected = desmoker.process(frame)
         result = backend.process_frame(
             frame,
             work_shape=(work_h, work_w),
