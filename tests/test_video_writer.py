@@ -62,6 +62,9 @@ def test_panes_are_placed_in_order():
     assert np.array_equal(tall[96:], desmoked)
     odd = compose_panes(original[:47, :63], dark[:47, :63], desmoked[:47, :63])
     assert not odd[47:].any() and not odd[:, 189:].any()  # black padding
+    odd_tall = compose_panes(original[:47, :63], dark[:47, :63], desmoked[:47, :63], "vertical")
+    assert not odd_tall[141:].any() and not odd_tall[:, 63:].any()
+    assert np.array_equal(odd_tall[47:94, :63], np.repeat(dark[:47, :63, None], 3, axis=2))
 
 
 def test_labels_draw_on_a_dark_box_without_touching_inputs():
