@@ -320,6 +320,7 @@ class ExportReport:
     skipped_frames: int
     seconds: float
     encoder: str
+    warning: str = ""  # e.g. the input ends before its stated duration (a cut-short file)
 
     @property
     def fps(self) -> float:
@@ -345,7 +346,7 @@ def export_video(
     progress(frames_done, frames_expected) after each frame. The writer works on a temporary
     file: on any error, cancellation or Ctrl-C, nothing is left at `output_path`.
     """
-    from engine.video import FileSource, SideBySideWriter, WriterThread
+    from engine.video import FileSource, SideBySideWriter, WriterThread, cut_short_warning
     from engine.video.writer import DEFAULT_CRF
 
     began = time.perf_counter()
@@ -365,12 +366,14 @@ def export_video(
             audio_end=end,
             crf=DEFAULT_CRF if crf is None else crf,
         )
+        ended_at = start
         with WriterThread(writer) as encoder:  # encoding overlaps the next frames' desmoking
             for done, frame in enumerate(source.frames(start, end), start=1):
                 if should_stop is not None and should_stop():
                     raise ExportCancelled(f"export of {source_path} cancelled")
                 result = desmoker.process(frame.rgb)
                 encoder.write(result.original, result.dark_channel, result.desmoked)
+                ended_at = frame.time + 1 / source.fps
                 if progress is not None:
                     progress(done, max(expected, done))
             if encoder.frames_queued == 0:
@@ -381,4 +384,5 @@ def export_video(
             skipped_frames=source.skipped_frames,
             seconds=time.perf_counter() - began,
             encoder=writer.encoder_name,
+            warning=cut_short_warning(source_path, ended_at, stop),
         )

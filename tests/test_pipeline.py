@@ -188,3 +188,22 @@ def test_unknown_model_and_bad_patch() -> None:
         Desmoker("fastest")
     with pytest.raises(ValueError, match="odd"):
         Desmoker("dcp", patch_size=4)
+
+
+# -- export ----------------------------------------------------------------------------------
+def test_export_of_a_cut_short_file_warns_and_a_whole_one_does_not(tmp_path) -> None:
+    from tests.clips import corrupt_clip, make_index_clip
+
+    whole = make_index_clip(tmp_path / "whole.mp4", n_frames=100, fps=25)  # 4 s, +faststart
+    cut = corrupt_clip(whole, tmp_path / "cut.mp4", keep=0.5, flips=0)  # the header says 4 s
+    desmoker = Desmoker("dcp")
+    complete = pipeline.export_video(whole, tmp_path / "a.mp4", desmoker)
+    assert complete.frames == 100 and complete.warning == ""
+    short = pipeline.export_video(cut, tmp_path / "b.mp4", desmoker)
+    assert 0 < short.frames < 100
+    ended = short.frames / 25
+    assert "cut short" in short.warning and f"{ended:.2f} s" in short.warning
+    assert "4.00 s" in short.warning
+    # A range that ends before the cut is whole: no warning.
+    early = pipeline.export_video(cut, tmp_path / "c.mp4", desmoker, end=ended / 2)
+    assert early.warning == ""

@@ -239,3 +239,13 @@ def test_truncated_and_corrupted_video_skips_and_counts(clip, tmp_path):
         assert read_index(frames[-1].rgb) == round(frames[-1].time * FPS)
         for time in (0.0, 0.5, 1.0, 1.8):  # seeking into or past the damage: no crash
             source.seek(time)
+
+
+def test_missing_tail_tells_a_cut_short_file_from_rounding():
+    from engine.video.file_source import missing_tail
+
+    assert missing_tail(2.08, 10.0) == pytest.approx(7.92)
+    assert missing_tail(9.96, 10.0) == 0.0  # a frame's rounding
+    assert missing_tail(97.5, 100.0) == pytest.approx(2.5)  # more than 2% of the stated time
+    assert missing_tail(98.5, 100.0) == 0.0
+    assert missing_tail(3.0, 0.0) == 0.0  # no stated duration: nothing to compare

@@ -7,7 +7,7 @@ from engine.video.capture_source import (
     platform_format,
 )
 from engine.video.errors import VideoError, VideoOpenError, VideoWriteError
-from engine.video.file_source import FileSource, VideoFrame
+from engine.video.file_source import FileSource, VideoFrame, cut_short_warning
 from engine.video.layout import LAYOUTS, compose_panes, composed_size
 from engine.video.writer import Mp4Writer, SideBySideWriter
 from engine.video.writer_thread import WriterThread
@@ -26,6 +26,7 @@ __all__ = [
     "WriterThread",
     "compose_panes",
     "composed_size",
+    "cut_short_warning",
     "list_capture_devices",
     "platform_format",
 ]

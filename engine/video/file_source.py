@@ -27,6 +27,26 @@ TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
 MAX_DEMUX_ERRORS_IN_A_ROW = 64
 #: Used only when a file states no frame rate at all.
 FALLBACK_RATE = Fraction(25)
+#: Frames that stop this much (s, and 2% of the time stated) before the duration a header
+#: states mean a file cut short (an interrupted copy or recording), not rounding.
+SHORT_END_SLACK_S = 0.5
+
+
+def missing_tail(ended_at: float, stated_end: float) -> float:
+    """Seconds between the end of the last decodable frame (`ended_at`) and the end the
+    file states (`stated_end`, 0 when unknown), when the gap shows a cut-short file; else 0."""
+    gap = stated_end - ended_at
+    return gap if gap > max(SHORT_END_SLACK_S, 0.02 * stated_end) else 0.0
+
+
+def cut_short_warning(path: str | Path, ended_at: float, stated_end: float) -> str:
+    """One line for a file whose frames end before its stated duration, or ""."""
+    if not missing_tail(ended_at, stated_end):
+        return ""
+    return (
+        f"{Path(path).name}: the video ends at {ended_at:.2f} s, though the file states "
+        f"{stated_end:.2f} s: it looks cut short (an interrupted copy or recording?)"
+    )
 
 
 @dataclass(frozen=True, eq=False)
