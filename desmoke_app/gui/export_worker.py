@@ -80,10 +80,15 @@ class ExportWorker(QObject):
             self.failed.emit(_one_line(error, f"export to {request.output} failed"))
         else:
             self.finished.emit(report)
+        finally:
+            # The thread ends here, not in a slot queued to the GUI thread: the window's
+            # shutdown waits for this thread on the GUI thread, where that slot cannot run.
+            self.thread().quit()
 
 
 class ExportJob(QObject):
-    """One export: its worker on its own QThread; `done` fires after the thread ends."""
+    """One export: its worker on its own QThread, which ends with the worker's run;
+    `done` fires after that, with the outcome."""
 
     done = Signal(str, str)  # outcome ("finished", "failed", "cancelled"), message
 
@@ -132,4 +137,3 @@ class ExportJob(QObject):
 
     def _end(self, outcome: str, message: str) -> None:
         self.outcome, self.message = outcome, message
-        self.thread.quit()

@@ -75,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from desmoke_app.gui.main_window import MainWindow
     from desmoke_app.gui.settings import APPLICATION, ORGANISATION
+    from desmoke_app.gui.termination import TerminationSignals
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    TerminationSignals(app)  # kill / Ctrl-C close the window as its close button does
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
     if ICON.is_file():

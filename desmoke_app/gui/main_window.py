@@ -458,8 +458,10 @@ class MainWindow(QMainWindow):
         self.transport.set_position(result.index, result.time)
         self.timeline.set_level(result.index, result.smoke_level, result.time)
         self.timeline.set_position(result.time)
-        latency_ms = (time.monotonic() - result.read_at) * 1000
-        self.performance.add({**result.timings, "latency": latency_ms})
+        timings = dict(result.timings)
+        if result.read_at is not None:  # a frame processed again has no latency of its own
+            timings["latency"] = (time.monotonic() - result.read_at) * 1000
+        self.performance.add(timings)
         if self._hovered is not None:
             self._show_pixel()
 
@@ -722,19 +724,22 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
     def shutdown(self) -> None:
-        """Stop the export and the worker threads, save the view; safe to call twice."""
+        """Cancel the export (it leaves no file), finish a recording (it is kept), stop the
+        worker threads and save the view; safe to call twice."""
         if self._shut_down:
             return
         self._shut_down = True
-        if self.export_job is not None:
-            self.export_job.cancel()
-            self.export_job.wait()
+        export = self.export_job
+        if export is not None:
+            export.cancel()  # it winds down while the workers stop
         if self._full_screen is not None:
             self._full_screen.close()
         self.settings.set_value("window/geometry", self.saveGeometry())
         self.settings.set_value("window/state", self.saveState())
         self.settings.sync()
         self.workers.stop()
+        if export is not None and not export.wait():
+            log.warning("the export did not stop in time")
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
