@@ -246,6 +246,20 @@ def test_live_source_drops_frames_when_processing_is_slow(qtbot, window, monkeyp
     window.pause()
 
 
+def test_a_paused_frame_processed_again_adds_no_latency(qtbot, window, clip, monkeypatch) -> None:
+    """A new setting re-processes the paused frame: its time since decoding is the pause,
+    not a delay the app adds, so it is no latency sample (its stage times still are)."""
+    open_clip(qtbot, window, clip)
+    added = []
+    monkeypatch.setattr(window.performance, "add", added.append)
+    window.set_processing(strength=0.8)
+    qtbot.waitUntil(lambda: len(added) == 1, timeout=WAIT_MS)
+    assert "latency" not in added[0] and added[0]["total"] > 0
+    window.step(1)  # a frame decoded now: its latency counts
+    qtbot.waitUntil(lambda: len(added) == 2, timeout=WAIT_MS)
+    assert added[1]["latency"] > 0
+
+
 def test_bad_file_shows_a_message_and_keeps_the_clip(qtbot, window, clip, tmp_path) -> None:
     open_clip(qtbot, window, clip)
     window.seek_frame(12)

@@ -7,6 +7,7 @@ full-screen pane, the timeline's click-to-seek, shortcuts, About, and `main()`."
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -217,13 +218,42 @@ def test_performance_plot_draws_the_stages_the_source_reports(qtbot) -> None:
     assert list(y) == [1.3]
 
 
+def test_performance_plot_is_readable(qtbot) -> None:
+    """The legend has a background (curves pass under its names), no stage's colour reads
+    as the fps curve's, the scales start from 0 with sensible ranges before any data, and
+    the stacked axes leave room for the tick labels at their ends."""
+    from PySide6.QtGui import QFontMetricsF
+    from PySide6.QtWidgets import QApplication
+
+    from desmoke_app.gui.plots import EMPTY_FPS_RANGE, STAGE_COLOURS, PerformancePlot
+
+    plot = PerformancePlot()
+    qtbot.addWidget(plot)
+    plot.resize(420, 230)
+    plot.show()
+    assert plot.latency_plot.legend.opts["brush"].color().alpha() >= 200
+    fps_colour = plot.fps_curve.opts["pen"].color().getRgb()[:3]
+    # RGB distance: the fps yellow and the mask's olive were 57 apart, and looked the same.
+    assert min(math.dist(fps_colour, colour) for colour in STAGE_COLOURS.values()) >= 80
+    assert plot.fps_plot.viewRange()[1] == pytest.approx(EMPTY_FPS_RANGE)
+    fps_box = plot.fps_plot.vb.sceneBoundingRect()
+    ms_box = plot.latency_plot.vb.sceneBoundingRect()
+    assert ms_box.top() - fps_box.bottom() >= QFontMetricsF(QApplication.font()).height()
+    plot.add(dict(total=5.0, latency=20.0))  # one paused frame: 1 fps, read from 0
+    plot.refresh()
+    qtbot.waitUntil(lambda: plot.fps_plot.viewRange()[1][1] < EMPTY_FPS_RANGE[1], timeout=WAIT_MS)
+    assert plot.fps_plot.viewRange()[1][0] <= 0.0
+
+
 def test_timeline_without_a_source_is_an_empty_axis_from_zero(qtbot) -> None:
     from desmoke_app.gui.plots import SmokeTimeline
 
     timeline = SmokeTimeline()
     qtbot.addWidget(timeline)
-    (x_min, _x_max), _ = timeline.plot.vb.viewRange()
+    (x_min, x_max), _ = timeline.plot.vb.viewRange()
     assert not timeline.isEnabled() and x_min == pytest.approx(0.0, abs=0.05)
+    assert x_max >= 1.0  # a second of axis, not a frame's 40 ms
+    assert "time (s)" in timeline.plot.getAxis("bottom").labelString()
 
 
 def test_a_live_timeline_scrolls_over_the_last_minute(qtbot) -> None:

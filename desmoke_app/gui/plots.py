@@ -31,12 +31,23 @@ STAGE_COLOURS = {
     "preprocess": (80, 160, 255),
     "network": (255, 120, 60),
     "restore": (90, 200, 120),
-    "mask": (200, 200, 90),
+    "mask": (180, 130, 255),
     "gpu": (120, 220, 230),
     "copies": (150, 150, 150),
     "total": (240, 240, 240),
     "latency": (230, 80, 200),
 }
+#: The fps curve's colour: no stage's, so that no legend entry reads as the fps.
+FPS_COLOUR = (255, 210, 80)
+#: Scales shown before there is data (a video's frame rate; a frame's stage times).
+EMPTY_FPS_RANGE = (0.0, 30.0)
+EMPTY_MS_RANGE = (0.0, 50.0)
+#: Behind the legend (the plots' background): the curves pass under it, not through its
+#: names.
+LEGEND_BRUSH = (24, 24, 24, 220)
+#: Between the stacked fps and ms plots: room for the tick labels at the ends of their
+#: axes (the fps 0 over the ms top), which run past the axes by half a line.
+PLOT_SPACING = 16
 #: Added video latency from which laparoscopic task performance degrades significantly
 #: (105 ms, Kumcu et al. 2016); the status bar warns from here.
 LATENCY_WARNING_MS = 100.0
@@ -59,14 +70,24 @@ class PerformancePlot(QWidget):
         layout.addWidget(self.graphics)
         self.fps_plot = self.graphics.addPlot(row=0, col=0)
         self.fps_plot.setLabel("left", "fps")
-        self.fps_plot.setXRange(-WINDOW_S, 0, padding=0)
         self.fps_plot.hideAxis("bottom")
-        self.fps_curve = self.fps_plot.plot(pen=pg.mkPen((255, 210, 80), width=2))
+        # Filled down to 0, the curve keeps 0 in the auto range: a steady 25 fps is not
+        # blown up into a band from 24.6 to 25.4.
+        self.fps_curve = self.fps_plot.plot(
+            pen=pg.mkPen(FPS_COLOUR, width=2), fillLevel=0, brush=pg.mkBrush(*FPS_COLOUR, 40)
+        )
         self.latency_plot = self.graphics.addPlot(row=1, col=0)
         self.latency_plot.setLabel("left", "ms")
         self.latency_plot.setLabel("bottom", "seconds ago")
-        self.latency_plot.setXRange(-WINDOW_S, 0, padding=0)
-        self.latency_plot.addLegend(offset=(4, 2), labelTextSize="7pt", colCount=3)
+        self.latency_plot.addLegend(
+            offset=(4, 2),
+            labelTextSize="7pt",
+            colCount=3,
+            brush=pg.mkBrush(LEGEND_BRUSH),
+        )
+        self.graphics.ci.setSpacing(PLOT_SPACING)
+        _show_the_last_seconds(self.fps_plot, EMPTY_FPS_RANGE)
+        _show_the_last_seconds(self.latency_plot, EMPTY_MS_RANGE)
         self.stage_curves: dict[str, pg.PlotDataItem] = {}
         self._samples: deque[tuple[float, dict[str, float]]] = deque()
         self.fps = 0.0
@@ -128,6 +149,13 @@ class PerformancePlot(QWidget):
         )
 
 
+def _show_the_last_seconds(plot: pg.PlotItem, empty_range: tuple[float, float]) -> None:
+    """The last WINDOW_S seconds; values auto-ranged, over empty_range until there are some."""
+    plot.setXRange(-WINDOW_S, 0, padding=0)
+    plot.setYRange(*empty_range, padding=0)
+    plot.enableAutoRange(y=True)  # setYRange turned it off
+
+
 class SmokeTimeline(QWidget):
     """Smoke level per frame over the whole file; a click seeks to that moment. For a live
     source (no frame count), the level over the last LIVE_WINDOW_S seconds, scrolling."""
@@ -144,6 +172,8 @@ class SmokeTimeline(QWidget):
         self.plot = self.plot_widget.getPlotItem()
         self.plot.setLabel("left", "smoke")
         self.plot.setLabel("bottom", "time", units="s")
+        # Seconds at any length: with SI prefixes an empty timeline read "ms", an hour "ks".
+        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.plot.setYRange(0, 1, padding=0.02)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
@@ -185,7 +215,8 @@ class SmokeTimeline(QWidget):
             self.plot.setXRange(-LIVE_WINDOW_S, 0, padding=0.01)
         else:
             self.plot.setLabel("bottom", "time", units="s")
-            self.plot.setXRange(0, max(1, len(self.levels)) / self.fps, padding=0.01)
+            # At least a second: an empty timeline (no source yet) is an axis, not a point.
+            self.plot.setXRange(0, max(1.0, len(self.levels) / self.fps), padding=0.01)
         self.cursor.setValue(0)
         self._dirty = True
         self.refresh()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -105,7 +105,9 @@ class FramePacket:
     index: int
     time: float
     rgb: np.ndarray
-    read_at: float = field(default_factory=time.monotonic)  # decoded (monotonic seconds)
+    # Decoded (monotonic seconds); None for a frame processed again, whose time since
+    # decoding is a pause or a configuration, not a delay the app adds: no latency for it.
+    read_at: float | None = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -118,7 +120,7 @@ class ProcessedFrame:
     desmoked: np.ndarray
     smoke_level: float
     timings: dict[str, float] = field(default_factory=dict)
-    read_at: float = 0.0  # when its source frame was decoded (monotonic seconds)
+    read_at: float | None = None  # as its FramePacket's
 
 
 @dataclass
@@ -504,7 +506,7 @@ class Processor(QObject):
         if problem:
             self.failed.emit(problem)
         if self._last is not None:  # show the current frame with the new settings at once
-            self._process(self._last)
+            self._process(replace(self._last, read_at=None))
 
 
 def make_desmoker(settings: dict[str, Any]):
