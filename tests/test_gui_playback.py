@@ -366,18 +366,35 @@ def test_real_footage_seeks_exactly(qtbot, window, data_dir) -> None:
     assert window.panes["desmoked"].array().shape == (720, 1280, 3)
 
 
-def test_remembered_weights_file_that_is_gone(qtbot, tmp_path, clip) -> None:
-    """Settings naming a deleted weights file: a message, and frames processed with dcp."""
+@pytest.mark.parametrize(
+    ("remembered", "named", "runs"),
+    [
+        ({"model": "gone.safetensors"}, "gone.safetensors", "fast"),  # the shipped model
+        pytest.param(
+            {"model": "fast", "backend": "torch-cuda"},
+            "torch-cuda",
+            "fast",  # the model asked for, on what this machine has
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="torch-cuda runs here"),
+        ),
+    ],
+    ids=["deleted weights", "backend this machine lacks"],
+)
+def test_remembered_settings_that_cannot_run(
+    qtbot, tmp_path, monkeypatch, clip, remembered, named, runs
+) -> None:
+    """A message naming what failed and what runs instead; frames go on being processed."""
     from desmoke_app.gui.main_window import MainWindow
 
-    gone = tmp_path / "deleted.safetensors"
-    win = MainWindow(make_settings(tmp_path, {"model": str(gone)}))
+    monkeypatch.setenv("DESMOKE_CACHE", str(tmp_path / "cache"))
+    if "model" in remembered and remembered["model"].endswith(".safetensors"):
+        remembered = {"model": str(tmp_path / remembered["model"])}
+    win = MainWindow(make_settings(tmp_path, remembered))
     qtbot.addWidget(win)
     win.show()
     try:
-        qtbot.waitUntil(lambda: win.processor_state is not None, timeout=WAIT_MS)
-        assert win.processor_state.model_name == "dcp"
-        assert "deleted.safetensors" in win.message_bar.text()
+        qtbot.waitUntil(lambda: named in win.message_bar.text(), timeout=WAIT_MS)
+        assert win.processor_state.model_name == runs
+        assert f"using {runs}" in win.message_bar.text()
         open_clip(qtbot, win, clip)
     finally:
         win.shutdown()

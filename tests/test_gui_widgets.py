@@ -345,6 +345,7 @@ def test_main_takes_a_file_and_saves_a_screenshot(clip, tmp_path) -> None:
     assert shot.stat().st_size > 1000
     saved = (tmp_path / "config" / "desmoke" / "desmoke-app.conf").read_text()
     assert "index.mp4" in saved  # the file went into the recent list
+    assert "model=dcp" not in saved  # --model is for this session: the next starts as before
 
 
 def test_installed_pyside_keeps_reference_counts_on_emit() -> None:

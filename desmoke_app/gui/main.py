@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow()
     app.aboutToQuit.connect(window.shutdown)
     overrides = {k: v for k, v in (("model", args.model), ("backend", args.backend)) if v}
-    if overrides:
-        window.set_processing(**overrides)
+    if overrides:  # for this session: the settings saved from the controls stay as they were
+        window.set_processing(remember=False, **overrides)
     if args.capture:
         window.open_capture(args.capture, args.format, args.size, args.fps, args.pixel_format)
     elif args.file:

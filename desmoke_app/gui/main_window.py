@@ -500,15 +500,17 @@ class MainWindow(QMainWindow):
             self.record_label.setText(f"● REC {self.workers.recorder.frames_written} frames")
 
     # -- processing settings ------------------------------------------------------------------
-    def apply_processing(self, settings: dict[str, Any]) -> None:
-        self.settings.set_processing(settings)
+    def apply_processing(self, settings: dict[str, Any], remember: bool = True) -> None:
+        if remember:
+            self.settings.set_processing(settings)
         self.workers.processor.request_configure(settings)
 
-    def set_processing(self, **changes: Any) -> None:
-        """Change some processing settings as the controls would (shown in them too)."""
+    def set_processing(self, remember: bool = True, **changes: Any) -> None:
+        """Change some processing settings as the controls would (shown in them too);
+        remember=False for this session only (the command line's --model, --backend)."""
         settings = {**self.controls.settings(), **changes}
         self.controls.set_settings(settings)
-        self.apply_processing(settings)
+        self.apply_processing(settings, remember)
 
     def _configured(self, state: ProcessorState) -> None:
         self.processor_state = state

@@ -27,8 +27,14 @@ log = logging.getLogger(__name__)
 MAX_LAG_S = 0.25
 #: A seek past the real end (frame_count is an estimate for some files) steps back this far.
 MAX_STEPS_BACK = 64
-#: What runs when the first settings cannot (a remembered weights file that was deleted).
-FALLBACK = {"model": "dcp", "backend": "auto", "working_short_side": None, "patch_size": None}
+#: What runs when the first settings cannot (a remembered backend this machine lacks, a
+#: weights file since deleted), tried in turn: the same model on any backend, the shipped
+#: model, the classical prior (which needs nothing).
+FALLBACKS = (
+    {"backend": "auto"},
+    {"model": "fast", "backend": "auto", "working_short_side": None, "patch_size": None},
+    {"model": "dcp", "backend": "auto", "working_short_side": None, "patch_size": None},
+)
 
 
 class Latest:
@@ -497,16 +503,29 @@ class Processor(QObject):
                 self.configured.emit(self._state)
                 self.failed.emit(problem)
                 return
-            settings = {**settings, **FALLBACK}  # nothing runs yet (a remembered file is gone)
-            desmoker = make_desmoker(settings)
-            problem += f"; using {FALLBACK['model']}"
+            desmoker, settings = _first_that_runs(settings)  # nothing runs yet
         self._desmoker = desmoker
         self._state = state_of(desmoker, settings)
+        if problem:
+            problem += f"; using {self._state.model_name} on {self._state.backend_name}"
         self.configured.emit(self._state)
         if problem:
             self.failed.emit(problem)
         if self._last is not None:  # show the current frame with the new settings at once
             self._process(replace(self._last, read_at=None))
+
+
+def _first_that_runs(settings: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The Desmoker of the first of FALLBACKS applied to `settings` that can run, and those
+    settings (the last, dcp, raises if even it cannot)."""
+    for changes in FALLBACKS[:-1]:
+        candidate = {**settings, **changes}
+        try:
+            return make_desmoker(candidate), candidate
+        except Exception:  # noqa: BLE001 - the next one down
+            log.info("fallback %s cannot run either", changes)
+    candidate = {**settings, **FALLBACKS[-1]}
+    return make_desmoker(candidate), candidate
 
 
 def make_desmoker(settings: dict[str, Any]):
