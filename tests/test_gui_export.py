@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from desmoke_app.gui.export_dialog import ExportDialog, ExportProgress, default_output
 from desmoke_app.gui.export_worker import ExportRequest
 from engine.video import FileSource
-from tests.clips import make_index_clip, read_index
+from tests.clips import corrupt_clip, make_index_clip, read_index
 from tests.gui_support import (
     CLIP_SIZE,
     DCP,
@@ -49,6 +49,15 @@ def test_export_a_range(qtbot, window, clip, tmp_path) -> None:
     first_pane = frames[0].rgb[:, : CLIP_SIZE[0]]
     last_pane = frames[-1].rgb[:, : CLIP_SIZE[0]]
     assert (read_index(first_pane), read_index(last_pane)) == (10, 29)
+
+
+def test_export_of_a_cut_short_file_warns(qtbot, window, tmp_path) -> None:
+    whole = make_index_clip(tmp_path / "whole.mp4", 100, CLIP_SIZE, 25)  # states 4 s
+    cut = corrupt_clip(whole, tmp_path / "cut.mp4", keep=0.5, flips=0)
+    job = run_export(qtbot, window, ExportRequest(str(cut), str(tmp_path / "o.mp4"), settings=DCP))
+    assert job.outcome == "finished", job.message
+    assert "cut short" in window.message_bar.text()
+    assert window.message_bar.level == "warning"
 
 
 def test_export_keeps_the_app_usable(qtbot, window, clip, tmp_path) -> None:

@@ -16,6 +16,7 @@ import torch
 from engine.backends.torch_backend import TorchBackend
 from engine.models import build_network, default_config, save_weights
 from tests.backend_failures import lost_device, out_of_gpu_memory
+from tests.clips import corrupt_clip, make_index_clip
 from tests.gui_support import (
     CLIP_FRAMES,
     CLIP_SIZE,
@@ -105,6 +106,18 @@ def test_play_to_the_end_stops_without_loop(qtbot, window, clip) -> None:
     qtbot.waitUntil(lambda: window.is_playing, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: not window.is_playing, timeout=WAIT_MS)
     wait_for_index(qtbot, window, CLIP_FRAMES - 1)
+
+
+def test_a_cut_short_file_says_so_at_its_cut(qtbot, window, tmp_path) -> None:
+    whole = make_index_clip(tmp_path / "whole.mp4", 100, CLIP_SIZE, 25)  # states 4 s
+    cut = corrupt_clip(whole, tmp_path / "cut.mp4", keep=0.5, flips=0)
+    open_clip(qtbot, window, cut)
+    assert window.message_bar.text() == ""  # opening it: nothing to say yet
+    window.transport.loop.setChecked(False)
+    window.transport.speed.setCurrentIndex(window.transport.speed.findData(4.0))
+    window.play()
+    qtbot.waitUntil(lambda: "cut short" in window.message_bar.text(), timeout=WAIT_MS)
+    assert window.message_bar.level == "warning" and "4.00 s" in window.message_bar.text()
 
 
 def test_loop_goes_back_to_the_start(qtbot, window, clip) -> None:

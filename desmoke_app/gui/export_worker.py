@@ -124,7 +124,12 @@ class ExportJob(QObject):
     def _finished(self, report) -> None:
         self.report = report
         name = Path(report.output).name
-        self._end("finished", f"exported {report.frames} frames to {name} ({report.fps:.1f} fps)")
+        message = f"exported {report.frames} frames to {name} ({report.fps:.1f} fps)"
+        if report.skipped_frames:
+            message += f"; {report.skipped_frames} undecodable frames skipped"
+        if report.warning:
+            message += f"; {report.warning}"
+        self._end("finished", message)
 
     def _failed(self, message: str) -> None:
         self._end("failed", message)

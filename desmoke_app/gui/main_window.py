@@ -277,6 +277,7 @@ class MainWindow(QMainWindow):
         reader.failed.connect(self.show_error)
         reader.playing_changed.connect(self._playing_changed)
         reader.ended.connect(self._ended)
+        reader.cut_short.connect(self.show_warning)
         reader.broke.connect(self.stop_recording)  # keep what was recorded before the loss
         processor.result_available.connect(self._result_available)
         processor.configured.connect(self._configured)
@@ -536,6 +537,10 @@ class MainWindow(QMainWindow):
     def show_message(self, text: str, level: str = "info") -> None:
         self.message_bar.show_message(text, level)
 
+    def show_warning(self, text: str) -> None:
+        log.warning("%s", text)
+        self.message_bar.show_message(text, "warning")
+
     # -- view ---------------------------------------------------------------------------------
     def set_split(self, split: bool) -> None:
         self.pane_area.set_split(bool(split))
@@ -657,7 +662,8 @@ class MainWindow(QMainWindow):
         if outcome == "failed":
             self.show_error(message)
         else:
-            self.show_message(message, "info")
+            flawed_input = job is not None and job.report is not None and job.report.warning
+            self.show_message(message, "warning" if flawed_input else "info")
 
     # -- recording ------------------------------------------------------------------------------
     def toggle_recording(self) -> None:

@@ -185,6 +185,7 @@ class Reader(QObject):
     failed = Signal(str)
     playing_changed = Signal(bool)
     ended = Signal()
+    cut_short = Signal(str)  # the file's frames end before the duration it states
     broke = Signal()  # reading the open source failed (an unplugged device): it is stopped
 
     _open_wanted = Signal(object)
@@ -207,6 +208,7 @@ class Reader(QObject):
         self._loop = False
         self._current = -1
         self._current_time = 0.0
+        self._told_cut_short = False
         self._anchor = (0.0, 0.0)  # (wall clock, media time) at which playback (re)started
         self._seeks = Latest()
         self._timer = QTimer(self)
@@ -256,6 +258,7 @@ class Reader(QObject):
         self._source_id += 1
         self._source = source
         self._current = -1
+        self._told_cut_short = False
         self._seeks.clear()
         seekable = not source.is_live and hasattr(source, "seek_frame")
         self._info = SourceInfo(
@@ -313,6 +316,19 @@ class Reader(QObject):
         info = self._info
         return bool(info.seekable and info.frame_count and self._current >= info.frame_count - 1)
 
+    def _check_the_end(self) -> None:
+        """Past the last decodable frame of a file: say so, once, if it ends well before
+        the duration it states (a cut-short file plays to its cut, then loops or stops)."""
+        info = self._info
+        if self._told_cut_short or info is None or info.is_live or not info.duration:
+            return
+        from engine.video import cut_short_warning
+
+        warning = cut_short_warning(info.spec.path, self._media_time(), info.duration)
+        if warning:
+            self._told_cut_short = True
+            self.cut_short.emit(warning)
+
     def _media_time(self) -> float:
         """Presentation time of the next frame (from the last frame's own time: exact for
         variable frame rate files too)."""
@@ -327,6 +343,7 @@ class Reader(QObject):
             return
         frame = self._read_and_deliver()
         if frame is None:
+            self._check_the_end()
             if self._loop and self._info.seekable and self._current > 0:
                 self._seek_to(0)
                 self._anchor = (time.monotonic(), self._media_time())
@@ -402,6 +419,7 @@ class Reader(QObject):
         self._set_playing(False)
         if delta == 1 or not self._info.seekable:
             if self._read_and_deliver() is None:
+                self._check_the_end()
                 self.ended.emit()
         else:
             self._seek_to(self._current + delta)
