@@ -89,7 +89,9 @@ def test_closing_mid_export_cancels_it_and_keeps_the_recording(qtbot, window, tm
     assert frames_in(recording) >= 3
 
 
-@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "number", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"]
+)
 def test_a_termination_signal_closes_the_app_cleanly(tmp_path, number) -> None:
     clip = make_index_clip(tmp_path / "long.mp4", 600, (320, 192), 25, gop=50)
     exports = tmp_path / "exports"

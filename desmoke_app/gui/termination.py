@@ -1,4 +1,4 @@
-"""SIGTERM and SIGINT for the desktop app: close its windows as their close buttons do."""
+"""Termination signals for the desktop app: they close its windows as the close buttons do."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from PySide6.QtWidgets import QApplication
 
 
 class TerminationSignals(QObject):
-    """SIGTERM and SIGINT (`kill`, Ctrl-C in the terminal) close the app's windows as their
-    close buttons do: an export is cancelled and leaves nothing, a recording is kept.
+    """SIGTERM, SIGINT and SIGHUP (`kill`, Ctrl-C, the terminal closed) close the app's
+    windows as their close buttons do: an export is cancelled and leaves nothing, a
+    recording is kept.
 
     Python runs a signal handler only when Python code next runs, never while Qt waits for
     events in C++: the interpreter also writes the signal to a socket (signal.set_wakeup_fd)
@@ -19,7 +20,10 @@ class TerminationSignals(QObject):
     parent (desmoke-app's main).
     """
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    #: SIGHUP (the terminal closed) exists on POSIX only.
+    SIGNALS = tuple(
+        getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
+    )
 
     def __init__(self, parent: QObject) -> None:
         super().__init__(parent)
