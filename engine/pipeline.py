@@ -366,8 +366,13 @@ def export_video(
             audio_end=end,
             crf=DEFAULT_CRF if crf is None else crf,
         )
+        try:
+            encoder = WriterThread(writer)  # encoding overlaps the next frames' desmoking
+        except BaseException:  # Ctrl-C or a kill between the two: the writer's file goes too
+            writer.abort()
+            raise
         ended_at = start
-        with WriterThread(writer) as encoder:  # encoding overlaps the next frames' desmoking
+        with encoder:
             for done, frame in enumerate(source.frames(start, end), start=1):
                 if should_stop is not None and should_stop():
                     raise ExportCancelled(f"export of {source_path} cancelled")
