@@ -9,7 +9,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 #: Subcommand modules, in the order `desmoke --help` lists them.
 COMMANDS = (
@@ -23,22 +27,69 @@ COMMANDS = (
     "build_engine",
 )
 
+#: Signals that stop a command the way Ctrl-C does (SIGHUP: the terminal closed; not on
+#: Windows).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal, raised where Ctrl-C raises KeyboardInterrupt, so that the same
+    cleanup runs (temporary outputs removed) for `kill`, a closed terminal or Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """Within the block, SIGINT, SIGTERM and SIGHUP raise Interrupted; once one has, the
+    others are ignored, so a second signal cannot cut short the cleanup that removes the
+    temporary files. A signal already ignored (e.g. SIGHUP under nohup) stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set on the main thread
+        return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    handled = [signum for signum, handler in previous.items() if handler != signal.SIG_IGN]
+
+    def interrupt(signum: int, _frame) -> None:
+        for other in handled:
+            signal.signal(other, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    for signum in handled:
+        signal.signal(signum, interrupt)
+    try:
+        yield
+    finally:
+        for signum in handled:
+            signal.signal(signum, previous[signum])
+
+
+def _add_verbose(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log details")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="desmoke",
         description="Remove surgical smoke from laparoscopic video (full resolution, real time).",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    _add_verbose(parser, default=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         # Optional libraries (TensorRT, cuda-python) are imported inside run(), so every
         # command is always listed and says itself what it is missing.
         importlib.import_module(f"desmoke_app.commands.{name}").add_parser(subparsers)
+    for subparser in subparsers.choices.values():
+        # -v after the command too; SUPPRESS keeps a -v given before it.
+        _add_verbose(subparser, default=argparse.SUPPRESS)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -48,11 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("desmoke: interrupted", file=sys.stderr)
-        return 130
+    return int(args.func(args) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    # The handlers come first: building the parser imports torch, which takes a second.
+    with stop_signals_interrupt():
+        try:
+            return _run(argv)
+        except KeyboardInterrupt as stop:
+            print("desmoke: interrupted", file=sys.stderr)
+            return 128 + getattr(stop, "signum", signal.SIGINT)
 
 
 if __name__ == "__main__":

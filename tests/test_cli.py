@@ -8,7 +8,7 @@ import pytest
 from desmoke_app.cli import main
 from engine.video import Mp4Writer
 from tests.backend_failures import lost_device
-from tests.clips import make_index_clip
+from tests.clips import corrupt_clip, make_index_clip
 from tests.frames import textured_frame
 
 
@@ -34,6 +34,17 @@ def test_export_writes_a_side_by_side_clip(tmp_path, capsys) -> None:
         assert (stream.width, stream.height) == (3 * 64, 48)
     assert frames == 12
     assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_a_cut_short_input_is_written_with_a_warning(tmp_path, capsys, caplog) -> None:
+    whole = make_index_clip(tmp_path / "whole.mp4", n_frames=100, size=(64, 48), fps=25)
+    cut = corrupt_clip(whole, tmp_path / "cut.mp4", keep=0.5, flips=0)  # states 4 s
+    assert main(["export", str(cut), "-o", str(tmp_path / "out.mp4"), "--model", "dcp"]) == 0
+    warning = capsys.readouterr().err.strip().splitlines()[-1]
+    assert warning.startswith("desmoke: warning: cut.mp4: the video ends at")
+    assert "cut short" in warning
+    assert main(["synth-smoke", str(cut), str(tmp_path / "smoky.mp4")]) == 0
+    assert any("cut short" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
 
 
 def test_export_goes_on_when_the_backend_stops_mid_run(tmp_path, monkeypatch, caplog) -> None:
@@ -109,6 +120,10 @@ def test_inputs_that_would_share_an_output_are_refused(tmp_path, capsys) -> None
         (["export", "x.mp4", "--model", "nope"], "unknown model"),
         (["export", "x.mp4", "--model", "dcp", "--start", "3", "--end", "1"], "--end"),
         (["export", "x.mp4", "--model", "dcp", "--crf", "60"], "--crf must be 0-51"),
+        (["export", "x.mp4", "--model", "dcp", "--weights", "w.safetensors"], "takes no weights"),
+        (["export", "x.mp4", "--model", "fast.onnx"], "is an ONNX export, not accepted here"),
+        (["export", "x.mp4", "--weights", "fast.onnx"], ".safetensors weights"),
+        (["info", "--model", "a.safetensors", "--weights", "b.safetensors"], "already a weights"),
     ],
 )
 def test_export_errors_are_one_line(argv, message, tmp_path, monkeypatch, capsys) -> None:
@@ -127,46 +142,75 @@ def test_export_to_unwritable_path_leaves_nothing(tmp_path, capsys) -> None:
     assert not target.exists()
 
 
-def test_ctrl_c_mid_export_leaves_no_file(tmp_path) -> None:
+@pytest.mark.parametrize("signal_name, code", [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
+def test_stop_signal_mid_export_leaves_no_file(signal_name, code, tmp_path) -> None:
+    """Ctrl-C, `kill` and a closed terminal: the same cleanup, exit code 128 + signal."""
     import os
     import signal
     import subprocess
     import sys
-    import time
 
     clip = make_index_clip(tmp_path / "long.mp4", n_frames=600, size=(320, 192), fps=25)
     target = tmp_path / "out.mp4"
+    argv = ["export", str(clip), "-o", str(target), "--model", "dcp"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "desmoke_app.cli",
-            "export",
-            str(clip),
-            "-o",
-            str(target),
-            "--model",
-            "dcp",
-        ],
-        stdout=subprocess.PIPE,
+        [sys.executable, "-m", "desmoke_app.cli", *argv],
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    # Interrupt once frames are being written (the progress bar has appeared): before
+    # that, engine.pipeline.export_video has a moment where its writer is not yet guarded.
+    shown = ""
+    while "frame/s" not in shown and (char := process.stderr.read(1)):
+        shown += char
+    partial_outputs = [p for p in tmp_path.iterdir() if p.name != "long.mp4"]
+    assert partial_outputs and not target.exists(), "the export ended before the interrupt"
+    process.send_signal(getattr(signal, signal_name))
+    err = process.stderr.read()
+    assert process.wait(timeout=60) == code, err
+    assert err.endswith("desmoke: interrupted\n") and "Traceback" not in err
+    assert sorted(tmp_path.iterdir()) == [clip]
 
-    # Interrupt once the export is under way (its first progress output has appeared).
-    def partial_outputs() -> list:
-        return [p for p in tmp_path.iterdir() if p.name != "long.mp4"]
 
-    deadline = time.monotonic() + 60
-    while not partial_outputs() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert partial_outputs() and not target.exists(), "the export ended before the interrupt"
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err
-    assert not partial_outputs()
+def test_ctrl_c_while_the_command_loads_is_one_line(monkeypatch, capsys) -> None:
+    """Ctrl-C while torch is imported (building the parser imports the commands)."""
+    from desmoke_app import cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    try:
+        code = main(["info"])
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt escaped main() (a traceback for the user)")
+    assert code == 130
+    assert capsys.readouterr().err == "desmoke: interrupted\n"
+
+
+def test_a_write_error_is_printed_after_the_progress_bar(tmp_path, monkeypatch, capsys) -> None:
+    """A full disk mid-export: the bar is closed first, the error is the last line, alone."""
+    import errno
+
+    from engine.video.writer import Mp4Writer
+
+    encode = Mp4Writer._encode
+
+    def disk_full_after_three_frames(self, frame) -> None:
+        if self.frames_written == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        encode(self, frame)
+
+    monkeypatch.setattr(Mp4Writer, "_encode", disk_full_after_three_frames)
+    clip = make_index_clip(tmp_path / "clip.mp4", n_frames=12, size=(64, 48), fps=12)
+    out = tmp_path / "out.mp4"
+    assert main(["export", str(clip), "-o", str(out), "--model", "dcp"]) == 1
+    err = capsys.readouterr().err
+    assert "frame" in err  # the bar was drawn
+    assert err.endswith(f"\ndesmoke: error: {out}: writing failed (No space left on device)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
 def test_export_of_a_damaged_clip_goes_on_and_reports_skips(tmp_path, capsys) -> None:
@@ -188,3 +232,79 @@ def test_help_lists_every_command(capsys) -> None:
     build_parser().print_help()
     listed = capsys.readouterr().out
     assert all(name.replace("_", "-") in listed for name in COMMANDS)
+
+
+def test_a_model_without_weights_is_refused_not_replaced(tmp_path, monkeypatch, capsys) -> None:
+    """--model paper with no paper weights shipped: an error that says what can run, rather
+    than a dcp export named as if it were paper's."""
+    import engine.pipeline
+
+    shipped = engine.pipeline.shipped_weights
+    monkeypatch.setattr(
+        engine.pipeline, "shipped_weights", lambda m: None if m == "paper" else shipped(m)
+    )
+    clip = make_index_clip(tmp_path / "clip.mp4", n_frames=2, size=(64, 48), fps=12)
+    assert main(["export", str(clip), "--model", "paper"]) == 1
+    err = capsys.readouterr().err
+    assert "--model paper --weights W.safetensors" in err and "dcp" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--strength", "5"], "argument --strength: must be from 0 to 1, got 5"),
+        (["--strength", "-1"], "argument --strength: must be from 0 to 1"),
+        (["--strength", "nan"], "argument --strength: expected a finite number"),
+        (["--working-size", "0"], "argument --working-size: must be 64-2160, got 0"),
+        (["--working-size", "100000"], "argument --working-size: must be 64-2160"),
+        (["--patch", "0"], "argument --patch: must be 3-61, got 0"),
+        (["--start", "nan"], "argument --start: expected a finite number"),
+        (["--start", "-2"], "argument --start: must be 0 s or more"),
+    ],
+)
+def test_out_of_range_options_are_refused(argv, message, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "x.mp4", "--model", "dcp", *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_one_frame_is_singular(tmp_path, capsys) -> None:
+    clip = make_index_clip(tmp_path / "clip.mp4", n_frames=1, size=(64, 48), fps=12)
+    assert main(["export", str(clip), "-o", str(tmp_path / "out.mp4"), "--model", "dcp"]) == 0
+    assert "(1 frame," in capsys.readouterr().out
+
+
+def test_evaluate_refuses_a_file_as_its_output_folder(tmp_path, capsys) -> None:
+    taken = tmp_path / "text.mp4"
+    taken.write_text("keep me")
+    argv = ["evaluate", "--model", "dcp", "--no-real", "--sources", "x.png", "--out", str(taken)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"--out {taken}: is a file; --out takes a folder" in err and "Errno" not in err
+    assert taken.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("argv", [["-v", "info"], ["info", "-v"], ["info", "--verbose"]])
+def test_verbose_goes_before_or_after_the_command(argv) -> None:
+    from desmoke_app.cli import build_parser
+
+    assert build_parser().parse_args(argv).verbose
+
+
+def test_every_option_has_help() -> None:
+    from desmoke_app.cli import build_parser
+
+    parser = build_parser()
+    (subparsers,) = [a for a in parser._actions if a.choices and a.dest == "command"]
+    missing = [
+        f"{name} {action.option_strings[0]}"
+        for name, subparser in subparsers.choices.items()
+        for action in subparser._actions
+        if action.option_strings and not action.help
+    ]
+    assert not missing

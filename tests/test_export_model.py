@@ -95,3 +95,33 @@ def test_cli_export_model(tmp_path: Path, capsys) -> None:
     assert code == 1 and len(err) == 1 and "weights file not found" in err[0]
     code = main(["export-model", str(path), "--onnx", str(tmp_path / "nodir" / "a.onnx")])
     assert code == 1 and "output folder does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "error, reason",
+    [
+        (OSError(28, "No space left on device"), "No space left on device"),
+        (PermissionError(13, "Permission denied"), "Permission denied"),
+    ],
+)
+def test_cli_export_model_write_failure_is_one_line(
+    tmp_path: Path, monkeypatch, capsys, error: OSError, reason: str
+) -> None:
+    """A full disk (after part of the file is written) or a read-only folder: one line that
+    names the output, and no temporary file left behind."""
+    from desmoke_app.cli import main
+
+    path, _ = saved(tmp_path, "fast")
+    before = sorted(tmp_path.iterdir())
+
+    def fails_part_way(self: Path, data: bytes) -> int:
+        with open(self, "wb") as handle:
+            handle.write(data[:100])
+        raise error
+
+    monkeypatch.setattr(Path, "write_bytes", fails_part_way)
+    out = tmp_path / "z.onnx"
+    assert main(["export-model", str(path), "--onnx", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"desmoke: error: {out}: cannot write ({reason})"]
+    assert sorted(tmp_path.iterdir()) == before

@@ -21,6 +21,7 @@ painted into the *background* (so they are in the clear target too, with alpha z
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -618,7 +619,7 @@ def synthesize_video(
     Mp4Writer works on a temporary file: nothing is left at dst on failure, and it refuses
     to write over src. Errors are ValueErrors naming the file.
     """
-    from engine.video import FileSource, Mp4Writer, VideoError
+    from engine.video import FileSource, Mp4Writer, VideoError, cut_short_warning
 
     try:
         with FileSource(src) as source:
@@ -630,6 +631,10 @@ def synthesize_video(
                 frames = (frame.rgb for frame in source.frames())
                 for sample in SmokeSynthesizer(config, seed).clip(frames, seed):
                     writer.write_image(np.rint(sample.smoky * 255.0).astype(np.uint8))
+            ended_at = writer.frames_written / source.fps
+            warning = cut_short_warning(src, ended_at, source.duration)
     except VideoError as error:
         raise ValueError(str(error)) from None
+    if warning:
+        logging.getLogger(__name__).warning("%s", warning)
     return writer.frames_written

@@ -3,10 +3,64 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from engine.backends import BACKEND_NAMES
-from engine.models import MODEL_NAMES
+from engine.models import MODEL_NAMES, NETWORK_MODELS
+from engine.video.errors import describe
+
+#: The working resolution's short side the CLI accepts: the app's "Working size" range. The
+#: engine only refuses below 16 px, but 2160 is a 4K frame's own short side: more only
+#: upsamples the frame before the network (and 100000 px asks OpenCV for ~30 GB).
+WORKING_SIZE_RANGE = (64, 2160)
+#: Dark-channel patch sizes the app's "Patch" control allows (odd values; the engine checks).
+PATCH_RANGE = (3, 61)
+#: Files that are made from weights but are not weights: what --model/--weights would refuse.
+NOT_WEIGHTS = {".onnx": "an ONNX export", ".engine": "a TensorRT engine"}
+
+
+def int_in_range(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from `low` to `high`, both included."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low}-{high}, got {value}")
+        return value
+
+    return parse
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """An argparse type: a number from 0 to 1 (NaN refused)."""
+    value = _finite_float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {value:g}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a time in seconds, 0 or more (NaN and infinity refused)."""
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 s or more, got {value:g}")
+    return value
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,39 +69,87 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         default="fast",
         help=f"{', '.join(MODEL_NAMES)}, or a .safetensors file (default: fast)",
     )
-    parser.add_argument("--weights", help="weights for --model fast/paper (default: shipped)")
+    parser.add_argument(
+        "--weights", help="a .safetensors file for --model fast/paper (default: shipped)"
+    )
     parser.add_argument(
         "--backend",
         default="auto",
         choices=BACKEND_NAMES,
         help="inference backend (default: auto, which says what it chose)",
     )
+    low, high = WORKING_SIZE_RANGE
     parser.add_argument(
         "--working-size",
-        type=int,
+        type=int_in_range(low, high),
         default=None,
         metavar="PX",
-        help="working resolution's short side (default: the model's, 256)",
+        help=f"working resolution's short side, {low}-{high} px (default: the model's, 256)",
     )
+    low, high = PATCH_RANGE
     parser.add_argument(
         "--patch",
-        type=int,
+        type=int_in_range(low, high),
         default=None,
         metavar="N",
-        help="dark-channel patch at a 256 px short side (odd; default 15)",
+        help=f"dark-channel patch at a 256 px short side (odd, {low}-{high}; default 15)",
     )
     parser.add_argument(
         "--strength",
-        type=float,
+        type=unit_interval,
         default=1.0,
-        help="0 leaves frames untouched, 1 removes the smoke fully",
+        help="0 to 1: 0 leaves frames untouched, 1 removes the smoke fully (default 1)",
     )
 
 
+def check_model_choice(model: str, weights: str | None) -> None:
+    """Refuse, with a ValueError naming what can be used, a model the user asked for that
+    would not run as asked: the engine would fall back to dcp, or ignore the weights."""
+    for path in (model, weights):
+        kind = NOT_WEIGHTS.get(Path(path).suffix.lower()) if path else None
+        if kind:
+            raise ValueError(
+                f"{path}: is {kind}, not accepted here; --model and --weights take the "
+                ".safetensors weights it was made from"
+            )
+    if weights is not None:
+        _check_takes_weights(model, weights)
+    elif model in NETWORK_MODELS:
+        _check_shipped(model)
+
+
+def _check_takes_weights(model: str, weights: str) -> None:
+    if model in NETWORK_MODELS:
+        return
+    if model in MODEL_NAMES:
+        what = "takes no weights"
+    elif Path(model).suffix:
+        what = "is already a weights file"
+    else:
+        return  # an unknown model name: the engine says so
+    raise ValueError(
+        f"--weights {weights}: --model {model} {what}; give weights as "
+        f"--model {' or '.join(NETWORK_MODELS)} --weights W.safetensors"
+    )
+
+
+def _check_shipped(model: str) -> None:
+    from engine.pipeline import shipped_weights
+
+    if shipped_weights(model) is None:
+        usable = [name for name in NETWORK_MODELS if shipped_weights(name)] + ["dcp"]
+        raise ValueError(
+            f"no trained weights for '{model}' are shipped: pass them with --model {model} "
+            f"--weights W.safetensors, or use --model {' or '.join(usable)}"
+        )
+
+
 def make_desmoker(args: argparse.Namespace):
-    """A Desmoker from the common arguments; prints its fallback notice, if any."""
+    """A Desmoker from the common arguments (ValueError where it would not run as asked);
+    prints the engine's notice, if any."""
     from engine.pipeline import Desmoker
 
+    check_model_choice(args.model, args.weights)
     desmoker = Desmoker(
         args.model,
         args.backend,
@@ -59,6 +161,19 @@ def make_desmoker(args: argparse.Namespace):
     if desmoker.notice:
         print(f"desmoke: {desmoker.notice}", file=sys.stderr)
     return desmoker
+
+
+def os_error_message(error: OSError, doing: str, path: Path | None = None) -> str:
+    """One line for an OSError: the file (`path`, the user's name for it, rather than a
+    temporary file's), what failed and why, without Python's "[Errno N]"."""
+    where = path or error.filename
+    prefix = f"{where}: " if where else ""
+    return f"{prefix}cannot {doing} ({describe(error)})"
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 frame', '2 frames'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def fail(message: str, code: int = 1) -> int:

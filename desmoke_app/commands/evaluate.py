@@ -7,7 +7,12 @@ import argparse
 import os
 from pathlib import Path
 
-from desmoke_app.commands.common import add_model_arguments, fail
+from desmoke_app.commands.common import (
+    add_model_arguments,
+    check_model_choice,
+    fail,
+    os_error_message,
+)
 
 
 def add_parser(subparsers) -> None:
@@ -121,36 +126,51 @@ def _real_sources(args: argparse.Namespace) -> list[Path]:
     return found
 
 
+def _evaluate(args: argparse.Namespace):
+    """The report and contact sheet of the whole evaluation (nothing written yet)."""
+    from training import evaluate as ev
+
+    real = _real_sources(args)
+    test_frames = _test_frames(args)
+    clear_images = _clear_images(args)
+    methods, notes = ev.make_methods(
+        args.model,
+        weights=args.weights,
+        backend=args.backend,
+        working_short_side=args.working_size,
+        patch_size=args.patch,
+        strength=args.strength,
+    )
+    return ev.evaluate(
+        methods,
+        test_frames,
+        seed=ev.EVAL_SEED if args.seed is None else args.seed,
+        real_sources=real,
+        clear_images=clear_images,
+        frames_per_clip=args.real_frames,
+        notes=notes,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from engine.backends import BackendUnavailable
     from engine.models import WeightsError
     from training import evaluate as ev
 
+    # Checked before the evaluation's minutes of work, not found when writing at the end.
+    if args.out.exists() and not args.out.is_dir():
+        return fail(f"--out {args.out}: is a file; --out takes a folder (made if missing)")
     try:
-        real = _real_sources(args)
-        test_frames = _test_frames(args)
-        clear_images = _clear_images(args)
-        methods, notes = ev.make_methods(
-            args.model,
-            weights=args.weights,
-            backend=args.backend,
-            working_short_side=args.working_size,
-            patch_size=args.patch,
-            strength=args.strength,
-        )
-        seed = ev.EVAL_SEED if args.seed is None else args.seed
-        report, sheet = ev.evaluate(
-            methods,
-            test_frames,
-            seed=seed,
-            real_sources=real,
-            clear_images=clear_images,
-            frames_per_clip=args.real_frames,
-            notes=notes,
-        )
-        paths = ev.write_outputs(report, args.out, sheet)
-    except (ValueError, OSError, WeightsError, BackendUnavailable) as exc:
+        check_model_choice(args.model, args.weights)
+        report, sheet = _evaluate(args)
+    except (ValueError, WeightsError, BackendUnavailable) as exc:
         return fail(str(exc))
+    except OSError as exc:
+        return fail(os_error_message(exc, "read"))
+    try:
+        paths = ev.write_outputs(report, args.out, sheet)
+    except OSError as exc:
+        return fail(os_error_message(exc, "write the results", args.out))
     print(report.to_markdown())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

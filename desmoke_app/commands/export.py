@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from contextlib import closing
 from pathlib import Path
 
 from tqdm import tqdm
 
-from desmoke_app.commands.common import add_model_arguments, fail, make_desmoker
+from desmoke_app.commands.common import (
+    add_model_arguments,
+    fail,
+    make_desmoker,
+    plural,
+    seconds,
+)
 from engine.backends import BackendUnavailable
 from engine.models import WeightsError
 from engine.video.errors import VideoError
@@ -27,10 +35,16 @@ def add_parser(subparsers) -> None:
         help="output file (one input) or folder (default: IN_desmoked.mp4)",
     )
     add_model_arguments(parser)
-    parser.add_argument("--layout", default="3up", choices=LAYOUTS)
+    parser.add_argument(
+        "--layout",
+        default="3up",
+        choices=LAYOUTS,
+        help="3up: original | dark channel | desmoked side by side (default); 2up: original "
+        "| desmoked; vertical: the three stacked",
+    )
     parser.add_argument("--labels", action="store_true", help="label the panes")
-    parser.add_argument("--start", type=float, default=0.0, metavar="S", help="start (s)")
-    parser.add_argument("--end", type=float, default=None, metavar="S", help="end (s)")
+    parser.add_argument("--start", type=seconds, default=0.0, metavar="S", help="start (s)")
+    parser.add_argument("--end", type=seconds, default=None, metavar="S", help="end (s)")
     parser.add_argument(
         "--crf",
         type=int,
@@ -57,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
     several = len(args.inputs) > 1
     if several and args.output is not None and args.output.suffix:
         return fail(f"{args.output}: with several inputs, -o must be a folder")
-    if args.start < 0 or (args.end is not None and args.end <= args.start):
-        return fail("--end must be after --start, and --start not negative")
+    if args.end is not None and args.end <= args.start:
+        return fail(f"--end must be after --start, got {args.start:g} to {args.end:g} s")
     if args.crf is not None and not 0 <= args.crf <= MAX_CRF:
         return fail(f"--crf must be 0-{MAX_CRF} (lower is better), got {args.crf}")
     targets = [output_for(source, args.output, several) for source in args.inputs]
@@ -86,39 +100,49 @@ def _first_clash(sources: list[Path], targets: list[Path]) -> str:
     return ""
 
 
+class _ProgressBar:
+    """export_video's progress callback as a tqdm bar, opened with the first frame (an
+    unreadable input shows none)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.bar: tqdm | None = None
+
+    def __call__(self, done: int, expected: int) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=expected, unit="frame", desc=self.name, leave=True)
+        self.bar.total = expected
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def export_one(source: Path, target: Path, desmoker, args, export_video) -> bool:
-    bar: tqdm | None = None  # opened with the first frame: an unreadable input shows none
-
-    def progress(done: int, expected: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=expected, unit="frame", desc=source.name, leave=True)
-        bar.total = expected
-        bar.update(done - bar.n)
-
     try:
-        report = export_video(
-            source,
-            target,
-            desmoker,
-            layout=args.layout,
-            labels=args.labels,
-            start=args.start,
-            end=args.end,
-            progress=progress,
-            crf=args.crf,
-        )
+        # The bar is closed before an error is printed: on a line of its own, not redrawn.
+        with closing(_ProgressBar(source.name)) as progress:
+            report = export_video(
+                source,
+                target,
+                desmoker,
+                layout=args.layout,
+                labels=args.labels,
+                start=args.start,
+                end=args.end,
+                progress=progress,
+                crf=args.crf,
+            )
     except (VideoError, ValueError) as exc:
         fail(str(exc))
         return False
-    finally:
-        if bar is not None:
-            bar.close()
-    skipped = (
-        f", {report.skipped_frames} undecodable frames skipped" if report.skipped_frames else ""
-    )
+    skips = report.skipped_frames
+    skipped = f", {plural(skips, 'undecodable frame')} skipped" if skips else ""
     print(
-        f"desmoke: wrote {report.output} ({report.frames} frames, {report.fps:.1f} fps, "
-        f"{report.encoder}{skipped})"
+        f"desmoke: wrote {report.output} ({plural(report.frames, 'frame')}, "
+        f"{report.fps:.1f} fps, {report.encoder}{skipped})"
     )
+    if report.warning:
+        print(f"desmoke: warning: {report.warning}", file=sys.stderr)
     return True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from desmoke_app.commands.common import fail
+from desmoke_app.commands.common import fail, os_error_message
 
 
 def add_parser(subparsers) -> None:
@@ -31,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
         report = export_weights(args.weights, args.onnx, fp16=args.fp16)
     except (WeightsError, ExportError) as exc:
         return fail(str(exc))
+    except OSError as exc:  # an unwritable folder, a full disk
+        return fail(os_error_message(exc, "write", args.onnx))
     errors = ", ".join(f"{k} {v:.1e}" for k, v in report["max_abs_error"].items())
     precision = "fp16" if args.fp16 else "fp32"
     print(f"wrote {args.onnx} ({report['model']}, {precision}); onnxruntime vs torch: {errors}")

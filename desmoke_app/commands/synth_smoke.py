@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from desmoke_app.commands.common import fail
+from desmoke_app.commands.common import fail, plural
 
 
 def add_parser(subparsers) -> None:
@@ -45,5 +45,5 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         return fail(str(exc))
     seconds = time.perf_counter() - start
-    print(f"wrote {args.output}: {frames} frames in {seconds:.1f} s (seed {args.seed})")
+    print(f"wrote {args.output}: {plural(frames, 'frame')} in {seconds:.1f} s (seed {args.seed})")
     return 0

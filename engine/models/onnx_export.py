@@ -54,6 +54,10 @@ def export_onnx(
     model = onnx.load_from_string(buffer.getvalue())
     onnx.checker.check_model(model)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
+    try:
+        tmp.write_bytes(buffer.getvalue())
+        tmp.replace(path)
+    except BaseException:  # a full disk, Ctrl-C: no half-written file left behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
