@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import av
 import pytest
 
@@ -16,6 +18,16 @@ def test_info_lists_backends_and_model(capsys) -> None:
     assert main(["info", "--model", "dcp"]) == 0
     out = capsys.readouterr().out
     assert "onnxruntime  available" in out and "model dcp" in out
+
+
+def test_info_sums_up_the_weights_and_gives_all_on_request(capsys) -> None:
+    assert main(["info", "--model", "fast", "--backend", "onnxruntime"]) == 0
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert summary.startswith("weights: format") and "validation PSNR" in summary
+    assert main(["info", "--model", "fast", "--backend", "onnxruntime", "--provenance"]) == 0
+    out = capsys.readouterr().out
+    provenance = json.loads(out[out.index("{") :])
+    assert provenance["training"]["steps"] > 0 and "val" in provenance["metrics"]
 
 
 def test_devices_never_fails(capsys) -> None:

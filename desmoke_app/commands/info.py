@@ -14,6 +14,11 @@ from engine.models import WeightsError
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("info", help="backends, devices, and the model's provenance")
     add_model_arguments(parser)
+    parser.add_argument(
+        "--provenance",
+        action="store_true",
+        help="print the weights' whole provenance as JSON (training configuration, data)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -37,5 +42,29 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: {desmoker.describe()}")
     if desmoker.config:
         provenance = {k: desmoker.config.get(k) for k in ("version", "training", "metrics")}
-        print(json.dumps(provenance, indent=2, sort_keys=True))
+        if args.provenance:
+            print(json.dumps(provenance, indent=2, sort_keys=True))
+        else:
+            print(f"weights: {provenance_summary(provenance)} (all of it: --provenance)")
     return 0
+
+
+def provenance_summary(provenance: dict) -> str:
+    """One line: how the weights were trained and how they scored on validation."""
+    training = provenance.get("training") or {}
+    parts = [f"format {provenance.get('version', '?')}"]
+    if training.get("steps"):  # a fine-tuned model's last stage, not its whole history
+        where = training.get("hardware", "")
+        parts.append(
+            f"last training run {training['steps']} steps, {training.get('minutes', 0):.0f} min"
+            + (f" on {where}" if where else "")
+            + (f" ({training['config_file']})" if training.get("config_file") else "")
+        )
+    frames = (training.get("data") or {}).get("frames")
+    if frames:
+        parts.append("frames " + ", ".join(f"{k} {v}" for k, v in frames.items()))
+    val = ((provenance.get("metrics") or {}).get("val")) or {}
+    if "psnr" in val:
+        identity = f" (input {val['psnr_identity']:.2f})" if "psnr_identity" in val else ""
+        parts.append(f"validation PSNR {val['psnr']:.2f} dB{identity}")
+    return "; ".join(parts)
