@@ -159,6 +159,20 @@ def test_snapshot_png_has_the_three_panes(qtbot, window, clip, tmp_path) -> None
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".snap")] == []
 
 
+def test_snapshot_that_cannot_be_written_names_the_file(
+    qtbot, window, clip, tmp_path, monkeypatch
+) -> None:
+    from PySide6.QtWidgets import QFileDialog
+
+    open_clip(qtbot, window, clip)
+    target = tmp_path / "missing" / "snap.png"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    window.snapshot_dialog()
+    message = window.message_bar.text()
+    assert message.startswith(f"cannot save the snapshot to {target} (")
+    assert ".snap.png." not in message  # not the temporary file's name
+
+
 def test_snapshot_without_a_frame_is_an_error(qtbot, window, tmp_path) -> None:
     with pytest.raises(ValueError, match="no frame"):
         window.snapshot(tmp_path / "none.png")

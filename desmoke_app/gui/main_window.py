@@ -45,6 +45,7 @@ from desmoke_app.gui.workers import (
     SourceSpec,
     WorkerThreads,
 )
+from engine.video.errors import describe
 from engine.video.writer import DEFAULT_CRF
 
 log = logging.getLogger(__name__)
@@ -604,7 +605,9 @@ class MainWindow(QMainWindow):
             return
         try:
             self.snapshot(path)
-        except (OSError, ValueError) as error:
+        except OSError as error:  # its file name would be the temporary file's
+            self.show_error(f"cannot save the snapshot to {path} ({describe(error)})")
+        except ValueError as error:
             self.show_error(f"cannot save the snapshot: {error}")
         else:
             self.show_message(f"snapshot saved to {path}", "info")
