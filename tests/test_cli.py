@@ -141,8 +141,9 @@ def test_inputs_that_would_share_an_output_are_refused(tmp_path, capsys) -> None
 def test_export_errors_are_one_line(argv, message, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(argv) != 0
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert message in err and "Traceback" not in err
+    assert "desmoke: model" not in out  # the error comes alone, not after the model's banner
     assert not list(tmp_path.glob("*_desmoked.mp4"))
 
 

@@ -83,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
         desmoker = make_desmoker(args)
     except (WeightsError, BackendUnavailable, ValueError) as exc:
         return fail(str(exc))
+    missing = [source for source in args.inputs if not source.exists()]
+    if len(missing) == len(args.inputs):  # nothing to export: no model banner before it
+        return fail(f"{missing[0]}: no such file")
     print(f"desmoke: {desmoker.describe()}")
     failures = 0
     for source, target in zip(args.inputs, targets, strict=True):
