@@ -133,6 +133,31 @@ def test_compiled_kernels_are_cached_on_disk(tmp_path, monkeypatch) -> None:
     assert same == path and again == b"cached marker"
 
 
+@pytest.mark.skipif(not NVRTC_OK, reason=f"NVRTC not usable: {NVRTC_REASON}")
+def test_an_unwritable_cache_still_gives_the_kernels(tmp_path, monkeypatch) -> None:
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("a file where the cache folder would go")
+    monkeypatch.setenv("DESMOKE_CACHE", str(not_a_folder))
+    image, path = compiled_image("compute_80")
+    assert image and not path.exists()
+
+
+def test_a_missing_nvrtc_library_is_a_cuda_error(monkeypatch) -> None:
+    """cuda-bindings imports, but libnvrtc cannot be loaded (its loader's RuntimeError)."""
+    from engine.cuda import loader
+
+    class NoLibrary:
+        def __getattr__(self, name):
+            def call(*args):
+                raise RuntimeError(f"{name}: libnvrtc.so.13 not found")
+
+            return call
+
+    monkeypatch.setattr(loader, "_bindings", lambda: (None, NoLibrary()))
+    with pytest.raises(CudaError, match="NVRTC library not found"):
+        loader.supported_architectures()
+
+
 def test_cache_key_depends_on_everything_that_changes_the_binary() -> None:
     base = cache_key(b"src", "sm_90", ("-a",), (13, 0))
     assert base == cache_key(b"src", "sm_90", ("-a",), (13, 0))

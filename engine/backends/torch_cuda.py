@@ -222,6 +222,11 @@ class FramePath:
             buffers.host_out = torch.empty_like(buffers.out, device="cpu").pin_memory()
         return buffers
 
+    def _buffers_for(self, key: tuple) -> _Buffers:
+        if key not in self._buffers:
+            self._buffers[key] = self._allocate(*key[:4])
+        return self._buffers[key]
+
     def _stream_handle(self) -> int:
         return torch.cuda.current_stream(self.device).cuda_stream if self.cuda else 0
 
@@ -230,13 +235,25 @@ class FramePath:
         """Pre-kernels, network, post-processing; the display mask on the side stream.
         `marks` (eager profiling) collects a CUDA event after the first two stages, and
         then the mask runs in line so that "preprocess" counts it."""
-        _, _, _, _, small_patch, mask_patch, t_min, paper_strength = key
+        mask_patch = key[5]
         side = self._side if marks is None else None
-        if side is not None:
-            with side.branch() as handle:
-                self._display_mask(b, mask_patch, handle)
-        self._network_input(b, small_patch)
         if side is None:
+            self._main_stream_work(b, key, marks, mask_in_line=True)
+            return
+        with side.branch() as handle:
+            self._display_mask(b, mask_patch, handle)
+        try:
+            self._main_stream_work(b, key, marks, mask_in_line=False)
+        finally:  # also when a capture fails: its own error then, not "unjoined work"
+            side.join()
+
+    def _main_stream_work(
+        self, b: _Buffers, key: tuple, marks: list | None, mask_in_line: bool
+    ) -> None:
+        """Network input, (the mask, in line,) network, restore: the current stream's work."""
+        _, _, _, _, small_patch, mask_patch, t_min, paper_strength = key
+        self._network_input(b, small_patch)
+        if mask_in_line:
             self._display_mask(b, mask_patch, self._stream_handle())
         self._mark(marks)
         outputs = self.network(b.net_input)
@@ -245,8 +262,6 @@ class FramePath:
             self._restore_paper(b, outputs[0], paper_strength)
         else:
             self._restore_layer(b, outputs[0], outputs[1], t_min)
-        if side is not None:
-            side.join()
 
     def _net_input_planes(self, b: _Buffers) -> K.Planes:
         x = b.net_input
@@ -417,12 +432,10 @@ class FramePath:
     def _process(
         self, key: tuple, frame: np.ndarray, strength: float, profile: bool
     ) -> dict[str, float]:
-        if key not in self._buffers:
-            self._buffers[key] = self._allocate(*key[:4])
-        b = self._buffers[key]
         if self.cuda:
-            with torch.cuda.stream(self.stream):
-                return self._process_cuda(b, key, frame, strength, profile)
+            with torch.cuda.stream(self.stream):  # buffers too: made on the stream that uses them
+                return self._process_cuda(self._buffers_for(key), key, frame, strength, profile)
+        b = self._buffers_for(key)
         b.frame.copy_(torch.from_numpy(np.ascontiguousarray(frame)))
         b.strength.fill_(strength)
         self._run_device(b, key)

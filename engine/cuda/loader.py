@@ -13,6 +13,7 @@ checked and turned into a CudaError with the call, the error's name and its desc
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import logging
@@ -116,6 +117,7 @@ def nvrtc_status() -> tuple[bool, str]:
 
 
 def supported_architectures() -> list[int]:
+    nvrtc_version()  # a missing libnvrtc: the CudaError that says so, not the loader's own
     _, nvrtc = _bindings()
     return sorted(check_nvrtc(nvrtc.nvrtcGetSupportedArchs(), "nvrtcGetSupportedArchs"))
 
@@ -192,10 +194,15 @@ def compiled_image(target: str, *, source_path: Path = KERNEL_SOURCE) -> tuple[b
     if path.is_file() and path.stat().st_size > 0:
         return path.read_bytes(), path
     image = compile_source(source, target, name=source_path.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(image)
-    tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(image)
+        tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+    except OSError as exc:  # a read-only or full cache folder: the kernels run all the same
+        log.warning("cannot cache the compiled kernels in %s (%s)", path.parent, exc)
+        with contextlib.suppress(OSError):  # it may never have been made
+            tmp.unlink()
     return image, path
 
 
