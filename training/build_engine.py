@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tempfile
 import time
@@ -224,11 +225,31 @@ def build_serialized(
     return bytes(serialized), bytes(cache.serialize())
 
 
-def _write_atomically(path: Path, data: bytes) -> Path:
+def _write_beside(path: Path, data: bytes) -> Path:
+    """`data` in a temporary file beside `path` (this process's own), for a rename onto it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+    except BaseException:  # a full disk: no half-written file left
+        tmp.unlink(missing_ok=True)
+        raise
     return tmp
+
+
+def _replace_together(files: dict[Path, bytes]) -> None:
+    """Write every file beside its target, then rename them all: a failure on the way
+    leaves no temporary file (the engine and its sidecar go in together)."""
+    written: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files.items():
+            written.append((_write_beside(path, data), path))
+        for tmp, path in written:
+            tmp.replace(path)
+    except BaseException:
+        for tmp, _ in written:
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def build_engine(
@@ -293,12 +314,9 @@ def build_engine(
         weights_digest=digest,
         model=model,
     )
-    engine_tmp = _write_atomically(output, engine)
-    sidecar_tmp = _write_atomically(
-        sidecar_path(output), (json.dumps(sidecar, indent=2) + "\n").encode()
+    _replace_together(
+        {output: engine, sidecar_path(output): (json.dumps(sidecar, indent=2) + "\n").encode()}
     )
-    engine_tmp.replace(output)
-    sidecar_tmp.replace(sidecar_path(output))
     if cache_path is not None:
-        _write_atomically(cache_path, new_cache).replace(cache_path)
+        _replace_together({cache_path: new_cache})
     return output, sidecar
