@@ -374,17 +374,3 @@ def test_weights_digest_identifies_the_weights(fast_network, tmp_path) -> None:
     reloaded, _ = load_network(path)
     assert weights_digest(reloaded) == weights_digest(fast_network)
     assert weights_digest(build_network("fast")) != weights_digest(fast_network)
-
-
-def test_engine_and_sidecar_are_replaced_together_or_not_at_all(tmp_path) -> None:
-    from training.build_engine import _replace_together
-
-    engine, sidecar = tmp_path / "m.engine", tmp_path / "m.engine.json"
-    _replace_together({engine: b"engine", sidecar: b"{}"})
-    assert engine.read_bytes() == b"engine" and sidecar.read_bytes() == b"{}"
-    blocked = tmp_path / "blocked"
-    blocked.write_text("a file where a folder would be")
-    with pytest.raises(OSError):
-        _replace_together({engine: b"new engine", blocked / "m.engine.json": b"{}"})
-    assert engine.read_bytes() == b"engine"  # the old pair stands
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked", "m.engine", "m.engine.json"]

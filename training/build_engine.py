@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import tempfile
 import time
@@ -33,6 +32,7 @@ from engine.backends.tensorrt_backend import (
     engine_dir,
     sidecar_path,
 )
+from engine.files import replaced_on_success, write_atomically
 
 #: Default profile (no --shape): short sides 128..512 around the default 256 working size.
 DEFAULT_OPT = (256, 448)
@@ -225,33 +225,6 @@ def build_serialized(
     return bytes(serialized), bytes(cache.serialize())
 
 
-def _write_beside(path: Path, data: bytes) -> Path:
-    """`data` in a temporary file beside `path` (this process's own), for a rename onto it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-    except BaseException:  # a full disk: no half-written file left
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def _replace_together(files: dict[Path, bytes]) -> None:
-    """Write every file beside its target, then rename them all: a failure on the way
-    leaves no temporary file (the engine and its sidecar go in together)."""
-    written: list[tuple[Path, Path]] = []
-    try:
-        for path, data in files.items():
-            written.append((_write_beside(path, data), path))
-        for tmp, path in written:
-            tmp.replace(path)
-    except BaseException:
-        for tmp, _ in written:
-            tmp.unlink(missing_ok=True)
-        raise
-
-
 def build_engine(
     source: str | Path,
     output: str | Path | None = None,
@@ -314,9 +287,15 @@ def build_engine(
         weights_digest=digest,
         model=model,
     )
-    _replace_together(
-        {output: engine, sidecar_path(output): (json.dumps(sidecar, indent=2) + "\n").encode()}
-    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # The engine and its sidecar together: a failure on the way leaves neither half-written.
+    with (
+        replaced_on_success(output) as engine_temp,
+        replaced_on_success(sidecar_path(output)) as sidecar_temp,
+    ):
+        engine_temp.write_bytes(engine)
+        sidecar_temp.write_text(json.dumps(sidecar, indent=2) + "\n")
     if cache_path is not None:
-        _replace_together({cache_path: new_cache})
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(cache_path, new_cache)
     return output, sidecar

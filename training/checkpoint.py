@@ -7,12 +7,13 @@ for; resuming into a different model fails with the file's name before training 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from engine.files import replaced_on_success
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -25,9 +26,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write `state` (state dicts, numbers, strings) to a temporary file, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with replaced_on_success(path) as temp:
+        torch.save(state, temp)
     return path
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,6 +27,7 @@ import cv2
 import numpy as np
 
 from engine.dark_channel import dark_channel
+from engine.files import write_atomically
 from training import metrics
 from training.smoke import SmokeConfig, SmokeSynthesizer, bright_grey_mask
 
@@ -425,33 +424,20 @@ def _markdown(report: Report) -> list[str]:
     return lines
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside path, then rename: never a partial file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_outputs(
     report: Report, out_dir: Path, sheet: np.ndarray | None = None
 ) -> dict[str, Path]:
     """evaluation.md, evaluation.json (and contact_sheet.png) in out_dir; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out_dir / "evaluation.md", "json": out_dir / "evaluation.json"}
-    _write_atomic(paths["json"], report.to_json().encode())
-    _write_atomic(paths["markdown"], report.to_markdown().encode())
+    write_atomically(paths["json"], report.to_json().encode())
+    write_atomically(paths["markdown"], report.to_markdown().encode())
     if sheet is not None:
         ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
         if not ok:
             raise ValueError("could not encode the contact sheet as PNG")
         paths["contact_sheet"] = out_dir / "contact_sheet.png"
-        _write_atomic(paths["contact_sheet"], png.tobytes())
+        write_atomically(paths["contact_sheet"], png.tobytes())
     return paths
 
 

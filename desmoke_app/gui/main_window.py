@@ -8,8 +8,6 @@ exports on another.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -45,6 +43,7 @@ from desmoke_app.gui.workers import (
     SourceSpec,
     WorkerThreads,
 )
+from engine.files import write_atomically
 from engine.video.errors import describe
 from engine.video.writer import DEFAULT_CRF
 
@@ -584,7 +583,7 @@ class MainWindow(QMainWindow):
         ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         if not ok:
             raise OSError(f"{path}: PNG encoding failed")
-        _write_atomically(path, data.tobytes())
+        write_atomically(path, data.tobytes())
         return path
 
     def snapshot_dialog(self) -> None:
@@ -751,15 +750,3 @@ class MainWindow(QMainWindow):
         self.workers.stop()
         if export is not None and not export.wait():
             log.warning("the export did not stop in time")
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write beside `path` and rename: a failure leaves no partial file."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

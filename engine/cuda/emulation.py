@@ -19,6 +19,7 @@ from pathlib import Path
 
 from engine.cuda.kernels import SHARED_LIMIT
 from engine.cuda.loader import KERNEL_NAMES, KERNEL_SOURCE, CudaError, LaunchArgs
+from engine.files import replaced_on_success
 
 HEADER = Path(__file__).with_name("host_emulation.h")
 CXX_FLAGS = ("-std=c++20", "-O1", "-fPIC", "-shared", "-pthread", "-ffp-contract=off")
@@ -45,13 +46,12 @@ def build_library(directory: Path, source_path: Path = KERNEL_SOURCE) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     cpp = directory / f"kernels-emulated-{digest}.cpp"
     cpp.write_text(unit)
-    tmp = library.with_suffix(".so.tmp")
-    result = subprocess.run(
-        [cxx, *CXX_FLAGS, str(cpp), "-o", str(tmp)], capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise CudaError(f"host build of {source_path.name} failed:\n{result.stderr[-4000:]}")
-    tmp.replace(library)
+    with replaced_on_success(library) as temp:
+        result = subprocess.run(
+            [cxx, *CXX_FLAGS, str(cpp), "-o", str(temp)], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise CudaError(f"host build of {source_path.name} failed:\n{result.stderr[-4000:]}")
     return library
 
 

@@ -13,7 +13,6 @@ checked and turned into a CudaError with the call, the error's name and its desc
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import hashlib
 import logging
@@ -22,6 +21,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from engine.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -194,15 +195,11 @@ def compiled_image(target: str, *, source_path: Path = KERNEL_SOURCE) -> tuple[b
     if path.is_file() and path.stat().st_size > 0:
         return path.read_bytes(), path
     image = compile_source(source, target, name=source_path.name)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(image)
-        tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+        write_atomically(path, image)  # a concurrent reader never sees half a file
     except OSError as exc:  # a read-only or full cache folder: the kernels run all the same
         log.warning("cannot cache the compiled kernels in %s (%s)", path.parent, exc)
-        with contextlib.suppress(OSError):  # it may never have been made
-            tmp.unlink()
     return image, path
 
 

@@ -10,6 +10,8 @@ import onnx
 import torch
 from torch import nn
 
+from engine.files import write_atomically
+
 #: Height and width are dynamic; the working resolution is chosen at run time.
 INPUT_NAME = "input"
 
@@ -53,11 +55,5 @@ def export_onnx(
         network.float()
     model = onnx.load_from_string(buffer.getvalue())
     onnx.checker.check_model(model)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(buffer.getvalue())
-        tmp.replace(path)
-    except BaseException:  # a full disk, Ctrl-C: no half-written file left behind
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomically(path, buffer.getvalue())
     return path

@@ -16,6 +16,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from engine.files import replaced_on_success
+
 CONFIG_KEY = "desmoke_config"
 
 
@@ -34,10 +36,8 @@ def save_weights(path: str | Path, model: nn.Module, config: dict[str, Any]) -> 
         for k, v in model.state_dict().items()
     }
     text = json.dumps(config, sort_keys=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={CONFIG_KEY: text})
-    tmp.chmod(0o644)  # safetensors creates its files owner-only; weights are for sharing
-    tmp.replace(path)
+    with replaced_on_success(path) as temp:
+        save_file(tensors, str(temp), metadata={CONFIG_KEY: text})
     path.with_suffix(".json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return path
 
