@@ -6,12 +6,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox
 
 from desmoke_app.gui.export_dialog import ExportDialog, ExportProgress, default_output
 from desmoke_app.gui.export_worker import ExportRequest
+from desmoke_app.gui.workers import SourceSpec
 from engine.video import FileSource
 from tests.clips import corrupt_clip, make_index_clip, read_index
 from tests.gui_support import (
@@ -189,3 +193,67 @@ def test_export_progress_says_the_rate_and_the_time_left(qtbot) -> None:
     assert progress.bar.value() == 50
     progress.set_progress(60, 90_000, now=112.0)
     assert progress.label.text().endswith("· 5.0 fps · 4:59:48 left")
+
+
+@pytest.mark.parametrize("answer", [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes])
+def test_export_dialog_asks_before_replacing_a_file(qtbot, tmp_path, monkeypatch, answer) -> None:
+    source = tmp_path / "case.mp4"
+    existing = Path(default_output(str(source)))
+    existing.write_bytes(b"an earlier export")
+    questions = []
+
+    def question(parent, title, text, buttons, default):
+        questions.append((text, default))
+        return answer
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    dialog = ExportDialog(str(source), 2.0)
+    qtbot.addWidget(dialog)
+    dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok).click()
+    assert questions == [(f"{existing} already exists. Replace it?", QMessageBox.StandardButton.No)]
+    replaced = answer == QMessageBox.StandardButton.Yes
+    assert (dialog.result() == QDialog.DialogCode.Accepted) == replaced
+
+
+def test_export_dialog_does_not_ask_twice_or_for_a_new_file(qtbot, tmp_path, monkeypatch) -> None:
+    from PySide6.QtWidgets import QFileDialog
+
+    existing = tmp_path / "chosen.mp4"
+    existing.write_bytes(b"an earlier export")
+    monkeypatch.setattr(QMessageBox, "question", lambda *a: pytest.fail("asked again"))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(existing), ""))
+    dialog = ExportDialog(str(tmp_path / "case.mp4"), 2.0)  # its default output is new
+    qtbot.addWidget(dialog)
+    dialog._accept()
+    assert dialog.result() == QDialog.DialogCode.Accepted
+    dialog.setResult(QDialog.DialogCode.Rejected)
+    dialog._browse()  # the save dialog asked about replacing it
+    dialog._accept()
+    assert dialog.result() == QDialog.DialogCode.Accepted
+
+
+@pytest.mark.parametrize(
+    "spec, stem",
+    [
+        (SourceSpec("capture", "testsrc=size=160x96:rate=30", "lavfi"), "live_testsrc_size_"),
+        (SourceSpec("capture", "/dev/video2"), "live_video2"),
+        (SourceSpec("capture", ""), "live"),
+        (SourceSpec("demo"), "demo"),
+        (SourceSpec("file", "/videos/case 12.mp4"), "case 12"),
+    ],
+)
+def test_what_is_saved_from_a_source_is_named_after_it(spec, stem) -> None:
+    assert spec.stem.startswith(stem)
+
+
+def test_a_snapshot_of_a_live_capture_is_named_live(qtbot, window, monkeypatch) -> None:
+    from PySide6.QtWidgets import QFileDialog
+
+    offered = []
+    monkeypatch.setattr(
+        QFileDialog, "getSaveFileName", lambda _p, _t, name, _f: offered.append(name) or ("", "")
+    )
+    window.open_capture("testsrc=size=160x96:rate=30", format="lavfi")
+    qtbot.waitUntil(lambda: window.current is not None, timeout=WAIT_MS)
+    window.snapshot_dialog()
+    assert Path(offered[0]).name.startswith("live_testsrc")

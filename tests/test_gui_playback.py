@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from PySide6.QtCore import Qt
 
 from engine.backends.torch_backend import TorchBackend
 from engine.models import build_network, default_config, save_weights
@@ -427,3 +428,60 @@ def test_switch_source_while_playing(qtbot, window, clip) -> None:
     open_clip(qtbot, window, clip)  # back to the file: frame 0, paused, nothing stale shown
     qtbot.wait(300)
     assert not window.is_playing and pane_indices(window) == (0, 0, 0)
+
+
+def test_an_edit_made_while_another_is_applied_is_kept(qtbot, window, clip, monkeypatch) -> None:
+    """Strength, then patch while the strength is still being applied: the configure
+    that finishes in between must not put the old patch back in the controls."""
+    from desmoke_app.gui import workers
+
+    make_desmoker = workers.make_desmoker
+
+    def slow_make_desmoker(settings):
+        time.sleep(0.1)  # well inside the controls' pause before a pending edit is sent
+        return make_desmoker(settings)
+
+    monkeypatch.setattr(workers, "make_desmoker", slow_make_desmoker)
+    open_clip(qtbot, window, clip)
+    controls, processor = window.controls, window.workers.processor
+    with qtbot.waitSignal(controls.settings_changed, timeout=WAIT_MS):
+        controls.strength.setValue(30)
+    with qtbot.waitSignals([processor.configured, processor.configured], timeout=WAIT_MS):
+        controls.patch.setValue(9)  # sent once the strength has been applied
+    assert controls.patch.value() == 9 and controls.strength.value() == 30
+    assert window.processor_state.settings["patch_size"] == 9
+    assert window.processor_state.settings["strength"] == 0.3
+
+
+def test_stepping_back_on_a_live_source_does_nothing(qtbot, window) -> None:
+    window.open_capture(LIVE, format="lavfi")
+    qtbot.waitUntil(
+        lambda: window.current is not None and window.current.index >= 3, timeout=WAIT_MS
+    )
+    window.pause()
+    qtbot.waitUntil(lambda: not window.is_playing, timeout=WAIT_MS)
+    qtbot.wait(200)  # the last frame read reaches the panes
+    shown = window.current.index
+    window.pane_area.setFocus()
+    qtbot.keyClick(window, Qt.Key.Key_Left)
+    window.workers.reader.request_step(-1)  # the reader refuses it too, whoever asks
+    qtbot.wait(300)
+    assert window.current.index == shown and not window.is_playing
+    window.step(1)  # forward still reads the next frame
+    qtbot.waitUntil(lambda: window.current.index > shown, timeout=WAIT_MS)
+
+
+@pytest.mark.parametrize(
+    "marks",
+    [[(0, 30), (1, 10)], [(1, 10), (0, 30)]],
+    ids=["end marked before the start", "start marked after the end"],
+)
+def test_range_marks_are_kept_in_order(qtbot, window, clip, marks) -> None:
+    open_clip(qtbot, window, clip)
+    for which, frame in marks:  # which: 0 the start (I), 1 the end (O)
+        window.seek_frame(frame)
+        wait_for_index(qtbot, window, frame)
+        window.mark(which)
+    assert window.selection == pytest.approx([0.4, 1.2])
+    assert window.timeline.selection.getRegion() == pytest.approx((0.4, 1.2))
+    assert window.message_bar.text() == "export range: 0.40 s to 1.20 s"

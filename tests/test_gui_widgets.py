@@ -471,3 +471,32 @@ def test_unavailable_backends_are_disabled_with_a_reason(qtbot) -> None:
         assert panel.backend.model().item(index).isEnabled() == available
         if not available:
             assert panel.backend.itemData(index, Qt.ItemDataRole.ToolTipRole) == reason
+
+
+def test_command_line_overrides_are_not_saved(qtbot, window) -> None:
+    """--backend for this session: touching another control saves that control, not the
+    override; changing the overridden control itself saves it."""
+    controls = window.controls
+    window.set_processing(remember=False, backend="onnxruntime")
+    with qtbot.waitSignal(controls.settings_changed, timeout=WAIT_MS):
+        controls.strength.setValue(30)
+    saved = window.settings.processing()
+    assert saved["strength"] == 0.3 and saved["backend"] == DCP["backend"]
+    assert controls.settings()["backend"] == "onnxruntime"  # still what runs in the session
+    torch = controls.backend.findData("torch")
+    controls.backend.setCurrentIndex(torch)
+    controls.backend.activated.emit(torch)
+    assert window.settings.processing()["backend"] == "torch"
+
+
+def test_about_sums_up_the_weights_in_a_line() -> None:
+    from desmoke_app.gui.about import about_html
+    from engine.models.weights import provenance_summary, read_config
+    from engine.pipeline import shipped_weights
+
+    config = read_config(shipped_weights("fast"))
+    html = about_html("fast", "model fast", config, "")
+    assert provenance_summary(config) in html and "validation PSNR" in html
+    for source in config["training"]["data"]["sources"]:  # the build machine's paths
+        assert source["path"] not in html
+    assert "{" not in html

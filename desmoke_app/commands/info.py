@@ -9,6 +9,7 @@ import platform
 from desmoke_app.commands.common import add_model_arguments, fail, make_desmoker
 from engine.backends import BACKENDS, BackendUnavailable, backend_status
 from engine.models import WeightsError
+from engine.models.weights import provenance_summary
 
 
 def add_parser(subparsers) -> None:
@@ -47,24 +48,3 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"weights: {provenance_summary(provenance)} (all of it: --provenance)")
     return 0
-
-
-def provenance_summary(provenance: dict) -> str:
-    """One line: how the weights were trained and how they scored on validation."""
-    training = provenance.get("training") or {}
-    parts = [f"format {provenance.get('version', '?')}"]
-    if training.get("steps"):  # a fine-tuned model's last stage, not its whole history
-        where = training.get("hardware", "")
-        parts.append(
-            f"last training run {training['steps']} steps, {training.get('minutes', 0):.0f} min"
-            + (f" on {where}" if where else "")
-            + (f" ({training['config_file']})" if training.get("config_file") else "")
-        )
-    frames = (training.get("data") or {}).get("frames")
-    if frames:
-        parts.append("frames " + ", ".join(f"{k} {v}" for k, v in frames.items()))
-    val = ((provenance.get("metrics") or {}).get("val")) or {}
-    if "psnr" in val:
-        identity = f" (input {val['psnr_identity']:.2f})" if "psnr_identity" in val else ""
-        parts.append(f"validation PSNR {val['psnr']:.2f} dB{identity}")
-    return "; ".join(parts)

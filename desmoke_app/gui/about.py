@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import json
+from html import escape
 from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
+
+from engine.models.weights import provenance_summary
 
 PAPER = (
     "Salazar-Colores et al. 2020, “Desmoking laparoscopy surgery images using an "
@@ -29,10 +31,8 @@ def provenance(model_name: str, description: str, config: dict[str, Any], notice
         )
     else:
         lines.append(f"<b>Method:</b> classical dark-channel prior, no weights ({DCP}).")
-    for key in ("training", "metrics"):
-        if config.get(key):
-            text = json.dumps(config[key], indent=None, sort_keys=True)
-            lines.append(f"<b>{key.capitalize()}:</b> {text[:600]}")
+    if config.get("training") or config.get("metrics"):
+        lines.append(f"<b>Weights:</b> {escape(provenance_summary(config))}")
     return "<br>".join(lines)
 
 

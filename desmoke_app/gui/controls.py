@@ -44,9 +44,10 @@ def format_time(seconds: float | None) -> str:
 
 
 class ControlPanel(QWidget):
-    """Processing settings; emits settings_changed(dict) shortly after the user edits."""
+    """Processing settings; emits settings_changed(settings, edited keys) shortly after the
+    user edits."""
 
-    settings_changed = Signal(dict)
+    settings_changed = Signal(dict, list)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -87,6 +88,7 @@ class ControlPanel(QWidget):
         form.addRow("Strength", strength_row)
 
         self._previous_model = 0
+        self._shown: dict[str, Any] = {}  # as last set or sent: an edit is what differs
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(APPLY_DELAY_MS)
@@ -134,6 +136,11 @@ class ControlPanel(QWidget):
             for widget in widgets:
                 widget.blockSignals(False)
         self._previous_model = self.model.currentIndex()
+        self._shown = self.settings()
+
+    def edit_pending(self) -> bool:
+        """True while an edit waits for the pause after which it is sent."""
+        return self._timer.isActive()
 
     def _select_model(self, model: str) -> None:
         index = self.model.findData(model)
@@ -173,7 +180,10 @@ class ControlPanel(QWidget):
 
     def _emit(self) -> None:
         self._timer.stop()
-        self.settings_changed.emit(self.settings())
+        settings = self.settings()
+        edited = [key for key, value in settings.items() if value != self._shown.get(key)]
+        self._shown = settings
+        self.settings_changed.emit(settings, edited)
 
 
 class TransportBar(QWidget):

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QRadioButton,
@@ -63,6 +64,7 @@ class ExportDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Export side-by-side video")
         self.source = source
+        self._replace_confirmed = ""  # an existing output the save dialog asked about
         form = QFormLayout(self)
         form.addRow("Source", QLabel(Path(source).name))
         self.output = QLineEdit(default_output(source))
@@ -131,6 +133,7 @@ class ExportDialog(QDialog):
     def _browse(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export to", self.output.text(), "MP4 (*.mp4)")
         if path:
+            self._replace_confirmed = path
             self.output.setText(with_mp4_suffix(path))
 
     def validate(self) -> str:
@@ -151,8 +154,23 @@ class ExportDialog(QDialog):
     def _accept(self) -> None:
         message = self.validate()
         self.error.setText(message)
-        if not message:
+        if not message and self._may_write_output():
             self.accept()
+
+    def _may_write_output(self) -> bool:
+        """True unless the output exists and the user does not want it replaced (asked as
+        the save dialog asks, unless it has)."""
+        output = self.output.text().strip()
+        if not Path(output).exists() or output == self._replace_confirmed:
+            return True
+        answer = QMessageBox.question(
+            self,
+            "Replace the file?",
+            f"{output} already exists. Replace it?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def request(self, settings: dict) -> ExportRequest:
         ranged = self.range.isChecked()

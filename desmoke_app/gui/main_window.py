@@ -105,6 +105,8 @@ class MainWindow(QMainWindow):
         self.is_playing = False
         self.export_job: ExportJob | None = None
         self.selection: list[float | None] = [None, None]
+        self._asked: dict[str, Any] = {}  # the processing settings last sent to the processor
+        self._session_only: set[str] = set()  # settings not remembered (set_processing)
         self._full_screen: FullScreenPane | None = None
         self._shut_down = False
         self._build_widgets()
@@ -138,7 +140,7 @@ class MainWindow(QMainWindow):
     def _build_docks(self) -> None:
         self.controls = ControlPanel()
         self.controls.set_settings(self.settings.processing())
-        self.controls.settings_changed.connect(self.apply_processing)
+        self.controls.settings_changed.connect(self._controls_edited)
         dock = QDockWidget("Processing", self)
         dock.setObjectName("processing")
         dock.setWidget(self.controls)
@@ -286,7 +288,7 @@ class MainWindow(QMainWindow):
         recorder.started.connect(self._recording_started)
         recorder.finished.connect(self._recording_finished)
         recorder.failed.connect(self._recording_failed)
-        processor.request_configure(self.controls.settings())
+        self.apply_processing(self.controls.settings(), remember=False)
         reader.request_loop(self.transport.loop.isChecked())
 
     def _restore_view(self) -> None:
@@ -402,7 +404,9 @@ class MainWindow(QMainWindow):
         self.workers.reader.request_play(not self.is_playing)
 
     def step(self, delta: int) -> None:
-        self.workers.reader.request_step(delta)
+        live = self.source_info is not None and not self.source_info.seekable
+        if delta > 0 or not live:  # a live source has no earlier frame to go back to
+            self.workers.reader.request_step(delta)
 
     def seek_frame(self, index: int) -> None:
         if self.source_info is not None and self.source_info.seekable:
@@ -425,6 +429,9 @@ class MainWindow(QMainWindow):
             return
         self.selection[which] = self.current.time
         start, end = self.selection
+        if start is not None and end is not None and end < start:  # marked the wrong way round
+            start, end = end, start
+            self.selection = [start, end]
         self.timeline.set_selection(start, end)
         text = f"export range: {start if start is not None else 0:.2f} s to " + (
             f"{end:.2f} s" if end is not None else "the end"
@@ -502,20 +509,34 @@ class MainWindow(QMainWindow):
 
     # -- processing settings ------------------------------------------------------------------
     def apply_processing(self, settings: dict[str, Any], remember: bool = True) -> None:
+        """Run `settings`; remember=True also saves them, less those set for this session
+        only."""
         if remember:
-            self.settings.set_processing(settings)
+            kept = {k: v for k, v in settings.items() if k not in self._session_only}
+            self.settings.set_processing(kept)
+        self._asked = dict(settings)
         self.workers.processor.request_configure(settings)
 
     def set_processing(self, remember: bool = True, **changes: Any) -> None:
         """Change some processing settings as the controls would (shown in them too);
-        remember=False for this session only (the command line's --model, --backend)."""
+        remember=False for this session only (the command line's --model, --backend): the
+        saved values of these stay until the user changes these very controls."""
+        if remember:
+            self._session_only.difference_update(changes)
+        else:
+            self._session_only.update(changes)
         settings = {**self.controls.settings(), **changes}
         self.controls.set_settings(settings)
         self.apply_processing(settings, remember)
 
+    def _controls_edited(self, settings: dict[str, Any], edited: list[str]) -> None:
+        self._session_only.difference_update(edited)  # the user's choice now: remembered
+        self.apply_processing(settings)
+
     def _configured(self, state: ProcessorState) -> None:
         self.processor_state = state
-        self.controls.set_settings(state.settings)
+        if self._controls_must_show(state):
+            self.controls.set_settings(state.settings)
         asked = state.settings.get("model")
         model = (
             state.model_name
@@ -528,6 +549,16 @@ class MainWindow(QMainWindow):
             self.show_message(state.notice, "warning")
         elif self.message_bar.level == "warning":
             self.message_bar.hide()  # an earlier fallback notice no longer applies
+
+    def _controls_must_show(self, state: ProcessorState) -> bool:
+        """The controls keep the user's last values; they show what the processor runs
+        only where it could not run the latest request (a fallback, or the old settings
+        kept), and never over an edit still waiting to be sent."""
+        return (
+            not state.runs_what_was_asked
+            and state.asked == self._asked
+            and not self.controls.edit_pending()
+        )
 
     # -- messages -------------------------------------------------------------------------------
     def show_error(self, text: str) -> None:
@@ -590,14 +621,9 @@ class MainWindow(QMainWindow):
         if self.current is None:
             self.show_error("no frame to save yet")
             return
-        stem = (
-            "demo"
-            if self.source_info.spec.kind != "file"
-            else Path(self.source_info.spec.path).stem
-        )
         default = str(
             Path(self.settings.value("paths/last_dir", ""))
-            / f"{stem}_frame{self.current.index}.png"
+            / f"{self.source_info.spec.stem}_frame{self.current.index}.png"
         )
         path, _ = QFileDialog.getSaveFileName(self, "Save snapshot", default, "PNG (*.png)")
         if not path:

@@ -13,9 +13,11 @@ worker reuses.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -91,6 +93,17 @@ class SourceSpec:
             return "demo"
         return self.path
 
+    @property
+    def stem(self) -> str:
+        """A file name stem for what is saved from this source (snapshots): the file's, the
+        capture device's after "live", or "demo"."""
+        if self.kind == "file":
+            return Path(self.path).stem
+        if self.kind == "capture":
+            device = re.sub(r"[^\w-]+", "_", Path(self.path).name).strip("_")
+            return f"live_{device}" if device else "live"
+        return "demo"
+
 
 @dataclass
 class SourceInfo:
@@ -131,7 +144,8 @@ class ProcessedFrame:
 
 @dataclass
 class ProcessorState:
-    """What the processor runs now (after a successful configure)."""
+    """What the processor runs now (after a configure), and what that configure asked for:
+    they differ where the asked settings could not run (a fallback, or the old ones kept)."""
 
     settings: dict[str, Any]
     model_name: str
@@ -140,10 +154,18 @@ class ProcessorState:
     description: str
     notice: str
     config: dict[str, Any]
+    asked: dict[str, Any]
+
+    @property
+    def runs_what_was_asked(self) -> bool:
+        return self.settings == self.asked
 
 
-def state_of(desmoker, settings: dict[str, Any]) -> ProcessorState:
-    """What a Desmoker runs now, for the GUI."""
+def state_of(
+    desmoker, settings: dict[str, Any], asked: dict[str, Any] | None = None
+) -> ProcessorState:
+    """What a Desmoker built from `settings` runs now, for the GUI; `asked`: the settings
+    requested, where `settings` is a fallback from them."""
     backend = desmoker.backend
     return ProcessorState(
         settings=dict(settings),
@@ -153,6 +175,7 @@ def state_of(desmoker, settings: dict[str, Any]) -> ProcessorState:
         description=desmoker.describe(),
         notice=desmoker.notice,
         config=dict(desmoker.config),
+        asked=dict(settings if asked is None else asked),
     )
 
 
@@ -414,8 +437,8 @@ class Reader(QObject):
 
     @Slot(int)
     def _step(self, delta: int) -> None:
-        if self._source is None:
-            return
+        if self._source is None or (delta < 0 and not self._info.seekable):
+            return  # a live source has no earlier frame to go back to
         self._set_playing(False)
         if delta == 1 or not self._info.seekable:
             if self._read_and_deliver() is None:
@@ -505,7 +528,7 @@ class Processor(QObject):
         """A fallback decided mid-run (the GPU frame path out of memory at 4K, a backend
         that stops working) is shown like one decided at configure time."""
         if self._state is not None and self._desmoker.notice != self._state.notice:
-            self._state = state_of(self._desmoker, self._state.settings)
+            self._state = state_of(self._desmoker, self._state.settings, self._state.asked)
             self.configured.emit(self._state)
 
     @Slot(object)
@@ -513,17 +536,18 @@ class Processor(QObject):
         # The state goes out before the error, so that whoever sees the error also sees
         # the controls set back to what runs.
         problem = ""
+        runs = settings
         try:
             desmoker = make_desmoker(settings)
         except Exception as error:  # noqa: BLE001 - keep the old one running
             problem = _one_line(error, "cannot use these settings")
             if self._desmoker is not None:
-                self.configured.emit(self._state)
+                self.configured.emit(replace(self._state, asked=dict(settings)))
                 self.failed.emit(problem)
                 return
-            desmoker, settings = _first_that_runs(settings)  # nothing runs yet
+            desmoker, runs = _first_that_runs(settings)  # nothing runs yet
         self._desmoker = desmoker
-        self._state = state_of(desmoker, settings)
+        self._state = state_of(desmoker, runs, asked=settings)
         if problem:
             problem += f"; using {self._state.model_name} on {self._state.backend_name}"
         self.configured.emit(self._state)

@@ -91,3 +91,25 @@ def load_state_into(path: str | Path, model: nn.Module) -> None:
         )
     with torch.no_grad():
         model.load_state_dict(state, strict=True)
+
+
+def provenance_summary(provenance: dict[str, Any]) -> str:
+    """One line from a weights config's version, training and metrics: how the weights
+    were trained and how they scored on validation."""
+    training = provenance.get("training") or {}
+    parts = [f"format {provenance.get('version', '?')}"]
+    if training.get("steps"):  # a fine-tuned model's last stage, not its whole history
+        where = training.get("hardware", "")
+        parts.append(
+            f"last training run {training['steps']} steps, {training.get('minutes', 0):.0f} min"
+            + (f" on {where}" if where else "")
+            + (f" ({training['config_file']})" if training.get("config_file") else "")
+        )
+    frames = (training.get("data") or {}).get("frames")
+    if frames:
+        parts.append("frames " + ", ".join(f"{k} {v}" for k, v in frames.items()))
+    val = ((provenance.get("metrics") or {}).get("val")) or {}
+    if "psnr" in val:
+        identity = f" (input {val['psnr_identity']:.2f})" if "psnr_identity" in val else ""
+        parts.append(f"validation PSNR {val['psnr']:.2f} dB{identity}")
+    return "; ".join(parts)
