@@ -4,8 +4,12 @@ bad configs and checkpoints fail with the file's name before training."""
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -166,7 +170,7 @@ def test_fast_run_writes_weights_and_resumes(clip: Path, tmp_path: Path) -> None
     alpha, colour = network(torch.rand(1, 4, 64, 64))
     assert alpha.shape == (1, 1, 16, 16) and colour.shape == (1, 3, 16, 16)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if "val" in r] == [0, 2, 4, 4]
+    assert [r["step"] for r in records if "val" in r] == [0, 2, 4]  # step 4 validated once
 
     with pytest.raises(CheckpointError, match="already holds a run; use --resume"):
         train_fast(config, out)
@@ -175,6 +179,72 @@ def test_fast_run_writes_weights_and_resumes(clip: Path, tmp_path: Path) -> None
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train_steps = [r["step"] for r in records if "train" in r]
     assert train_steps == [1, 2, 3, 4, 5, 6]  # continued at step 5, not from scratch
+
+
+def test_ctrl_c_checkpoints_the_step_it_stopped_at(clip: Path, tmp_path: Path, monkeypatch, capsys):
+    import training.trainer_fast as trainer
+    from desmoke_app.cli import main
+
+    real_loss, calls = trainer.fast_loss, []
+
+    def loss_then_ctrl_c(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # lands mid-step, as a Ctrl-C does
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "fast_loss", loss_then_ctrl_c)
+    raw = tiny_config(clip, max_steps=6, val_every_steps=0)  # no periodic checkpoint either
+    argv = ["train", "--config", str(write_toml(raw, tmp_path / "c.toml"))]
+    argv += ["--out", str(tmp_path / "run")]
+    assert main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "checkpoint at step 3" in err[-2] and "--resume continues from there" in err[-2]
+    assert err[-1] == "desmoke: interrupted"
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    assert torch.load(checkpoint, weights_only=True)["step"] == 3
+    assert sorted(p.name for p in checkpoint.parent.iterdir()) == [
+        "best.json",
+        "best.safetensors",
+        "checkpoint.pt",
+        "metrics.jsonl",
+    ]  # no temporary file left behind
+    monkeypatch.setattr(trainer, "fast_loss", real_loss)
+    assert main([*argv, "--resume"]) == 0
+    records = [json.loads(line) for line in (checkpoint.parent / "metrics.jsonl").open()]
+    assert [r["step"] for r in records if "train" in r] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_drops_what_was_logged_after_the_checkpoint(clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train_fast(config_from_dict(tiny_config(clip, max_steps=2, val_every_steps=0)), out)
+    log = out / "metrics.jsonl"
+    with log.open("a") as handle:  # a run killed (SIGKILL, power cut) past its checkpoint
+        handle.write(json.dumps({"step": 3, "train": {"l1": 1.0}}) + "\n")
+        handle.write(json.dumps({"step": 4, "val": {"psnr": 1.0}}) + "\n")
+        handle.write('{"step": 5, "tra')  # cut short by the kill
+    resumed = config_from_dict(tiny_config(clip, max_steps=4, val_every_steps=0))
+    assert train_fast(resumed, out, resume=True)["steps"] == 4
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["step"] for r in records if "train" in r] == [1, 2, 3, 4]
+    assert [r["step"] for r in records if "val" in r] == [0, 2, 4]
+    assert train_fast(resumed, out, resume=True)["steps"] == 4  # nothing left to do
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["step"] for r in records if "val" in r] == [0, 2, 4]  # step 4 not validated again
+
+
+def test_loader_workers_leave_stopping_to_the_training_process(clip: Path) -> None:
+    config = config_from_dict(tiny_config(clip, num_workers=1))
+    run = Run(config, Path("unused"), torch.device("cpu"), 0, 1, budget_s=1.0)
+    before = {child.pid for child in multiprocessing.active_children()}
+    batches = iter(train_loader(config, load_frames(config.data), run, 0))
+    next(batches)
+    for child in multiprocessing.active_children():
+        if child.pid not in before:  # the worker: a terminal's Ctrl-C reaches it too
+            os.kill(child.pid, signal.SIGINT)
+    time.sleep(0.5)
+    for _ in range(6):  # more than the worker had prefetched
+        assert next(batches)["input"].shape[0] == config.train.batch_size
 
 
 def test_resume_from_a_missing_or_mismatched_checkpoint_fails(clip: Path, tmp_path: Path) -> None:

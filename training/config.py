@@ -185,30 +185,80 @@ def _resolve_source(source: str, base: Path, where: str) -> str:
     return str(path if path.is_absolute() else (base / path))
 
 
+def _jitter_ok(jitter: list[float]) -> bool:
+    return len(jitter) == 2 and 0 < jitter[0] <= jitter[1]
+
+
 def _check_values(config: Config, where: str) -> None:
+    model, data, train = config.model, config.data, config.train
     checks = [
-        (config.model.name in ("fast", "paper"), "model.name", "must be 'fast' or 'paper'"),
-        (config.train.crop >= 16, "train.crop", "must be >= 16"),
-        (config.train.batch_size >= 1, "train.batch_size", "must be >= 1"),
-        (config.train.lr > 0, "train.lr", "must be > 0"),
-        (len(config.train.scale_jitter) == 2, "train.scale_jitter", "must be [low, high]"),
+        (model.name in ("fast", "paper"), "model.name", "must be 'fast' or 'paper'"),
+        (train.crop >= 16, "train.crop", "must be >= 16"),
+        # A crop larger than the stored frames would be cut from upscaled pixels.
         (
-            config.train.lr_schedule in ("cosine", "constant"),
+            train.crop <= data.store_short_side,
+            "train.crop",
+            f"must be <= data.store_short_side ({data.store_short_side}), got {train.crop}",
+        ),
+        (train.batch_size >= 1, "train.batch_size", "must be >= 1"),
+        (train.lr > 0, "train.lr", "must be > 0"),
+        (
+            _jitter_ok(train.scale_jitter),
+            "train.scale_jitter",
+            f"must be [low, high] with 0 < low <= high, got {train.scale_jitter}",
+        ),
+        (
+            train.lr_schedule in ("cosine", "constant"),
             "train.lr_schedule",
             "must be 'cosine' or 'constant'",
         ),
-        (0 <= config.train.clean_probability <= 1, "train.clean_probability", "must be in [0, 1]"),
-        (0 < config.train.t_min < 1, "train.t_min", "must be in (0, 1)"),
+        (0 <= train.clean_probability <= 1, "train.clean_probability", "must be in [0, 1]"),
+        (0 < train.t_min < 1, "train.t_min", "must be in (0, 1)"),
+        (train.max_minutes >= 0, "train.max_minutes", f"must be >= 0, got {train.max_minutes}"),
         (
-            config.train.max_minutes > 0 or config.train.max_steps > 0,
+            train.max_steps >= 0,
+            "train.max_steps",
+            f"must be >= 0 (0 = no step limit), got {train.max_steps}",
+        ),
+        (
+            train.max_minutes > 0 or train.max_steps > 0,
             "train.max_minutes",
             "and max_steps cannot both be 0 (no budget)",
         ),
-        (config.data.block_frames >= 1, "data.block_frames", "must be >= 1"),
-        (config.data.frame_step >= 1, "data.frame_step", "must be >= 1"),
-        (config.data.store_short_side >= 16, "data.store_short_side", "must be >= 16"),
-        (0 <= config.data.val_fraction < 0.5, "data.val_fraction", "must be in [0, 0.5)"),
-        (0 <= config.data.test_fraction < 0.5, "data.test_fraction", "must be in [0, 0.5)"),
+        (train.val_frames >= 1, "train.val_frames", f"must be >= 1, got {train.val_frames}"),
+        (
+            train.val_every_minutes >= 0,
+            "train.val_every_minutes",
+            f"must be >= 0, got {train.val_every_minutes}",
+        ),
+        (
+            train.val_every_steps >= 0,
+            "train.val_every_steps",
+            f"must be >= 0 (0 = by time only), got {train.val_every_steps}",
+        ),
+        (
+            train.checkpoint_every_minutes >= 0,
+            "train.checkpoint_every_minutes",
+            f"must be >= 0, got {train.checkpoint_every_minutes}",
+        ),
+        (
+            train.log_every_steps >= 1,
+            "train.log_every_steps",
+            f"must be >= 1, got {train.log_every_steps}",
+        ),
+        (
+            train.num_workers >= 0,
+            "train.num_workers",
+            f"must be >= 0 (0 = load in the training process), got {train.num_workers}",
+        ),
+        (train.threads >= 1, "train.threads", f"must be >= 1, got {train.threads}"),
+        (data.block_frames >= 1, "data.block_frames", "must be >= 1"),
+        (data.frame_step >= 1, "data.frame_step", "must be >= 1"),
+        (data.max_frames >= 0, "data.max_frames", f"must be >= 0 (0 = all), got {data.max_frames}"),
+        (data.gap_frames >= 0, "data.gap_frames", f"must be >= 0, got {data.gap_frames}"),
+        (data.store_short_side >= 16, "data.store_short_side", "must be >= 16"),
+        (0 <= data.val_fraction < 0.5, "data.val_fraction", "must be in [0, 0.5)"),
+        (0 <= data.test_fraction < 0.5, "data.test_fraction", "must be in [0, 0.5)"),
     ]
     for ok, key, message in checks:
         if not ok:

@@ -9,7 +9,8 @@ Loss (lessons measured here, NOTES.md "Training a smoke-layer network"):
 Adam(W) at 5e-4 with gradient-norm clipping and a cosine decay over the time budget.
 
 This module also holds what both trainers share: the run set-up (output folder, resume,
-seeds, torchrun/DDP), the time budget, logging and best-on-val weights.
+seeds, torchrun/DDP), the time budget, logging and best-on-val weights, and stopping: Ctrl-C,
+SIGTERM or SIGHUP end the step under way, write the checkpoint and raise TrainingInterrupted.
 Run: python -m training.trainer_fast --config training/configs/fast.toml --out runs/fast
 """
 
@@ -21,9 +22,12 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from engine.files import replaced_on_success
 from engine.models import build_network, default_config, network_stride, save_weights
 from engine.models.weights import load_state_into, read_config
 from training.checkpoint import (
@@ -49,6 +54,59 @@ from training.data import FrameSet, SmokeDataset, StreamSampler, load_frames
 BEST_NAME = "best.safetensors"
 LAST_NAME = "last.safetensors"
 LOG_NAME = "metrics.jsonl"
+#: Signals that stop training at the end of the current step, after a checkpoint: Ctrl-C,
+#: kill, a closed terminal (SIGHUP: not on Windows).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by a signal, its checkpoint written. A KeyboardInterrupt, so callers
+    stop as on Ctrl-C; `signum` as desmoke_app.cli reads it (exit code 128 + signum)."""
+
+    def __init__(self, signum: int, step: int) -> None:
+        super().__init__(f"{signal.Signals(signum).name} at step {step}")
+        self.signum, self.step = signum, step
+
+
+@dataclass
+class StopRequest:
+    signum: int = 0  # the first stop signal received; 0 = none
+
+
+@contextmanager
+def stop_signals_deferred() -> Iterator[StopRequest]:
+    """Within the block, the stop signals are recorded in the StopRequest instead of
+    raising: the loop stops between steps, so the checkpoint never holds an optimiser
+    update cut half-way. Later signals are ignored, as desmoke_app.cli does, so that they
+    cannot cut the checkpoint short; one already ignored (nohup) stays ignored."""
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request  # signal handlers can only be set on the main thread
+        return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    # None: a handler not set from Python, which cannot be put back.
+    handled = [s for s, handler in previous.items() if handler not in (signal.SIG_IGN, None)]
+
+    def defer(signum: int, _frame) -> None:
+        request.signum = request.signum or signum
+
+    for signum in handled:
+        signal.signal(signum, defer)
+    try:
+        yield request
+    finally:
+        for signum in handled:
+            signal.signal(signum, previous[signum])
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """DataLoader worker init: a terminal's Ctrl-C reaches the workers too, and one that
+    stopped would fail the batch the training process still fetches; that process alone
+    decides when to stop (and ends its workers)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 # ----------------------------------------------------------------------------- shared set-up
@@ -91,13 +149,15 @@ class Run:
         floor = train.min_lr_fraction
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * self.progress(step)))
 
-    def should_stop(self, step: int) -> bool:
-        done = self.progress(step) >= 1.0
-        if self.world_size > 1:  # every rank must stop at the same step
-            flag = torch.tensor([1.0 if done else 0.0], device=self.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            done = bool(flag.item() > 0)
-        return done
+    def agreed_stop(self, step: int, signum: int) -> tuple[bool, int]:
+        """(budget used, stop signal or 0), the same on every rank: DDP ranks must stop at
+        the same step, and a signal to any rank stops them all."""
+        done, stop = float(self.progress(step) >= 1.0), float(signum)
+        if self.world_size > 1:
+            flags = torch.tensor([done, stop], device=self.device)
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+            done, stop = flags.tolist()
+        return done > 0, int(stop)
 
     def close(self) -> None:
         """Leave the process group cleanly. The caller drops its DDP wrappers first: a
@@ -114,9 +174,36 @@ class Run:
             with open(self.out / LOG_NAME, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
 
+    def trim_log(self, step: int) -> None:
+        """Cut the log back to `step` (resuming: a run killed after its last checkpoint
+        logged steps that are trained again). Lines that do not parse, such as one cut
+        short by the kill, go too: appended to, they would spoil the next record."""
+        path = self.out / LOG_NAME
+        if not self.main or not path.is_file():
+            return
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if _logged_step(line) <= step]
+        if len(kept) < len(lines):
+            with replaced_on_success(path) as temp:
+                temp.write_text("".join(kept), encoding="utf-8")
+
+
+def _logged_step(line: str) -> float:
+    """The step of a log line; 0 for a record of no step (start events), inf for a line
+    that is not a whole JSON record."""
+    if not line.endswith("\n"):
+        return math.inf
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return math.inf
+    step = record.get("step", 0) if isinstance(record, dict) else math.inf
+    return step if isinstance(step, int) else math.inf
+
 
 def start_run(config: Config, out: Path, resume: bool, max_minutes: float | None) -> Run:
     """Check the output folder against --resume, set threads, seeds and (torchrun) DDP."""
+    minutes = budget_minutes(config, max_minutes)
     out = Path(out)
     checkpoint = out / CHECKPOINT_NAME
     if resume and not checkpoint.is_file():
@@ -142,8 +229,21 @@ def start_run(config: Config, out: Path, resume: bool, max_minutes: float | None
         torch.set_num_threads(config.train.threads)
     torch.manual_seed(config.train.seed)  # same initial weights on every rank
     out.mkdir(parents=True, exist_ok=True)
-    minutes = config.train.max_minutes if max_minutes is None else max_minutes
     return Run(config, out, device, rank, world_size, budget_s=minutes * 60.0)
+
+
+def budget_minutes(config: Config, max_minutes: float | None) -> float:
+    """The time budget: the config's, or --max-minutes (checked as the config's is)."""
+    if max_minutes is None:
+        return config.train.max_minutes
+    if not max_minutes >= 0:  # NaN too
+        raise ConfigError(f"--max-minutes must be >= 0, got {max_minutes}")
+    if max_minutes == 0 and config.train.max_steps == 0:
+        raise ConfigError(
+            f"--max-minutes 0 (no time limit) and {config.path}: train.max_steps 0 (no step "
+            "limit): no budget"
+        )
+    return max_minutes
 
 
 def init_from_weights(net: nn.Module, config: Config) -> None:
@@ -187,6 +287,7 @@ def train_loader(config: Config, frames: FrameSet, run: Run, start_step: int) ->
         sampler=sampler,
         num_workers=train.num_workers,
         persistent_workers=train.num_workers > 0,
+        worker_init_fn=_ignore_stop_signals,
         pin_memory=run.device.type == "cuda",
     )
     return loader
@@ -252,40 +353,70 @@ class TrainLoop:
         resume_state = resume_state or {}
         self.step = int(resume_state.get("step", 0))
         self.best: dict[str, float] = dict(resume_state.get("best", {}))
+        self._val_step: int | None = resume_state.get("val_step")  # the last validated step
         self._losses: dict[str, float] = {}
         self._count = 0
 
     def run_to_the_end(self) -> dict[str, Any]:
+        """Train to the budget; on a stop signal, checkpoint the last whole step and raise
+        TrainingInterrupted."""
+        with stop_signals_deferred() as request:
+            # A signal during _finish lets it complete: the run is done either way.
+            signum = self._train(request)
+            if signum:
+                self.checkpoint()
+            else:
+                self._finish()
+        if signum:
+            self._say_where_to_resume()
+            raise TrainingInterrupted(signum, self.step)
+        return {"steps": self.step, "minutes": self._minutes(), "best_val": self.best}
+
+    def _train(self, request: StopRequest) -> int:
+        """Steps until the budget is used (returns 0) or a stop signal came (returns it)."""
         run, train = self.run, self.config.train
-        loader = train_loader(self.config, self.frames, run, self.step)
+        batches = iter(train_loader(self.config, self.frames, run, self.step))
         last_val = last_ckpt = time.monotonic()
         bar = self._progress_bar()
-        if self.step == 0:
-            self.validate_and_save()  # the untrained baseline, so the trajectory starts at 0
-        for batch in loader:
-            if run.should_stop(self.step):
-                break
-            factor = self._set_learning_rates()
-            batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
-            self._add_losses(self.step_fn(batch))
-            self.step += 1
-            bar.update(1)
-            if self.step % train.log_every_steps == 0:
-                bar.set_postfix(self._log_losses(factor))
-            now = time.monotonic()
-            if (now - last_val) >= train.val_every_minutes * 60 or (
-                train.val_every_steps and self.step % train.val_every_steps == 0
-            ):
-                self.validate_and_save()
-                last_val = time.monotonic()
-            if (now - last_ckpt) >= train.checkpoint_every_minutes * 60:
-                self.checkpoint()
-                last_ckpt = time.monotonic()
-        bar.close()
-        self.validate_and_save()
+        try:
+            if self.step == 0 and self._val_step != 0:
+                self.validate_and_save()  # the untrained baseline: the trajectory starts at 0
+            while True:
+                done, signum = run.agreed_stop(self.step, request.signum)
+                if done or signum:
+                    return signum
+                factor = self._set_learning_rates()
+                batch = {k: v.to(run.device, non_blocking=True) for k, v in next(batches).items()}
+                self._add_losses(self.step_fn(batch))
+                self.step += 1
+                bar.update(1)
+                if self.step % train.log_every_steps == 0:
+                    bar.set_postfix(self._log_losses(factor))
+                now = time.monotonic()
+                if (now - last_val) >= train.val_every_minutes * 60 or (
+                    train.val_every_steps and self.step % train.val_every_steps == 0
+                ):
+                    self.validate_and_save()
+                    last_val = time.monotonic()
+                if (now - last_ckpt) >= train.checkpoint_every_minutes * 60:
+                    self.checkpoint()
+                    last_ckpt = time.monotonic()
+        finally:
+            bar.close()
+
+    def _finish(self) -> None:
+        if self._val_step != self.step:  # the last step may have been validated already
+            self.validate_and_save()
         self.checkpoint()
         self._save_weights(LAST_NAME)
-        return {"steps": self.step, "minutes": self._minutes(), "best_val": self.best}
+
+    def _say_where_to_resume(self) -> None:
+        if self.run.main:
+            print(
+                f"checkpoint at step {self.step} ({self.run.out / CHECKPOINT_NAME}); "
+                "--resume continues from there",
+                file=sys.stderr,
+            )
 
     def _progress_bar(self) -> tqdm:
         return tqdm(
@@ -323,6 +454,7 @@ class TrainLoop:
 
     def validate_and_save(self) -> None:
         metrics = {k: round(v, 4) for k, v in self.validate_fn().items()}
+        self._val_step = self.step
         self.run.log({"step": self.step, "minutes": self._minutes(), "val": metrics})
         if not self.run.main:
             return
@@ -345,10 +477,21 @@ class TrainLoop:
             "model_name": self.config.model.name,
             "arch": self.config.model.arch,
             "step": self.step,
+            "val_step": self._val_step,
             "elapsed": self.run.elapsed,
             "best": self.best,
         }
         save_checkpoint(self.run.out / CHECKPOINT_NAME, {**state, **modules, **optimizers})
+
+
+def restore_run(
+    run: Run, state: dict[str, Any], modules: dict[str, nn.Module], optimizers: dict
+) -> None:
+    """Continue where the checkpoint `state` left off: networks, optimisers, training time
+    and the log."""
+    restore_modules(run.out / CHECKPOINT_NAME, state, modules, optimizers)
+    run.elapsed_before = float(state.get("elapsed", 0.0))
+    run.trim_log(int(state["step"]))
 
 
 def restore_modules(
@@ -478,8 +621,7 @@ def train_fast(
         net.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
     )
     if state is not None:
-        restore_modules(run.out / CHECKPOINT_NAME, state, {"net": net}, {"net": optimizer})
-        run.elapsed_before = float(state.get("elapsed", 0.0))
+        restore_run(run, state, {"net": net}, {"net": optimizer})
     model = net
     if run.world_size > 1:
         ids = [run.device.index] if run.device.type == "cuda" else None
@@ -553,7 +695,10 @@ def run_cli(train, argv: list[str] | None) -> int:
     args = parse_args(argv)
     config = load_config(args.config)
     out = args.out or Path("runs") / args.config.stem
-    summary = train(config, out, resume=args.resume, max_minutes=args.max_minutes)
+    try:
+        summary = train(config, out, resume=args.resume, max_minutes=args.max_minutes)
+    except TrainingInterrupted as stop:  # checkpointed, and said where
+        return 128 + stop.signum
     if os.environ.get("RANK", "0") == "0":  # one summary under torchrun
         print(json.dumps(summary))
     return 0

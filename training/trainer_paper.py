@@ -30,7 +30,7 @@ from training.trainer_fast import (
     hardware,
     init_from_weights,
     psnr_batch,
-    restore_modules,
+    restore_run,
     run_cli,
     start_run,
     val_dataset,
@@ -116,8 +116,7 @@ def train_paper(
     modules = {"net": generator, "disc": discriminator}
     optimizers = {"net": opt_g, "disc": opt_d}
     if state is not None:
-        restore_modules(run.out / CHECKPOINT_NAME, state, modules, optimizers)
-        run.elapsed_before = float(state.get("elapsed", 0.0))
+        restore_run(run, state, modules, optimizers)
     gen, disc = generator, discriminator
     if run.world_size > 1:
         ids = [run.device.index] if run.device.type == "cuda" else None

@@ -15,8 +15,10 @@ def add_parser(subparsers) -> None:
         help="train the fast or paper network on clear footage with synthetic smoke",
         description="Train the model a TOML config names (training/configs/fast.toml, "
         "paper.toml). Writes checkpoint.pt, metrics.jsonl, best.safetensors (best on the "
-        "validation split) and last.safetensors into the run folder. Multi-GPU: "
-        "torchrun --nproc-per-node N -m training.trainer_fast --config ...",
+        "validation split) and last.safetensors into the run folder. Ctrl-C (or a kill) "
+        "stops after the current step and writes checkpoint.pt first: --resume continues "
+        "from there. Multi-GPU: torchrun --nproc-per-node N -m training.trainer_fast "
+        "--config ...",
     )
     parser.add_argument("--config", required=True, type=Path, help="training config (TOML)")
     parser.add_argument("--out", type=Path, help="run folder (default: runs/CONFIG-NAME)")

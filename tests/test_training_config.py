@@ -1,0 +1,86 @@
+"""Training config values: each one that would crash a run, or run it without meaning, is
+refused when the config is read, in one line naming the file and the key."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from training.config import ConfigError, config_from_dict, load_config
+from training.trainer_fast import budget_minutes
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[train]\nthreads = 0\n", r"train\.threads must be >= 1, got 0"),
+        ("[train]\nnum_workers = -1\n", r"train\.num_workers must be >= 0 .*got -1"),
+        ("[train]\nval_frames = 0\n", r"train\.val_frames must be >= 1, got 0"),
+        ("[train]\nlog_every_steps = 0\n", r"train\.log_every_steps must be >= 1, got 0"),
+        ("[train]\nscale_jitter = [1.5, 0.5]\n", r"train\.scale_jitter must be \[low, high\]"),
+        ("[train]\nscale_jitter = [0, 1.2]\n", r"train\.scale_jitter must be .*0 < low"),
+        ("[train]\nscale_jitter = [1.0]\n", r"train\.scale_jitter must be \[low, high\]"),
+        ("[train]\nmax_steps = -5\n", r"train\.max_steps must be >= 0 .*got -5"),
+        ("[train]\nmax_minutes = -1\n", r"train\.max_minutes must be >= 0"),
+        ("[train]\nval_every_steps = -2\n", r"train\.val_every_steps must be >= 0"),
+        ("[train]\nval_every_minutes = -1\n", r"train\.val_every_minutes must be >= 0"),
+        (
+            "[train]\ncheckpoint_every_minutes = -1\n",
+            r"train\.checkpoint_every_minutes must be >= 0",
+        ),
+        (
+            "[data]\nstore_short_side = 160\n[train]\ncrop = 4000\n",
+            r"train\.crop must be <= data\.store_short_side \(160\), got 4000",
+        ),
+        ("[data]\nmax_frames = -1\n", r"data\.max_frames must be >= 0"),
+        ("[data]\ngap_frames = -1\n", r"data\.gap_frames must be >= 0"),
+    ],
+)
+def test_values_that_cannot_train_name_the_file_and_key(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=r"bad\.toml: " + message):
+        load_config(write(tmp_path, text))
+
+
+def test_the_shipped_defaults_and_edge_values_pass() -> None:
+    raw = {
+        "data": {"store_short_side": 96},
+        "train": {"crop": 96, "scale_jitter": [1.0, 1.0], "num_workers": 0, "max_steps": 0},
+    }
+    config = config_from_dict(raw)
+    assert config.train.crop == config.data.store_short_side == 96
+
+
+@pytest.mark.parametrize("minutes", [-1.0, math.nan])
+def test_max_minutes_override_is_checked_as_the_config_is(minutes: float) -> None:
+    config = config_from_dict({"train": {"max_steps": 10}})
+    with pytest.raises(ConfigError, match="--max-minutes must be >= 0"):
+        budget_minutes(config, minutes)
+    assert budget_minutes(config, 0.0) == 0.0  # no time limit: the 10 steps are the budget
+    assert budget_minutes(config, None) == config.train.max_minutes
+
+
+def test_max_minutes_zero_without_a_step_limit_is_no_budget() -> None:
+    config = config_from_dict({"train": {"max_steps": 0}}, "run.toml")
+    with pytest.raises(ConfigError, match=r"--max-minutes 0 .*run\.toml: train\.max_steps 0"):
+        budget_minutes(config, 0.0)
+
+
+def test_cli_train_reports_each_bad_value_in_one_line(tmp_path: Path, capsys) -> None:
+    from desmoke_app.cli import main
+
+    out = tmp_path / "run"
+    config = write(tmp_path, "[train]\nthreads = 0\n")
+    assert main(["train", "--config", str(config), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"desmoke: error: {config}: train.threads must be >= 1, got 0"]
+    assert not out.exists()  # refused before anything was made
