@@ -254,6 +254,30 @@ def test_cli_evaluate_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.safetensors", "view.png"]
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--real-frames", "0"], "argument --real-frames: must be 1-100000, got 0"),
+        (["--frames", "-3"], "argument --frames: must be 1-100000, got -3"),
+        (["--frames", "two"], "argument --frames: expected a whole number, got 'two'"),
+        (["--max-side", "5"], "argument --max-side: must be 64-16384, got 5"),
+        (["--seed", "-1"], "argument --seed: must be 0-4294967295, got -1"),
+    ],
+)
+def test_cli_evaluate_names_the_option_out_of_range(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from desmoke_app.cli import main
+
+    out = tmp_path / "report"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--model", "dcp", "--no-real", "--out", str(out), *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_test_split_frames_are_held_out(tmp_path: Path) -> None:
     from training.config import DataConfig
     from training.data import load_frames

@@ -217,6 +217,20 @@ def test_cli_synth_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "--density" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "x"])
+def test_cli_synth_smoke_names_a_bad_seed(
+    seed: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from desmoke_app.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth-smoke", str(tmp_path / "in.mp4"), str(tmp_path / "out.mp4"), "--seed", seed])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --seed:" in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
+
+
 def test_synthesize_video_rejects_text_and_missing_folder(tmp_path: Path) -> None:
     text = tmp_path / "notes.mp4"
     text.write_text("just some words\n" * 50)

@@ -18,6 +18,8 @@ from engine.video.errors import describe
 WORKING_SIZE_RANGE = (64, 2160)
 #: Dark-channel patch sizes the app's "Patch" control allows (odd values; the engine checks).
 PATCH_RANGE = (3, 61)
+#: Smoke seeds (synth-smoke, evaluate): numpy takes non-negative seeds; 32 bits are plenty.
+SEED_RANGE = (0, 2**32 - 1)
 #: Files that are made from weights but are not weights: what --model/--weights would refuse.
 NOT_WEIGHTS = {".onnx": "an ONNX export", ".engine": "a TensorRT engine"}
 

@@ -8,11 +8,19 @@ import os
 from pathlib import Path
 
 from desmoke_app.commands.common import (
+    SEED_RANGE,
     add_model_arguments,
     check_model_choice,
     fail,
+    int_in_range,
     os_error_message,
 )
+
+#: --frames and --real-frames: at least one frame (an upper bound only against typos).
+FRAME_COUNT_RANGE = (1, 100_000)
+#: --max-side: below 64 px the SSIM window (7 px) and the dark-channel patch cover much of
+#: the frame and the scores stop meaning anything; above, 16384 px is twice an 8K frame.
+MAX_SIDE_RANGE = (64, 16_384)
 
 
 def add_parser(subparsers) -> None:
@@ -42,13 +50,24 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument(
         "--frames",
-        type=int,
+        type=int_in_range(*FRAME_COUNT_RANGE),
         default=None,
-        help="test pairs (default: the whole test split; 24 with --sources)",
+        metavar="N",
+        help="test pairs, 1 or more (default: the whole test split; 24 with --sources)",
     )
-    parser.add_argument("--seed", type=int, default=None, help="smoke seed of the test pairs")
     parser.add_argument(
-        "--max-side", type=int, default=None, metavar="PX", help="downscale test frames"
+        "--seed",
+        type=int_in_range(*SEED_RANGE),
+        default=None,
+        help=f"smoke seed of the test pairs, {SEED_RANGE[0]}-{SEED_RANGE[1]}",
+    )
+    low, high = MAX_SIDE_RANGE
+    parser.add_argument(
+        "--max-side",
+        type=int_in_range(low, high),
+        default=None,
+        metavar="PX",
+        help=f"downscale test frames to this longer side, {low}-{high} px (default: keep)",
     )
     parser.add_argument(
         "--real",
@@ -58,7 +77,11 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--no-real", action="store_true", help="skip the real-smoke part")
     parser.add_argument(
-        "--real-frames", type=int, default=10, metavar="N", help="frames per real clip"
+        "--real-frames",
+        type=int_in_range(*FRAME_COUNT_RANGE),
+        default=10,
+        metavar="N",
+        help="frames per real clip, 1 or more (default 10)",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("evaluation"), help="output folder (default ./evaluation)"

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from desmoke_app.commands.common import fail, plural
+from desmoke_app.commands.common import SEED_RANGE, fail, int_in_range, plural
 
 
 def add_parser(subparsers) -> None:
@@ -19,7 +19,12 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("input", type=Path, metavar="IN", help="clear video (any FFmpeg format)")
     parser.add_argument("output", type=Path, metavar="OUT", help="smoky MP4 to write")
-    parser.add_argument("--seed", type=int, default=0, help="smoke seed (default 0)")
+    parser.add_argument(
+        "--seed",
+        type=int_in_range(*SEED_RANGE),
+        default=0,
+        help=f"smoke seed, {SEED_RANGE[0]}-{SEED_RANGE[1]} (default 0)",
+    )
     parser.add_argument(
         "--density",
         type=float,
