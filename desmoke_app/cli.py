@@ -11,9 +11,8 @@ import importlib
 import logging
 import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+
+from engine.stop_signals import first_stop_signal
 
 #: Subcommand modules, in the order `desmoke --help` lists them.
 COMMANDS = (
@@ -27,12 +26,6 @@ COMMANDS = (
     "build_engine",
 )
 
-#: Signals that stop a command the way Ctrl-C does (SIGHUP: the terminal closed; not on
-#: Windows).
-STOP_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
-)
-
 
 class Interrupted(KeyboardInterrupt):
     """A stop signal, raised where Ctrl-C raises KeyboardInterrupt, so that the same
@@ -43,29 +36,8 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-@contextmanager
-def stop_signals_interrupt() -> Iterator[None]:
-    """Within the block, SIGINT, SIGTERM and SIGHUP raise Interrupted; once one has, the
-    others are ignored, so a second signal cannot cut short the cleanup that removes the
-    temporary files. A signal already ignored (e.g. SIGHUP under nohup) stays ignored."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set on the main thread
-        return
-    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    handled = [signum for signum, handler in previous.items() if handler != signal.SIG_IGN]
-
-    def interrupt(signum: int, _frame) -> None:
-        for other in handled:
-            signal.signal(other, signal.SIG_IGN)
-        raise Interrupted(signum)
-
-    for signum in handled:
-        signal.signal(signum, interrupt)
-    try:
-        yield
-    finally:
-        for signum in handled:
-            signal.signal(signum, previous[signum])
+def _interrupt(signum: int) -> None:
+    raise Interrupted(signum)
 
 
 def _add_verbose(parser: argparse.ArgumentParser, default) -> None:
@@ -104,7 +76,7 @@ def _run(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     # The handlers come first: building the parser imports torch, which takes a second.
-    with stop_signals_interrupt():
+    with first_stop_signal(_interrupt):  # a second signal cannot cut the cleanup short
         try:
             return _run(argv)
         except KeyboardInterrupt as stop:

@@ -24,7 +24,6 @@ import os
 import platform
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,6 +40,7 @@ from tqdm import tqdm
 from engine.files import replaced_on_success
 from engine.models import build_network, default_config, network_stride, save_weights
 from engine.models.weights import load_state_into, read_config
+from engine.stop_signals import first_stop_signal, ignore_stop_signals
 from training.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
@@ -54,11 +54,6 @@ from training.data import FrameSet, SmokeDataset, StreamSampler, load_frames
 BEST_NAME = "best.safetensors"
 LAST_NAME = "last.safetensors"
 LOG_NAME = "metrics.jsonl"
-#: Signals that stop training at the end of the current step, after a checkpoint: Ctrl-C,
-#: kill, a closed terminal (SIGHUP: not on Windows).
-STOP_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
-)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -77,36 +72,16 @@ class StopRequest:
 
 @contextmanager
 def stop_signals_deferred() -> Iterator[StopRequest]:
-    """Within the block, the stop signals are recorded in the StopRequest instead of
+    """Within the block, the first stop signal is recorded in the StopRequest instead of
     raising: the loop stops between steps, so the checkpoint never holds an optimiser
-    update cut half-way. Later signals are ignored, as desmoke_app.cli does, so that they
-    cannot cut the checkpoint short; one already ignored (nohup) stays ignored."""
+    update cut half-way (later signals are ignored: they cannot cut the checkpoint short)."""
     request = StopRequest()
-    if threading.current_thread() is not threading.main_thread():
-        yield request  # signal handlers can only be set on the main thread
-        return
-    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-    # None: a handler not set from Python, which cannot be put back.
-    handled = [s for s, handler in previous.items() if handler not in (signal.SIG_IGN, None)]
 
-    def defer(signum: int, _frame) -> None:
-        request.signum = request.signum or signum
+    def record(signum: int) -> None:
+        request.signum = signum
 
-    for signum in handled:
-        signal.signal(signum, defer)
-    try:
+    with first_stop_signal(record):
         yield request
-    finally:
-        for signum in handled:
-            signal.signal(signum, previous[signum])
-
-
-def _ignore_stop_signals(_worker_id: int) -> None:
-    """DataLoader worker init: a terminal's Ctrl-C reaches the workers too, and one that
-    stopped would fail the batch the training process still fetches; that process alone
-    decides when to stop (and ends its workers)."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
 
 
 # ----------------------------------------------------------------------------- shared set-up
@@ -287,7 +262,7 @@ def train_loader(config: Config, frames: FrameSet, run: Run, start_step: int) ->
         sampler=sampler,
         num_workers=train.num_workers,
         persistent_workers=train.num_workers > 0,
-        worker_init_fn=_ignore_stop_signals,
+        worker_init_fn=ignore_stop_signals,
         pin_memory=run.device.type == "cuda",
     )
     return loader

@@ -8,6 +8,8 @@ import socket
 from PySide6.QtCore import QObject, QSocketNotifier, QTimer
 from PySide6.QtWidgets import QApplication
 
+from engine.stop_signals import STOP_SIGNALS
+
 
 class TerminationSignals(QObject):
     """SIGTERM, SIGINT and SIGHUP (`kill`, Ctrl-C, the terminal closed) close the app's
@@ -20,11 +22,6 @@ class TerminationSignals(QObject):
     parent (desmoke-app's main).
     """
 
-    #: SIGHUP (the terminal closed) exists on POSIX only.
-    SIGNALS = tuple(
-        getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
-    )
-
     def __init__(self, parent: QObject) -> None:
         super().__init__(parent)
         self._wakeup, self._send = socket.socketpair()
@@ -33,8 +30,9 @@ class TerminationSignals(QObject):
         signal.set_wakeup_fd(self._send.fileno())
         self._notifier = QSocketNotifier(self._wakeup.fileno(), QSocketNotifier.Type.Read, self)
         self._notifier.activated.connect(self._drain)
-        for number in self.SIGNALS:
-            signal.signal(number, self._received)
+        for number in STOP_SIGNALS:
+            if signal.getsignal(number) is not signal.SIG_IGN:  # under nohup, SIGHUP stays so
+                signal.signal(number, self._received)
 
     def _received(self, number: int, frame) -> None:
         # The handler may run in the middle of any slot: close from the event loop instead.
