@@ -304,3 +304,49 @@ def test_unknown_encoder_is_a_write_error(tmp_path):
     with pytest.raises(VideoWriteError, match="no_such_encoder"):
         SideBySideWriter(tmp_path / "o.mp4", fps=25, frame_size=(64, 48), encoder="no_such_encoder")
     assert_nothing_left(tmp_path)
+
+
+def pcm_avi(path, codec: str) -> str:
+    """An AVI of 25 frames with 1 s of stereo PCM audio stored without a channel layout, as
+    recorders write them."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mpeg4", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = out.add_stream(codec, rate=8000)
+        audio.layout = "stereo"
+        for i in range(25):
+            for packet in video.encode(av.VideoFrame.from_ndarray(index_frame(i, (64, 48)))):
+                out.mux(packet)
+        tone = (np.sin(np.arange(8000) / 3) * 8000).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(np.stack([tone, tone]).reshape(1, -1), "s16", "stereo")
+        frame.sample_rate, frame.pts = 8000, 0
+        for packet in [*audio.encode(frame), *audio.encode(None)]:
+            out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+    with av.open(str(path)) as check:
+        return check.streams.audio[0].codec_context.layout.name
+
+
+def test_pcm_audio_without_a_layout_is_copied(tmp_path):
+    source = tmp_path / "recorder.avi"
+    assert pcm_avi(source, "pcm_s16le") == "2 channels"  # what the MP4 muxer refused
+    out = tmp_path / "out.mp4"
+    with SideBySideWriter(out, fps=25, frame_size=(64, 48), source=source) as writer:
+        for i in range(25):
+            writer.write(*panes(i, (64, 48)))
+    with av.open(str(out)) as container:
+        assert container.streams.audio[0].codec_context.layout.name == "stereo"
+
+
+def test_audio_mp4_cannot_carry_is_left_out_with_a_warning(tmp_path, caplog):
+    source = tmp_path / "phone.avi"
+    pcm_avi(source, "pcm_mulaw")
+    assert writer_module.audio_copy_problem(source).startswith("pcm_mulaw audio cannot go")
+    out = tmp_path / "out.mp4"
+    with SideBySideWriter(out, fps=25, frame_size=(64, 48), source=source) as writer:
+        for i in range(25):
+            writer.write(*panes(i, (64, 48)))
+    with av.open(str(out)) as container:
+        assert not container.streams.audio and container.streams.video[0].frames == 25
+    assert any("written without audio" in r.getMessage() for r in caplog.records)

@@ -11,6 +11,8 @@ driver is present.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -23,6 +25,8 @@ from av.video.reformatter import Colorspace
 
 from engine.video.errors import VideoWriteError, describe
 from engine.video.layout import compose_panes, composed_size
+
+log = logging.getLogger(__name__)
 
 AUTO_ENCODERS = ("h264_nvenc", "libx264")
 #: NVENC's H.264 limit; a 3-up 1080p export (5760 px) needs libx264.
@@ -99,6 +103,49 @@ def _start_seconds(container: av.container.InputContainer) -> float:
     return 0.0
 
 
+#: FFmpeg's default layout for a channel count: audio stored without one (PCM in AVI) is
+#: refused by the MP4 muxer, and only when the file is finished.
+DEFAULT_LAYOUTS = {
+    1: "mono",
+    2: "stereo",
+    3: "2.1",
+    4: "4.0",
+    5: "5.0",
+    6: "5.1",
+    7: "6.1",
+    8: "7.1",
+}
+
+
+def _add_audio_stream(output: av.container.OutputContainer, template: av.AudioStream):
+    """An output stream for copying `template`'s packets, with a channel layout."""
+    stream = output.add_stream_from_template(template)
+    channels = template.codec_context.channels
+    if template.codec_context.layout.name == f"{channels} channels":  # no layout stated
+        if channels in DEFAULT_LAYOUTS:
+            stream.codec_context.layout = DEFAULT_LAYOUTS[channels]
+    return stream
+
+
+def audio_copy_problem(source: Path) -> str:
+    """Why the first audio stream of `source` cannot be copied into an MP4 as it is (a
+    codec MP4 does not carry), or "": one packet into an in-memory MP4, so that the
+    export does not fail at its very end."""
+    with av.open(str(source), metadata_errors="replace") as container:
+        template = container.streams.audio[0]
+        try:
+            packet = next((p for p in container.demux(template) if p.size), None)
+            with av.open(io.BytesIO(), "w", format="mp4") as probe:
+                stream = _add_audio_stream(probe, template)
+                if packet is not None:
+                    packet.stream = stream
+                    probe.mux(packet)
+        except (av.FFmpegError, ValueError) as error:
+            codec = template.codec_context.name
+            return f"{codec} audio cannot go into an MP4 as it is ({describe(error)})"
+    return ""
+
+
 class _AudioCopy:
     """Copies the audio packets of a source file's time range into the output, unchanged."""
 
@@ -108,7 +155,7 @@ class _AudioCopy:
         self._input = av.open(str(source), metadata_errors="replace")
         self._in_stream = self._input.streams.audio[0]
         self._time_base = self._in_stream.time_base
-        self.stream = output.add_stream_from_template(self._in_stream)
+        self.stream = _add_audio_stream(output, self._in_stream)
         # Times are relative to the start of the video (as FileSource gives them), so the
         # range stays in sync where a file does not start at 0 (MPEG-TS starts at ~1.4 s).
         origin = _start_seconds(self._input)
@@ -241,6 +288,10 @@ class Mp4Writer:
             with av.open(str(source), metadata_errors="replace") as probe:
                 if not probe.streams.audio:
                     return None
+            problem = audio_copy_problem(source)
+            if problem:  # the video matters more than its sound: written without it
+                log.warning("%s: written without audio: %s", self.path.name, problem)
+                return None
             # Every output stream must exist before the first packet is muxed.
             return _AudioCopy(source, self._container, start, end)
         except (av.FFmpegError, OSError, ValueError) as error:
