@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -313,6 +314,11 @@ class ExportCancelled(Exception):
     """Raised inside `export_video` when `should_stop()` says so; the output is removed."""
 
 
+#: Exported frames' timestamps in 1/90000 s (MPEG's clock): every common frame rate, NTSC's
+#: 30000/1001 included, is a whole number of ticks, and a variable rate keeps its times.
+EXPORT_TIME_BASE = Fraction(1, 90000)
+
+
 @dataclass
 class ExportReport:
     output: Path
@@ -365,6 +371,7 @@ def export_video(
             audio_start=start,
             audio_end=end,
             crf=DEFAULT_CRF if crf is None else crf,
+            time_base=EXPORT_TIME_BASE,
         )
         try:
             encoder = WriterThread(writer)  # encoding overlaps the next frames' desmoking
@@ -377,7 +384,10 @@ def export_video(
                 if should_stop is not None and should_stop():
                     raise ExportCancelled(f"export of {source_path} cancelled")
                 result = desmoker.process(frame.rgb)
-                encoder.write(result.original, result.dark_channel, result.desmoked)
+                # Each frame at its own time: a variable frame rate (a recorder that dropped
+                # frames) keeps its timing, and its sync with the audio.
+                shown_at = max(0.0, frame.time - start)
+                encoder.write(result.original, result.dark_channel, result.desmoked, shown_at)
                 ended_at = frame.time + 1 / source.fps
                 if progress is not None:
                     progress(done, max(expected, done))
