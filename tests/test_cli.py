@@ -289,7 +289,7 @@ def test_out_of_range_options_are_refused(argv, message, tmp_path, monkeypatch, 
 def test_one_frame_is_singular(tmp_path, capsys) -> None:
     clip = make_index_clip(tmp_path / "clip.mp4", n_frames=1, size=(64, 48), fps=12)
     assert main(["export", str(clip), "-o", str(tmp_path / "out.mp4"), "--model", "dcp"]) == 0
-    assert "(1 frame," in capsys.readouterr().out
+    assert "(1 frame in " in capsys.readouterr().out
 
 
 def test_evaluate_refuses_a_file_as_its_output_folder(tmp_path, capsys) -> None:

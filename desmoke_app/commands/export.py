@@ -143,8 +143,8 @@ def export_one(source: Path, target: Path, desmoker, args, export_video) -> bool
     skips = report.skipped_frames
     skipped = f", {plural(skips, 'undecodable frame')} skipped" if skips else ""
     print(
-        f"desmoke: wrote {report.output} ({plural(report.frames, 'frame')}, "
-        f"{report.fps:.1f} fps, {report.encoder}{skipped})"
+        f"desmoke: wrote {report.output} ({plural(report.frames, 'frame')} in "
+        f"{report.seconds:.1f} s, {report.fps:.1f} frames/s, {report.encoder}{skipped})"
     )
     if report.warning:
         print(f"desmoke: warning: {report.warning}", file=sys.stderr)

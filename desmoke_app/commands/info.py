@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         desmoker = make_desmoker(args)
     except (WeightsError, BackendUnavailable, ValueError) as exc:
         return fail(str(exc))
-    print(f"model: {desmoker.describe()}")
+    print(desmoker.describe())  # "model fast from ...; backend ..."
     if desmoker.config:
         provenance = {k: desmoker.config.get(k) for k in ("version", "training", "metrics")}
         if args.provenance:
