@@ -60,6 +60,12 @@ def read_index(rgb: np.ndarray) -> int:
     return value
 
 
+def coded_for_rotation(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """The frame to encode so that a player applying a display `rotation` (degrees
+    counter-clockwise, FFmpeg's and PyAV's sign) shows `rgb`: turned the other way."""
+    return np.ascontiguousarray(np.rot90(rgb, -(rotation // 90)))
+
+
 def _video_stream(
     out: av.container.OutputContainer,
     codec: str,
@@ -116,20 +122,28 @@ def make_index_clip(
     audio: bool = False,
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
+    rotation: int = 0,
 ) -> Path:
     """Clip whose frame i shows index i; container from the suffix (.mp4 gets +faststart).
 
     Grayscale: codec="ffv1", pix_fmt="gray" in .mkv; 10-bit: pix_fmt="yuv420p10le";
     odd sizes need a codec/pix_fmt without chroma subsampling (e.g. libx264 yuv444p).
+    `rotation` (a multiple of 90, counter-clockwise) tags the stream with a display matrix,
+    as phones do for portrait video (MP4, MOV, MKV): the index reads right only once the
+    frame is turned upright, and `size` is the displayed size.
     """
     path = Path(path)
     rate = Fraction(fps).limit_denominator(1001)
     options = {"movflags": "+faststart"} if path.suffix == ".mp4" else {}
+    coded_size = (size[1], size[0]) if rotation % 180 else size
     with av.open(str(path), "w", options=options) as out:
-        stream = _video_stream(out, codec, rate, size, pix_fmt, gop, bframes)
+        stream = _video_stream(out, codec, rate, coded_size, pix_fmt, gop, bframes)
+        if rotation:
+            stream.set_display_rotation(rotation)
         sound = _audio_stream(out) if audio else None
         for i in range(n_frames):
-            frame = av.VideoFrame.from_ndarray(index_frame(i, size), format="rgb24")
+            rgb = coded_for_rotation(index_frame(i, size), rotation)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = i
             frame.time_base = 1 / rate
             for packet in stream.encode(frame):

@@ -7,6 +7,10 @@ frame displayed at the target. Targets are computed in the stream's time base wi
 Frame indices count frames from the start of the stream. After a seek the index is the seek
 frame's time times the average rate, rounded: exact at a constant frame rate, an estimate
 for variable frame rate sources (their `time` is always the true presentation time).
+
+Frames come upright, as players show them: a display-matrix rotation (phones record
+portrait video as landscape frames plus a 90-degree tag) is applied to every frame, and
+`width`/`height` are the displayed size.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 from engine.video.errors import VideoError, VideoOpenError, describe
@@ -61,6 +66,34 @@ class VideoFrame:
 def to_rgb(frame: av.VideoFrame) -> np.ndarray:
     """Any pixel format (grey, 10-bit, 4:4:4, ...) to HxWx3 uint8 RGB, C-contiguous."""
     return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+
+
+#: Counter-clockwise quarter turns -> the cv2.rotate code that applies them.
+_QUARTER_TURNS = {
+    1: cv2.ROTATE_90_COUNTERCLOCKWISE,
+    2: cv2.ROTATE_180,
+    3: cv2.ROTATE_90_CLOCKWISE,
+}
+
+
+def quarter_turns(rotation: float) -> int:
+    """Counter-clockwise quarter turns (0..3) nearest `rotation` degrees."""
+    # The panes are axis-aligned: an odd angle (a rounded or hand-made matrix) snaps.
+    return round(rotation / 90) % 4
+
+
+def upright(rgb: np.ndarray, rotation: float) -> np.ndarray:
+    """`rgb` as displayed, given its display-matrix `rotation` (PyAV's `frame.rotation`:
+    degrees counter-clockwise, so -90 turns clockwise); C-contiguous."""
+    turns = quarter_turns(rotation)
+    return cv2.rotate(rgb, _QUARTER_TURNS[turns]) if turns else rgb
+
+
+def displayed_size(frame: av.VideoFrame) -> tuple[int, int]:
+    """(width, height) of `frame` once turned upright."""
+    if quarter_turns(frame.rotation) % 2:
+        return frame.height, frame.width
+    return frame.width, frame.height
 
 
 def decoded_frames(
@@ -172,7 +205,7 @@ class FileSource:
 
     def _read_metadata(self, first: av.VideoFrame) -> None:
         stream, container = self._stream, self._container
-        self.width, self.height = first.width, first.height
+        self.width, self.height = displayed_size(first)
         self.rate = _frame_rate(stream)
         self.fps = float(self.rate)
         if stream.duration:
@@ -222,7 +255,9 @@ class FileSource:
 
     def _wrap(self, frame: av.VideoFrame, index: int) -> VideoFrame:
         self._next_index = index + 1
-        return VideoFrame(index=index, time=self._time_of(frame, index), rgb=to_rgb(frame))
+        # Here, not in to_rgb: CaptureSource shares to_rgb but takes its size from the device.
+        rgb = upright(to_rgb(frame), frame.rotation)
+        return VideoFrame(index=index, time=self._time_of(frame, index), rgb=rgb)
 
     def read(self) -> VideoFrame | None:
         """The next frame, or None at the end."""
