@@ -1,9 +1,11 @@
 """The built-in demo: a generated laparoscopic-looking scene with smoke synthesised live.
 
 The scene (tissue texture, vessels, a moving metal instrument, speculars, the scope's
-circular field) is drawn procedurally, so the demo needs no data file. Smoke comes from
-training.smoke (the same seeded fBm synthesis the network is trained on); where that
-module is missing, a simple drifting Gaussian plume stands in.
+circular field) is drawn procedurally, so the demo needs no data file. Smoke rises from the
+instrument's jaws as it does from a cautery tip (CauterySmoke): soft puffs that drift,
+spread and thin out, curled by training.smoke's fBm (the noise the network is trained on;
+plain smooth noise where that module is missing). Not a full-frame training sample: those
+(dense sheets, edge fades) look like a see-through box when shown as the app's first view.
 
 DemoSource has FileSource's interface (read, seek_frame, seek, frames, close). Frames are
 rendered on first use and cached, so seeking back is instant and the clip loops seamlessly.
@@ -80,15 +82,22 @@ class DemoScene:
         ox = int((tex_w - self.width) / 2 * (1 + 0.8 * math.sin(phase)))
         oy = int((tex_h - self.height) / 2 * (1 + 0.8 * math.sin(2 * phase)))
         image = self._texture[oy : oy + self.height, ox : ox + self.width].copy()
-        self._draw_instrument(image, phase)
+        self._draw_instrument(image, index)
         image *= self._vignette
         return np.clip(image, 0, 255).astype(np.uint8)
 
-    def _draw_instrument(self, image: np.ndarray, phase: float) -> None:
+    def tip(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The instrument in frame `index`: its tip (x, y in pixels) and its unit axis."""
+        phase = 2 * math.pi * index / DEMO_FRAMES
         w, h = self.width, self.height
         tip = np.array([w * (0.55 + 0.08 * math.sin(phase)), h * (0.55 + 0.06 * math.cos(phase))])
         base = np.array([w * 1.05, h * 1.1])
-        axis = (tip - base) / np.linalg.norm(tip - base)
+        return tip, (tip - base) / np.linalg.norm(tip - base)
+
+    def _draw_instrument(self, image: np.ndarray, index: int) -> None:
+        w, h = self.width, self.height
+        tip, axis = self.tip(index)
+        base = np.array([w * 1.05, h * 1.1])
         normal = np.array([-axis[1], axis[0]]) * h * 0.045
         shaft = np.array([base + normal, tip + normal, tip - normal, base - normal], np.int32)
         mask = np.zeros((h, w), np.float32)
@@ -105,38 +114,140 @@ class DemoScene:
         image += (metal - image) * mask[:, :, None]
 
 
-class _SimplePlume:
-    """Fallback smoke when training.smoke is missing: a drifting, breathing Gaussian plume."""
+#: Smoke colour A: a slightly warm white, as cautery smoke under the scope's light.
+SMOKE_COLOUR = (0.93, 0.91, 0.86)
 
-    def clip(self, frames, seed: int) -> Iterator[np.ndarray]:
+
+def _texture(rng: np.random.Generator, shape: tuple[int, int], zoom: float) -> np.ndarray:
+    """Billow texture: fBm normalised to mean 0, std 1.
+
+    training.smoke's fbm_field (the noise the network is trained on) where it imports; a
+    few octaves of _smooth_noise where it does not (the demo then needs only the app).
+    """
+    height, width = shape
+    try:
+        from training.smoke import fbm_field
+
+        field = fbm_field(height, width, rng, zoom=zoom, anisotropy=1.5, angle=math.pi / 2)
+    except Exception as error:  # noqa: BLE001 - missing or broken training module
+        log.info("demo smoke: training.smoke unavailable (%s); using plain noise", error)
+        cells = max(2, round(3 / zoom))
+        field = sum(0.6**k * _smooth_noise(rng, shape, cells * 2**k) for k in range(4)).astype(
+            np.float32
+        )
+    field = field - field.mean()
+    return (field / max(float(field.std()), 1e-6)).astype(np.float32)
+
+
+class CauterySmoke:
+    """Smoke rising from the instrument's jaws, periodic in DEMO_FRAMES (a seamless loop).
+
+    Puffs leave the jaws every few frames; each rises (slowing), drifts with a slow sway,
+    spreads and thins out. Their soft Gaussian sum is curled by a rising fBm displacement
+    (billows, wisps) and saturates softly: dense near the source, translucent higher up,
+    over a thin uneven haze that gathers near the top. Nothing makes a straight edge. The
+    opacity is smooth, so it is computed at half resolution and upsampled once.
+    """
+
+    EMIT_EVERY = 3  # frames between puffs
+    LIFETIME = 90  # frames a puff lives (3.6 s at 25 fps)
+    RISE = 1  # rise of the billow texture, half-resolution pixels per frame (an integer)
+    PEAK = 0.65  # densest opacity (the network over-corrects wide areas much above ~0.7)
+
+    def __init__(self, scene: DemoScene, seed: int) -> None:
         rng = np.random.default_rng(seed)
-        for index, frame in enumerate(frames):
-            h, w = frame.shape[:2]
-            noise = _smooth_noise(rng, (h, w), 8)
-            t = 2 * math.pi * index / DEMO_FRAMES
-            cx, cy = w * (0.4 + 0.15 * math.sin(t)), h * (0.45 + 0.1 * math.cos(t))
-            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-            plume = np.exp(-(((xx - cx) / (0.35 * w)) ** 2 + ((yy - cy) / (0.45 * h)) ** 2))
-            alpha = np.clip(plume * (0.55 + 0.35 * noise), 0, 0.9)[:, :, None]
-            smoke = np.array([0.93, 0.92, 0.88], np.float32)
-            clear = frame.astype(np.float32) / 255
-            yield clear * (1 - alpha) + smoke * alpha
+        self.scene = scene
+        w, h = scene.width, scene.height
+        self._small = (max(8, w // 2), max(8, h // 2))  # (w, h) of the opacity grid
+        sw, sh = self._small
+        self._scale = np.float32(sw / w), np.float32(sh / h)
+        self._xs = np.arange(sw, dtype=np.float32) + 0.5
+        self._ys = np.arange(sh, dtype=np.float32) + 0.5
+        self._grid = np.meshgrid(self._xs - 0.5, self._ys - 0.5)
+        # Texture layers scroll up through tall textures, two at a time, each restarting
+        # while its weight is zero (a flow-noise cross-fade): a rise without bound that loops.
+        self._span = self.RISE * DEMO_FRAMES
+        tall = (sh + self._span, sw)
+        self._warp = [_texture(rng, tall, zoom=0.5) for _ in range(2)]  # x, y displacement
+        self._grain = _texture(rng, tall, zoom=0.25)
+        haze = _texture(rng, (sh, sw), zoom=0.8)
+        top = np.linspace(1.0, 0.3, sh, dtype=np.float32)[:, None]  # smoke gathers up top
+        self._haze = np.clip(0.12 * top * (1.0 + 0.5 * haze), 0.0, 0.2)
+        # One puff per emission: frame, rise and drift (px per frame), size, opacity.
+        count = DEMO_FRAMES // self.EMIT_EVERY
+        unit = h / 150
+        self._puffs = np.stack(
+            [
+                np.arange(count) * self.EMIT_EVERY,
+                rng.uniform(0.8, 1.2, count) * unit,
+                rng.normal(-0.35, 0.35, count) * unit,
+                rng.uniform(0.8, 1.25, count),
+                rng.uniform(0.45, 0.65, count),
+            ],
+            axis=1,
+        )
+        self._sway = rng.uniform(0, 2 * math.pi)
+        self._sources = []  # where each puff left the jaws
+        for born in self._puffs[:, 0]:
+            tip, axis = scene.tip(int(born))
+            self._sources.append(tip + axis * 0.08 * h)
+
+    def _scroll(self, texture: np.ndarray, t: int) -> np.ndarray:
+        """The rising view of a tall texture at frame t (unit variance at every t)."""
+        height = self._small[1]
+        weights, total = [], np.zeros((height, self._small[0]), np.float32)
+        for shift in (0.0, 0.5):
+            p = (t / DEMO_FRAMES + shift) % 1.0
+            offset = self._span - round(p * self._span)  # scrolls up as p grows
+            weight = 1.0 - abs(2.0 * p - 1.0)
+            total += np.float32(weight) * texture[offset : offset + height]
+            weights.append(weight)
+        return total / np.float32(math.hypot(*weights))
+
+    def alpha(self, index: int) -> np.ndarray:
+        """Opacity (HxW float32 in [0, 1]) of frame `index`."""
+        w, h = self.scene.width, self.scene.height
+        sx, sy = self._scale
+        t = index % DEMO_FRAMES
+        clear = np.ones((self._small[1], self._small[0]), np.float32)  # 1 - puff opacity
+        for (born, rise, drift, size, peak), (bx, by) in zip(
+            self._puffs, self._sources, strict=True
+        ):
+            age = (t - born) % DEMO_FRAMES
+            if age >= self.LIFETIME:
+                continue
+            life = age / self.LIFETIME
+            sway = 0.05 * w * math.sin(4 * math.pi * t / DEMO_FRAMES + self._sway) * life
+            x = bx + drift * age + sway
+            y = by - rise * age * (1 - 0.4 * life)  # rises, slowing down
+            sigma = size * (0.025 + 0.17 * life**0.7) * h
+            # Spreading thins it (the smoke is conserved), and it fades out at the end.
+            opacity = peak * min(1.0, age / 3) * (0.025 * h * size / sigma) * (1 - life)
+            gx = np.exp(-0.5 * ((self._xs - x * sx) / (1.3 * sigma * sx)) ** 2)
+            gy = np.exp(-0.5 * ((self._ys - y * sy) / (sigma * sy)) ** 2)
+            clear *= 1.0 - np.float32(opacity) * np.outer(gy, gx)
+        density = 1.0 - clear
+        # Curl the plume by a rising displacement (billows, wisps), vary it a little.
+        reach = np.float32(0.04 * h * sy)
+        map_x = self._grid[0] + reach * self._scroll(self._warp[0], t)
+        map_y = self._grid[1] + reach * self._scroll(self._warp[1], t)
+        density = cv2.remap(density, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        density *= np.clip(1.0 + 0.25 * self._scroll(self._grain, t), 0.5, 1.5)
+        plume = np.float32(self.PEAK) * np.tanh(np.float32(2.4) * density)  # soft saturation
+        alpha = 1.0 - (1.0 - plume) * (1.0 - self._haze)
+        return cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _smoky_frames(scene: DemoScene, seed: int) -> Iterator[np.ndarray]:
-    """Smoky uint8 frames, endlessly (the scene is periodic)."""
-    clear = (scene.frame(i) for i in range(DEMO_FRAMES))
-    try:
-        from training.smoke import SmokeConfig, SmokeSynthesizer
-
-        # Dense enough to be obvious in a demo; no background augmentation.
-        config = SmokeConfig(density=(0.6, 0.8), coverage=(-0.6, 0.0), augment_probability=0.0)
-        samples = (s.smoky for s in SmokeSynthesizer(config, seed).clip(clear, seed))
-    except Exception as error:  # noqa: BLE001 - missing or broken training module
-        log.info("demo smoke: training.smoke unavailable (%s); using a simple plume", error)
-        samples = _SimplePlume().clip(clear, seed)
-    for smoky in samples:
-        yield (np.clip(smoky, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+    """Smoky uint8 frames, endlessly (the scene and the smoke are periodic)."""
+    smoke = CauterySmoke(scene, seed)
+    colour = np.asarray(SMOKE_COLOUR, np.float32) * 255
+    index = 0
+    while True:
+        clear = scene.frame(index).astype(np.float32)
+        alpha = smoke.alpha(index)[:, :, None]
+        yield (clear + (colour - clear) * alpha + 0.5).astype(np.uint8)
+        index += 1
 
 
 class DemoSource:
