@@ -171,6 +171,12 @@ def test_fast_run_writes_weights_and_resumes(clip: Path, tmp_path: Path) -> None
     assert alpha.shape == (1, 1, 16, 16) and colour.shape == (1, 3, 16, 16)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "val" in r] == [0, 2, 4]  # step 4 validated once
+    # Each weights file carries its own scores: last's are step 4's, not the best's.
+    last = read_config(out / "last.safetensors")
+    assert last["metrics"]["val"]["step"] == 4 == last["training"]["steps"]
+    final = next(r["val"] for r in records if r.get("step") == 4 and "val" in r)
+    assert last["metrics"]["val"]["psnr"] == final["psnr"]
+    assert weights_config["metrics"]["val"]["step"] == weights_config["training"]["steps"]
 
     with pytest.raises(CheckpointError, match="already holds a run; use --resume"):
         train_fast(config, out)

@@ -329,6 +329,7 @@ class TrainLoop:
         self.step = int(resume_state.get("step", 0))
         self.best: dict[str, float] = dict(resume_state.get("best", {}))
         self._val_step: int | None = resume_state.get("val_step")  # the last validated step
+        self._last_val: dict[str, float] = dict(resume_state.get("last_val", {}))
         self._losses: dict[str, float] = {}
         self._count = 0
 
@@ -383,7 +384,18 @@ class TrainLoop:
         if self._val_step != self.step:  # the last step may have been validated already
             self.validate_and_save()
         self.checkpoint()
-        self._save_weights(LAST_NAME)
+        self._save_weights(LAST_NAME, self._last_val)  # validated at this very step
+        self._warn_if_best_is_untrained()
+
+    def _warn_if_best_is_untrained(self) -> None:
+        """A short run whose random start scored best: best.safetensors is no trained net."""
+        if self.run.main and self.best.get("step") == 0 and self.step > 0:
+            print(
+                f"warning: no validation after step 0 beat the untrained network "
+                f"(PSNR {self.best['psnr']:.2f} dB), so {BEST_NAME} is that untrained "
+                f"network; train longer, or use {LAST_NAME} (step {self.step})",
+                file=sys.stderr,
+            )
 
     def _say_where_to_resume(self) -> None:
         if self.run.main:
@@ -434,13 +446,16 @@ class TrainLoop:
         if not self.run.main:
             return
         tqdm.write(f"step {self.step}: val {json.dumps(metrics)}")
+        self._last_val = {**metrics, "step": self.step}
         if not self.best or metrics["psnr"] > self.best["psnr"]:
-            self.best = {**metrics, "step": self.step}
-            self._save_weights(BEST_NAME)
+            self.best = dict(self._last_val)
+            self._save_weights(BEST_NAME, self.best)
 
-    def _save_weights(self, name: str) -> None:
+    def _save_weights(self, name: str, val: dict[str, float]) -> None:
+        """The network as `name`, with `val`: its own validation scores (none if unknown)."""
         if self.run.main:
-            cfg = weights_config(self.config, self.frames, self.run, self.step, {"val": self.best})
+            metrics = {"val": val} if val else {}
+            cfg = weights_config(self.config, self.frames, self.run, self.step, metrics)
             save_weights(self.run.out / name, bare(self.modules["net"]), cfg)
 
     def checkpoint(self) -> None:
@@ -453,6 +468,7 @@ class TrainLoop:
             "arch": self.config.model.arch,
             "step": self.step,
             "val_step": self._val_step,
+            "last_val": self._last_val,
             "elapsed": self.run.elapsed,
             "best": self.best,
         }

@@ -98,10 +98,11 @@ def provenance_summary(provenance: dict[str, Any]) -> str:
     were trained and how they scored on validation."""
     training = provenance.get("training") or {}
     parts = [f"format {provenance.get('version', '?')}"]
-    if training.get("steps"):  # a fine-tuned model's last stage, not its whole history
+    if training.get("steps"):  # of the run that saved them (a fine-tune's last stage)
         where = training.get("hardware", "")
         parts.append(
-            f"last training run {training['steps']} steps, {training.get('minutes', 0):.0f} min"
+            f"saved at step {training['steps']}, {training.get('minutes', 0):.0f} min into "
+            "its training run"
             + (f" on {where}" if where else "")
             + (f" ({training['config_file']})" if training.get("config_file") else "")
         )
