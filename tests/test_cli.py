@@ -133,7 +133,10 @@ def test_inputs_that_would_share_an_output_are_refused(tmp_path, capsys) -> None
         (["export", "x.mp4", "--model", "dcp", "--start", "3", "--end", "1"], "--end"),
         (["export", "x.mp4", "--model", "dcp", "--crf", "60"], "--crf must be 0-51"),
         (["export", "x.mp4", "--model", "dcp", "--weights", "w.safetensors"], "takes no weights"),
-        (["export", "x.mp4", "--model", "fast.onnx"], "is an ONNX export, not accepted here"),
+        (
+            ["export", "x.mp4", "--model", "fast.onnx"],
+            "is an ONNX export; give the .safetensors weights",
+        ),
         (["export", "x.mp4", "--weights", "fast.onnx"], ".safetensors weights"),
         (["info", "--model", "a.safetensors", "--weights", "b.safetensors"], "already a weights"),
     ],

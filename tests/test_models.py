@@ -92,3 +92,18 @@ def test_weights_errors_name_the_file(tmp_path) -> None:
     save_weights(bad_arch, build_network("fast"), default_config("fast", {"depth": 3}))
     with pytest.raises(WeightsError, match="do not fit"):
         load_network(bad_arch)
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("fast.onnx", "ONNX export"),
+        ("checkpoint.pt", "training checkpoint"),
+        ("m.engine", "engine"),
+    ],
+)
+def test_files_made_from_weights_say_what_to_give_instead(tmp_path, name, says) -> None:
+    made = tmp_path / name
+    made.write_bytes(b"\x08\x07 not safetensors")
+    with pytest.raises(WeightsError, match=f"is (an|a) .*{says}.*give .*safetensors"):
+        load_network(made)

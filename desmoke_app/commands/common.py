@@ -10,6 +10,7 @@ from pathlib import Path
 
 from engine.backends import BACKEND_NAMES
 from engine.models import MODEL_NAMES, NETWORK_MODELS
+from engine.models.weights import not_weights_reason
 from engine.video.errors import describe
 
 #: The working resolution's short side the CLI accepts: the app's "Working size" range. The
@@ -20,8 +21,6 @@ WORKING_SIZE_RANGE = (64, 2160)
 PATCH_RANGE = (3, 61)
 #: Smoke seeds (synth-smoke, evaluate): numpy takes non-negative seeds; 32 bits are plenty.
 SEED_RANGE = (0, 2**32 - 1)
-#: Files that are made from weights but are not weights: what --model/--weights would refuse.
-NOT_WEIGHTS = {".onnx": "an ONNX export", ".engine": "a TensorRT engine"}
 
 
 def int_in_range(low: int, high: int) -> Callable[[str], int]:
@@ -108,12 +107,9 @@ def check_model_choice(model: str, weights: str | None) -> None:
     """Refuse, with a ValueError naming what can be used, a model the user asked for that
     would not run as asked: the engine would fall back to dcp, or ignore the weights."""
     for path in (model, weights):
-        kind = NOT_WEIGHTS.get(Path(path).suffix.lower()) if path else None
-        if kind:
-            raise ValueError(
-                f"{path}: is {kind}, not accepted here; --model and --weights take the "
-                ".safetensors weights it was made from"
-            )
+        reason = not_weights_reason(path) if path else ""
+        if reason:
+            raise ValueError(f"{reason} (--model and --weights take .safetensors weights)")
     if weights is not None:
         _check_takes_weights(model, weights)
     elif model in NETWORK_MODELS:

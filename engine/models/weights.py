@@ -42,6 +42,27 @@ def save_weights(path: str | Path, model: nn.Module, config: dict[str, Any]) -> 
     return path
 
 
+#: Files made from weights, or beside them, that are not weights: what to give instead.
+NOT_WEIGHTS = {
+    ".onnx": "an ONNX export; give the .safetensors weights it was made from",
+    ".engine": "a TensorRT engine; give the .safetensors weights it was built from",
+    ".pt": "a training checkpoint (never loaded: it is a pickle); give best.safetensors "
+    "or last.safetensors from the same run",
+}
+
+
+def not_weights_reason(path: str | Path) -> str:
+    """Why `path` is not a weights file, from its suffix ("" when it may be one)."""
+    kind = NOT_WEIGHTS.get(Path(path).suffix.lower())
+    return f"{path}: is {kind}" if kind else ""
+
+
+def _unreadable(path: Path, exc: Exception) -> WeightsError:
+    return WeightsError(
+        not_weights_reason(path) or f"{path}: not a readable safetensors file ({exc})"
+    )
+
+
 def read_config(path: str | Path) -> dict[str, Any]:
     """The config stored in a weights file, without loading the tensors."""
     path = Path(path)
@@ -51,7 +72,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from exc
+        raise _unreadable(path, exc) from exc
     if CONFIG_KEY not in metadata:
         raise WeightsError(f"{path}: no '{CONFIG_KEY}' in its metadata (not a desmoke model)")
     try:
@@ -69,7 +90,7 @@ def load_state_into(path: str | Path, model: nn.Module) -> None:
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from exc
+        raise _unreadable(path, exc) from exc
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
