@@ -193,6 +193,22 @@ def test_backend_that_cannot_load_keeps_the_old_one(qtbot, window, clip, fast_we
     window.pause()
 
 
+def test_a_file_that_is_no_model_is_not_remembered(qtbot, window, clip, fast_weights, tmp_path):
+    """Picking a training checkpoint as the model: an error, the old model kept, nothing
+    saved; the error goes once a model that runs is chosen, and that one is saved."""
+    open_clip(qtbot, window, clip)
+    checkpoint = tmp_path / "checkpoint.pt"
+    checkpoint.write_bytes(b"\x80\x04 a pickle, never loaded")
+    window.set_processing(model=str(checkpoint))
+    qtbot.waitUntil(lambda: "training checkpoint" in window.message_bar.text(), timeout=WAIT_MS)
+    assert window.processor_state.model_name == "dcp"
+    assert window.settings.processing()["model"] == "dcp"  # not the checkpoint
+    window.set_processing(model=str(fast_weights), backend="torch")
+    qtbot.waitUntil(lambda: window.processor_state.model_name == "fast", timeout=30000)
+    assert window.message_bar.text() == ""  # the stale error is gone
+    assert window.settings.processing()["model"] == str(fast_weights)
+
+
 @pytest.mark.parametrize(
     "method, failure, warning, backend_after",
     [

@@ -480,13 +480,14 @@ def test_command_line_overrides_are_not_saved(qtbot, window) -> None:
     window.set_processing(remember=False, backend="onnxruntime")
     with qtbot.waitSignal(controls.settings_changed, timeout=WAIT_MS):
         controls.strength.setValue(30)
-    saved = window.settings.processing()
-    assert saved["strength"] == 0.3 and saved["backend"] == DCP["backend"]
+    # Saved once the processor runs it.
+    qtbot.waitUntil(lambda: window.settings.processing()["strength"] == 0.3, timeout=WAIT_MS)
+    assert window.settings.processing()["backend"] == DCP["backend"]
     assert controls.settings()["backend"] == "onnxruntime"  # still what runs in the session
     torch = controls.backend.findData("torch")
     controls.backend.setCurrentIndex(torch)
     controls.backend.activated.emit(torch)
-    assert window.settings.processing()["backend"] == "torch"
+    qtbot.waitUntil(lambda: window.settings.processing()["backend"] == "torch", timeout=WAIT_MS)
 
 
 def test_about_sums_up_the_weights_in_a_line() -> None:

@@ -107,6 +107,8 @@ class MainWindow(QMainWindow):
         self.selection: list[float | None] = [None, None]
         self._asked: dict[str, Any] = {}  # the processing settings last sent to the processor
         self._session_only: set[str] = set()  # settings not remembered (set_processing)
+        self._to_remember: dict[str, Any] | None = None  # saved once the processor runs them
+        self._processing_error = False  # the message bar shows the processor's error
         self._full_screen: FullScreenPane | None = None
         self._shut_down = False
         self._build_widgets()
@@ -283,7 +285,7 @@ class MainWindow(QMainWindow):
         reader.broke.connect(self.stop_recording)  # keep what was recorded before the loss
         processor.result_available.connect(self._result_available)
         processor.configured.connect(self._configured)
-        processor.failed.connect(self.show_error)
+        processor.failed.connect(self._processing_failed)
         recorder = self.workers.recorder
         recorder.started.connect(self._recording_started)
         recorder.finished.connect(self._recording_finished)
@@ -510,10 +512,10 @@ class MainWindow(QMainWindow):
     # -- processing settings ------------------------------------------------------------------
     def apply_processing(self, settings: dict[str, Any], remember: bool = True) -> None:
         """Run `settings`; remember=True also saves them, less those set for this session
-        only."""
-        if remember:
-            kept = {k: v for k, v in settings.items() if k not in self._session_only}
-            self.settings.set_processing(kept)
+        only, once the processor runs them (a file that is no model is not remembered)."""
+        self._to_remember = (
+            {k: v for k, v in settings.items() if k not in self._session_only} if remember else None
+        )
         self._asked = dict(settings)
         self.workers.processor.request_configure(settings)
 
@@ -537,6 +539,11 @@ class MainWindow(QMainWindow):
         self.processor_state = state
         if self._controls_must_show(state):
             self.controls.set_settings(state.settings)
+        if state.asked == self._asked:  # the answer to the latest request
+            if state.runs_what_was_asked:
+                self._latest_request_runs()
+            else:
+                self._to_remember = None  # it could not run: what was saved stays
         asked = state.settings.get("model")
         model = (
             state.model_name
@@ -559,6 +566,18 @@ class MainWindow(QMainWindow):
             and state.asked == self._asked
             and not self.controls.edit_pending()
         )
+
+    def _latest_request_runs(self) -> None:
+        if self._to_remember is not None:
+            self.settings.set_processing(self._to_remember)
+            self._to_remember = None
+        if self._processing_error and self.message_bar.level == "error":
+            self.message_bar.hide()  # e.g. a file that was no model: another one runs now
+        self._processing_error = False
+
+    def _processing_failed(self, text: str) -> None:
+        self.show_error(text)
+        self._processing_error = True
 
     # -- messages -------------------------------------------------------------------------------
     def show_error(self, text: str) -> None:
@@ -770,6 +789,8 @@ class MainWindow(QMainWindow):
             export.cancel()  # it winds down while the workers stop
         if self._full_screen is not None:
             self._full_screen.close()
+        if self._to_remember is not None:  # asked just before quitting, not yet configured
+            self.settings.set_processing(self._to_remember)
         self.settings.set_value("window/geometry", self.saveGeometry())
         self.settings.set_value("window/state", self.saveState())
         self.settings.sync()
