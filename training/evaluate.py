@@ -213,7 +213,7 @@ def make_methods(
     desmoker = Desmoker(model, backend, weights=weights, **options, strength=strength)
     if desmoker.notice:
         notes.append(desmoker.notice)
-    notes.append(f"model: {desmoker.describe()}")
+    notes.append(desmoker.describe())  # "model fast from ...; backend ..."
     if desmoker.model_name != "dcp":
         label = desmoker.model_name
         if desmoker.weights_path is not None:
