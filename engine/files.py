@@ -14,6 +14,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _process_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Read once, at import (os.umask can only be read by setting it).
+_UMASK = _process_umask()
+
+
 @contextmanager
 def replaced_on_success(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path` to write to (same folder, so the rename is atomic; a
@@ -26,7 +36,7 @@ def replaced_on_success(path: str | Path) -> Iterator[Path]:
     temp = Path(name)
     try:
         yield temp
-        temp.chmod(0o644)  # mkstemp makes it owner-only; these files are for sharing
+        temp.chmod(0o666 & ~_UMASK)  # mkstemp makes it owner-only: as open() would make it
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)

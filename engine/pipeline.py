@@ -314,6 +314,12 @@ class ExportCancelled(Exception):
     """Raised inside `export_video` when `should_stop()` says so; the output is removed."""
 
 
+def _stated_end(source, end: float | None) -> float:
+    """Where the video stream says the range ends (0 when it states no duration)."""
+    stated = source.video_duration
+    return stated if end is None else min(end, stated)
+
+
 #: Exported frames' timestamps in 1/90000 s (MPEG's clock): every common frame rate, NTSC's
 #: 30000/1001 included, is a whole number of ticks, and a variable rate keeps its times.
 EXPORT_TIME_BASE = Fraction(1, 90000)
@@ -399,5 +405,5 @@ def export_video(
             skipped_frames=source.skipped_frames,
             seconds=time.perf_counter() - began,
             encoder=writer.encoder_name,
-            warning=cut_short_warning(source_path, ended_at, stop),
+            warning=cut_short_warning(source_path, ended_at, _stated_end(source, end)),
         )

@@ -238,3 +238,30 @@ def test_export_keeps_each_frame_at_its_time(tmp_path) -> None:
     with FileSource(exported) as video:
         shown = [f.time for f in video.frames()]
     assert shown == pytest.approx(times, abs=0.002)
+
+
+def test_audio_longer_than_the_video_is_no_cut_short_file(tmp_path) -> None:
+    """MKV states no video duration of its own, only the container's, which covers the
+    audio: 3 s of sound under 1 s of video is a whole file, not a cut one."""
+    import av
+
+    from tests.clips import _audio_stream, _mux_tone, index_frame
+
+    source = tmp_path / "long_sound.mkv"
+    with av.open(str(source), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sound = _audio_stream(out)
+        for i in range(25):
+            frame = av.VideoFrame.from_ndarray(index_frame(i, (64, 48)), format="rgb24")
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        _mux_tone(out, sound, 3.0)
+    from engine.video import FileSource
+
+    with FileSource(source) as opened:
+        assert opened.duration > 2.5 and opened.video_duration == 0.0  # the case at hand
+    report = pipeline.export_video(source, tmp_path / "out.mp4", Desmoker("dcp"))
+    assert report.frames == 25 and report.warning == ""

@@ -288,7 +288,9 @@ def build_engine(
         model=model,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
-    # The engine and its sidecar together: a failure on the way leaves neither half-written.
+    # Each whole, both written before either is renamed: a failure while writing leaves the
+    # old pair. (A failed rename of the engine after its sidecar's leaves a sidecar whose
+    # engine hash does not match, which the backend refuses with a clear reason.)
     with (
         replaced_on_success(output) as engine_temp,
         replaced_on_success(sidecar_path(output)) as sidecar_temp,

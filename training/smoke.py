@@ -632,7 +632,7 @@ def synthesize_video(
                 for sample in SmokeSynthesizer(config, seed).clip(frames, seed):
                     writer.write_image(np.rint(sample.smoky * 255.0).astype(np.uint8))
             ended_at = writer.frames_written / source.fps
-            warning = cut_short_warning(src, ended_at, source.duration)
+            warning = cut_short_warning(src, ended_at, source.video_duration)
     except VideoError as error:
         raise ValueError(str(error)) from None
     if warning:

@@ -343,11 +343,12 @@ class Reader(QObject):
         """Past the last decodable frame of a file: say so, once, if it ends well before
         the duration it states (a cut-short file plays to its cut, then loops or stops)."""
         info = self._info
-        if self._told_cut_short or info is None or info.is_live or not info.duration:
+        if self._told_cut_short or info is None or info.is_live:
             return
         from engine.video import cut_short_warning
 
-        warning = cut_short_warning(info.spec.path, self._media_time(), info.duration)
+        stated = getattr(self._source, "video_duration", 0.0)  # the stream's, not the file's
+        warning = cut_short_warning(info.spec.path, self._media_time(), stated)
         if warning:
             self._told_cut_short = True
             self.cut_short.emit(warning)

@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from engine.files import replaced_on_success
+from engine.files import replaced_on_success, write_atomically
 
 CONFIG_KEY = "desmoke_config"
 
@@ -38,7 +38,9 @@ def save_weights(path: str | Path, model: nn.Module, config: dict[str, Any]) -> 
     text = json.dumps(config, sort_keys=True)
     with replaced_on_success(path) as temp:
         save_file(tensors, str(temp), metadata={CONFIG_KEY: text})
-    path.with_suffix(".json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_atomically(
+        path.with_suffix(".json"), (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+    )
     return path
 
 

@@ -166,7 +166,8 @@ def _frame_rate(stream: av.VideoStream) -> Fraction:
 class FileSource:
     """Decodes a video file frame by frame (threaded); context manager.
 
-    Attributes: path, width, height, fps (average), duration (s), frame_count (exact when
+    Attributes: path, width, height, fps (average), duration (s; video_duration: the video
+    stream's own, 0 when it states none), frame_count (exact when
     the container states it: `frame_count_exact`), codec, pixel_format, has_audio,
     is_live (False), skipped_frames (undecodable packets / corrupt frames skipped so far).
     """
@@ -208,8 +209,11 @@ class FileSource:
         self.width, self.height = displayed_size(first)
         self.rate = _frame_rate(stream)
         self.fps = float(self.rate)
+        # What the video stream itself states (0: only the container's, which covers every
+        # stream): the end a cut-short file is told by.
+        self.video_duration = float(stream.duration * self._time_base) if stream.duration else 0.0
         if stream.duration:
-            self.duration = float(stream.duration * self._time_base)
+            self.duration = self.video_duration
         elif container.duration:
             self.duration = container.duration / av.time_base
         else:
