@@ -338,6 +338,20 @@ class ExportReport:
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
+    def summary(self) -> str:
+        """'250 frames in 10.0 s, 25.0 frames/s, libx264[, 1 undecodable frame skipped]':
+        the processing rate, not the video's."""
+        text = f"{plural(self.frames, 'frame')} in {self.seconds:.1f} s, {self.fps:.1f} frames/s"
+        text += f", {self.encoder}"
+        if self.skipped_frames:
+            text += f", {plural(self.skipped_frames, 'undecodable frame')} skipped"
+        return text
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 frame', '2 frames'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
 
 def export_video(
     source_path: str | Path,

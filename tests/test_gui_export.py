@@ -45,7 +45,7 @@ def test_export_a_range(qtbot, window, clip, tmp_path) -> None:
     request = ExportRequest(str(clip), str(out), start=0.4, end=1.2, layout="3up", settings=DCP)
     job = run_export(qtbot, window, request)
     assert job.outcome == "finished", job.message
-    assert "exported 20 frames" in window.message_bar.text()
+    assert "exported range.mp4 (20 frames in " in window.message_bar.text()
     with FileSource(out) as exported:
         frames = list(exported.frames())
         assert (exported.width, exported.height) == (3 * CLIP_SIZE[0], CLIP_SIZE[1])

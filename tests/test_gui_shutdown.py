@@ -27,10 +27,6 @@ from tests.gui_support import (
     window,  # noqa: F401 (fixture)
 )
 
-#: Far longer than a prompt close takes, far shorter than the export's own 30 s join
-#: timeout, which a close that waits on its export's queued slots runs into.
-CLOSE_LIMIT_S = 20.0
-
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 # desmoke-app's main with the export started at once, in a process of its own: a signal
@@ -79,9 +75,9 @@ def test_closing_mid_export_cancels_it_and_keeps_the_recording(qtbot, window, tm
     window.start_recording(recording)
     qtbot.waitUntil(lambda: window.workers.recorder.frames_written >= 3, timeout=WAIT_MS)
     job, out = start_a_long_export(qtbot, window, tmp_path)
-    began = time.monotonic()
     window.close()
-    assert time.monotonic() - began < CLOSE_LIMIT_S  # it does not hang
+    # Finished when close returns: the old deadlock gave up waiting after 30 s with the
+    # thread still running.
     assert job.thread.isFinished()
     qtbot.waitUntil(lambda: job.outcome != "", timeout=WAIT_MS)  # its queued outcome
     assert job.outcome == "cancelled"

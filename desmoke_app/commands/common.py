@@ -169,11 +169,6 @@ def os_error_message(error: OSError, doing: str, path: Path | None = None) -> st
     return f"{prefix}cannot {doing} ({describe(error)})"
 
 
-def plural(count: int, noun: str) -> str:
-    """'1 frame', '2 frames'."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
 def fail(message: str, code: int = 1) -> int:
     print(f"desmoke: error: {message}", file=sys.stderr)
     return code

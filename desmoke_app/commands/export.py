@@ -13,7 +13,6 @@ from desmoke_app.commands.common import (
     add_model_arguments,
     fail,
     make_desmoker,
-    plural,
     seconds,
 )
 from engine.backends import BackendUnavailable
@@ -140,12 +139,7 @@ def export_one(source: Path, target: Path, desmoker, args, export_video) -> bool
     except (VideoError, ValueError) as exc:
         fail(str(exc))
         return False
-    skips = report.skipped_frames
-    skipped = f", {plural(skips, 'undecodable frame')} skipped" if skips else ""
-    print(
-        f"desmoke: wrote {report.output} ({plural(report.frames, 'frame')} in "
-        f"{report.seconds:.1f} s, {report.fps:.1f} frames/s, {report.encoder}{skipped})"
-    )
+    print(f"desmoke: wrote {report.output} ({report.summary()})")
     if report.warning:
         print(f"desmoke: warning: {report.warning}", file=sys.stderr)
     return True

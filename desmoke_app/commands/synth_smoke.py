@@ -6,7 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from desmoke_app.commands.common import SEED_RANGE, fail, int_in_range, plural
+from desmoke_app.commands.common import SEED_RANGE, fail, int_in_range
+from engine.pipeline import plural
 
 
 def add_parser(subparsers) -> None:

@@ -123,10 +123,7 @@ class ExportJob(QObject):
 
     def _finished(self, report) -> None:
         self.report = report
-        name = Path(report.output).name
-        message = f"exported {report.frames} frames to {name} ({report.fps:.1f} fps)"
-        if report.skipped_frames:
-            message += f"; {report.skipped_frames} undecodable frames skipped"
+        message = f"exported {Path(report.output).name} ({report.summary()})"
         if report.warning:
             message += f"; {report.warning}"
         self._end("finished", message)

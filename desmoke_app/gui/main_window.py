@@ -406,9 +406,7 @@ class MainWindow(QMainWindow):
         self.workers.reader.request_play(not self.is_playing)
 
     def step(self, delta: int) -> None:
-        live = self.source_info is not None and not self.source_info.seekable
-        if delta > 0 or not live:  # a live source has no earlier frame to go back to
-            self.workers.reader.request_step(delta)
+        self.workers.reader.request_step(delta)  # the reader ignores a step back when live
 
     def seek_frame(self, index: int) -> None:
         if self.source_info is not None and self.source_info.seekable:
@@ -789,8 +787,11 @@ class MainWindow(QMainWindow):
             export.cancel()  # it winds down while the workers stop
         if self._full_screen is not None:
             self._full_screen.close()
-        if self._to_remember is not None:  # asked just before quitting, not yet configured
-            self.settings.set_processing(self._to_remember)
+        if self._to_remember is not None:  # asked just before quitting, not yet configured:
+            # the numbers always run; a model or backend is kept only once it has run.
+            unconfirmed = ("model", "backend")
+            pending = {k: v for k, v in self._to_remember.items() if k not in unconfirmed}
+            self.settings.set_processing(pending)
         self.settings.set_value("window/geometry", self.saveGeometry())
         self.settings.set_value("window/state", self.saveState())
         self.settings.sync()

@@ -89,9 +89,15 @@ def upright(rgb: np.ndarray, rotation: float) -> np.ndarray:
     return cv2.rotate(rgb, _QUARTER_TURNS[turns]) if turns else rgb
 
 
+def display_rotation(frame: av.VideoFrame) -> float:
+    """The frame's display-matrix rotation (degrees counter-clockwise); 0 with a PyAV too
+    old to read it (the project asks only for av>=12)."""
+    return getattr(frame, "rotation", 0) or 0
+
+
 def displayed_size(frame: av.VideoFrame) -> tuple[int, int]:
     """(width, height) of `frame` once turned upright."""
-    if quarter_turns(frame.rotation) % 2:
+    if quarter_turns(display_rotation(frame)) % 2:
         return frame.height, frame.width
     return frame.width, frame.height
 
@@ -260,7 +266,7 @@ class FileSource:
     def _wrap(self, frame: av.VideoFrame, index: int) -> VideoFrame:
         self._next_index = index + 1
         # Here, not in to_rgb: CaptureSource shares to_rgb but takes its size from the device.
-        rgb = upright(to_rgb(frame), frame.rotation)
+        rgb = upright(to_rgb(frame), display_rotation(frame))
         return VideoFrame(index=index, time=self._time_of(frame, index), rgb=rgb)
 
     def read(self) -> VideoFrame | None:
