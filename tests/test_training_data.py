@@ -211,3 +211,14 @@ def test_garbage_video_is_named(tmp_path: Path) -> None:
 def test_no_sources_is_an_error() -> None:
     with pytest.raises(DataError, match="no data sources"):
         load_frames(DataConfig())
+
+
+def test_rotated_training_video_is_read_upright(tmp_path: Path) -> None:
+    """Frames for training come as the app shows them: a portrait phone clip stays portrait."""
+    from tests.clips import make_index_clip, read_index
+    from training.data import _video_frames
+
+    clip = make_index_clip(tmp_path / "portrait.mp4", n_frames=4, size=(96, 160), rotation=-90)
+    frames = list(_video_frames(clip, step=1))
+    assert [f.shape for f in frames] == [(160, 96, 3)] * 4  # 96 wide, 160 tall, upright
+    assert [read_index(f) for f in frames] == [0, 1, 2, 3]

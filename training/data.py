@@ -129,13 +129,15 @@ def _image_frames(path: Path) -> Iterator[np.ndarray]:
 def _video_frames(path: Path, step: int) -> Iterator[np.ndarray]:
     import av
 
+    from engine.video.file_source import display_rotation, upright
+
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise DataError(f"{path}: no video stream")
             for index, frame in enumerate(container.decode(video=0)):
-                if index % step == 0:
-                    yield frame.to_ndarray(format="rgb24")
+                if index % step == 0:  # upright, as players (and the app) show the frame
+                    yield upright(frame.to_ndarray(format="rgb24"), display_rotation(frame))
     except av.FFmpegError as exc:
         raise DataError(f"{path}: cannot decode ({exc})") from None
 
