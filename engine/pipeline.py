@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -320,11 +319,6 @@ def _stated_end(source, end: float | None) -> float:
     return stated if end is None else min(end, stated)
 
 
-#: Exported frames' timestamps in 1/90000 s (MPEG's clock): every common frame rate, NTSC's
-#: 30000/1001 included, is a whole number of ticks, and a variable rate keeps its times.
-EXPORT_TIME_BASE = Fraction(1, 90000)
-
-
 @dataclass
 class ExportReport:
     output: Path
@@ -373,7 +367,7 @@ def export_video(
     file: on any error, cancellation or Ctrl-C, nothing is left at `output_path`.
     """
     from engine.video import FileSource, SideBySideWriter, WriterThread, cut_short_warning
-    from engine.video.writer import DEFAULT_CRF
+    from engine.video.writer import DEFAULT_CRF, SOURCE_TIME_BASE
 
     began = time.perf_counter()
     with FileSource(source_path) as source:
@@ -391,7 +385,7 @@ def export_video(
             audio_start=start,
             audio_end=end,
             crf=DEFAULT_CRF if crf is None else crf,
-            time_base=EXPORT_TIME_BASE,
+            time_base=SOURCE_TIME_BASE,
         )
         try:
             encoder = WriterThread(writer)  # encoding overlaps the next frames' desmoking

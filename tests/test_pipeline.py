@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import numpy as np
 import pytest
 import torch
@@ -214,24 +212,11 @@ def test_export_of_a_cut_short_file_warns_and_a_whole_one_does_not(tmp_path) -> 
 def test_export_keeps_each_frame_at_its_time(tmp_path) -> None:
     """A variable frame rate (20 frames 40 ms apart, then 20 frames 100 ms apart) is not
     re-timed to the average rate: the exported frames are shown when the source's were."""
-    import av
-
     from engine.video import FileSource
-    from tests.clips import index_frame
+    from tests.clips import make_vfr_clip
 
     times = [i * 0.04 for i in range(20)] + [0.8 + i * 0.1 for i in range(20)]
-    source = tmp_path / "vfr.mp4"
-    with av.open(str(source), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, 1000)
-        for i, t in enumerate(times):
-            frame = av.VideoFrame.from_ndarray(index_frame(i, (64, 48)), format="rgb24")
-            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    source = make_vfr_clip(tmp_path / "vfr.mp4", times)
     with FileSource(source) as video:
         assert [round(f.time, 3) for f in video.frames()] == [round(t, 3) for t in times]
     exported = pipeline.export_video(source, tmp_path / "out.mp4", Desmoker("dcp")).output

@@ -366,3 +366,17 @@ def test_speckle_grain_is_a_fraction_of_the_frame_not_a_pixel() -> None:
     neighbour = np.nanmean(np.abs(np.diff(ratio, axis=1)))
     apart = np.nanmean(np.abs(ratio[:, 20:] - ratio[:, :-20]))
     assert neighbour < apart / 5
+
+
+def test_synthesize_video_keeps_each_frame_at_its_time(tmp_path: Path) -> None:
+    """A variable frame rate comes out with the source's frame times, not re-timed."""
+    from engine.video import FileSource
+    from tests.clips import make_vfr_clip
+
+    times = [i * 0.04 for i in range(8)] + [0.32 + i * 0.1 for i in range(8)]
+    src = make_vfr_clip(tmp_path / "vfr.mp4", times)
+    dst = tmp_path / "smoky.mp4"
+    assert synthesize_video(src, dst, seed=3) == 16
+    with FileSource(dst) as video:
+        shown = [f.time for f in video.frames()]
+    assert shown == pytest.approx(times, abs=0.002)

@@ -620,18 +620,32 @@ def synthesize_video(
     to write over src. Errors are ValueErrors naming the file.
     """
     from engine.video import FileSource, Mp4Writer, VideoError, cut_short_warning
+    from engine.video.writer import SOURCE_TIME_BASE
 
     try:
         with FileSource(src) as source:
             size = (source.width, source.height)
             # crf 18 (the exports' 20 is for viewing): these clips are inputs to be measured.
             with Mp4Writer(
-                dst, fps=source.rate, size=size, source=src, crf=18, preset="veryfast"
+                dst,
+                fps=source.rate,
+                size=size,
+                source=src,
+                crf=18,
+                preset="veryfast",
+                time_base=SOURCE_TIME_BASE,
             ) as writer:
-                frames = (frame.rgb for frame in source.frames())
-                for sample in SmokeSynthesizer(config, seed).clip(frames, seed):
-                    writer.write_image(np.rint(sample.smoky * 255.0).astype(np.uint8))
-            ended_at = writer.frames_written / source.fps
+                times: list[float] = []  # each frame at its own time (a variable rate)
+
+                def frames() -> Iterator[np.ndarray]:
+                    for frame in source.frames():
+                        times.append(frame.time)
+                        yield frame.rgb
+
+                for sample in SmokeSynthesizer(config, seed).clip(frames(), seed):
+                    smoky = np.rint(sample.smoky * 255.0).astype(np.uint8)
+                    writer.write_image(smoky, times[writer.frames_written])
+            ended_at = (times[-1] if times else 0.0) + 1 / source.fps
             warning = cut_short_warning(src, ended_at, source.video_duration)
     except VideoError as error:
         raise ValueError(str(error)) from None

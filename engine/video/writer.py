@@ -103,6 +103,10 @@ def _start_seconds(container: av.container.InputContainer) -> float:
     return 0.0
 
 
+#: Timestamps of frames written at their source's times (exports, synthesised clips), in
+#: 1/90000 s (MPEG's clock): every common frame rate, NTSC's 30000/1001 included, is a
+#: whole number of ticks, and a variable rate keeps its times.
+SOURCE_TIME_BASE = Fraction(1, 90000)
 #: FFmpeg's default layout for a channel count: audio stored without one (PCM in AVI) is
 #: refused by the MP4 muxer, and only when the file is finished.
 DEFAULT_LAYOUTS = {
