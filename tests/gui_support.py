@@ -81,5 +81,23 @@ def open_clip(qtbot, win: MainWindow, path: Path) -> None:
     wait_for_index(qtbot, win, 0)
 
 
+def long_clip(folder: Path) -> Path:
+    """400 frames: an export of it is still running when a test acts on it."""
+    return make_index_clip(folder / "long.mp4", 400, CLIP_SIZE, 25, gop=50)
+
+
+def export_under_way(qtbot, win: MainWindow, clip: Path, out: Path):
+    """Start exporting `clip` to `out` (its folder made) and wait for its first progress:
+    (the job, the frame counts it has reported, a list that keeps growing)."""
+    from desmoke_app.gui.export_worker import ExportRequest
+
+    out.parent.mkdir()
+    job = win.start_export(ExportRequest(str(clip), str(out), settings=DCP))
+    progress = []
+    job.worker.progress.connect(lambda done, total: progress.append(done))
+    qtbot.waitUntil(lambda: len(progress) > 0, timeout=WAIT_MS)
+    return job, progress
+
+
 def is_uint8_image(array: np.ndarray) -> bool:
     return array.dtype == np.uint8 and array.ndim in (2, 3)

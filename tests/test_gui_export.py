@@ -23,6 +23,8 @@ from tests.gui_support import (
     DCP,
     WAIT_MS,
     clip,  # noqa: F401 (fixture)
+    export_under_way,
+    long_clip,
     open_clip,
     wait_for_index,
     window,  # noqa: F401 (fixture)
@@ -78,14 +80,10 @@ def test_export_keeps_the_app_usable(qtbot, window, clip, tmp_path) -> None:
 
 
 def test_cancel_leaves_no_file(qtbot, window, tmp_path) -> None:
-    long_clip = make_index_clip(tmp_path / "long.mp4", 400, CLIP_SIZE, 25, gop=50)
-    open_clip(qtbot, window, long_clip)
+    clip = long_clip(tmp_path)
+    open_clip(qtbot, window, clip)
     out = tmp_path / "exports" / "cancelled.mp4"
-    out.parent.mkdir()
-    job = window.start_export(ExportRequest(str(long_clip), str(out), settings=DCP))
-    progress = []
-    job.worker.progress.connect(lambda done, total: progress.append(done))
-    qtbot.waitUntil(lambda: len(progress) > 0, timeout=WAIT_MS)
+    job, progress = export_under_way(qtbot, window, clip, out)
     qtbot.mouseClick(window.export_progress.cancel, Qt.MouseButton.LeftButton)
     with qtbot.waitSignal(job.done, timeout=30000):
         pass

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from desmoke_app.gui.export_worker import ExportRequest
 from engine.video import FileSource
 from tests.clips import make_index_clip
 from tests.gui_support import (
     CLIP_SIZE,
-    DCP,
     WAIT_MS,
+    export_under_way,
+    long_clip,
     open_clip,
     window,  # noqa: F401 (fixture)
 )
@@ -56,25 +56,14 @@ def frames_in(path: Path) -> int:
         return sum(1 for _ in video.frames())
 
 
-def start_a_long_export(qtbot, window, folder: Path):
-    """An export of a 400-frame clip, under way (its first progress has arrived)."""
-    clip = make_index_clip(folder / "long.mp4", 400, CLIP_SIZE, 25, gop=50)
-    out = folder / "exports" / "out.mp4"
-    out.parent.mkdir()
-    job = window.start_export(ExportRequest(str(clip), str(out), settings=DCP))
-    progress = []
-    job.worker.progress.connect(lambda done, total: progress.append(done))
-    qtbot.waitUntil(lambda: len(progress) > 0, timeout=WAIT_MS)
-    return job, out
-
-
 def test_closing_mid_export_cancels_it_and_keeps_the_recording(qtbot, window, tmp_path) -> None:
     recording = tmp_path / "recording.mp4"
     open_clip(qtbot, window, make_index_clip(tmp_path / "shown.mp4", 200, CLIP_SIZE, 25))
     window.play()
     window.start_recording(recording)
     qtbot.waitUntil(lambda: window.workers.recorder.frames_written >= 3, timeout=WAIT_MS)
-    job, out = start_a_long_export(qtbot, window, tmp_path)
+    out = tmp_path / "exports" / "out.mp4"
+    job, _ = export_under_way(qtbot, window, long_clip(tmp_path), out)
     window.close()
     # Finished when close returns: the old deadlock gave up waiting after 30 s with the
     # thread still running.
