@@ -45,7 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.backends.torch_cuda import FramePath, SideStream, TorchCudaBackend  # noqa: E402
+from engine.backends.torch_cuda import FramePath, TorchCudaBackend  # noqa: E402
 from engine.cuda import kernels as K  # noqa: E402
 from engine.dark_channel import dark_channel, default_patch_size  # noqa: E402
 from engine.models import build_network, default_config, save_weights, working_shape  # noqa: E402
@@ -262,7 +262,7 @@ def check_pre(module, name: str, frame: np.ndarray, errors: Errors, half: bool) 
         0.01,
     )
     errors.add(
-        f"dark_channel_small ({suffix}, levels)",
+        f"input_dark ({suffix}, levels)",
         name,
         levels_error(got[3] * 255, dark_channel(small, small_patch) * 255),
         1.001 + slack,
@@ -273,7 +273,7 @@ def check_pre(module, name: str, frame: np.ndarray, errors: Errors, half: bool) 
         errors.add("guide (grey)", name, guide_error, 1.001 / 255, 1.0)
     expected_mask = dark_channel(frame, mask_patch)
     for mask in masks:
-        errors.add("dark_mask_rows+cols (levels)", name, levels_error(mask, expected_mask), 0, 0)
+        errors.add("mask_rows+cols (levels)", name, levels_error(mask, expected_mask), 0, 0)
 
 
 def check_post(module, name: str, frame: np.ndarray, errors: Errors, rng) -> None:
@@ -573,25 +573,11 @@ def pre_bandwidth(module) -> dict[str, float]:
     big_src = torch.empty(1 << 30, dtype=torch.uint8, device=DEVICE)
     big_dst = torch.empty_like(big_src)
     copy_dst = torch.empty_like(frame)
-    side = SideStream()
     frame_image = K.Image(frame.data_ptr(), 3 * width)
 
-    def pre(segments=(K.ROW_SEGMENT, K.COL_SEGMENT), with_mask=True, kernels=module, fork=True):
-        """As the frame path runs them: the display mask on a side stream (fork=False: in
-        line, after the network input)."""
-
-        def display_mask(handle: int) -> None:
-            mask_image = K.Image(mask.data_ptr(), width)
-            scratch_image = K.Image(scratch.data_ptr(), scratch.shape[1])
-            K.display_mask(
-                kernels, handle, frame_image, height, width, mask_image, scratch_image,
-                mask_patch, segments,
-            )  # fmt: skip
-
-        forked = with_mask and fork
-        if forked:
-            with side.branch() as handle:
-                display_mask(handle)
+    def pre(segments=(K.ROW_SEGMENT, K.COL_SEGMENT), with_mask=True, kernels=module, paired=True):
+        """As the frame path runs them: two launches of paired jobs (paired=False: a
+        launch a job, the plan before the pairing)."""
         K.preprocess(
             kernels,
             stream(),
@@ -602,11 +588,12 @@ def pre_bandwidth(module) -> dict[str, float]:
             work_h=work_h,
             work_w=work_w,
             small_patch=small_patch,
+            mask=K.Image(mask.data_ptr(), width) if with_mask else None,
+            scratch=K.Image(scratch.data_ptr(), scratch.shape[1]),
+            mask_patch=mask_patch,
+            segments=segments,
+            paired=paired,
         )
-        if forked:
-            side.join()  # only after a fork: a capture must not wait on work outside it
-        elif with_mask:
-            display_mask(stream())
 
     def cold(work) -> float:
         """ms of `work` after the L2 cache is flushed (the flush's own time subtracted)."""
@@ -619,28 +606,29 @@ def pre_bandwidth(module) -> dict[str, float]:
         sweep[f"{segments[0]}/{segments[1]}"] = cold(lambda s=segments: pre(s))
     best = min(sweep, key=sweep.get)
     best_segments = tuple(map(int, best.split("/")))
-    # The two orders at the best segments, alternating (the sweep's minimum would favour
-    # the forked one): medians of three each.
-    forked, in_line = [], []
+    # The two launch plans at the best segments, alternating (the sweep's minimum would
+    # favour the paired one): medians of three each.
+    paired, separate = [], []
     for _ in range(3):
-        forked.append(cold(lambda: pre(best_segments)))
-        in_line.append(cold(lambda: pre(best_segments, fork=False)))
+        paired.append(cold(lambda: pre(best_segments)))
+        separate.append(cold(lambda: pre(best_segments, paired=False)))
     pre_hot_ms = timed_graph(lambda: pre(best_segments))
     input_only_ms = cold(lambda: pre(with_mask=False))
     copy_ms = cold(lambda: copy_dst.copy_(frame))
     big_ms = timed_graph(lambda: big_dst.copy_(big_src), repeats=5)
     recorder = LaunchRecorder()
-    pre(best_segments, kernels=recorder, fork=False)
-    kernel_ms = {  # each kernel alone, hot L2 (what bounds the sequence)
-        launch[0]: timed_graph(lambda launch=launch: module.launch(*launch, stream()))
-        for launch in recorder.launches
+    pre(best_segments, kernels=recorder, paired=False)
+    jobs = ("input_rgb", "input_dark", "mask_rows", "mask_cols")  # preprocess's order
+    kernel_ms = {  # each job alone, hot L2 (what bounds the sequence)
+        job: timed_graph(lambda launch=launch: module.launch(*launch, stream()))
+        for job, launch in zip(jobs, recorder.launches, strict=True)
     }
     useful = frame.numel() + mask.numel() + net.numel() * 2  # frame in, mask + input out
     return bandwidth_summary(
-        pre_ms=statistics.median(forked),
+        pre_ms=statistics.median(paired),
         pre_segments=best,
         sweep=sweep,
-        in_line_ms=statistics.median(in_line),
+        separate_ms=statistics.median(separate),
         input_only_ms=input_only_ms,
         pre_hot_ms=pre_hot_ms,
         kernel_ms=kernel_ms,
@@ -657,7 +645,7 @@ def bandwidth_summary(
     pre_ms: float,
     pre_segments: str,
     sweep: dict[str, float],
-    in_line_ms: float | None = None,
+    separate_ms: float | None = None,
     input_only_ms: float,
     pre_hot_ms: float,
     pre_bytes: int,
@@ -676,7 +664,7 @@ def bandwidth_summary(
         "pre_ms": pre_ms,
         "pre_segments": pre_segments,
         "pre_ms_by_segments": sweep,
-        "pre_in_line_ms": in_line_ms,
+        "pre_separate_launches_ms": separate_ms,
         "input_kernels_ms": input_only_ms,
         "pre_hot_l2_ms": pre_hot_ms,
         "kernel_hot_l2_ms": kernel_ms or {},
@@ -847,15 +835,15 @@ def speed_lines(report: dict[str, Any]) -> list[str]:
             f"{bw['same_size_copy_GBps']:.0f} GB/s: {bw['fraction_of_large_copy']:.0%} / "
             f"{bw['fraction_of_same_size_copy']:.0%} of copy bandwidth"
             + (
-                f" (the mask on a second stream; in line after the network input: "
-                f"{bw['pre_in_line_ms'] * 1000:.1f} us)"
-                if bw.get("pre_in_line_ms")
+                f" (four jobs paired in two launches; a launch a job: "
+                f"{bw['pre_separate_launches_ms'] * 1000:.1f} us)"
+                if bw.get("pre_separate_launches_ms")
                 else ""
             )
             + ". Mask segment lengths "
             f"(rows/cols) swept, ms: {bw['pre_ms_by_segments']} (best {bw['pre_segments']}); "
-            "the input kernels alone (resize + small dark channel): "
-            f"{bw['input_kernels_ms'] * 1000:.1f} us. Each kernel alone, hot L2: "
+            "the network input's jobs alone (resize + small dark channel): "
+            f"{bw['input_kernels_ms'] * 1000:.1f} us. Each job alone, hot L2: "
             + ", ".join(f"{k} {v * 1000:.1f} us" for k, v in bw["kernel_hot_l2_ms"].items())
             + ".",
         ]

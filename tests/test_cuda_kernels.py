@@ -9,6 +9,7 @@ With a GPU (marker `gpu`): the real kernels against the same reference.
 
 from __future__ import annotations
 
+import ctypes
 import shutil
 import subprocess
 
@@ -106,6 +107,14 @@ def test_kernels_compile_to_ptx(arch: int, tmp_path) -> None:
     assert f".target sm_{arch}" in ptx
     for name in KERNEL_NAMES:
         assert f".entry {name}(" in ptx, f"kernel {name} missing from the PTX"
+    # The device's layout of each job struct is the size ctypes packs.
+    for kernel, jobs in {
+        "pre_pass_one": (K.InputRgbJob, K.MaskRowsJob),
+        "pre_pass_two": (K.InputDarkJob, K.MaskColsJob),
+    }.items():
+        for index, job in enumerate(jobs, start=1):
+            size = ctypes.sizeof(job)
+            assert f".b8 {kernel}_param_{index}[{size}]" in ptx, (kernel, job.__name__)
 
 
 @pytest.mark.skipif(not NVRTC_OK, reason=f"NVRTC not usable: {NVRTC_REASON}")
@@ -185,9 +194,47 @@ def test_grey_coefficients_are_opencvs_on_every_colour() -> None:
     np.testing.assert_array_equal((r * 9798 + g * 19235 + b * 3735 + 16384) >> 15, expected)
 
 
+JOB_STRUCTS = (K.InputRgbJob, K.InputDarkJob, K.MaskRowsJob, K.MaskColsJob)
+
+
+def declared_fields(struct: str) -> list[tuple[str, type]]:
+    """The fields of `struct Name { ... };` in kernels.cu, as (name, ctypes type)."""
+    source = KERNEL_SOURCE.read_text()
+    body = source[source.index(f"struct {struct} {{") :].split("};")[0].split("{", 1)[1]
+    fields = []
+    for line in body.splitlines():
+        declaration = line.split("//")[0].strip().rstrip(";").removeprefix("const ")
+        if declaration:
+            kind, names = declaration.split(" ", 1)
+            pointer = kind.endswith("*")
+            for name in names.split(","):
+                fields.append((name.strip(), ctypes.c_void_p if pointer else ctypes.c_int))
+    return fields
+
+
+@pytest.mark.parametrize("struct", JOB_STRUCTS, ids=lambda s: s.__name__)
+def test_job_structs_mirror_the_kernel_source(struct) -> None:
+    """A job is one kernel argument whose bytes the driver copies as they are: the ctypes
+    mirror must have kernels.cu's fields in its order, with no padding between them."""
+    assert [(name, kind) for name, kind in struct._fields_] == declared_fields(struct.__name__)
+    offset = 0
+    for name, kind in struct._fields_:
+        assert getattr(struct, name).offset == offset, name
+        offset += ctypes.sizeof(kind)
+
+
 # -- the kernels on the CPU (host emulation) ------------------------------------------
 def run_preprocess(
-    module, frame, work_h, work_w, *, half=False, channels_last=False, mask_offset=0
+    module,
+    frame,
+    work_h,
+    work_w,
+    *,
+    half=False,
+    channels_last=False,
+    mask_offset=0,
+    small_patch=None,
+    paired=True,
 ):
     height, width = frame.shape[:2]
     net = torch.full(
@@ -201,7 +248,8 @@ def run_preprocess(
     mask = mask_store[mask_offset:].reshape(height, width)
     pitch = K.scratch_pitch(width)
     scratch = np.full((height, pitch), 99, np.uint8)
-    small_patch, mask_patch = default_patch_size(work_h, work_w), default_patch_size(height, width)
+    small_patch = small_patch or default_patch_size(work_h, work_w)
+    mask_patch = default_patch_size(height, width)
     K.preprocess(
         module,
         0,
@@ -216,6 +264,7 @@ def run_preprocess(
         mask=K.Image(mask.ctypes.data, width),
         scratch=K.Image(scratch.ctypes.data, pitch),
         mask_patch=mask_patch,
+        paired=paired,
     )
     return net[0].float().numpy(), guide, mask.copy(), small_patch, mask_patch
 
@@ -243,6 +292,41 @@ def test_preprocess_matches_the_pipeline(emulated, size, work, half, channels_la
     np.testing.assert_allclose(net[3], dark_channel(small, small_patch), atol=ONE_LEVEL + tolerance)
     np.testing.assert_allclose(guide, to_gray(small), atol=ONE_LEVEL)
     np.testing.assert_array_equal(mask, dark_channel(frame, mask_patch))
+
+
+class CountingModule:
+    """Passes launches on to a kernel module, counting them."""
+
+    def __init__(self, module) -> None:
+        self.module, self.launches = module, []
+
+    def launch(self, name, grid, block, shared, args, stream=0) -> None:
+        self.launches.append(name)
+        self.module.launch(name, grid, block, shared, args, stream)
+
+
+def test_paired_jobs_give_what_separate_launches_give(emulated) -> None:
+    """The frame path pairs independent jobs in two launches; gpu_check times that plan
+    against one launch a job. Both must write every output the same."""
+    frame = textured(150, 230, seed=3)
+    paired, separate = CountingModule(emulated), CountingModule(emulated)
+    together = run_preprocess(paired, frame, 48, 80, mask_offset=1)
+    apart = run_preprocess(separate, frame, 48, 80, mask_offset=1, paired=False)
+    assert paired.launches == ["pre_pass_one", "pre_pass_two"]
+    assert separate.launches == ["pre_pass_one", "pre_pass_two"] * 2
+    for a, b in zip(together[:3], apart[:3], strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(together[2], dark_channel(frame, together[4]))
+
+
+def test_a_large_working_patch_takes_narrower_tiles(emulated) -> None:
+    """A patch whose halo does not fit 32x8 tiles runs in 16x8 ones: half the block's
+    threads then have no output, and every output must still be written."""
+    assert K.small_dark_geometry(40)[0] == (16, 8)
+    frame = textured(120, 200, seed=8)
+    net, *_ = run_preprocess(emulated, frame, 60, 100, small_patch=81)
+    small = reference_small(frame, 60, 100)
+    np.testing.assert_allclose(net[3], dark_channel(small, 81), atol=ONE_LEVEL)
 
 
 @pytest.mark.parametrize("patch", [1, 3, 15, 63])
@@ -378,7 +462,7 @@ def test_torch_guided_coefficients_match_opencv() -> None:
 
 def test_wrong_argument_count_is_an_error(emulated) -> None:
     with pytest.raises(CudaError, match="wrong number of kernel arguments"):
-        emulated.launch("dark_mask_cols", (1, 1, 1), (32, 1, 1), 0, [K._int(1)])
+        emulated.launch("pre_pass_two", (1, 1, 1), (32, 1, 1), 0, [K._int(1)])
 
 
 # -- the whole frame path, CPU tensors + emulated kernels vs the CPU Desmoker ----------

@@ -30,6 +30,7 @@ def bandwidth(gpu_check, pre_ms: float = 0.1) -> dict:
         pre_ms=pre_ms,
         pre_segments="32/16",
         sweep={"32/16": pre_ms, "16/8": 2 * pre_ms},
+        separate_ms=2 * pre_ms,
         input_only_ms=pre_ms / 2,
         pre_hot_ms=pre_ms / 3,
         pre_bytes=10_000_000,
@@ -74,7 +75,7 @@ def environment(gpu: str) -> dict:
 def test_report_carries_the_figures_issue_4_asks_for(gpu_check, tmp_path: Path) -> None:
     errors = gpu_check.Errors()
     errors.add("restore_smoke_layer (levels)", "random#1", (1.0, 0.0001), 1)
-    errors.add("dark_mask_rows+cols (levels)", "random#1", (2.0, 0.5), 0)
+    errors.add("mask_rows+cols (levels)", "random#1", (2.0, 0.5), 0)
     env = environment("NVIDIA H100 80GB HBM3")
     measured = {
         "timings": {res: stage_timings(fps) for res, fps in (("720p", 500), ("1080p", 300))},
@@ -93,7 +94,7 @@ def test_report_carries_the_figures_issue_4_asks_for(gpu_check, tmp_path: Path) 
         report["tensorrt"] is None
         and report["max_abs_error"]["restore_smoke_layer (levels)"] == 1.0
     )
-    assert len(report["failures"]) == 1 and "dark_mask_rows+cols" in report["failures"][0]
+    assert len(report["failures"]) == 1 and "mask_rows+cols" in report["failures"][0]
 
     gpu_check.write_report(report, tmp_path)
     saved = json.loads((tmp_path / "gpu_nvidia-h100-80gb-hbm3.json").read_text())
@@ -104,7 +105,8 @@ def test_report_carries_the_figures_issue_4_asks_for(gpu_check, tmp_path: Path) 
     assert "# GPU check: NVIDIA H100 80GB HBM3" in text
     assert "| 1080p | 256x448 |" in text and "fast 1080p >= 240 fps -> 300" in text
     assert "| 1080p | 0.400 | 0.200 | 0.300 | 0.300 | 0.500 | 1.800 |" in text
-    assert "TensorRT: absent" in text and "dark_mask_rows+cols" in text
+    assert "TensorRT: absent" in text and "mask_rows+cols" in text
+    assert "100.0 us cold L2" in text and "a launch a job: 200.0 us" in text
 
 
 def test_a_failed_phase_is_reported_and_the_rest_kept(gpu_check, tmp_path: Path) -> None:

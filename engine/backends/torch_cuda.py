@@ -5,8 +5,8 @@ Two ways in:
 - `run(x)`: the Backend interface (NCHW float32 in, float32 outputs), for the pipeline's
   CPU pre/post-processing. One graph per input shape.
 - `process_frame(frame, ...)`: the whole frame on the GPU (`FramePath`): one host->device
-  copy of the uint8 frame; pre-kernels (resize, normalise, dark channel; the display mask
-  on a second stream, beside the network); network; guided-filter coefficients (torch, at
+  copy of the uint8 frame; pre-kernels (resize, normalise, dark channel, the display mask:
+  two launches); network; guided-filter coefficients (torch, at
   the working resolution); post-kernel (edge-aware upsampling, inversion of the
   compositing, uint8); one device->host copy of the desmoked frame, the mask and the smoke
   level together.
@@ -22,9 +22,8 @@ import copy
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,31 +76,6 @@ class HostCopier:
         out = np.empty_like(src)
         self.copy(out, src)
         return out
-
-
-# -- a second stream -------------------------------------------------------------------
-class SideStream:
-    """A second CUDA stream for work that does not feed the current stream's next steps (the
-    display mask, which only the download reads, beside the network input and the
-    network). Each of the pre-kernels fills less than one wave of the GPU at 1080p, so the
-    two branches run at the same time rather than one after the other. The fork and the
-    join are stream waits on events, which CUDA graph capture records as graph edges."""
-
-    def __init__(self, device: torch.device | int | None = None) -> None:
-        self.stream = torch.cuda.Stream(device)
-
-    @contextmanager
-    def branch(self) -> Iterator[int]:
-        """Work issued inside starts after what the current stream has queued so far and
-        runs on the side stream (its raw handle is yielded for kernel launches)."""
-        self.stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(self.stream):
-            yield self.stream.cuda_stream
-
-    def join(self) -> None:
-        """The current stream waits for the side stream's work (before reading its results;
-        a capture must join every branch before it ends)."""
-        torch.cuda.current_stream().wait_stream(self.stream)
 
 
 # -- the guided filter's coefficients, on the device -----------------------------------
@@ -194,7 +168,6 @@ class FramePath:
         self.channels_last = channels_last
         self.use_graphs = use_graphs and self.cuda
         self.stream = stream if stream is not None or not self.cuda else torch.cuda.Stream()
-        self._side = SideStream(self.device) if self.cuda else None
         self._buffers: dict[tuple, _Buffers] = {}
         self._copier = HostCopier() if self.cuda else HostCopier(threads=1)
 
@@ -232,29 +205,10 @@ class FramePath:
 
     # -- the device work (graph-capturable: fixed buffers, no host syncs) ----------------
     def _device_work(self, b: _Buffers, key: tuple, marks: list | None = None) -> None:
-        """Pre-kernels, network, post-processing; the display mask on the side stream.
-        `marks` (eager profiling) collects a CUDA event after the first two stages, and
-        then the mask runs in line so that "preprocess" counts it."""
-        mask_patch = key[5]
-        side = self._side if marks is None else None
-        if side is None:
-            self._main_stream_work(b, key, marks, mask_in_line=True)
-            return
-        with side.branch() as handle:
-            self._display_mask(b, mask_patch, handle)
-        try:
-            self._main_stream_work(b, key, marks, mask_in_line=False)
-        finally:  # also when a capture fails: its own error then, not "unjoined work"
-            side.join()
-
-    def _main_stream_work(
-        self, b: _Buffers, key: tuple, marks: list | None, mask_in_line: bool
-    ) -> None:
-        """Network input, (the mask, in line,) network, restore: the current stream's work."""
+        """Pre-kernels (network input and display mask), network, restore. `marks` (eager
+        profiling) collects a CUDA event after each of the first two stages."""
         _, _, _, _, small_patch, mask_patch, t_min, paper_strength = key
-        self._network_input(b, small_patch)
-        if mask_in_line:
-            self._display_mask(b, mask_patch, self._stream_handle())
+        self._preprocess(b, small_patch, mask_patch)
         self._mark(marks)
         outputs = self.network(b.net_input)
         self._mark(marks)
@@ -267,7 +221,8 @@ class FramePath:
         x = b.net_input
         return K.Planes(x.data_ptr(), x.dtype == torch.float16, tuple(x.stride()[1:]))
 
-    def _network_input(self, b: _Buffers, small_patch: int) -> None:
+    def _preprocess(self, b: _Buffers, small_patch: int, mask_patch: int) -> None:
+        _, mask, _ = b.views(b.out)
         K.preprocess(
             self.kernels,
             self._stream_handle(),
@@ -279,19 +234,9 @@ class FramePath:
             work_w=b.work_w,
             small_patch=small_patch,
             guide=b.guide.data_ptr(),
-        )
-
-    def _display_mask(self, b: _Buffers, mask_patch: int, stream: int) -> None:
-        _, mask, _ = b.views(b.out)
-        K.display_mask(
-            self.kernels,
-            stream,
-            K.Image(b.frame.data_ptr(), 3 * b.width),
-            b.height,
-            b.width,
-            K.Image(mask.data_ptr(), b.width),
-            K.Image(b.scratch.data_ptr(), b.scratch.shape[1]),
-            mask_patch,
+            mask=K.Image(mask.data_ptr(), b.width),
+            scratch=K.Image(b.scratch.data_ptr(), b.scratch.shape[1]),
+            mask_patch=mask_patch,
         )
 
     def _restore_paper(self, b: _Buffers, restored: torch.Tensor, strength: float) -> None:

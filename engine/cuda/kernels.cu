@@ -10,12 +10,12 @@
 // (TensorRT) and channels_last (torch) alike. No kernel returns before a __syncthreads.
 //
 // The maths, and what it matches:
-//   resize_to_input   cv2.resize(frame, INTER_AREA) as uint8 (exact area average, rounded
+//   input_rgb         cv2.resize(frame, INTER_AREA) as uint8 (exact area average, rounded
 //                     once, ties as cv2 breaks them), then * (1/255): the pipeline's small_f.
 //                     Upscaling uses bilinear (cv2 INTER_LINEAR coordinates) in float.
-//   dark_channel_small  dark_channel(small_f, patch): min over RGB, square min filter,
+//   input_dark        dark_channel(small_f, patch): min over RGB, square min filter,
 //                     replicated border -> channel 3 of the network input.
-//   dark_mask_rows/cols  dark_channel(frame, patch) at display resolution (uint8), as a
+//   mask_rows/cols    dark_channel(frame, patch) at display resolution (uint8), as a
 //                     separable min filter with van Herk/Gil-Werman: a few comparisons a
 //                     pixel whatever the patch size (63 px at 1080p, 127 px at 4K).
 //   restore_smoke_layer  engine.restore: alpha = clip(a_up * gray + b_up, 0, 1) with the
@@ -80,10 +80,18 @@ DEVICE float load_value(const void* base, int half, long long index) {
 }
 
 // round(num / den), ties to even (what cvRound does to cv2's area average), or ties up
-// (cv2's SIMD path for an exact 2x2 reduction computes (sum + 2) >> 2).
+// (cv2's SIMD path for an exact 2x2 reduction computes (sum + 2) >> 2). In 32 bits when
+// both fit (an area sum does up to 4K frames): a 64-bit division is slow on a GPU.
 DEVICE int div_round(u64 num, u64 den, int ties_up) {
-    u64 q = num / den;
-    u64 twice_rem = 2 * (num - q * den);
+    u64 q, twice_rem;
+    if (((num | den) >> 32) == 0) {
+        const u32 q32 = (u32)num / (u32)den;
+        q = q32;
+        twice_rem = 2ull * ((u32)num - q32 * (u32)den);
+    } else {
+        q = num / den;
+        twice_rem = 2 * (num - q * den);
+    }
     if (twice_rem > den || (twice_rem == den && (ties_up || (q & 1)))) {
         ++q;
     }
@@ -126,29 +134,74 @@ DEVICE u32 gray_u8(u32 r, u32 g, u32 b) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Pre-processing
+// Pre-processing: four jobs in two launches
 // ---------------------------------------------------------------------------------------
+//
+// pre_pass_one: the network input's RGB (+ grey guide) beside the display mask's row pass;
+// pre_pass_two: the network input's dark channel beside the mask's column pass (each needs
+// its first-pass partner finished). At 1080p each job fills less than one wave of a large
+// GPU and a launch costs microseconds of its own, so two independent jobs share a launch:
+// the grid's first `first_blocks` blocks run the first job, the rest the second. blockIdx
+// decides, so a job's __syncthreads stay block-uniform. Every block has blockDim.x threads
+// (256: kernels.py BLOCK_THREADS); a job that needs fewer leaves the others idle at its
+// barriers. A job is one struct argument, mirrored field by field by ctypes in kernels.py
+// (pointers first: no padding between fields); a job with no blocks is all zeros.
+
+struct InputRgbJob {  // frame -> channels 0..2 of the network input (+ the grey guide)
+    const u8* frame;
+    void* out;
+    float* guide;  // float32 dst_h x dst_w, contiguous; null: none
+    int grid_x;  // tiles across
+    int tile_w;  // outputs a tile row; a tile is tile_w x (blockDim.x / tile_w)
+    int frame_pitch, src_h, src_w;
+    int out_half, stride_c, stride_y, stride_x;
+    int dst_h, dst_w;
+    int mode;  // MODE_AREA or MODE_LINEAR
+    int ties_up;  // round area averages' ties up (an exact 2x2 reduction, as cv2 does)
+};
+
+struct InputDarkJob {  // channel 3 of the network input: the dark channel of channels 0..2
+    void* planes;
+    int grid_x, tile_w, tile_h;
+    int half, stride_c, stride_y, stride_x;
+    int h, w, radius;
+};
+
+struct MaskRowsJob {  // display mask, pass 1: min over RGB, then the row min filter
+    const u8* frame;
+    u8* scratch;
+    int grid_x;
+    int frame_pitch, h, w, scratch_pitch;
+    int radius, segments, len, rows;
+};
+
+struct MaskColsJob {  // display mask, pass 2: the column min filter
+    const u8* scratch;
+    u8* mask;
+    int grid_x;
+    int scratch_pitch, h, w, mask_pitch, mask_aligned;
+    int radius, len, threads;
+};
 
 // Area average of the source cell of output pixel (ox, oy), as uint8 levels (0..255).
 // Cell edges in units of 1/dst pixels are integers, so the weights are exact: the result
-// is the exact average, rounded once.
+// is the exact average, rounded once. Positions fit in 32 bits (kernels.py checks
+// dst * src < 2^31): 64-bit divisions are long instruction sequences on a GPU.
 DEVICE void area_pixel(const u8* frame, int pitch, int src_h, int src_w, int dst_h, int dst_w,
                        int ox, int oy, int ties_up, int out[3]) {
-    long long x_begin = (long long)ox * src_w, x_end = x_begin + src_w;
-    long long y_begin = (long long)oy * src_h, y_end = y_begin + src_h;
-    int sx0 = (int)(x_begin / dst_w), sx1 = (int)((x_end - 1) / dst_w);
-    int sy0 = (int)(y_begin / dst_h), sy1 = (int)((y_end - 1) / dst_h);
+    const int x_begin = ox * src_w, x_end = x_begin + src_w;
+    const int y_begin = oy * src_h, y_end = y_begin + src_h;
+    const int sx0 = x_begin / dst_w, sx1 = (x_end - 1) / dst_w;
+    const int sy0 = y_begin / dst_h, sy1 = (y_end - 1) / dst_h;
     u64 acc[3] = {0, 0, 0};
     for (int sy = sy0; sy <= sy1; ++sy) {
-        long long top = (long long)sy * dst_h;
-        u32 wy = (u32)((y_end < top + dst_h ? y_end : top + dst_h) -
-                       (y_begin > top ? y_begin : top));
+        const int top = sy * dst_h;
+        const u32 wy = (u32)(imin(y_end, top + dst_h) - imax(y_begin, top));
         const u8* row = frame + (long long)sy * pitch;
         u32 sum[3] = {0, 0, 0};
         for (int sx = sx0; sx <= sx1; ++sx) {
-            long long left = (long long)sx * dst_w;
-            u32 wx = (u32)((x_end < left + dst_w ? x_end : left + dst_w) -
-                           (x_begin > left ? x_begin : left));
+            const int left = sx * dst_w;
+            const u32 wx = (u32)(imin(x_end, left + dst_w) - imax(x_begin, left));
             const u8* p = row + 3 * sx;
             sum[0] += wx * p[0];
             sum[1] += wx * p[1];
@@ -158,7 +211,7 @@ DEVICE void area_pixel(const u8* frame, int pitch, int src_h, int src_w, int dst
         acc[1] += (u64)wy * sum[1];
         acc[2] += (u64)wy * sum[2];
     }
-    u64 area = (u64)src_w * (u64)src_h;
+    const u64 area = (u64)src_w * (u64)src_h;
     out[0] = div_round(acc[0], area, ties_up);
     out[1] = div_round(acc[1], area, ties_up);
     out[2] = div_round(acc[2], area, ties_up);
@@ -180,62 +233,60 @@ DEVICE void linear_pixel(const u8* frame, int pitch, int src_h, int src_w, int d
 }
 
 // Frame (uint8 RGB, src_h x src_w) -> channels 0..2 of the network input at dst_h x dst_w,
-// in [0, 1]; optionally the float32 grey guide (dst_h x dst_w, contiguous) for the
-// guided filter. One thread per output pixel. mode: MODE_AREA or MODE_LINEAR; ties_up:
-// round area averages' ties up (an exact 2x2 reduction, as cv2 does) instead of to even.
-extern "C" __global__ void resize_to_input(const u8* frame, int frame_pitch, int src_h,
-                                           int src_w, void* out, int out_half, int stride_c,
-                                           int stride_y, int stride_x, int dst_h, int dst_w,
-                                           float* guide, int mode, int ties_up) {
-    int ox = blockIdx.x * blockDim.x + threadIdx.x;
-    int oy = blockIdx.y * blockDim.y + threadIdx.y;
-    if (ox >= dst_w || oy >= dst_h) {
-        return;  // no __syncthreads in this kernel
+// in [0, 1], and optionally the float32 grey guide for the guided filter. One thread per
+// output pixel; no __syncthreads.
+DEVICE void input_rgb(InputRgbJob job, int bx, int by) {
+    const int tid = threadIdx.x;
+    const int ox = bx * job.tile_w + tid % job.tile_w;
+    const int oy = by * (int)(blockDim.x / job.tile_w) + tid / job.tile_w;
+    if (ox >= job.dst_w || oy >= job.dst_h) {
+        return;
     }
     int level[3];
-    if (mode == MODE_AREA) {
-        area_pixel(frame, frame_pitch, src_h, src_w, dst_h, dst_w, ox, oy, ties_up, level);
+    if (job.mode == MODE_AREA) {
+        area_pixel(job.frame, job.frame_pitch, job.src_h, job.src_w, job.dst_h, job.dst_w, ox,
+                   oy, job.ties_up, level);
     } else {
-        linear_pixel(frame, frame_pitch, src_h, src_w, dst_h, dst_w, ox, oy, level);
+        linear_pixel(job.frame, job.frame_pitch, job.src_h, job.src_w, job.dst_h, job.dst_w, ox,
+                     oy, level);
     }
     // The pipeline multiplies by float32(1/255); so do we (not a division).
     const float scale = 1.0f / 255.0f;
     float v[3];
-    long long base = (long long)oy * stride_y + (long long)ox * stride_x;
+    const long long base = (long long)oy * job.stride_y + (long long)ox * job.stride_x;
     for (int c = 0; c < 3; ++c) {
         v[c] = (float)level[c] * scale;
-        store_value(out, out_half, base + (long long)c * stride_c, v[c]);
+        store_value(job.out, job.out_half, base + (long long)c * job.stride_c, v[c]);
     }
-    if (guide) {
+    if (job.guide) {
         // cv2.cvtColor(float RGB -> GRAY) coefficients (engine.restore.to_gray).
-        guide[(long long)oy * dst_w + ox] = (v[0] * 0.299f + v[1] * 0.587f) + v[2] * 0.114f;
+        job.guide[(long long)oy * job.dst_w + ox] = (v[0] * 0.299f + v[1] * 0.587f) + v[2] * 0.114f;
     }
 }
 
 // Channel 3 of the network input: dark channel of channels 0..2 (min over RGB, square min
 // filter of 2 * radius + 1, replicated border). Tile + halo in shared memory; the tiny
 // working-resolution image makes the O(radius) row and column passes cheap.
-// Dynamic shared memory: ((bw + 2r) * (bh + 2r) + (bh + 2r) * bw) floats.
-extern "C" __global__ void dark_channel_small(void* planes, int half, int stride_c, int stride_y,
-                                              int stride_x, int h, int w, int radius) {
-    const int bw = blockDim.x, bh = blockDim.y;
-    const int tile_w = bw + 2 * radius, tile_h = bh + 2 * radius;
-    float* channel_min = (float*)dyn_smem;    // tile_h x tile_w
-    float* row_min = channel_min + tile_h * tile_w;  // tile_h x bw
-    const int tid = threadIdx.y * bw + threadIdx.x, threads = bw * bh;
-    const int x0 = blockIdx.x * bw - radius, y0 = blockIdx.y * bh - radius;
+// Dynamic shared memory: ((tile_w + 2r) * (tile_h + 2r) + (tile_h + 2r) * tile_w) floats.
+DEVICE void input_dark(InputDarkJob job, int bx, int by) {
+    const int bw = job.tile_w, bh = job.tile_h, radius = job.radius;
+    const int span_w = bw + 2 * radius, span_h = bh + 2 * radius;
+    float* channel_min = (float*)dyn_smem;  // span_h x span_w
+    float* row_min = channel_min + span_h * span_w;  // span_h x bw
+    const int tid = threadIdx.x, threads = blockDim.x;
+    const int x0 = bx * bw - radius, y0 = by * bh - radius;
 
-    for (int yy = threadIdx.y; yy < tile_h; yy += bh) {  // a row of threads a tile row
-        const long long row = (long long)clampi(y0 + yy, 0, h - 1) * stride_y;
-        for (int xx = threadIdx.x; xx < tile_w; xx += bw) {
-            long long at = row + (long long)clampi(x0 + xx, 0, w - 1) * stride_x;
-            float m = fminf(load_value(planes, half, at), load_value(planes, half, at + stride_c));
-            channel_min[yy * tile_w + xx] = fminf(m, load_value(planes, half, at + 2LL * stride_c));
-        }
+    for (int i = tid; i < span_h * span_w; i += threads) {
+        const int yy = i / span_w, xx = i % span_w;
+        const long long at = (long long)clampi(y0 + yy, 0, job.h - 1) * job.stride_y +
+                             (long long)clampi(x0 + xx, 0, job.w - 1) * job.stride_x;
+        const float m = fminf(load_value(job.planes, job.half, at),
+                              load_value(job.planes, job.half, at + job.stride_c));
+        channel_min[i] = fminf(m, load_value(job.planes, job.half, at + 2LL * job.stride_c));
     }
     __syncthreads();
-    for (int i = tid; i < tile_h * bw; i += threads) {
-        const float* src = channel_min + (i / bw) * tile_w + (i % bw);
+    for (int i = tid; i < span_h * bw; i += threads) {
+        const float* src = channel_min + (i / bw) * span_w + (i % bw);
         float m = src[0];
         for (int k = 1; k <= 2 * radius; ++k) {
             m = fminf(m, src[k]);
@@ -243,15 +294,18 @@ extern "C" __global__ void dark_channel_small(void* planes, int half, int stride
         row_min[i] = m;
     }
     __syncthreads();
-    int ox = blockIdx.x * bw + threadIdx.x, oy = blockIdx.y * bh + threadIdx.y;
-    if (ox < w && oy < h) {
-        const float* src = row_min + threadIdx.y * bw + threadIdx.x;
-        float m = src[0];
-        for (int k = 1; k <= 2 * radius; ++k) {
-            m = fminf(m, src[k * bw]);
+    for (int i = tid; i < bh * bw; i += threads) {
+        const int ox = bx * bw + i % bw, oy = by * bh + i / bw;
+        if (ox < job.w && oy < job.h) {
+            const float* src = row_min + i;  // row i / bw of the outputs = halo row + r
+            float m = src[0];
+            for (int k = 1; k <= 2 * radius; ++k) {
+                m = fminf(m, src[k * bw]);
+            }
+            const long long at = 3LL * job.stride_c + (long long)oy * job.stride_y +
+                                 (long long)ox * job.stride_x;
+            store_value(job.planes, job.half, at, m);
         }
-        long long at = 3LL * stride_c + (long long)oy * stride_y + (long long)ox * stride_x;
-        store_value(planes, half, at, m);
     }
 }
 
@@ -260,31 +314,28 @@ extern "C" __global__ void dark_channel_small(void* planes, int half, int stride
 // [p0 + len - 1 - r, p0 + r], so window k is min(suffix of the left part from k, common
 // run, prefix of the right part up to k): win + len - 1 loads for len outputs, whatever
 // the patch. len = win gives the classic 2 loads an output; a shorter len trades loads
-// for more threads (occupancy). Both passes below use it.
+// for more threads (occupancy). Both mask passes use it.
 
-// Display mask, pass 1: min over RGB, then the row min filter. A block takes `rows` rows
-// of a strip of segments * len outputs; each thread filters one segment in shared memory.
-// blockDim.x = rows * segments. Dynamic shared memory:
-// rows * (segments * len + 2r) + rows * segments * len bytes.
+// Display mask, pass 1: a block takes `rows` rows of a strip of segments * len outputs;
+// each of the first rows * segments threads filters one segment in shared memory.
+// Dynamic shared memory: rows * (segments * len + 2r) + rows * segments * len bytes.
 // `scratch` needs a pitch that is a multiple of 4 and >= the width rounded up to 4.
-extern "C" __global__ void dark_mask_rows(const u8* frame, int frame_pitch, int h, int w,
-                                          u8* scratch, int scratch_pitch, int radius,
-                                          int segments, int len) {
-    const int rows = blockDim.x / segments;
+DEVICE void mask_rows(MaskRowsJob job, int bx, int by) {
+    const int rows = job.rows, segments = job.segments, len = job.len, radius = job.radius;
     const int strip = segments * len;  // outputs per row in this block
     const int span = strip + 2 * radius;  // inputs per row
     u8* in = dyn_smem;  // rows x span
     u8* out = in + rows * span;  // rows x strip
-    const int tid = threadIdx.x;
-    const int x0 = blockIdx.x * strip, y0 = blockIdx.y * rows;
+    const int tid = threadIdx.x, threads = blockDim.x;
+    const int x0 = bx * strip, y0 = by * rows;
 
-    // A row a group of up to 32 threads (neighbours read neighbouring pixels): no integer
+    // A row a group of 32 threads (neighbours read neighbouring pixels): no integer
     // division a pixel.
-    const int lanes = imin(32, blockDim.x), groups = blockDim.x / lanes;
+    const int lanes = imin(32, threads), groups = threads / lanes;
     for (int yy = tid / lanes; yy < rows && tid < groups * lanes; yy += groups) {
-        const u8* row = frame + (long long)imin(y0 + yy, h - 1) * frame_pitch;
+        const u8* row = job.frame + (long long)imin(y0 + yy, job.h - 1) * job.frame_pitch;
         for (int xx = tid % lanes; xx < span; xx += lanes) {
-            const u8* p = row + 3 * clampi(x0 - radius + xx, 0, w - 1);
+            const u8* p = row + 3 * clampi(x0 - radius + xx, 0, job.w - 1);
             in[yy * span + xx] = (u8)umin(umin(p[0], p[1]), p[2]);
         }
     }
@@ -310,30 +361,29 @@ extern "C" __global__ void dark_mask_rows(const u8* frame, int frame_pitch, int 
         }
     }
     __syncthreads();
-    for (int i = tid; i < rows * strip; i += blockDim.x) {
-        int gy = y0 + i / strip, gx = x0 + i % strip;
-        if (gy < h && gx < w) {
-            scratch[(long long)gy * scratch_pitch + gx] = out[i];
+    for (int i = tid; i < rows * strip; i += threads) {
+        const int gy = y0 + i / strip, gx = x0 + i % strip;
+        if (gy < job.h && gx < job.w) {
+            job.scratch[(long long)gy * job.scratch_pitch + gx] = out[i];
         }
     }
 }
 
 // Display mask, pass 2: the column min filter on 4 columns at once (one 32-bit word,
-// __vminu4), one segment of `len` rows per thread; the suffix minima wait in shared
-// memory (len * blockDim.x words). No __syncthreads: each thread only touches its own
-// shared slots.
-extern "C" __global__ void dark_mask_cols(const u8* scratch, int scratch_pitch, int h, int w,
-                                          u8* mask, int mask_pitch, int mask_aligned,
-                                          int radius, int len) {
-    const int t = threadIdx.x;
-    const int word = blockIdx.x * blockDim.x + t;
-    if (4 * word >= w) {
+// __vminu4), one segment of `len` rows per thread (the first `threads` of the block); the
+// suffix minima wait in shared memory (len * threads words). No __syncthreads: each
+// thread only touches its own shared slots.
+DEVICE void mask_cols(MaskColsJob job, int bx, int by) {
+    const int t = threadIdx.x, threads = job.threads, len = job.len, radius = job.radius;
+    const int word = bx * threads + t;
+    if (t >= threads || 4 * word >= job.w) {
         return;
     }
     u32* suffix = (u32*)dyn_smem;
-    const u8* column = scratch + 4 * word;
-    const int y0 = blockIdx.y * len;  // output k of the segment: rows y0 + k - r .. y0 + k + r
-#define SCRATCH_WORD(y) (*(const u32*)(column + (long long)clampi((y), 0, h - 1) * scratch_pitch))
+    const u8* column = job.scratch + 4 * word;
+    const int h = job.h, pitch = job.scratch_pitch;
+    const int y0 = by * len;  // output k of the segment: rows y0 + k - r .. y0 + k + r
+#define SCRATCH_WORD(y) (*(const u32*)(column + (long long)clampi((y), 0, h - 1) * pitch))
     u32 m = 0xFFFFFFFFu;
     for (int y = y0 + len - 1 - radius; y <= y0 + radius; ++y) {  // the common run
         m = __vminu4(m, SCRATCH_WORD(y));
@@ -342,17 +392,17 @@ extern "C" __global__ void dark_mask_cols(const u8* scratch, int scratch_pitch, 
         if (k < len - 1) {
             m = __vminu4(m, SCRATCH_WORD(y0 + k - radius));
         }
-        suffix[k * blockDim.x + t] = m;
+        suffix[k * threads + t] = m;
     }
     m = 0xFFFFFFFFu;
-    const int valid = imin(4, w - 4 * word);
+    const int valid = imin(4, job.w - 4 * word);
     for (int k = 0; k < len && y0 + k < h; ++k) {  // right part: prefix minima
         if (k > 0) {
             m = __vminu4(m, SCRATCH_WORD(y0 + radius + k));
         }
-        u32 result = __vminu4(suffix[k * blockDim.x + t], m);
-        u8* dst = mask + (long long)(y0 + k) * mask_pitch + 4 * word;
-        if (valid == 4 && mask_aligned) {
+        const u32 result = __vminu4(suffix[k * threads + t], m);
+        u8* dst = job.mask + (long long)(y0 + k) * job.mask_pitch + 4 * word;
+        if (valid == 4 && job.mask_aligned) {
             *(u32*)dst = result;
         } else {
             for (int j = 0; j < valid; ++j) {
@@ -361,6 +411,26 @@ extern "C" __global__ void dark_mask_cols(const u8* scratch, int scratch_pitch, 
         }
     }
 #undef SCRATCH_WORD
+}
+
+extern "C" __global__ void pre_pass_one(int first_blocks, InputRgbJob rgb, MaskRowsJob rows) {
+    const int block = blockIdx.x;
+    if (block < first_blocks) {
+        input_rgb(rgb, block % rgb.grid_x, block / rgb.grid_x);
+    } else {
+        const int own = block - first_blocks;
+        mask_rows(rows, own % rows.grid_x, own / rows.grid_x);
+    }
+}
+
+extern "C" __global__ void pre_pass_two(int first_blocks, InputDarkJob dark, MaskColsJob cols) {
+    const int block = blockIdx.x;
+    if (block < first_blocks) {
+        input_dark(dark, block % dark.grid_x, block / dark.grid_x);
+    } else {
+        const int own = block - first_blocks;
+        mask_cols(cols, own % cols.grid_x, own / cols.grid_x);
+    }
 }
 
 // ---------------------------------------------------------------------------------------

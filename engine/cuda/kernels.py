@@ -15,7 +15,7 @@ from typing import Protocol
 
 #: The default per-block dynamic shared memory every CUDA GPU gives without opting in.
 SHARED_LIMIT = 48 * 1024
-BLOCK_2D = (32, 8, 1)
+BLOCK_2D = (32, 8, 1)  # the post-processing kernels'
 MODE_AREA, MODE_LINEAR = 0, 1
 
 
@@ -80,42 +80,126 @@ def resize_mode(height: int, width: int, work_h: int, work_w: int) -> int:
     return MODE_AREA if work_h <= height and work_w <= width else MODE_LINEAR
 
 
-def small_dark_geometry(radius: int) -> tuple[tuple[int, int, int], int]:
-    """Block and shared bytes of dark_channel_small: a tile plus its halo must fit."""
-    for block in ((32, 8, 1), (16, 8, 1), (8, 8, 1)):
-        tile_w, tile_h = block[0] + 2 * radius, block[1] + 2 * radius
-        shared = 4 * (tile_w * tile_h + tile_h * block[0])
+# -- pre-processing: four jobs, two launches (see kernels.cu) ---------------------------
+#: Threads of every pre-processing block (kernels.cu reads it from blockDim.x).
+BLOCK_THREADS = 256
+#: Outputs a row of an input_rgb tile (tiles are RGB_TILE_W x BLOCK_THREADS / RGB_TILE_W).
+RGB_TILE_W = 32
+
+
+class InputRgbJob(ctypes.Structure):
+    _fields_ = [
+        ("frame", ctypes.c_void_p), ("out", ctypes.c_void_p), ("guide", ctypes.c_void_p),
+        *[(name, ctypes.c_int) for name in (
+            "grid_x", "tile_w", "frame_pitch", "src_h", "src_w", "out_half", "stride_c",
+            "stride_y", "stride_x", "dst_h", "dst_w", "mode", "ties_up",
+        )],
+    ]  # fmt: skip
+
+
+class InputDarkJob(ctypes.Structure):
+    _fields_ = [
+        ("planes", ctypes.c_void_p),
+        *[(name, ctypes.c_int) for name in (
+            "grid_x", "tile_w", "tile_h", "half", "stride_c", "stride_y", "stride_x", "h",
+            "w", "radius",
+        )],
+    ]  # fmt: skip
+
+
+class MaskRowsJob(ctypes.Structure):
+    _fields_ = [
+        ("frame", ctypes.c_void_p), ("scratch", ctypes.c_void_p),
+        *[(name, ctypes.c_int) for name in (
+            "grid_x", "frame_pitch", "h", "w", "scratch_pitch", "radius", "segments", "len",
+            "rows",
+        )],
+    ]  # fmt: skip
+
+
+class MaskColsJob(ctypes.Structure):
+    _fields_ = [
+        ("scratch", ctypes.c_void_p), ("mask", ctypes.c_void_p),
+        *[(name, ctypes.c_int) for name in (
+            "grid_x", "scratch_pitch", "h", "w", "mask_pitch", "mask_aligned", "radius", "len",
+            "threads",
+        )],
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job's share of a launch: its struct argument, blocks and shared bytes."""
+
+    args: ctypes.Structure
+    blocks: int
+    shared: int
+
+    @classmethod
+    def idle(cls, kind: type[ctypes.Structure]) -> Job:
+        return cls(kind(), 0, 0)
+
+
+def _job(args: ctypes.Structure, grid: tuple[int, int], shared: int = 0) -> Job:
+    args.grid_x = grid[0]
+    return Job(args, grid[0] * grid[1], shared)
+
+
+def _tiles(width: int, height: int, tile_w: int, tile_h: int) -> tuple[int, int]:
+    return -(-width // tile_w), -(-height // tile_h)
+
+
+def _launch_pair(module: KernelModule, stream: int, kernel: str, first: Job, second: Job) -> None:
+    """One launch of `kernel`: the first job's blocks, then the second's."""
+    blocks = first.blocks + second.blocks
+    if blocks == 0:
+        return
+    module.launch(
+        kernel,
+        (blocks, 1, 1),
+        (BLOCK_THREADS, 1, 1),
+        max(first.shared, second.shared),
+        [_int(first.blocks), first.args, second.args],
+        stream,
+    )
+
+
+def small_dark_geometry(radius: int) -> tuple[tuple[int, int], int]:
+    """Tile and shared bytes of input_dark: a tile plus its halo must fit."""
+    for tile in ((32, 8), (16, 8), (8, 8)):
+        span_w, span_h = tile[0] + 2 * radius, tile[1] + 2 * radius
+        shared = 4 * (span_w * span_h + span_h * tile[0])
         if shared <= SHARED_LIMIT:
-            return block, shared
+            return tile, shared
     raise ValueError(f"working-resolution patch {2 * radius + 1} is too large for the kernel")
 
 
 #: Segment lengths (outputs a thread) of the mask's row and column passes; a segment of
 #: `len` costs win + len - 1 loads, shorter ones give more threads. Tunable on a GPU
-#: (benchmarks/gpu_check.py sweeps them; 8/8 was the fastest of five on an H200 at 1080p:
-#: all pre-kernels 39.5 us, against 42.1 for 16/8 and 52.5 for 32/16); any value gives the
-#: same result.
+#: (benchmarks/gpu_check.py sweeps them; 8/8 was the fastest of five on an H200 at 1080p
+#: with one launch a pass: all pre-kernels 39.5 us, against 42.1 for 16/8 and 52.5 for
+#: 32/16); any value gives the same result.
 ROW_SEGMENT = 8
 COL_SEGMENT = 8
 
 
 def mask_rows_geometry(radius: int, segment: int = ROW_SEGMENT) -> tuple[int, int, int, int]:
-    """(segment length, segments per row, rows per block, shared bytes) of dark_mask_rows."""
+    """(segment length, segments per row, rows per block, shared bytes) of mask_rows."""
     win = 2 * radius + 1
     length = max(1, min(segment, win))
     segments = max(1, min(32, -(-128 // length)))
     per_row = 2 * segments * length + 2 * radius
-    rows = min(256 // segments, 32, SHARED_LIMIT // per_row)
+    rows = min(BLOCK_THREADS // segments, 32, SHARED_LIMIT // per_row)
     if rows < 1:
         raise ValueError(f"display patch {win} is too large for the kernel")
     return length, segments, rows, rows * per_row
 
 
 def mask_cols_geometry(radius: int, segment: int = COL_SEGMENT) -> tuple[int, int, int]:
-    """(segment length, threads per block, shared bytes) of dark_mask_cols: `len` words a
+    """(segment length, threads per block, shared bytes) of mask_cols: `len` words a
     thread in shared memory."""
     length = max(1, min(segment, 2 * radius + 1))
-    threads = min(256, SHARED_LIMIT // (4 * length))
+    threads = min(BLOCK_THREADS, SHARED_LIMIT // (4 * length))
     if threads >= 32:
         threads -= threads % 32
     return length, threads, 4 * length * threads
@@ -124,6 +208,65 @@ def mask_cols_geometry(radius: int, segment: int = COL_SEGMENT) -> tuple[int, in
 def scratch_pitch(width: int) -> int:
     """Row pitch of the mask's scratch buffer: >= width, a multiple of 16 (word reads)."""
     return -(-width // 16) * 16
+
+
+def _input_jobs(
+    frame: Image,
+    height: int,
+    width: int,
+    net_input: Planes,
+    work_h: int,
+    work_w: int,
+    small_patch: int,
+    guide: int,
+) -> tuple[Job, Job]:
+    if max(work_w * width, work_h * height) >= 2**31:
+        raise ValueError(f"{height}x{width} -> {work_h}x{work_w} is too large for the kernels")
+    sc, sy, sx = net_input.strides
+    half = int(net_input.half)
+    rgb = InputRgbJob(
+        frame=frame.ptr, out=net_input.ptr, guide=guide or None, tile_w=RGB_TILE_W,
+        frame_pitch=frame.pitch, src_h=height, src_w=width, out_half=half, stride_c=sc,
+        stride_y=sy, stride_x=sx, dst_h=work_h, dst_w=work_w,
+        mode=resize_mode(height, width, work_h, work_w),
+        ties_up=int(height == 2 * work_h and width == 2 * work_w),
+    )  # fmt: skip
+    radius = _radius(small_patch)
+    tile, shared = small_dark_geometry(radius)
+    dark = InputDarkJob(
+        planes=net_input.ptr, tile_w=tile[0], tile_h=tile[1], half=half, stride_c=sc,
+        stride_y=sy, stride_x=sx, h=work_h, w=work_w, radius=radius,
+    )  # fmt: skip
+    rgb_tiles = _tiles(work_w, work_h, RGB_TILE_W, BLOCK_THREADS // RGB_TILE_W)
+    return _job(rgb, rgb_tiles), _job(dark, _tiles(work_w, work_h, *tile), shared)
+
+
+def _mask_jobs(
+    frame: Image,
+    height: int,
+    width: int,
+    mask: Image,
+    scratch: Image,
+    patch: int,
+    segments: tuple[int, int],
+) -> tuple[Job, Job]:
+    if scratch.pitch % 4 or scratch.pitch < -(-width // 4) * 4:
+        raise ValueError(f"scratch pitch {scratch.pitch} must be a multiple of 4, >= width")
+    radius = _radius(patch)
+    length, per_row, rows, shared = mask_rows_geometry(radius, segments[0])
+    row_job = MaskRowsJob(
+        frame=frame.ptr, scratch=scratch.ptr, frame_pitch=frame.pitch, h=height, w=width,
+        scratch_pitch=scratch.pitch, radius=radius, segments=per_row, len=length, rows=rows,
+    )  # fmt: skip
+    rows_pass = _job(row_job, _tiles(width, height, per_row * length, rows), shared)
+    length, threads, shared = mask_cols_geometry(radius, segments[1])
+    col_job = MaskColsJob(
+        scratch=scratch.ptr, mask=mask.ptr, scratch_pitch=scratch.pitch, h=height, w=width,
+        mask_pitch=mask.pitch, mask_aligned=int(mask.ptr % 4 == 0 and mask.pitch % 4 == 0),
+        radius=radius, len=length, threads=threads,
+    )  # fmt: skip
+    cols_pass = _job(col_job, _tiles(-(-width // 4), height, threads, length), shared)
+    return rows_pass, cols_pass
 
 
 def preprocess(
@@ -142,46 +285,31 @@ def preprocess(
     scratch: Image | None = None,
     mask_patch: int = 1,
     segments: tuple[int, int] = (ROW_SEGMENT, COL_SEGMENT),
+    paired: bool = True,
 ) -> None:
     """Frame -> network input (RGB in [0, 1] + dark channel) and, if asked, the display mask.
 
     guide: optional float32 work_h x work_w buffer for the grey guide of the guided filter.
     mask needs scratch (height rows of `scratch_pitch(width)` bytes).
+    paired=False launches each job on its own (benchmarks compare the two plans).
     """
     if min(height, width, work_h, work_w) < 1:
         raise ValueError(f"empty frame or working shape: {height}x{width} -> {work_h}x{work_w}")
-    sc, sy, sx = net_input.strides
-    module.launch(
-        "resize_to_input",
-        _grid(work_w, work_h, BLOCK_2D),
-        BLOCK_2D,
-        0,
-        [
-            _ptr(frame.ptr), _int(frame.pitch), _int(height), _int(width),
-            _ptr(net_input.ptr), _int(net_input.half), _int(sc), _int(sy), _int(sx),
-            _int(work_h), _int(work_w), _ptr(guide),
-            _int(resize_mode(height, width, work_h, work_w)),
-            _int(height == 2 * work_h and width == 2 * work_w),
-        ],
-        stream,
-    )  # fmt: skip
-    radius = _radius(small_patch)
-    block, shared = small_dark_geometry(radius)
-    module.launch(
-        "dark_channel_small",
-        _grid(work_w, work_h, block),
-        block,
-        shared,
-        [
-            _ptr(net_input.ptr), _int(net_input.half), _int(sc), _int(sy), _int(sx),
-            _int(work_h), _int(work_w), _int(radius),
-        ],
-        stream,
-    )  # fmt: skip
-    if mask is not None:
-        if scratch is None:
-            raise ValueError("the display mask needs a scratch buffer")
-        display_mask(module, stream, frame, height, width, mask, scratch, mask_patch, segments)
+    rgb, dark = _input_jobs(frame, height, width, net_input, work_h, work_w, small_patch, guide)
+    if mask is None:
+        rows, cols = Job.idle(MaskRowsJob), Job.idle(MaskColsJob)
+    elif scratch is None:
+        raise ValueError("the display mask needs a scratch buffer")
+    else:
+        rows, cols = _mask_jobs(frame, height, width, mask, scratch, mask_patch, segments)
+    if paired:
+        _launch_pair(module, stream, "pre_pass_one", rgb, rows)
+        _launch_pair(module, stream, "pre_pass_two", dark, cols)
+        return
+    _launch_pair(module, stream, "pre_pass_one", rgb, Job.idle(MaskRowsJob))
+    _launch_pair(module, stream, "pre_pass_two", dark, Job.idle(MaskColsJob))
+    _launch_pair(module, stream, "pre_pass_one", Job.idle(InputRgbJob), rows)
+    _launch_pair(module, stream, "pre_pass_two", Job.idle(InputDarkJob), cols)
 
 
 def display_mask(
@@ -195,37 +323,11 @@ def display_mask(
     patch: int,
     segments: tuple[int, int] = (ROW_SEGMENT, COL_SEGMENT),
 ) -> None:
-    """engine.dark_channel.dark_channel(frame, patch) as uint8, in two passes.
+    """engine.dark_channel.dark_channel(frame, patch) as uint8, alone (two launches).
     segments: (row pass, column pass) segment lengths (tuning only)."""
-    if scratch.pitch % 4 or scratch.pitch < -(-width // 4) * 4:
-        raise ValueError(f"scratch pitch {scratch.pitch} must be a multiple of 4, >= width")
-    radius = _radius(patch)
-    length, per_row, rows, shared = mask_rows_geometry(radius, segments[0])
-    module.launch(
-        "dark_mask_rows",
-        (-(-width // (per_row * length)), -(-height // rows), 1),
-        (per_row * rows, 1, 1),
-        shared,
-        [
-            _ptr(frame.ptr), _int(frame.pitch), _int(height), _int(width),
-            _ptr(scratch.ptr), _int(scratch.pitch), _int(radius), _int(per_row), _int(length),
-        ],
-        stream,
-    )  # fmt: skip
-    length, threads, shared = mask_cols_geometry(radius, segments[1])
-    words = -(-width // 4)
-    aligned = mask.ptr % 4 == 0 and mask.pitch % 4 == 0
-    module.launch(
-        "dark_mask_cols",
-        (-(-words // threads), -(-height // length), 1),
-        (threads, 1, 1),
-        shared,
-        [
-            _ptr(scratch.ptr), _int(scratch.pitch), _int(height), _int(width),
-            _ptr(mask.ptr), _int(mask.pitch), _int(aligned), _int(radius), _int(length),
-        ],
-        stream,
-    )  # fmt: skip
+    rows, cols = _mask_jobs(frame, height, width, mask, scratch, patch, segments)
+    _launch_pair(module, stream, "pre_pass_one", Job.idle(InputRgbJob), rows)
+    _launch_pair(module, stream, "pre_pass_two", Job.idle(InputDarkJob), cols)
 
 
 def _pane_args(panes: Panes | None) -> list:

@@ -28,10 +28,8 @@ log = logging.getLogger(__name__)
 
 KERNEL_SOURCE = Path(__file__).with_name("kernels.cu")
 KERNEL_NAMES = (
-    "resize_to_input",
-    "dark_channel_small",
-    "dark_mask_rows",
-    "dark_mask_cols",
+    "pre_pass_one",
+    "pre_pass_two",
     "restore_smoke_layer",
     "restore_paper",
 )
