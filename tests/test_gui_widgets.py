@@ -16,8 +16,9 @@ import time
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QThread, QUrl
-from PySide6.QtGui import QDropEvent
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QRectF, QSettings, Qt, QThread, QUrl
+from PySide6.QtGui import QDropEvent, QWheelEvent
+from PySide6.QtWidgets import QApplication, QStyle, QStyleOptionSpinBox
 
 from desmoke_app.gui.demo import DEMO_FRAMES, DemoSource
 from desmoke_app.gui.main_window import MainWindow
@@ -219,9 +220,9 @@ def test_performance_plot_draws_the_stages_the_source_reports(qtbot) -> None:
 
 
 def test_performance_plot_is_readable(qtbot) -> None:
-    """The legend has a background (curves pass under its names), no stage's colour reads
-    as the fps curve's, the scales start from 0 with sensible ranges before any data, and
-    the stacked axes leave room for the tick labels at their ends."""
+    """No stage's colour reads as the fps curve's, the scales start from 0 with sensible
+    ranges before any data, and the stacked axes leave room for the tick labels at their
+    ends (the legend's place: test_the_stage_legend_fits_the_plot_at_any_size)."""
     from PySide6.QtGui import QFontMetricsF
     from PySide6.QtWidgets import QApplication
 
@@ -231,7 +232,6 @@ def test_performance_plot_is_readable(qtbot) -> None:
     qtbot.addWidget(plot)
     plot.resize(420, 230)
     plot.show()
-    assert plot.latency_plot.legend.opts["brush"].color().alpha() >= 200
     fps_colour = plot.fps_curve.opts["pen"].color().getRgb()[:3]
     # RGB distance: the fps yellow and the mask's olive were 57 apart, and looked the same.
     assert min(math.dist(fps_colour, colour) for colour in STAGE_COLOURS.values()) >= 80
@@ -243,6 +243,73 @@ def test_performance_plot_is_readable(qtbot) -> None:
     plot.refresh()
     qtbot.waitUntil(lambda: plot.fps_plot.viewRange()[1][1] < EMPTY_FPS_RANGE[1], timeout=WAIT_MS)
     assert plot.fps_plot.viewRange()[1][0] <= 0.0
+
+
+CPU_STAGES = dict(preprocess=3.0, network=8.0, restore=7.0, mask=2.5, total=21.0, latency=40.0)
+
+
+def legend_entries(plot) -> list:
+    """The scene rectangles of the stage legend's lines and names."""
+    legend = plot.latency_plot.legend
+    return [part.sceneBoundingRect() for entry in legend.items for part in entry]
+
+
+@pytest.mark.parametrize("size", [(800, 500), (1280, 760)])
+def test_the_stage_legend_fits_the_plot_at_any_size(qtbot, window, size) -> None:
+    """QA: at 800x500 the legend ran past the plot's right edge (three columns of 20 px
+    samples, wider than the plot), and at any size it covered most of the ms plot's height.
+    Now every name lies inside the widget, within the plot's width and off its curves."""
+    plot = window.performance
+    window.resize(*size)
+    for t in range(10):
+        plot.add(CPU_STAGES, now=time.monotonic() - 1 + t / 10)
+    plot.refresh()
+    view_box = plot.latency_plot.vb
+
+    def laid_out() -> bool:
+        QApplication.processEvents()
+        return all(
+            rect.right() <= view_box.sceneBoundingRect().right() + 1
+            for rect in legend_entries(plot)
+        )
+
+    qtbot.waitUntil(laid_out, timeout=WAIT_MS)
+    legend = plot.latency_plot.legend
+    assert len(legend.items) == len(CPU_STAGES)
+    assert all(part.isVisible() for entry in legend.items for part in entry)
+    widget = QRectF(plot.graphics.viewport().rect())  # the scene as shown: 1:1
+    box = view_box.sceneBoundingRect()
+    for rect in legend_entries(plot):
+        assert widget.contains(rect), (rect, widget)
+        assert box.left() - 1 <= rect.left() and rect.right() <= box.right() + 1
+        assert not rect.intersects(box), (rect, box)  # above the curves, not over them
+    rows = {round(label.sceneBoundingRect().top()) for _, label in legend.items}
+    assert len(rows) <= 2 if size[0] < 1000 else len(rows) == 1  # compact: one row when wide
+
+
+def test_the_stage_legend_hides_where_it_cannot_fit(qtbot) -> None:
+    """Too narrow for two rows of names: no names shown (rather than names running off
+    the widget); the tooltip still names the curves in their colours. Wider again: back."""
+    from desmoke_app.gui.plots import PerformancePlot
+
+    plot = PerformancePlot()
+    qtbot.addWidget(plot)
+    plot.add(CPU_STAGES)
+    plot.refresh()
+    legend = plot.latency_plot.legend
+
+    def shown_inside(width: int) -> list[bool]:
+        """Resized to `width`: for each name shown, whether it lies inside the widget."""
+        plot.resize(width, 230)
+        qtbot.wait(50)  # the layout settles
+        widget = QRectF(plot.graphics.viewport().rect())
+        parts = [part for entry in legend.items for part in entry if part.isVisible()]
+        return [widget.contains(part.sceneBoundingRect()) for part in parts]
+
+    plot.show()
+    assert shown_inside(130) == []
+    assert "latency" in plot.toolTip() and "rgb" in plot.toolTip()
+    assert shown_inside(500) == [True] * 2 * len(CPU_STAGES)
 
 
 def test_timeline_without_a_source_is_an_empty_axis_from_zero(qtbot) -> None:
@@ -306,6 +373,124 @@ def test_keyboard_shortcuts(qtbot, window, clip) -> None:
     qtbot.waitUntil(lambda: window.is_playing, timeout=WAIT_MS)
     qtbot.keyClick(window, Qt.Key.Key_Space)
     qtbot.waitUntil(lambda: not window.is_playing, timeout=WAIT_MS)
+
+
+def shortcuts_run(window: MainWindow) -> list[str]:
+    """The names of the window's actions, as their shortcuts trigger them."""
+    run: list[str] = []
+
+    def record(name: str):
+        return lambda _checked=False: run.append(name)
+
+    for action in window.actions():
+        action.triggered.connect(record(action.text()))
+    return run
+
+
+def press(qtbot, window: MainWindow, key: Qt.Key) -> None:
+    """A key as the platform delivers it: to the widget with the keyboard focus, or to
+    the window where none has it."""
+    qtbot.keyClick(QApplication.focusWidget() or window, key)
+
+
+PLAYER_KEYS = {
+    Qt.Key.Key_Space: "Play / pause",
+    Qt.Key.Key_Left: "Previous frame",
+    Qt.Key.Key_Right: "Next frame",
+    Qt.Key.Key_Home: "First frame",
+    Qt.Key.Key_End: "Last frame",
+    Qt.Key.Key_I: "Mark range start",
+}
+
+
+def test_the_player_keys_work_whatever_control_has_the_focus(qtbot, window) -> None:
+    """One rule for the keyboard: the window's shortcuts win over the focused control (the
+    combo boxes, sliders, check box and buttons always let them through). A spin box being
+    typed into keeps the keys that edit text (the arrows, Home/End: the cursor), as text
+    fields do, but never Space or a letter: no number has those."""
+    run = shortcuts_run(window)
+    controls, transport = window.controls, window.transport
+    others = [controls.model, controls.backend, controls.strength]
+    others += [transport.slider, transport.speed, transport.loop, transport.play]
+    for widget in others:
+        for key, name in PLAYER_KEYS.items():
+            widget.setFocus()
+            qtbot.waitUntil(widget.hasFocus, timeout=WAIT_MS)
+            run.clear()
+            press(qtbot, window, key)
+            assert run == [name], (type(widget).__name__, key)
+    for box in (controls.working, controls.patch):
+        for key, name in PLAYER_KEYS.items():
+            box.setFocus()
+            qtbot.waitUntil(box.hasFocus, timeout=WAIT_MS)
+            run.clear()
+            press(qtbot, window, key)
+            typing = key in (Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_Home, Qt.Key.Key_End)
+            assert run == ([] if typing else [name]), (box, key)
+            assert box.hasFocus() == typing  # Space or I ended the edit
+
+
+def test_a_spin_box_gives_the_keyboard_back_once_edited(qtbot, window, clip) -> None:
+    """QA: change the patch, press Space to resume: nothing played (the spin box kept the
+    keyboard, and Space with it). Typing still goes into the box; Space then plays at once
+    (and ends the edit), Return ends it, a click on its arrows or the wheel never keeps the
+    keyboard; after that the arrows step the video again."""
+    open_clip(qtbot, window, clip)
+    controls = window.controls
+    for box, typed in ((controls.patch, "21"), (controls.working, "320")):
+        box.setFocus()
+        qtbot.waitUntil(box.hasFocus, timeout=WAIT_MS)
+        box.selectAll()
+        qtbot.keyClicks(box, typed)
+        assert box.value() == int(typed)  # digits are typed as ever
+        press(qtbot, window, Qt.Key.Key_Space)  # resume: plays, the edit done
+        qtbot.waitUntil(lambda: window.is_playing, timeout=WAIT_MS)
+        assert not box.hasFocus()
+        press(qtbot, window, Qt.Key.Key_Space)
+        qtbot.waitUntil(lambda: not window.is_playing, timeout=WAIT_MS)
+        index = window.current.index
+        box.setFocus()
+        qtbot.waitUntil(box.hasFocus, timeout=WAIT_MS)
+        press(qtbot, window, Qt.Key.Key_Up)  # a step from the keyboard: still editing
+        assert box.value() == int(typed) + box.singleStep() and box.hasFocus()
+        press(qtbot, window, Qt.Key.Key_Return)
+        assert not box.hasFocus()
+        press(qtbot, window, Qt.Key.Key_Right)  # the player's again
+        wait_for_index(qtbot, window, index + 1)
+        # The mouse: a click on the up arrow steps the value and leaves the keyboard be.
+        option = QStyleOptionSpinBox()
+        box.initStyleOption(option)
+        up = box.style().subControlRect(
+            QStyle.ComplexControl.CC_SpinBox, option, QStyle.SubControl.SC_SpinBoxUp, box
+        )
+        value = box.value()
+        qtbot.mouseClick(box, Qt.MouseButton.LeftButton, pos=up.center())
+        assert box.value() == value + box.singleStep() and not box.hasFocus()
+        # The wheel steps it without taking the keyboard (a QSpinBox's WheelFocus did),
+        # and leaves no selected text that would look like the focus.
+        assert box.focusPolicy() == Qt.FocusPolicy.StrongFocus
+        centre = QPointF(box.rect().center())
+        wheel = QWheelEvent(
+            centre,
+            QPointF(box.mapToGlobal(centre)),
+            QPoint(),
+            QPoint(0, 120),
+            Qt.MouseButton.NoButton,
+            Qt.KeyboardModifier.NoModifier,
+            Qt.ScrollPhase.NoScrollPhase,
+            False,
+        )
+        QApplication.sendEvent(box, wheel)
+        assert box.value() == value + 2 * box.singleStep() and not box.hasFocus()
+        assert not box.lineEdit().hasSelectedText()
+    expected = {"patch_size": 27, "working_short_side": 320 + 3 * 16}
+    qtbot.waitUntil(
+        lambda: {k: window.controls.settings()[k] for k in expected} == expected,
+        timeout=WAIT_MS,
+    )
+    qtbot.waitUntil(
+        lambda: window.processor_state.settings.get("patch_size") == 27, timeout=WAIT_MS
+    )
 
 
 def test_about_names_the_model(window) -> None:

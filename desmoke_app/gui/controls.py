@@ -1,12 +1,20 @@
 """Processing controls (model, backend, working resolution, patch, strength) and the
-playback bar (play/pause, step, seek slider with time and frame, speed, loop)."""
+playback bar (play/pause, step, seek slider with time and frame, speed, loop).
+
+The keyboard: the window's shortcuts (Space, the arrows, Home/End, I/O; main_window.py)
+work whatever control has the focus; a control keeps only keys that are no shortcut (a
+combo box's Up/Down). A spin box is the one control typed into (NumberBox): it keeps the
+keys that edit a number while it is being typed into, and gives the keyboard back once the
+edit is done.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QKeyEvent, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -43,6 +51,61 @@ def format_time(seconds: float | None) -> str:
     return f"{int(minutes):02d}:{rest:05.2f}"
 
 
+class NumberBox(QSpinBox):
+    """A spin box that holds the keyboard only while a number is typed into it, so that the
+    window's shortcuts reach the player again once the edit is done.
+
+    While it is typed into, the keys that edit a number stay in it, as in any text field:
+    digits, Backspace/Delete, Left/Right/Home/End (the cursor), Up/Down (a step). A key that
+    can be no part of a number (Space, a letter: I, O) is the window's shortcut even then:
+    it ends the edit and plays, pauses or marks. Return/Enter ends the edit too, as does a
+    step with the mouse (its arrows, or the wheel); the wheel steps it without taking the
+    keyboard at all. The edit "ends" by the box letting go of the focus: no widget holds it
+    then, and the keys go to the window's shortcuts.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        # Click and Tab focus, not the wheel (a QSpinBox's default): scrolling over it
+        # steps the value without taking the keyboard from the player.
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.editingFinished.connect(self._edit_done)  # Return / Enter (and focus lost)
+
+    def event(self, event: QEvent) -> bool:
+        # The shortcut check comes before the key reaches the box: its line edit claims any
+        # printable key there (Space included), which kept Space from the player.
+        if event.type() == QEvent.Type.ShortcutOverride and not _edits_a_number(event):
+            self._edit_done()
+            event.ignore()  # not ours: the window's shortcut runs
+            return True
+        return super().event(event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt name)
+        # Only the arrows reach the box itself (the text field takes clicks on the text).
+        super().mouseReleaseEvent(event)
+        self._edit_done()
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 (Qt name)
+        super().wheelEvent(event)
+        self._edit_done()
+
+    def _edit_done(self) -> None:
+        if self.hasFocus():
+            self.clearFocus()  # emits editingFinished again: the value is taken as typed
+        else:  # a step selects the text: shown without the focus, it would look focused
+            self.lineEdit().deselect()
+
+
+def _edits_a_number(event: QKeyEvent) -> bool:
+    """Whether a key pressed in a NumberBox is its own: anything but a key that types a
+    character no number has (Space, letters), unmodified or with Shift."""
+    text = event.text()
+    typed = bool(text) and text.isprintable()
+    plain = Qt.KeyboardModifier.ShiftModifier | Qt.KeyboardModifier.KeypadModifier
+    modified = event.modifiers() & ~plain
+    return not typed or bool(modified) or text.isdigit() or text in "+-"
+
+
 class ControlPanel(QWidget):
     """Processing settings; emits settings_changed(settings, edited keys) shortly after the
     user edits."""
@@ -63,12 +126,12 @@ class ControlPanel(QWidget):
         self.backend = QComboBox()
         self.backend.setToolTip("Inference backend; auto picks the fastest that runs here")
         self._fill_backends()
-        self.working = QSpinBox()
+        self.working = NumberBox()
         self.working.setRange(64, 2160)
         self.working.setSingleStep(16)
         self.working.setSuffix(" px")
         self.working.setToolTip("Working resolution (short side) the smoke is estimated at")
-        self.patch = QSpinBox()
+        self.patch = NumberBox()
         self.patch.setRange(3, 61)
         self.patch.setSingleStep(2)
         self.patch.setToolTip(

@@ -8,13 +8,14 @@ rate would cost the GUI thread more than painting the panes.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QTimer, Signal
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtCore import QPointF, QRectF, QTimer, Signal
+from PySide6.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 WINDOW_S = 10.0
 #: A live capture's smoke timeline: the last minute, scrolling (a file's shows all of it).
@@ -42,15 +43,31 @@ FPS_COLOUR = (255, 210, 80)
 #: Scales shown before there is data (a video's frame rate; a frame's stage times).
 EMPTY_FPS_RANGE = (0.0, 30.0)
 EMPTY_MS_RANGE = (0.0, 50.0)
-#: Behind the legend (the plots' background): the curves pass under it, not through its
-#: names.
-LEGEND_BRUSH = (24, 24, 24, 220)
+#: The stage legend is a strip of its own above the ms plot, aligned with its plot area:
+#: it never covers the curves and never runs past the widget, at any size. It takes as
+#: many entries a row as the width holds, in up to LEGEND_MAX_ROWS rows; its names hide
+#: where they would need more rows (the widget's tooltip names the curves in their
+#: colours)...
+LEGEND_TEXT_SIZE = "7pt"
+LEGEND_MAX_ROWS = 2
+#: ... or where it would take more than this share of the widget's height from the plots
+#: (two rows need about 150 px: the default bottom strip is 240 px).
+LEGEND_MAX_SHARE = 0.15
+#: A stage's line in the legend (pyqtgraph's 20x20 px samples made each row 20 px high).
+LEGEND_SAMPLE_SIZE = (14, 10)
+#: Between a legend entry's name and the next entry's line (a line and its name: 4 px).
+LEGEND_ENTRY_GAP = 10
 #: Between the stacked fps and ms plots: room for the tick labels at the ends of their
 #: axes (the fps 0 over the ms top), which run past the axes by half a line.
 PLOT_SPACING = 16
+#: Above and below the legend's names, between the plots (the tick labels at the ends
+#: of the axes, left of the names, have a line and more between them then).
+LEGEND_MARGIN = 4
 #: Added video latency from which laparoscopic task performance degrades significantly
 #: (105 ms, Kumcu et al. 2016); the status bar warns from here.
 LATENCY_WARNING_MS = 100.0
+
+QWIDGETSIZE_MAX = (1 << 24) - 1  # Qt's "no maximum"
 
 pg.setConfigOptions(antialias=False, background=(24, 24, 24), foreground=(200, 200, 200))
 
@@ -62,7 +79,7 @@ class PerformancePlot(QWidget):
         super().__init__(parent)
         self.setToolTip(
             "Processing rate, per-stage times and the decoded-to-shown latency over the last "
-            "10 seconds"
+            "10 seconds<br>" + _stage_key()
         )
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -76,16 +93,16 @@ class PerformancePlot(QWidget):
         self.fps_curve = self.fps_plot.plot(
             pen=pg.mkPen(FPS_COLOUR, width=2), fillLevel=0, brush=pg.mkBrush(*FPS_COLOUR, 40)
         )
-        self.latency_plot = self.graphics.addPlot(row=1, col=0)
+        self.latency_plot = self.graphics.addPlot(row=2, col=0)
         self.latency_plot.setLabel("left", "ms")
         self.latency_plot.setLabel("bottom", "seconds ago")
-        self.latency_plot.addLegend(
-            offset=(4, 2),
-            labelTextSize="7pt",
-            colCount=3,
-            brush=pg.mkBrush(LEGEND_BRUSH),
-        )
-        self.graphics.ci.setSpacing(PLOT_SPACING)
+        # The legend in the row between the plots, not over the ms plot's curves: the
+        # plot names its curves in it (plot(name=...)) and drops them (removeItem). The
+        # legend's row is the space between the plots (PLOT_SPACING without names).
+        self.legend = StageLegend(self.latency_plot.vb)
+        self.graphics.addItem(self.legend, row=1, col=0)
+        self.latency_plot.legend = self.legend
+        self.graphics.ci.setSpacing(0)
         _show_the_last_seconds(self.fps_plot, EMPTY_FPS_RANGE)
         _show_the_last_seconds(self.latency_plot, EMPTY_MS_RANGE)
         self.stage_curves: dict[str, pg.PlotDataItem] = {}
@@ -147,6 +164,137 @@ class PerformancePlot(QWidget):
         self.stage_curves[stage] = self.latency_plot.plot(
             pen=pen, name=STAGE_LABELS.get(stage, stage)
         )
+
+
+class _StageSample(pg.ItemSample):
+    """A stage's line in the legend: short, and about a line of text high. Clicking it hides or
+    shows the curve (pyqtgraph's sample does the same); a hidden one is drawn faint."""
+
+    def __init__(self, item: pg.PlotDataItem) -> None:
+        super().__init__(item)
+        width, height = LEGEND_SAMPLE_SIZE
+        self.setFixedWidth(width)
+        self.setFixedHeight(height)
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 (Qt name)
+        return QRectF(0, 0, *LEGEND_SAMPLE_SIZE)
+
+    def paint(self, painter, *args) -> None:
+        pen = pg.mkPen(self.item.opts["pen"])
+        pen.setWidthF(2.0)
+        if not self.item.isVisible():
+            colour = pen.color()
+            colour.setAlpha(60)
+            pen.setColor(colour)
+        painter.setPen(pen)
+        width, height = LEGEND_SAMPLE_SIZE
+        painter.drawLine(QPointF(0, height / 2), QPointF(width, height / 2))
+
+
+class StageLegend(pg.LegendItem):
+    """The stage names, laid out by the plot's layout (not floating over a view box, as
+    PlotItem.addLegend's): left-aligned with `view_box`, as many entries a row as its width
+    holds (the width the layout gives it, never more: its minimum width is 0); its names
+    hidden where LEGEND_MAX_ROWS rows would not hold them, or would take more than
+    LEGEND_MAX_SHARE of the height. It is the space between the plots, names or not."""
+
+    def __init__(self, view_box: pg.ViewBox) -> None:
+        super().__init__(
+            labelTextSize=LEGEND_TEXT_SIZE,
+            colCount=len(STAGES),
+            sampleType=_StageSample,
+            frame=False,
+            horSpacing=4,
+            verSpacing=2,
+        )
+        self.layout.setContentsMargins(0, 0, 0, 0)
+        # The row's width, whatever the entries would like (fit wraps them to it), names
+        # hidden or not (a layout of hidden items would be as wide as its margins).
+        self.setMinimumWidth(0)
+        self.setMaximumWidth(QWIDGETSIZE_MAX)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self._view_box = view_box
+        self._fitting = False
+        self.shown = False  # whether the names are shown (fit decides)
+        view_box.sigResized.connect(lambda _vb: self.fit())
+
+    def addItem(self, item: pg.PlotDataItem, name: str) -> None:  # noqa: N802 (pyqtgraph name)
+        super().addItem(item, name)
+        label = self.items[-1][1]
+        label.item.document().setDocumentMargin(0)  # 4 px round each name by default
+        label.setText(label.text)  # its size again, without them
+
+    # Not dragged about (pyqtgraph's legend can be): the layout places it.
+    def hoverEvent(self, event) -> None:  # noqa: N802 (pyqtgraph name)
+        pass
+
+    def mouseDragEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        event.ignore()
+
+    # pyqtgraph's updateSize sets the geometry itself, which fights the layout placing it.
+    def updateSize(self) -> None:  # noqa: N802 (pyqtgraph name)
+        self.fit()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        self.fit()
+
+    def fit(self) -> None:
+        """Align with the view box, wrap the entries to the width left, or hide."""
+        if self._fitting:  # setColumnCount calls updateSize
+            return
+        self._fitting = True
+        try:
+            left = max(0.0, self.mapFromItem(self._view_box, QPointF(0, 0)).x())
+            width = max(0.0, self.geometry().width() - left)
+            columns = self.columns_that_fit(width)
+            if columns and columns != self.columnCount:
+                self.setColumnCount(columns)
+            for column in range(columns - 1):  # after each entry's name
+                self.layout.setColumnSpacing(2 * column + 1, LEGEND_ENTRY_GAP)
+            rows = math.ceil(len(self.items) / columns) if columns else 0
+            entries_height = sum(label.minimumHeight() for _, label in self.items[:: columns or 1])
+            entries_height += self.layout.verticalSpacing() * max(0, rows - 1)
+            plots = self.parentWidget()  # the layout of both plots: its height is the widget's
+            self.shown = (
+                bool(self.items)
+                and 0 < rows <= LEGEND_MAX_ROWS
+                and (plots is None or entries_height <= LEGEND_MAX_SHARE * plots.size().height())
+            )
+            for sample, label in self.items:
+                sample.setVisible(self.shown)
+                label.setVisible(self.shown)
+            # Shown: LEGEND_MARGIN above and below the names; else the plots' spacing.
+            margin = LEGEND_MARGIN if self.shown else PLOT_SPACING / 2
+            self.layout.setContentsMargins(left, margin, 0, margin)
+            height = 2 * margin + (entries_height if self.shown else 0)
+            self.setMinimumHeight(height)
+            self.setMaximumHeight(height)
+            self.updateGeometry()
+        finally:
+            self._fitting = False
+
+    def columns_that_fit(self, width: float) -> int:
+        """The most entries a row that fit `width` (laid out as the grid does: a column as
+        wide as its widest entry); 0 where not even one does."""
+        spacing = self.layout.horizontalSpacing()
+        widths = [
+            sample.minimumWidth() + spacing + label.minimumWidth() for sample, label in self.items
+        ]
+        for columns in range(len(widths), 0, -1):
+            column_widths = [max(widths[c::columns]) for c in range(columns)]
+            if sum(column_widths) + LEGEND_ENTRY_GAP * (columns - 1) <= width:
+                return columns
+        return 0
+
+
+def _stage_key() -> str:
+    """The stages' names in their colours (the tooltip's key, for when the legend hides)."""
+    names = [
+        f'<span style="color: rgb{STAGE_COLOURS[stage]}">{STAGE_LABELS.get(stage, stage)}</span>'
+        for stage in STAGES
+    ]
+    return f'<span style="color: rgb{FPS_COLOUR}">fps</span> · ' + " ".join(names)
 
 
 def _show_the_last_seconds(plot: pg.PlotItem, empty_range: tuple[float, float]) -> None:
