@@ -430,6 +430,29 @@ def test_the_player_keys_work_whatever_control_has_the_focus(qtbot, window) -> N
             assert box.hasFocus() == typing  # Space or I ended the edit
 
 
+def test_a_typed_number_counts_once_complete(qtbot) -> None:
+    """Typing 1080 into Working size must not run 1, 10 and 108 on the way (each a
+    reprocess, and a GPU recapture): the value counts on Return or when the edit ends."""
+    from desmoke_app.gui.controls import ControlPanel
+
+    controls = ControlPanel()
+    qtbot.addWidget(controls)
+    controls.show()
+    edits = []
+    controls.settings_changed.connect(lambda settings, keys: edits.append(settings))
+    box = controls.working
+    box.setFocus()
+    qtbot.waitUntil(box.hasFocus, timeout=WAIT_MS)
+    box.selectAll()
+    for digit in "1080":
+        qtbot.keyClicks(box, digit)
+        qtbot.wait(300)  # longer than the panel waits before it applies an edit
+    assert edits == [] and box.value() != 1080
+    qtbot.keyClick(box, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: len(edits) == 1, timeout=WAIT_MS)
+    assert edits[0]["working_short_side"] == 1080
+
+
 def test_a_spin_box_gives_the_keyboard_back_once_edited(qtbot, window, clip) -> None:
     """QA: change the patch, press Space to resume: nothing played (the spin box kept the
     keyboard, and Space with it). Typing still goes into the box; Space then plays at once
@@ -442,10 +465,10 @@ def test_a_spin_box_gives_the_keyboard_back_once_edited(qtbot, window, clip) -> 
         qtbot.waitUntil(box.hasFocus, timeout=WAIT_MS)
         box.selectAll()
         qtbot.keyClicks(box, typed)
-        assert box.value() == int(typed)  # digits are typed as ever
+        assert typed in box.text()  # digits are typed as ever
         press(qtbot, window, Qt.Key.Key_Space)  # resume: plays, the edit done
         qtbot.waitUntil(lambda: window.is_playing, timeout=WAIT_MS)
-        assert not box.hasFocus()
+        assert not box.hasFocus() and box.value() == int(typed)
         press(qtbot, window, Qt.Key.Key_Space)
         qtbot.waitUntil(lambda: not window.is_playing, timeout=WAIT_MS)
         index = window.current.index

@@ -69,6 +69,9 @@ class NumberBox(QSpinBox):
         # Click and Tab focus, not the wheel (a QSpinBox's default): scrolling over it
         # steps the value without taking the keyboard from the player.
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        # A typed number counts once it is complete (Return, or the edit ends): typing 1080
+        # must not run the working size at 1 and 108 on the way.
+        self.setKeyboardTracking(False)
         self.editingFinished.connect(self._edit_done)  # Return / Enter (and focus lost)
 
     def event(self, event: QEvent) -> bool:
