@@ -3,12 +3,15 @@ bad configs and checkpoints fail with the file's name before training."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from engine.models import (
     save_weights,
 )
 from tests.frames import tissue, write_video
-from training.checkpoint import CheckpointError
+from training.checkpoint import CheckpointError, load_module_state, read_checkpoint
 from training.config import ConfigError, config_from_dict, load_config
 from training.data import SmokeDataset, load_frames
 from training.patchgan import PatchGAN
@@ -33,6 +36,7 @@ from training.trainer_fast import (
     fast_loss,
     init_from_weights,
     ssim_map,
+    stop_signals_deferred,
     train_fast,
     train_loader,
     val_dataset,
@@ -205,6 +209,8 @@ def test_ctrl_c_checkpoints_the_step_it_stopped_at(clip: Path, tmp_path: Path, m
     argv += ["--out", str(tmp_path / "run")]
     assert main(argv) == 130
     err = capsys.readouterr().err.strip().splitlines()
+    said_at_once = "SIGINT: stopping after the step under way, then writing a checkpoint; "
+    assert said_at_once + "press Ctrl-C again to stop now, without it" in err
     assert "checkpoint at step 3" in err[-2] and "--resume continues from there" in err[-2]
     assert err[-1] == "desmoke: interrupted"
     checkpoint = tmp_path / "run" / "checkpoint.pt"
@@ -219,6 +225,134 @@ def test_ctrl_c_checkpoints_the_step_it_stopped_at(clip: Path, tmp_path: Path, m
     assert main([*argv, "--resume"]) == 0
     records = [json.loads(line) for line in (checkpoint.parent / "metrics.jsonl").open()]
     assert [r["step"] for r in records if "train" in r] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_second_stop_signal_is_answered_at_once_and_later_ones_are_ignored() -> None:
+    calls: list[tuple[str, int]] = []
+    before = signal.getsignal(signal.SIGINT)
+    with stop_signals_deferred(
+        lambda signum: calls.append(("announce", signum)),
+        lambda signum: calls.append(("stop now", signum)),  # the trainer's raises
+    ) as request:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGINT):
+            os.kill(os.getpid(), signum)  # each handled before os.kill returns to Python
+        assert request.signum == signal.SIGTERM
+    assert calls == [("announce", signal.SIGTERM), ("stop now", signal.SIGINT)]
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+#: `desmoke train` with a run that hangs (the 60 s sleep) at the `at`-th call of its training
+#: loss ("step") or of the item loading of its data-loader worker ("loader"); HUNG on stderr
+#: says the hang has begun.
+HUNG_RUN = """
+import sys, time
+import training.data as data, training.trainer_fast as trainer
+from desmoke_app.cli import main
+
+where, at = sys.argv[1], int(sys.argv[2])
+calls = []
+
+def count_and_hang():
+    calls.append(1)
+    if len(calls) == at:
+        print("HUNG", file=sys.stderr, flush=True)
+        time.sleep(60)
+
+def loss(*args, real=trainer.fast_loss, **kwargs):
+    count_and_hang()
+    return real(*args, **kwargs)
+
+def item(self, index, real=data.SmokeDataset.__getitem__):
+    if self.train:
+        count_and_hang()
+    return real(self, index)
+
+if where == "step":
+    trainer.fast_loss = loss
+else:
+    data.SmokeDataset.__getitem__ = item
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+class StderrReader:
+    """A child's stderr, read by a thread: a wait for a line has a deadline, so a child
+    that hangs fails the test instead of hanging it."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.text, self._lines = "", queue.Queue()
+        threading.Thread(target=self._read, args=(process.stderr,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.text:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no {text!r} in {timeout} s:\n{self.text}") from None
+            if line is None:
+                raise AssertionError(f"stderr ended before {text!r}:\n{self.text}")
+            self.text += line
+
+    def to_the_end(self, timeout: float = 30.0) -> str:
+        while (line := self._lines.get(timeout=timeout)) is not None:
+            self.text += line
+        return self.text
+
+
+def wait_for_checkpoint(path: Path, step: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not (path.is_file() and torch.load(path, weights_only=True)["step"] == step):
+        assert time.monotonic() < deadline, f"no checkpoint of step {step} in {timeout} s"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("where", ["step", "loader"])
+def test_a_second_ctrl_c_stops_a_hung_run_at_once(clip: Path, tmp_path: Path, where) -> None:
+    """The first Ctrl-C asks for a stop after the step, which never ends (stuck in the
+    training process, or waiting for a worker's batch); the second stops at once, without a
+    new checkpoint: the one before stays whole, and --resume continues from it."""
+    raw = tiny_config(
+        clip, max_steps=20, val_every_steps=0, checkpoint_every_minutes=0, num_workers=1
+    )  # a checkpoint after each step
+    out = tmp_path / "run"
+    argv = ["train", "--config", str(write_toml(raw, tmp_path / "c.toml")), "--out", str(out)]
+    at = 3 if where == "step" else 9  # step 3; the first item of batch 3 (4 per batch)
+    process = subprocess.Popen(
+        [sys.executable, "-c", HUNG_RUN, where, str(at), *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,  # its own process group: a failed test ends its worker too
+    )
+    err = StderrReader(process)
+    try:
+        err.wait_for("HUNG")
+        # The worker runs ahead of the steps: the run is stuck once step 2 is checkpointed.
+        wait_for_checkpoint(out / "checkpoint.pt", 2)
+        time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        err.wait_for("SIGINT: stopping after the step under way", timeout=10)  # said at once
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=20)  # well within the hang; no SIGKILL
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # all gone, unless the test failed
+            os.killpg(process.pid, signal.SIGKILL)
+    text = err.to_the_end()
+    assert code == 130, text
+    stopped = "SIGINT again: stopped at once, no new checkpoint; --resume continues from step 2"
+    assert stopped in text and "Traceback" not in text
+    assert text.endswith("desmoke: interrupted\n"), text
+    state = read_checkpoint(out / "checkpoint.pt", "fast", FAST_ARCH)
+    assert state["step"] == 2
+    load_module_state(out / "checkpoint.pt", build_network("fast", FAST_ARCH), state["module_net"])
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".part")]
 
 
 def test_resume_drops_what_was_logged_after_the_checkpoint(clip: Path, tmp_path: Path) -> None:

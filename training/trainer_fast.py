@@ -10,7 +10,8 @@ Adam(W) at 5e-4 with gradient-norm clipping and a cosine decay over the time bud
 
 This module also holds what both trainers share: the run set-up (output folder, resume,
 seeds, torchrun/DDP), the time budget, logging and best-on-val weights, and stopping: Ctrl-C,
-SIGTERM or SIGHUP end the step under way, write the checkpoint and raise TrainingInterrupted.
+SIGTERM or SIGHUP end the step under way, write the checkpoint and raise TrainingInterrupted;
+a second one stops at once, without a new checkpoint (TrainingStoppedNow).
 Run: python -m training.trainer_fast --config training/configs/fast.toml --out runs/fast
 """
 
@@ -26,10 +27,10 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.nn.functional as F
@@ -58,11 +59,28 @@ LOG_NAME = "metrics.jsonl"
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped by a signal, its checkpoint written. A KeyboardInterrupt, so callers
-    stop as on Ctrl-C; `signum` as desmoke_app.cli reads it (exit code 128 + signum)."""
+    stop as on Ctrl-C; `signum` as desmoke_app.cli reads it (exit code 128 + signum);
+    `step`: the step of the checkpoint --resume continues from."""
 
-    def __init__(self, signum: int, step: int) -> None:
-        super().__init__(f"{signal.Signals(signum).name} at step {step}")
+    def __init__(self, signum: int, step: int | None) -> None:
+        super().__init__(f"{signal.Signals(signum).name}: {self.outcome(step)}")
         self.signum, self.step = signum, step
+
+    @staticmethod
+    def outcome(step: int | None) -> str:
+        return f"checkpoint at step {step}"
+
+
+class TrainingStoppedNow(TrainingInterrupted):
+    """Training stopped at once by a second stop signal, mid-step: no new checkpoint (one
+    being written is dropped whole, the earlier one stays); `step`: the step of the last
+    checkpoint written, which --resume continues from (None: none written yet)."""
+
+    @staticmethod
+    def outcome(step: int | None) -> str:
+        if step is None:
+            return "stopped at once; no checkpoint written yet (start again without --resume)"
+        return f"stopped at once, no new checkpoint; --resume continues from step {step}"
 
 
 @dataclass
@@ -71,17 +89,31 @@ class StopRequest:
 
 
 @contextmanager
-def stop_signals_deferred() -> Iterator[StopRequest]:
+def stop_signals_deferred(
+    announce: Callable[[int], None], stop_now: Callable[[int], NoReturn]
+) -> Iterator[StopRequest]:
     """Within the block, the first stop signal is recorded in the StopRequest instead of
     raising: the loop stops between steps, so the checkpoint never holds an optimiser
-    update cut half-way (later signals are ignored: they cannot cut the checkpoint short)."""
+    update cut half-way; announce(signum) says so at once (the step may take a while). A
+    second signal calls stop_now(signum), which raises there and then: a hung step (a stuck
+    data loader, a slow step on a big config) stops without SIGKILL, and a checkpoint being
+    written is dropped whole (files are replaced atomically). Later ones are ignored."""
     request = StopRequest()
 
     def record(signum: int) -> None:
         request.signum = signum
+        announce(signum)
 
-    with first_stop_signal(record):
+    with first_stop_signal(record, on_second=stop_now):
         yield request
+
+
+def say_from_a_signal_handler(message: str) -> None:
+    """Print a line to stderr above the progress bar, never raising: from a signal handler
+    a print can fail (stderr mid-write: a reentrant call; SIGHUP: the terminal is gone),
+    and a lost message must not turn a clean stop into a crash."""
+    with suppress(OSError, RuntimeError, ValueError):
+        tqdm.write(message, file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------- shared set-up
@@ -268,6 +300,21 @@ def train_loader(config: Config, frames: FrameSet, run: Run, start_step: int) ->
     return loader
 
 
+def kill_loader_workers(batches: Iterator) -> None:
+    """Kill the worker processes of a DataLoader iterator (SIGKILL), for a stop at once: they
+    ignore stop signals, so the SIGTERM that torch's shutdown and multiprocessing's exit
+    send cannot end one stuck in a batch, and the process would hang as it exits. Torch has
+    no public handle on them: its private names, and nothing to do where they are absent."""
+    if getattr(batches, "_worker_pids_set", False):
+        # Forgotten first: torch's SIGCHLD handler raises for a known worker that dies.
+        from torch.utils.data._utils import signal_handling
+
+        signal_handling._remove_worker_pids(id(batches))
+        batches._worker_pids_set = False
+    for worker in getattr(batches, "_workers", ()):
+        worker.kill()
+
+
 def hardware() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
@@ -330,23 +377,41 @@ class TrainLoop:
         self.best: dict[str, float] = dict(resume_state.get("best", {}))
         self._val_step: int | None = resume_state.get("val_step")  # the last validated step
         self._last_val: dict[str, float] = dict(resume_state.get("last_val", {}))
+        # The step the checkpoint file holds: where --resume continues after a stop at once.
+        self._checkpoint_step: int | None = self.step if resume_state else None
         self._losses: dict[str, float] = {}
         self._count = 0
 
     def run_to_the_end(self) -> dict[str, Any]:
         """Train to the budget; on a stop signal, checkpoint the last whole step and raise
-        TrainingInterrupted."""
-        with stop_signals_deferred() as request:
-            # A signal during _finish lets it complete: the run is done either way.
-            signum = self._train(request)
-            if signum:
-                self.checkpoint()
-            else:
-                self._finish()
+        TrainingInterrupted; on a second one, raise TrainingStoppedNow at once."""
+        try:
+            with stop_signals_deferred(self._announce_stop, self._stop_now) as request:
+                # A signal during _finish lets it complete: the run is done either way.
+                signum = self._train(request)
+                if signum:
+                    self.checkpoint()
+                else:
+                    self._finish()
+        except TrainingStoppedNow as stop:
+            self._say_stopped_now(stop)
+            raise
         if signum:
             self._say_where_to_resume()
             raise TrainingInterrupted(signum, self.step)
         return {"steps": self.step, "minutes": self._minutes(), "best_val": self.best}
+
+    def _announce_stop(self, signum: int) -> None:
+        """The first stop signal's answer, from its handler: what happens, and how not to wait."""
+        if self.run.main:
+            say_from_a_signal_handler(
+                f"{signal.Signals(signum).name}: stopping after the step under way, then "
+                "writing a checkpoint; press Ctrl-C again to stop now, without it"
+            )
+
+    def _stop_now(self, signum: int) -> NoReturn:
+        """The second stop signal's answer, from its handler: no waiting for the step."""
+        raise TrainingStoppedNow(signum, self._checkpoint_step)
 
     def _train(self, request: StopRequest) -> int:
         """Steps until the budget is used (returns 0) or a stop signal came (returns it)."""
@@ -377,6 +442,9 @@ class TrainLoop:
                 if (now - last_ckpt) >= train.checkpoint_every_minutes * 60:
                     self.checkpoint()
                     last_ckpt = time.monotonic()
+        except TrainingStoppedNow:
+            kill_loader_workers(batches)  # perhaps stuck: the process must not wait for them
+            raise
         finally:
             bar.close()
 
@@ -398,12 +466,18 @@ class TrainLoop:
             )
 
     def _say_where_to_resume(self) -> None:
+        self._say(
+            f"checkpoint at step {self.step} ({self.run.out / CHECKPOINT_NAME}); "
+            "--resume continues from there"
+        )
+
+    def _say_stopped_now(self, stop: TrainingStoppedNow) -> None:
+        where = "" if stop.step is None else f" ({self.run.out / CHECKPOINT_NAME})"
+        self._say(f"{signal.Signals(stop.signum).name} again: {stop.outcome(stop.step)}{where}")
+
+    def _say(self, message: str) -> None:
         if self.run.main:
-            print(
-                f"checkpoint at step {self.step} ({self.run.out / CHECKPOINT_NAME}); "
-                "--resume continues from there",
-                file=sys.stderr,
-            )
+            print(message, file=sys.stderr)
 
     def _progress_bar(self) -> tqdm:
         return tqdm(
@@ -473,6 +547,7 @@ class TrainLoop:
             "best": self.best,
         }
         save_checkpoint(self.run.out / CHECKPOINT_NAME, {**state, **modules, **optimizers})
+        self._checkpoint_step = self.step  # only once the file is whole (and renamed)
 
 
 def restore_run(
@@ -688,7 +763,7 @@ def run_cli(train, argv: list[str] | None) -> int:
     out = args.out or Path("runs") / args.config.stem
     try:
         summary = train(config, out, resume=args.resume, max_minutes=args.max_minutes)
-    except TrainingInterrupted as stop:  # checkpointed, and said where
+    except TrainingInterrupted as stop:  # said where --resume continues (at once or not)
         return 128 + stop.signum
     if os.environ.get("RANK", "0") == "0":  # one summary under torchrun
         print(json.dumps(summary))

@@ -17,7 +17,7 @@ def add_parser(subparsers) -> None:
         "paper.toml). Writes checkpoint.pt, metrics.jsonl, best.safetensors (best on the "
         "validation split) and last.safetensors into the run folder. Ctrl-C (or a kill) "
         "stops after the current step and writes checkpoint.pt first: --resume continues "
-        "from there. Multi-GPU: torchrun --nproc-per-node N -m training.trainer_fast "
+        "from there; Ctrl-C again stops at once, without a new checkpoint. Multi-GPU: torchrun --nproc-per-node N -m training.trainer_fast "
         "--config ...",
     )
     parser.add_argument("--config", required=True, type=Path, help="training config (TOML)")
