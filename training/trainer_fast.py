@@ -108,6 +108,20 @@ def stop_signals_deferred(
         yield request
 
 
+def run_loop(loop: TrainLoop) -> tuple[dict[str, Any] | None, TrainingInterrupted | None]:
+    """(summary, None) once trained; (None, the stop) when a stop signal ended the run with
+    a checkpoint, so that the caller still leaves the process group before raising it: its
+    DDP wrappers, collected at exit instead, abort the process (under torchrun, 1 of 6
+    Ctrl-Cs before). The stop comes without its traceback, whose frames hold the wrappers.
+    A stop at once is raised here: the ranks may be mid-step, where no barrier could meet."""
+    try:
+        return loop.run_to_the_end(), None
+    except TrainingStoppedNow:
+        raise
+    except TrainingInterrupted as stop:
+        return None, stop.with_traceback(None)
+
+
 def say_from_a_signal_handler(message: str) -> None:
     """Print a line to stderr above the progress bar, never raising: from a signal handler
     a print can fail (stderr mid-write: a reentrant call; SIGHUP: the terminal is gone),
@@ -719,18 +733,22 @@ def train_fast(
             }
         )
     net.train()
-    summary = TrainLoop(
-        run,
-        frames,
-        {"net": model},
-        {"net": optimizer},
-        step_fn,
-        validate_fn,
-        state,
-        {"net": config.train.lr},
-    ).run_to_the_end()
+    summary, stopped = run_loop(
+        TrainLoop(
+            run,
+            frames,
+            {"net": model},
+            {"net": optimizer},
+            step_fn,
+            validate_fn,
+            state,
+            {"net": config.train.lr},
+        )
+    )
     model = None  # the DDP wrapper (its reducer holds gloo work): gone before the group
     run.close()
+    if stopped:
+        raise stopped
     return summary
 
 

@@ -32,6 +32,7 @@ from training.trainer_fast import (
     psnr_batch,
     restore_run,
     run_cli,
+    run_loop,
     start_run,
     val_dataset,
 )
@@ -155,18 +156,22 @@ def train_paper(
         )
     generator.train()
     discriminator.train()
-    summary = TrainLoop(
-        run,
-        frames,
-        modules,
-        optimizers,
-        step_fn,
-        validate_fn,
-        state,
-        {"net": paper.lr, "disc": paper.lr},
-    ).run_to_the_end()
+    summary, stopped = run_loop(
+        TrainLoop(
+            run,
+            frames,
+            modules,
+            optimizers,
+            step_fn,
+            validate_fn,
+            state,
+            {"net": paper.lr, "disc": paper.lr},
+        )
+    )
     gen = disc = modules = None  # the DDP wrappers: gone before the process group
     run.close()
+    if stopped:
+        raise stopped
     return summary
 
 
