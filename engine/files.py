@@ -1,17 +1,29 @@
 """Files written whole or not at all: a temporary file beside the target, renamed onto it.
 
-One way for every file the project writes in one go (weights, ONNX exports, checkpoints,
-compiled kernels, TensorRT engines, evaluation reports, snapshots); videos have their own
-writer (engine.video.writer), which follows the same rule while it encodes.
+One way for every file the project writes (weights, ONNX exports, checkpoints, compiled
+kernels, TensorRT engines, evaluation reports, snapshots, videos): new_temporary, then
+move_into_place on success or discard on failure. replaced_on_success wraps the three for
+a file written in one block; the video writer (engine.video.writer), which encodes over
+many calls, uses them directly.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: The longest file name, in bytes, where the file system does not say (Windows has no
+#: pathconf; ext4, XFS, btrfs, APFS and NTFS all allow 255).
+NAME_MAX = 255
+#: Characters mkstemp adds to make a name unique (tempfile's random part).
+_RANDOM_CHARS = 8
 
 
 def _process_umask() -> int:
@@ -24,22 +36,64 @@ def _process_umask() -> int:
 _UMASK = _process_umask()
 
 
+def _name_max(folder: Path) -> int:
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):
+        return NAME_MAX
+    return limit if limit > 0 else NAME_MAX
+
+
+def _fit(name: str, limit: int) -> str:
+    """`name` cut to at most `limit` bytes, on a character boundary."""
+    while len(os.fsencode(name)) > limit:
+        name = name[:-1]
+    return name
+
+
+def new_temporary(path: str | Path, suffix: str = ".part") -> Path:
+    """A new empty file beside `path` (same folder, so the rename is atomic), hidden and
+    recognisable (".NAME.RANDOM" + suffix), of this call's own: mkstemp's random part keeps
+    concurrent writers to one target apart. NAME is shortened as far as needed for the
+    whole to fit the file system's limit, so any legal `path` gets one. A `path` whose own
+    name is too long raises OSError naming it, before anything is written: it could never
+    be renamed onto. The folder must exist."""
+    path = Path(path)
+    limit = _name_max(path.parent)
+    if len(os.fsencode(path.name)) > limit:
+        raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), str(path))
+    room = limit - len(os.fsencode(suffix)) - _RANDOM_CHARS - 2  # the two dots
+    fd, name = tempfile.mkstemp(prefix=f".{_fit(path.name, room)}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def move_into_place(temp: Path, path: str | Path) -> None:
+    """Rename a complete `temp` (from new_temporary) onto `path`, atomically."""
+    temp.chmod(0o666 & ~_UMASK)  # mkstemp makes it owner-only: as open() would make it
+    os.replace(temp, path)
+
+
+def discard(temp: Path) -> None:
+    """Remove `temp` after a failure; an error here is not raised, so that it cannot hide
+    the failure that is being handled (a stray hidden file is the lesser harm)."""
+    try:
+        temp.unlink(missing_ok=True)
+    except OSError as error:
+        log.debug("cannot remove %s: %s", temp, error)
+
+
 @contextmanager
 def replaced_on_success(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside `path` to write to (same folder, so the rename is atomic; a
-    name of this call's own, so concurrent writers do not collide). Renamed onto `path`
+    """A temporary path beside `path` to write to (see new_temporary). Renamed onto `path`
     when the block ends; removed when it raises (Ctrl-C included): `path` never holds a
-    partial file. The folder must exist."""
-    path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    temp = Path(name)
+    partial file, and an existing one is kept. The folder must exist."""
+    temp = new_temporary(path)
     try:
         yield temp
-        temp.chmod(0o666 & ~_UMASK)  # mkstemp makes it owner-only: as open() would make it
-        os.replace(temp, path)
+        move_into_place(temp, path)
     except BaseException:
-        temp.unlink(missing_ok=True)
+        discard(temp)
         raise
 
 

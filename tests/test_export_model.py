@@ -125,3 +125,68 @@ def test_cli_export_model_write_failure_is_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"desmoke: error: {out}: cannot write ({reason})"]
     assert sorted(tmp_path.iterdir()) == before
+
+
+def _kept(tmp_path: Path) -> Path:
+    """An earlier export at the target, which a failed export must leave as it is."""
+    existing = tmp_path / "good.onnx"
+    existing.write_bytes(b"an earlier, working export")
+    return existing
+
+
+@pytest.mark.parametrize(
+    "compare, message",
+    [
+        (
+            lambda *a, **k: {"alpha": 1.0},
+            r"good\.onnx: onnxruntime differs from torch by 1\.00e\+00",
+        ),
+        (lambda *a, **k: 1 / 0, r"good\.onnx: onnxruntime cannot run the export"),
+    ],
+)
+def test_an_export_failing_its_check_keeps_the_existing_file(
+    tmp_path: Path, monkeypatch, compare, message: str
+) -> None:
+    """The new export is checked as a temporary file: the file at the target is replaced
+    only by an export that passed, and no temporary file is left."""
+    import training.export
+
+    path, _ = saved(tmp_path, "fast")
+    existing = _kept(tmp_path)
+    before = sorted(tmp_path.iterdir())
+    checked: list[Path] = []
+
+    def recorded(network, onnx_path, *args, **kwargs):
+        checked.append(Path(onnx_path))
+        return compare()
+
+    monkeypatch.setattr(training.export, "compare_onnx", recorded)
+    with pytest.raises(ExportError, match=message):
+        export_weights(path, existing)
+    assert existing.read_bytes() == b"an earlier, working export"
+    assert checked and checked[0] != existing  # the export was checked before any rename
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_non_finite_weights_are_named_up_front(tmp_path: Path, capsys) -> None:
+    """Weights with a NaN (a diverged run): said as such when they load (the app too), not
+    as a NaN difference from onnxruntime; the earlier export stays."""
+    from desmoke_app.cli import main
+    from engine.models import WeightsError, load_network
+
+    network = build_network("fast", ARCHS["fast"])
+    name, parameter = next(iter(network.named_parameters()))
+    with torch.no_grad():
+        parameter.view(-1)[0] = float("nan")
+    path = save_weights(
+        tmp_path / "nan.safetensors", network, default_config("fast", ARCHS["fast"])
+    )
+    existing = _kept(tmp_path)
+    message = f"{path}: the weights are not finite (NaN/inf in {name}): a diverged training run?"
+    for load in (load_network, lambda p: export_weights(p, existing)):
+        with pytest.raises(WeightsError) as error:
+            load(path)
+        assert str(error.value) == message
+    assert main(["export-model", str(path), "--onnx", str(existing)]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [f"desmoke: error: {message}"]
+    assert existing.read_bytes() == b"an earlier, working export"

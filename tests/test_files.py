@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +45,47 @@ def test_two_files_written_together_stay_old_when_the_writing_fails(tmp_path) ->
             raise OSError("no space left on device")
     assert engine.read_text() == "old engine" and sidecar.read_text() == "old sidecar"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.engine", "m.engine.json"]
+
+
+def test_writers_to_one_target_each_get_a_temporary_file_of_their_own(tmp_path) -> None:
+    """Two writers at once (the app recording and exporting to one name): neither sees the
+    other's bytes; the file is one whole write, the last one finished."""
+    target = tmp_path / "out.bin"
+    with replaced_on_success(target) as first, replaced_on_success(target) as second:
+        assert first != second and first.parent == second.parent == tmp_path
+        assert first.name.startswith(".out.bin.") and second.name.startswith(".out.bin.")
+        first.write_bytes(b"first")
+        second.write_bytes(b"second")
+    assert target.read_bytes() == b"first"  # the outer block ends last
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+@pytest.mark.parametrize("name", ["a" * 251 + ".bin", "é" * 125 + ".bin", "x" * 255])
+def test_a_long_legal_name_gets_a_temporary_name_that_fits(tmp_path, name: str) -> None:
+    target = tmp_path / name
+    assert len(os.fsencode(name)) <= 255
+    with replaced_on_success(target) as temp:
+        assert len(os.fsencode(temp.name)) <= 255 and temp.name.startswith(f".{name[:8]}")
+        temp.write_bytes(b"data")
+    assert target.read_bytes() == b"data"
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_a_name_too_long_is_refused_naming_it_before_anything_is_written(tmp_path) -> None:
+    target = tmp_path / ("a" * 252 + ".bin")  # 256 bytes: no file system allows it
+    with pytest.raises(OSError) as caught, replaced_on_success(target):
+        pytest.fail("the block must not run: its work could never be saved")
+    assert caught.value.errno == errno.ENAMETOOLONG and caught.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_clean_up_does_not_hide_the_error(tmp_path, monkeypatch) -> None:
+    """The temporary file cannot be removed (e.g. the folder became read-only): the error
+    that stopped the writing is the one raised."""
+    monkeypatch.setattr(Path, "unlink", _refused)
+    with pytest.raises(KeyboardInterrupt), replaced_on_success(tmp_path / "a.bin"):
+        raise KeyboardInterrupt
+
+
+def _refused(self: Path, missing_ok: bool = False) -> None:
+    raise PermissionError(13, "Permission denied", str(self))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -350,3 +352,88 @@ def test_audio_mp4_cannot_carry_is_left_out_with_a_warning(tmp_path, caplog):
     with av.open(str(out)) as container:
         assert not container.streams.audio and container.streams.video[0].frames == 25
     assert any("written without audio" in r.getMessage() for r in caplog.records)
+
+
+# --- temporary files, concurrent writers, frame-size limits -------------------------------
+
+
+def hidden_temporaries(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".partial.mp4"))
+
+
+def test_two_writers_to_one_output_do_not_collide(tmp_path):
+    """The app recording and exporting to one name at once: each encodes into a hidden file
+    of its own; one cancelled removes only its own; the other saves a whole video."""
+    out = tmp_path / "out.mp4"
+    export = SideBySideWriter(out, fps=25, frame_size=(64, 48))
+    recording = SideBySideWriter(out, fps=25, frame_size=(64, 48))
+    temporaries = hidden_temporaries(tmp_path)
+    assert len(temporaries) == 2 and all(t.startswith(".out.mp4.") for t in temporaries)
+    for i in range(5):
+        export.write(*panes(i))
+        recording.write(*panes(100 + i))
+    recording.abort()
+    assert len(hidden_temporaries(tmp_path)) == 1  # the export's is still there
+    assert export.close() == out
+    with FileSource(out) as source:
+        assert [read_index(f.rgb[:, :64]) for f in source.frames()] == list(range(5))
+    assert_nothing_left(tmp_path, ["out.mp4"])
+
+
+def test_outputs_differing_only_in_suffix_do_not_collide(tmp_path):
+    with (
+        SideBySideWriter(tmp_path / "x.mp4", fps=25, frame_size=(64, 48)) as mp4,
+        SideBySideWriter(tmp_path / "x.mov", fps=25, frame_size=(64, 48)) as mov,
+    ):
+        assert len(hidden_temporaries(tmp_path)) == 2
+        for i in range(3):
+            mp4.write(*panes(i))
+            mov.write(*panes(10 + i))
+    for name, first in (("x.mp4", 0), ("x.mov", 10)):
+        with FileSource(tmp_path / name) as source:
+            assert read_index(next(source.frames()).rgb[:, :64]) == first
+    assert_nothing_left(tmp_path, ["x.mov", "x.mp4"])
+
+
+def test_a_failing_clean_up_does_not_hide_the_write_error(tmp_path, monkeypatch):
+    """abort() cannot remove its file (a read-only folder by then): the error raised is
+    still the one that stopped the writing."""
+    writer = SideBySideWriter(tmp_path / "out.mp4", fps=25, frame_size=(64, 48))
+    writer.write(*panes(0))
+
+    def refused(self, missing_ok=False):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    class FullDisk:
+        def encode(self, frame):
+            raise OSError(28, "No space left on device")
+
+    writer._stream = FullDisk()
+    monkeypatch.setattr(Path, "unlink", refused)
+    with pytest.raises(VideoWriteError, match="No space left"):
+        writer.write(*panes(1))
+
+
+def test_frames_wider_than_h264_allows_say_so(tmp_path):
+    """H.264 (libx264) takes at most 16384 px a side: an 8K 3-up export (23040 px) is told
+    why and what to do, before any file is made."""
+    rate = Fraction(25)
+    side = writer_module.H264_MAX_SIDE
+    assert writer_module._encoder_opens("libx264", (side, 16), rate, 20)  # the measured limit
+    assert not writer_module._encoder_opens("libx264", (side + 2, 16), rate, 20)
+    with pytest.raises(VideoWriteError, match=r"^23040x4320 is wider than H\.264 allows"):
+        writer_module.pick_encoder("auto", (23040, 4320), rate, 20)
+    out = tmp_path / "c8k_desmoked.mp4"
+    with pytest.raises(VideoWriteError) as error:
+        SideBySideWriter(out, fps=25, frame_size=(7680, 4320))
+    assert str(error.value) == (
+        f"{out}: the 3up layout of 7680x4320 frames is 23040x4320, wider than H.264 allows "
+        "(16384 px at most): use the 2up or vertical layout, or a smaller input"
+    )
+    with pytest.raises(VideoWriteError, match=r"taller than H\.264 allows .*: use a smaller input"):
+        SideBySideWriter(out, fps=25, frame_size=(64, 17000), layout="2up")
+    with pytest.raises(
+        VideoWriteError, match=rf"^{re.escape(str(out))}: 64x17000 is taller than H\.264"
+    ):
+        Mp4Writer(out, fps=25, size=(64, 17000))
+    assert_nothing_left(tmp_path)

@@ -3,8 +3,10 @@
 The graph itself comes from engine.models.onnx_export (opset 17, dynamic batch/height/
 width, input "input", outputs = the network's output_names, the legacy TorchScript
 exporter). Here it is checked: onnx.checker, then onnxruntime against torch on a random
-input of a size other than the tracing sample (so the dynamic axes are exercised). An
-export that does not match is deleted, never left behind.
+input of a size other than the tracing sample (so the dynamic axes are exercised). The
+export is written and checked as a temporary file, renamed onto the target only once it
+passes (engine.files): one that does not match is never left behind, nor replaces an
+existing file.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.files import replaced_on_success
 from engine.models import load_network, network_stride
 from engine.models.onnx_export import INPUT_NAME, export_onnx
 
@@ -61,30 +64,38 @@ def compare_onnx(
 def export_weights(
     weights: str | Path, onnx_path: str | Path, *, fp16: bool = False, check: bool = True
 ) -> dict[str, Any]:
-    """weights (.safetensors with config) -> ONNX at onnx_path, checked; returns a report."""
-    network, config = load_network(weights)  # WeightsError names the file
+    """weights (.safetensors with config) -> ONNX at onnx_path, checked; returns a report.
+    On any failure `onnx_path` is as it was (an earlier export there is kept)."""
+    network, config = load_network(weights)  # WeightsError names the file (NaN too)
     onnx_path = Path(onnx_path)
     if onnx_path.suffix.lower() != ".onnx":
         raise ExportError(f"{onnx_path}: the output must be a .onnx file")
-    export_onnx(network, onnx_path, fp16=fp16)  # onnx.checker runs inside
     report: dict[str, Any] = {"model": config["model"], "onnx": str(onnx_path), "fp16": fp16}
-    if check:
-        shape = _check_shape(config["model"])
-        try:
-            errors = compare_onnx(network, onnx_path, shape, fp16=fp16)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            onnx_path.unlink(missing_ok=True)
-            raise ExportError(f"{onnx_path}: onnxruntime cannot run the export ({exc})") from exc
-        report["max_abs_error"] = errors
-        report["check_shape"] = list(shape)
-        worst = max(errors.values())
-        if not worst <= TOLERANCE[fp16]:
-            onnx_path.unlink(missing_ok=True)
-            raise ExportError(
-                f"{onnx_path}: onnxruntime differs from torch by {worst:.2e} "
-                f"(> {TOLERANCE[fp16]:.0e}); export removed"
-            )
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    with replaced_on_success(onnx_path) as temp:
+        export_onnx(network, temp, fp16=fp16)  # onnx.checker runs inside
+        if check:
+            report.update(_checked(network, temp, onnx_path, config["model"], fp16))
     return report
+
+
+def _checked(
+    network: nn.Module, temp: Path, onnx_path: Path, model: str, fp16: bool
+) -> dict[str, Any]:
+    """Compare the export at `temp` (onnx_path's temporary file) with torch: the report's
+    entries, or ExportError naming `onnx_path` (the file is then not saved)."""
+    shape = _check_shape(model)
+    try:
+        errors = compare_onnx(network, temp, shape, fp16=fp16)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ExportError(f"{onnx_path}: onnxruntime cannot run the export ({exc})") from exc
+    worst = max(errors.values())
+    if not worst <= TOLERANCE[fp16]:
+        raise ExportError(
+            f"{onnx_path}: onnxruntime differs from torch by {worst:.2e} "
+            f"(> {TOLERANCE[fp16]:.0e}); not saved"
+        )
+    return {"max_abs_error": errors, "check_shape": list(shape)}
 
 
 def reload_matches(weights: str | Path, network: nn.Module, shape: tuple[int, int]) -> float:

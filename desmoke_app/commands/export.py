@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from contextlib import closing
 from pathlib import Path
@@ -59,7 +60,9 @@ def output_for(source: Path, output: Path | None, several: bool) -> Path:
     name = f"{source.stem}_desmoked.mp4"
     if output is None:
         return source.with_name(name)
-    if several or output.is_dir():
+    # os.path.isdir, not Path.is_dir: on a name too long for the file system, Python 3.11's
+    # raises; False lets the writer refuse it in one line ("cannot write (File name too long)").
+    if several or os.path.isdir(output):
         return output / name
     return output
 
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         desmoker = make_desmoker(args)
     except (WeightsError, BackendUnavailable, ValueError) as exc:
         return fail(str(exc))
-    missing = [source for source in args.inputs if not source.exists()]
+    missing = [source for source in args.inputs if not os.path.exists(source)]  # never raises
     if len(missing) == len(args.inputs):  # nothing to export: no model banner before it
         return fail(f"{missing[0]}: no such file")
     print(f"desmoke: {desmoker.describe()}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from desmoke_app.commands.common import fail, os_error_message
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.models import WeightsError
     from training.export import ExportError, export_weights
 
-    if not args.onnx.parent.is_dir():
+    if not os.path.isdir(args.onnx.parent):  # Path.is_dir raises on a name too long (3.11)
         return fail(f"{args.onnx.parent}: output folder does not exist")
     try:
         report = export_weights(args.weights, args.onnx, fp16=args.fp16)

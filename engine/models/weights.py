@@ -112,8 +112,17 @@ def load_state_into(path: str | Path, model: nn.Module) -> None:
         raise WeightsError(
             f"{path}: does not match the architecture in its config: " + "; ".join(details)
         )
+    diverged = next((k for k, t in state.items() if not _finite(t)), None)
+    if diverged:  # otherwise black or NaN frames in the app, a NaN difference in a check
+        raise WeightsError(
+            f"{path}: the weights are not finite (NaN/inf in {diverged}): a diverged training run?"
+        )
     with torch.no_grad():
         model.load_state_dict(state, strict=True)
+
+
+def _finite(tensor: torch.Tensor) -> bool:
+    return not tensor.is_floating_point() or bool(torch.isfinite(tensor).all())
 
 
 def provenance_summary(provenance: dict[str, Any]) -> str:

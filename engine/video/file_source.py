@@ -15,6 +15,7 @@ portrait video as landscape frames plus a 90-degree tag) is applied to every fra
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -135,9 +136,10 @@ def decoded_frames(
 
 
 def _open_container(path: Path) -> av.container.InputContainer:
-    if not path.exists():
+    # os.path, not Path: on a name too long for the file system Python 3.11's Path raises.
+    if not os.path.exists(path):
         raise VideoOpenError(f"{path}: no such file")
-    if not path.is_file():
+    if not os.path.isfile(path):
         raise VideoOpenError(f"{path}: not a file")
     try:
         # metadata_errors="replace": damaged tags must not stop the video from opening.

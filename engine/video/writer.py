@@ -2,8 +2,9 @@
 clips), SideBySideWriter for the comparison panes (exports). yuv420p, BT.709, +faststart,
 the source's audio copied across.
 
-Frames are encoded into a hidden temporary file beside the target, renamed onto `path` only
-when the file is complete; any failure or interruption removes it. A writer never writes
+Frames are encoded into a hidden temporary file of the writer's own beside the target
+(engine.files.new_temporary: two writers to one target never share it), renamed onto `path`
+only when the file is complete; any failure or interruption removes it. A writer never writes
 over the video its frames come from. Encoder "auto" tries h264_nvenc (NVIDIA GPUs) and falls
 back to libx264: the PyAV wheel has NVENC compiled in, but it only opens where an NVIDIA
 driver is present.
@@ -23,14 +24,18 @@ import cv2
 import numpy as np
 from av.video.reformatter import Colorspace
 
+from engine.files import discard, move_into_place, new_temporary
 from engine.video.errors import VideoWriteError, describe
-from engine.video.layout import compose_panes, composed_size
+from engine.video.layout import LAYOUTS, compose_panes, composed_size
 
 log = logging.getLogger(__name__)
 
 AUTO_ENCODERS = ("h264_nvenc", "libx264")
 #: NVENC's H.264 limit; a 3-up 1080p export (5760 px) needs libx264.
 NVENC_MAX_SIDE = 4096
+#: libx264's limit, the widest and tallest frame H.264 is encoded at here (measured: 16384
+#: opens, 16386 does not, whatever the other side); a 3-up 8K export (23040 px) is beyond it.
+H264_MAX_SIDE = 16384
 #: FFmpeg's AVCOL_SPC/PRI/TRC_BT709 and AVCOL_RANGE_MPEG (tags written in the stream).
 BT709, LIMITED_RANGE = 1, 1
 #: Names players open as MP4 (the container is always MP4, whatever the name says).
@@ -82,10 +87,23 @@ def _encoder_opens(
     return True
 
 
+def h264_size_problem(size: tuple[int, int]) -> str:
+    """Why no H.264 encoder takes frames of `size` (width, height), or ""."""
+    width, height = size
+    if max(width, height) <= H264_MAX_SIDE:
+        return ""
+    which = "wider" if width > H264_MAX_SIDE else "taller"
+    return f"{which} than H.264 allows ({H264_MAX_SIDE} px at most)"
+
+
 def pick_encoder(
     encoder: str, size: tuple[int, int], rate: Fraction, crf: int, preset: str = DEFAULT_PRESET
 ) -> str:
-    """The encoder name to use; raises VideoWriteError when none opens."""
+    """The encoder name to use; raises VideoWriteError when none opens (saying why, where
+    the frames are too large for H.264)."""
+    problem = h264_size_problem(size)
+    if problem:  # said first: "no usable encoder" would send one looking for a driver
+        raise VideoWriteError(f"{size[0]}x{size[1]} is {problem}")
     candidates = AUTO_ENCODERS if encoder == "auto" else (encoder,)
     for name in candidates:
         if _encoder_opens(name, size, rate, crf, preset):
@@ -240,10 +258,14 @@ class Mp4Writer:
         self._time_base = Fraction(time_base) if time_base else 1 / self._rate
         self._ticks_per_frame = max(1, round(1 / (self._rate * self._time_base)))
         self._encoded_size = (self.size[0] + self.size[0] % 2, self.size[1] + self.size[1] % 2)
-        self._temp = self._temp_path(source)
+        self._check_target(source)
+        self._temp: Path | None = None  # created by _open: nothing to remove before
         self._container: av.container.OutputContainer | None = None
         self._audio: _AudioCopy | None = None
-        self.encoder_name = pick_encoder(encoder, self._encoded_size, self._rate, crf, preset)
+        try:
+            self.encoder_name = pick_encoder(encoder, self._encoded_size, self._rate, crf, preset)
+        except VideoWriteError as error:  # pick_encoder cannot name the file
+            raise VideoWriteError(f"{self.path}: {error}") from None
         try:
             self._open(_encoder_options(self.encoder_name, crf, preset))
             if source is not None and copy_audio:
@@ -252,25 +274,25 @@ class Mp4Writer:
             self.abort()
             raise
 
-    def _temp_path(self, source: str | Path | None) -> Path:
-        """Hidden file beside the target (same file system: the rename is atomic)."""
+    def _check_target(self, source: str | Path | None) -> None:
+        """Refuse, before anything is encoded, an output that could not be saved."""
         folder = self.path.parent
         if source is not None and _same_file(source, self.path):
             raise VideoWriteError(f"{self.path}: is the source video; choose another output")
-        if self.path.is_dir():
+        if os.path.isdir(self.path):  # Path.is_dir raises on a name too long (Python 3.11)
             raise VideoWriteError(f"{self.path}: is a folder, not an output file")
         if self.path.suffix.lower() not in MP4_SUFFIXES:
             raise VideoWriteError(f"{self.path}: the output is an MP4 file; name it .mp4")
-        if not folder.is_dir():
+        if not os.path.isdir(folder):
             raise VideoWriteError(f"{self.path}: output folder {folder} does not exist")
         if not os.access(folder, os.W_OK):
             raise VideoWriteError(f"{self.path}: output folder {folder} is not writable")
-        return folder / f".{self.path.stem}.{os.getpid()}.partial.mp4"
 
     def _open(self, options: dict[str, str]) -> None:
         try:
-            # Create the file now, so an unwritable target fails here rather than mid-export.
-            self._temp.touch()
+            # Create the file now, so an unwritable target (or a name too long for the file
+            # system) fails here rather than mid-export.
+            self._temp = new_temporary(self.path, suffix=".partial.mp4")
             self._container = av.open(
                 str(self._temp), "w", format="mp4", options={"movflags": "+faststart"}
             )
@@ -363,10 +385,11 @@ class Mp4Writer:
         self._guarded(self._encode, None)
         self._guarded(self._finish)
         try:
-            os.replace(self._temp, self.path)
+            move_into_place(self._temp, self.path)
         except OSError as error:
             self.abort()
             raise VideoWriteError(f"{self.path}: cannot save ({describe(error)})") from error
+        self._temp = None  # renamed: no longer this writer's to remove
         return self.path
 
     def _finish(self) -> None:
@@ -386,7 +409,9 @@ class Mp4Writer:
                 except (av.FFmpegError, OSError, ValueError):
                     pass  # already failing: removing the file is what matters
         self._audio = None
-        self._temp.unlink(missing_ok=True)
+        temp, self._temp = self._temp, None
+        if temp is not None:
+            discard(temp)  # never raises: the error being handled is the one to report
 
     def __enter__(self) -> Mp4Writer:
         return self
@@ -416,7 +441,28 @@ class SideBySideWriter(Mp4Writer):
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         self.layout, self.labels = layout, labels
         size = composed_size(*self.frame_size, layout)  # also validates the layout
+        problem = self._layout_problem(size)
+        if problem:
+            raise VideoWriteError(f"{path}: {problem}")
         super().__init__(path, fps=fps, size=size, **options)
+
+    def _layout_problem(self, size: tuple[int, int]) -> str:
+        """Why the panes in this layout make frames H.264 cannot take, and what to do, or ""
+        (here, where the layout is known: the CLI and the app then say the same)."""
+        problem = h264_size_problem(size)
+        if not problem:
+            return ""
+        fits = [
+            name for name in LAYOUTS if not h264_size_problem(composed_size(*self.frame_size, name))
+        ]
+        advice = "use a smaller input"
+        if fits:
+            advice = f"use the {' or '.join(fits)} layout, or a smaller input"
+        width, height = self.frame_size
+        return (
+            f"the {self.layout} layout of {width}x{height} frames is {size[0]}x{size[1]}, "
+            f"{problem}: {advice}"
+        )
 
     def write(
         self,
