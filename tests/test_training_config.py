@@ -84,3 +84,25 @@ def test_cli_train_reports_each_bad_value_in_one_line(tmp_path: Path, capsys) ->
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"desmoke: error: {config}: train.threads must be >= 1, got 0"]
     assert not out.exists()  # refused before anything was made
+
+
+def test_a_relative_data_variable_is_taken_from_the_current_folder(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """README: `DESMOKE_DATA=../shared/data desmoke train --config training/configs/...`:
+    the variable was set in the user's shell, so ../shared/data is from where they are; a
+    plain relative path in the file stays relative to the config's folder."""
+    configs = tmp_path / "project" / "configs"
+    configs.mkdir(parents=True)
+    config = configs / "c.toml"
+    config.write_text('[data]\nsources = ["${DESMOKE_DATA}/clear/a.mp4", "b.mp4"]\n')
+    monkeypatch.chdir(tmp_path / "project")
+    monkeypatch.setenv("DESMOKE_DATA", "../shared/data")
+    sources = load_config(config).data.sources
+    assert sources == [str(tmp_path / "shared/data/clear/a.mp4"), str(configs / "b.mp4")]
+    monkeypatch.setenv("DESMOKE_DATA", "")
+    with pytest.raises(ConfigError, match="names an unset environment variable, DESMOKE_DATA"):
+        load_config(config)  # empty: as unset
+    monkeypatch.delenv("DESMOKE_DATA")
+    with pytest.raises(ConfigError, match="names an unset environment variable, DESMOKE_DATA"):
+        load_config(config)

@@ -7,14 +7,16 @@ the training and validation smoke; the test split keeps the default synthesis, s
 trained on different smoke are scored on the same test pairs). Every key has a default, so
 a file names only what it changes; an unknown key or a value of the wrong type is an error
 naming the file and the key, raised before any data is read. Paths in [data] sources may
-use environment variables (`${DESMOKE_DATA}/clear/...`); relative paths are relative to the
-config file.
+use environment variables (`${DESMOKE_DATA}/clear/...`; a relative value of one that leads
+the path is taken from the current folder, as the shell that set it would); other relative
+paths are relative to the config file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -177,11 +179,25 @@ def _converted(value: Any, hint: Any) -> Any:
     return value
 
 
+_VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+
+
 def _resolve_source(source: str, base: Path, where: str) -> str:
-    expanded = os.path.expandvars(os.path.expanduser(source))
-    if "$" in expanded:
-        raise ConfigError(f"{where}: source {source!r} names an unset environment variable")
-    path = Path(expanded)
+    """A [data] path: variables expanded, then a relative path taken from the config's folder."""
+
+    def value(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        text = os.environ.get(name, "")
+        if not text:
+            raise ConfigError(
+                f"{where}: source {source!r} names an unset environment variable, {name}: set "
+                "it to the folder it stands for (e.g. the shared data folder)"
+            )
+        # A variable leading the path was typed in the user's shell: a relative value is
+        # relative to where they ran the command, not to the config file.
+        return os.path.abspath(os.path.expanduser(text)) if match.start() == 0 else text
+
+    path = Path(_VARIABLE.sub(value, os.path.expanduser(source)))
     return str(path if path.is_absolute() else (base / path))
 
 
