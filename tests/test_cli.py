@@ -324,3 +324,17 @@ def test_every_option_has_help() -> None:
         if action.option_strings and not action.help
     ]
     assert not missing
+
+
+def test_the_export_progress_bar_ends_full_when_the_estimate_was_high(capsys) -> None:
+    """A variable frame rate (or a cut-short file) makes the frame count an overestimate:
+    the bar of a finished export ended at 66% (50/76)."""
+    from desmoke_app.commands.export import _ProgressBar
+
+    bar = _ProgressBar("vfr.mp4")
+    for done in range(1, 51):
+        bar(done, 76)
+    bar.complete()
+    bar.close()
+    final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "100%" in final and "50/50" in final

@@ -119,6 +119,13 @@ class _ProgressBar:
         self.bar.total = expected
         self.bar.update(done - self.bar.n)
 
+    def complete(self) -> None:
+        """The export is done: the bar ends full. `expected` is the file's estimate, which a
+        variable frame rate or a cut-short file overstates (it ended at 66%)."""
+        if self.bar is not None:
+            self.bar.total = self.bar.n
+            self.bar.refresh()
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -139,6 +146,7 @@ def export_one(source: Path, target: Path, desmoker, args, export_video) -> bool
                 progress=progress,
                 crf=args.crf,
             )
+            progress.complete()
     except (VideoError, ValueError) as exc:
         fail(str(exc))
         return False
