@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox
 
 from desmoke_app.gui.export_dialog import ExportDialog, ExportProgress, default_output
 from desmoke_app.gui.export_worker import ExportRequest
+from desmoke_app.gui.outputs import OutputClaims
 from desmoke_app.gui.workers import SourceSpec
 from engine.video import FileSource
 from tests.clips import corrupt_clip, make_index_clip, read_index
@@ -23,6 +24,7 @@ from tests.gui_support import (
     DCP,
     WAIT_MS,
     clip,  # noqa: F401 (fixture)
+    damaged_clip,
     export_under_way,
     long_clip,
     open_clip,
@@ -64,6 +66,78 @@ def test_export_of_a_cut_short_file_warns(qtbot, window, tmp_path) -> None:
     assert job.outcome == "finished", job.message
     assert "cut short" in window.message_bar.text()
     assert window.message_bar.level == "warning"
+
+
+def test_an_export_that_skipped_frames_is_a_warning(qtbot, window, tmp_path) -> None:
+    """Most of the input does not decode: the output lacks them, which must not fade away
+    as a routine note."""
+    damaged = damaged_clip(tmp_path)
+    out = tmp_path / "out.mp4"
+    job = run_export(qtbot, window, ExportRequest(str(damaged), str(out), settings=DCP))
+    assert job.outcome == "finished", job.message
+    text = window.message_bar.text()
+    assert text.startswith("exported out.mp4 (") and "undecodable frames skipped" in text
+    assert "cut short" not in text  # the frames skipped alone make it a warning
+    assert window.message_bar.level == "warning"
+
+
+def test_an_export_to_the_file_being_recorded_is_refused(qtbot, window, clip, tmp_path) -> None:
+    """Both would be lost (each renames its own file onto the name): the export is refused,
+    the recording goes on and is kept; once it ends, the name is free again."""
+    open_clip(qtbot, window, clip)
+    out = tmp_path / "same.mp4"
+    window.play()
+    window.start_recording(out)
+    qtbot.waitUntil(lambda: window.workers.recorder.frames_written >= 3, timeout=WAIT_MS)
+    other_spelling = tmp_path / "." / "same.mp4"
+    assert window.start_export(ExportRequest(str(clip), str(other_spelling), settings=DCP)) is None
+    refused = "same.mp4 is being recorded: choose another name"
+    assert window.message_bar.text() == refused and window.message_bar.level == "error"
+    assert window.export_job is None and not window.export_progress.isVisible()
+    dialog = ExportDialog(str(clip), 1.92)
+    dialog.output.setText(str(out))
+    assert dialog.validate() == refused  # the dialog says so before it closes
+    assert window.workers.recorder.recording
+    window.stop_recording()
+    # "recorded N frames ...", the refusal not glued before it (it did not end the recording)
+    qtbot.waitUntil(lambda: window.message_bar.text().startswith("recorded "), timeout=WAIT_MS)
+    assert out.is_file() and not window.workers.recorder.recording
+    window.pause()
+    job = run_export(qtbot, window, ExportRequest(str(clip), str(out), settings=DCP))
+    assert job.outcome == "finished", job.message
+
+
+def test_one_job_at_a_time_writes_a_file(tmp_path) -> None:
+    claims = OutputClaims()
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert claims.claim(tmp_path / "real" / "a.mp4", "exported") == ""
+    refused = "a.mp4 is being exported: choose another name"
+    assert claims.claim(tmp_path / "link" / "a.mp4", "recorded") == refused  # another spelling
+    assert claims.problem(str(tmp_path / "real" / "." / "a.mp4")) == refused
+    assert claims.claim(tmp_path / "real" / "b.mp4", "recorded") == ""  # another file
+    claims.release(tmp_path / "real" / "a.mp4")
+    assert claims.problem(tmp_path / "link" / "a.mp4") == ""
+    assert claims.claim(tmp_path / "link" / "a.mp4", "recorded") == ""
+    (tmp_path / "link").unlink()  # the link claimed through goes: the claim still ends
+    claims.release(tmp_path / "link" / "a.mp4")
+    assert claims.problem(tmp_path / "real" / "a.mp4") == ""
+
+
+def test_a_recording_to_the_file_being_exported_is_refused(qtbot, window, tmp_path) -> None:
+    clip = long_clip(tmp_path)
+    open_clip(qtbot, window, clip)
+    out = tmp_path / "exports" / "out.mp4"
+    job, _ = export_under_way(qtbot, window, clip, out)
+    window.start_recording(out)
+    refused = "out.mp4 is being exported: choose another name"
+    qtbot.waitUntil(lambda: window.message_bar.text() == refused, timeout=WAIT_MS)
+    assert not window.workers.recorder.recording and not window.record_action.isChecked()
+    with qtbot.waitSignal(job.done, timeout=30000):
+        pass
+    assert job.outcome == "finished", job.message
+    with FileSource(out) as exported:  # the export's, whole
+        assert sum(1 for _ in exported.frames()) == 400
 
 
 def test_export_keeps_the_app_usable(qtbot, window, clip, tmp_path) -> None:

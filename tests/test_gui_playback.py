@@ -8,14 +8,17 @@ while playing, a live (lavfi) source, and bad input that must leave the app runn
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PySide6.QtCore import Qt
 
+from desmoke_app.gui.workers import last_frame_before
 from engine.backends.torch_backend import TorchBackend
 from engine.models import build_network, default_config, save_weights
+from engine.video import FileSource
 from tests.backend_failures import lost_device, out_of_gpu_memory
 from tests.clips import corrupt_clip, make_index_clip
 from tests.gui_support import (
@@ -23,6 +26,7 @@ from tests.gui_support import (
     CLIP_SIZE,
     WAIT_MS,
     clip,  # noqa: F401 (fixture)
+    damaged_clip,
     make_settings,
     open_clip,
     pane_indices,
@@ -119,6 +123,71 @@ def test_a_cut_short_file_says_so_at_its_cut(qtbot, window, tmp_path) -> None:
     window.play()
     qtbot.waitUntil(lambda: "cut short" in window.message_bar.text(), timeout=WAIT_MS)
     assert window.message_bar.level == "warning" and "4.00 s" in window.message_bar.text()
+
+
+def test_a_seek_past_the_cut_shows_the_last_frame_and_says_so(qtbot, window, tmp_path) -> None:
+    """A file cut short (here to half its bytes: about a quarter of its 10 s decodes): a
+    seek past its cut shows its last frame at once, with why; the end it states is not
+    taken for a frame to step back from one by one (silently, for half a minute)."""
+    whole = make_index_clip(tmp_path / "whole.mp4", 250, CLIP_SIZE, 25)  # states 10 s
+    cut = corrupt_clip(whole, tmp_path / "cut.mp4", keep=0.5, flips=0)
+    with FileSource(cut) as source:
+        last = list(source.frames())[-1]
+    assert last.index < 240 - 64  # further from the end than the old step-back reached
+    open_clip(qtbot, window, cut)
+    window.seek_frame(240)
+    wait_for_index(qtbot, window, last.index, timeout=5000)
+    ends = f"the video ends at {last.time + 0.04:.2f} s, though the file states 10.00 s"
+    assert window.message_bar.text().startswith(f"cut.mp4: no frame at 9.60 s: {ends}")
+    assert window.message_bar.level == "warning"
+    window.message_bar.hide()
+    window.step(1)  # nothing after it: the end, not a cut "at 0.04 s" (the old frame's time)
+    qtbot.wait(300)
+    assert window.current.index == last.index and not window.message_bar.isVisible()
+    window.seek_last()  # the end found once: straight to it
+    qtbot.waitUntil(lambda: "no frame at 9.96 s" in window.message_bar.text(), timeout=2000)
+    window.seek_frame(10)  # the frames before the cut seek as ever
+    wait_for_index(qtbot, window, 10)
+
+
+def test_last_frame_before_takes_a_few_seeks() -> None:
+    """The search behind a seek past the cut: the last frame that decodes, the source left
+    to read on after it, in a dozen seeks (not one per frame)."""
+
+    class CutShort:
+        """Frames 0..end decode (end -1: none)."""
+
+        def __init__(self, end: int) -> None:
+            self.end, self.seeks, self.next = end, [], None
+
+        def seek_frame(self, index: int):
+            self.seeks.append(index)
+            found = index <= self.end
+            self.next = index + 1 if found else None  # past the end: nothing more to read
+            return SimpleNamespace(index=index) if found else None
+
+    for end, asked in ((243, 749), (748, 749), (747, 749), (0, 500)):
+        source = CutShort(end)
+        assert last_frame_before(source, asked).index == end
+        assert len(source.seeks) <= 12 and source.next == end + 1
+    assert last_frame_before(CutShort(-1), 300) is None
+
+
+def test_a_jump_over_undecodable_frames_does_not_stall(qtbot, window, tmp_path) -> None:
+    """Frames that do not decode from 1.8 s to 26 s: playback goes on from 26 s at once,
+    with a word, instead of waiting the 24 s out with no frame and no message."""
+    damaged = damaged_clip(tmp_path)
+    open_clip(qtbot, window, damaged)
+    window.transport.loop.setChecked(False)
+    window.play()
+    qtbot.waitUntil(lambda: window.current.time > 20, timeout=6000)
+    text = window.message_bar.text()
+    assert text.startswith("damaged.mp4: the video jumps from 1.8") and "to 26." in text
+    assert window.message_bar.level == "warning"
+    window.pause()
+    qtbot.waitUntil(lambda: not window.is_playing, timeout=WAIT_MS)
+    window.seek_frame(5)  # and seeks still work
+    wait_for_index(qtbot, window, 5)
 
 
 def test_loop_goes_back_to_the_start(qtbot, window, clip) -> None:

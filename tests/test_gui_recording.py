@@ -8,9 +8,11 @@ nowhere when writing fails."""
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import av
+import pytest
 
 from engine.video import writer as writer_module
 from tests.clips import make_index_clip
@@ -138,6 +140,43 @@ def test_a_write_failure_mid_recording_leaves_no_file(qtbot, window, tmp_path, m
     assert not [p for p in tmp_path.iterdir() if ".mp4" in p.name]
     shown = window.current.index
     qtbot.waitUntil(lambda: window.current.index > shown, timeout=WAIT_MS)
+
+
+@pytest.mark.parametrize("paused", [False, True], ids=["live", "paused"])
+def test_a_folder_removed_mid_recording_stops_it_at_once(
+    qtbot, window, tmp_path, clip, paused
+) -> None:
+    """The recording's folder deleted: said within a second or so, the recording stopped
+    (not carried on into a file no one can reach, to fail at stop), the preview goes on.
+    Live, the folder may go before the encoder opens its file (its first packet); paused,
+    with the file open and no frame coming to fail on writing, the folder is checked."""
+    if paused:
+        open_clip(qtbot, window, clip)
+        window.play()
+    else:
+        start_live(qtbot, window)
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    record(qtbot, window, folder / "rec.mp4", frames=1)
+    if paused:
+        # The encoder has written its header: its file is open, writes to it succeed.
+        qtbot.waitUntil(lambda: any(f.stat().st_size for f in folder.iterdir()), timeout=WAIT_MS)
+        window.pause()
+        qtbot.waitUntil(lambda: not window.is_playing, timeout=WAIT_MS)
+    shutil.rmtree(folder)
+    qtbot.waitUntil(lambda: "was removed" in window.message_bar.text(), timeout=3000)
+    text = window.message_bar.text()
+    assert text.startswith(f"recording to {folder / 'rec.mp4'} stopped after ")
+    assert f"its folder {folder} was removed or renamed" in text and "record again" in text
+    assert window.message_bar.level == "error"
+    assert not window.workers.recorder.recording and not window.record_action.isChecked()
+    window.play()
+    shown = window.current.index
+    qtbot.waitUntil(lambda: window.current.index != shown, timeout=WAIT_MS)
+    folder.mkdir()  # the user records again
+    record(qtbot, window, folder / "rec.mp4", frames=3)
+    window.stop_recording()
+    qtbot.waitUntil(lambda: (folder / "rec.mp4").is_file(), timeout=WAIT_MS)
 
 
 def test_nothing_to_record_without_a_source(qtbot, window) -> None:

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from desmoke_app.gui.export_worker import ExportRequest
+from desmoke_app.gui.outputs import CLAIMS
 from engine.video import LAYOUTS
 from engine.video.writer import DEFAULT_CRF, MP4_SUFFIXES
 
@@ -147,6 +148,9 @@ class ExportDialog(QDialog):
             return "the export is an MP4 file: name it .mp4"
         if not Path(output).parent.is_dir():
             return f"folder {Path(output).parent} does not exist"
+        busy = CLAIMS.problem(output)  # asked here too, where the name can still be changed
+        if busy:
+            return busy
         if self.range.isChecked() and self.end.value() <= self.start.value():
             return "the range's end must come after its start"
         return ""

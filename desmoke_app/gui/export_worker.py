@@ -2,7 +2,8 @@
 
 The worker builds its own Desmoker (a Desmoker is not shared across threads) and runs
 engine.pipeline.export_video, whose writer works on a temporary file: cancel, error or a
-full disk leave nothing at the output path.
+full disk leave nothing at the output path. The output is claimed (outputs.CLAIMS) for the
+export's run: no recording or other export writes the same file meanwhile.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from desmoke_app.gui.outputs import CLAIMS
 from desmoke_app.gui.workers import _one_line, make_desmoker
 
 #: Progress signals at most this often: one per frame could flood the GUI's event queue.
@@ -44,6 +46,14 @@ class ExportWorker(QObject):
         self.request = request
         self._stop = threading.Event()
         self._last_progress = 0.0
+        self._claimed = False
+
+    def claim_output(self) -> str:
+        """Claim the output for this export (released when run() ends): "", or why another
+        job's use of that file refuses it."""
+        problem = CLAIMS.claim(self.request.output, "exported")
+        self._claimed = not problem
+        return problem
 
     def cancel(self) -> None:
         """Thread-safe: the export stops before its next frame and removes its file."""
@@ -81,6 +91,9 @@ class ExportWorker(QObject):
         else:
             self.finished.emit(report)
         finally:
+            if self._claimed:  # the file is written (or removed): free for another job
+                CLAIMS.release(request.output)
+                self._claimed = False
             # The thread ends here, not in a slot queued to the GUI thread: the window's
             # shutdown waits for this thread on the GUI thread, where that slot cannot run.
             self.thread().quit()
@@ -98,6 +111,7 @@ class ExportJob(QObject):
         self.outcome = ""
         self.message = ""
         self.report = None
+        self.level = "info"  # how the window shows the outcome's message
         self.worker = ExportWorker(request)
         self.thread = QThread()
         self.thread.setObjectName("desmoke-export")
@@ -109,8 +123,13 @@ class ExportJob(QObject):
         self.worker.cancelled.connect(self._cancelled)
         self.thread.finished.connect(self._thread_finished)
 
-    def start(self) -> None:
-        self.thread.start()
+    def start(self) -> str:
+        """Start the export, unless another export or a recording is writing its output:
+        then nothing starts and the answer says why ("" when it started)."""
+        problem = self.worker.claim_output()
+        if not problem:
+            self.thread.start()
+        return problem
 
     def cancel(self) -> None:
         self.worker.cancel()
@@ -126,6 +145,10 @@ class ExportJob(QObject):
         message = f"exported {Path(report.output).name} ({report.summary()})"
         if report.warning:
             message += f"; {report.warning}"
+        # Frames left out (undecodable input) or a cut-short input: the output is not the
+        # whole video the user asked for, which must not fade away as a routine note.
+        if report.warning or report.skipped_frames:
+            self.level = "warning"
         self._end("finished", message)
 
     def _failed(self, message: str) -> None:

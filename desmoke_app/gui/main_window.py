@@ -111,6 +111,7 @@ class MainWindow(QMainWindow):
         self._processing_error = False  # the message bar shows the processor's error
         self._full_screen: FullScreenPane | None = None
         self._shut_down = False
+        self._recording_ended_by = ""  # the source's failure that stopped the recording
         self._build_widgets()
         self._build_docks()
         self._build_status_bar()
@@ -281,8 +282,8 @@ class MainWindow(QMainWindow):
         reader.failed.connect(self.show_error)
         reader.playing_changed.connect(self._playing_changed)
         reader.ended.connect(self._ended)
-        reader.cut_short.connect(self.show_warning)
-        reader.broke.connect(self.stop_recording)  # keep what was recorded before the loss
+        reader.warned.connect(self.show_warning)
+        reader.broke.connect(self._source_broke)
         processor.result_available.connect(self._result_available)
         processor.configured.connect(self._configured)
         processor.failed.connect(self._processing_failed)
@@ -683,15 +684,20 @@ class MainWindow(QMainWindow):
             self.settings.set_value("export/crf", request.crf)
             self.start_export(request)
 
-    def start_export(self, request: ExportRequest) -> ExportJob:
+    def start_export(self, request: ExportRequest) -> ExportJob | None:
+        """Start `request`, or say why not (its output is being recorded) and return None."""
         if self.export_job is not None:
             raise RuntimeError("an export is already running")
         job = ExportJob(request, self)
         job.worker.progress.connect(self.export_progress.set_progress)
         job.done.connect(self._export_done)
+        problem = job.start()
+        if problem:
+            job.deleteLater()  # its thread never started: no signal will come
+            self.show_error(problem)
+            return None
         self.export_job = job
         self.export_progress.begin(request.output)
-        job.start()
         return job
 
     def cancel_export(self) -> None:
@@ -707,8 +713,7 @@ class MainWindow(QMainWindow):
         if outcome == "failed":
             self.show_error(message)
         else:
-            flawed_input = job is not None and job.report is not None and job.report.warning
-            self.show_message(message, "warning" if flawed_input else "info")
+            self.show_message(message, job.level if job is not None else "info")
 
     # -- recording ------------------------------------------------------------------------------
     def toggle_recording(self) -> None:
@@ -744,7 +749,14 @@ class MainWindow(QMainWindow):
         """Finish the running recording, if any (queued after a start still on its way)."""
         self.workers.recorder.request_stop()
 
+    def _source_broke(self) -> None:
+        """Keep what was recorded before the loss; its report keeps the loss in view."""
+        if self.workers.recorder.recording:
+            self._recording_ended_by = self.message_bar.text()
+        self.stop_recording()
+
     def _recording_started(self, path: str) -> None:
+        self._recording_ended_by = ""
         self.record_action.setChecked(True)
         self.record_label.setText("● REC")
         self.record_label.show()
@@ -757,9 +769,11 @@ class MainWindow(QMainWindow):
             f"recorded {report.frames} frames ({report.seconds:.0f} s) to "
             f"{report.output.name}{dropped}"
         )
-        if self.message_bar.level == "error" and self.message_bar.text():
-            # The error that ended it (a device unplugged) stays in view.
-            self.show_error(f"{self.message_bar.text()}; {text}")
+        ended_by, self._recording_ended_by = self._recording_ended_by, ""
+        if ended_by:
+            # The error that ended it (a device unplugged) stays in view; any other error
+            # shown meanwhile (an export refused, say) has nothing to do with it.
+            self.show_error(f"{ended_by}; {text}")
         else:
             self.show_message(text, "info")
 

@@ -7,23 +7,33 @@ kept while it happens. The processor hands every processed frame to `Recorder.su
 stamped with the moment it was processed (a variable frame rate: playback keeps real time
 however many frames were dropped). The engine's writer works on a temporary file: stopping
 (or quitting) finishes the file; a failure, a disk full say, leaves nothing.
+
+The temporary file lies in the output's folder: if that folder goes (deleted, renamed, a
+drive unmounted) the recording goes with it, and the writer would carry on into a file no
+one can reach. The folder is checked every second: once it is gone, the recording stops at
+once with a message, so that the user can record again elsewhere. Its output is claimed
+(outputs.CLAIMS) while it runs: no export writes the same file meanwhile.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from desmoke_app.gui.outputs import CLAIMS
 from desmoke_app.gui.workers import Latest, ProcessedFrame, _one_line
 
 #: Timestamps to the millisecond: frames keep the moments they were shown, even two that
 #: were processed less than a frame apart (after a stall, say).
 MILLISECOND = Fraction(1, 1000)
+#: How often a running recording checks that its folder is still there (ms).
+FOLDER_CHECK_MS = 1000
 
 
 @dataclass
@@ -64,6 +74,10 @@ class Recorder(QObject):
         self._writer = None
         self._started_at = 0.0
         self._origin: float | None = None  # when the first recorded frame was shown
+        # A child: it moves to the recorder's thread with it, and fires there.
+        self._folder_check = QTimer(self)
+        self._folder_check.setInterval(FOLDER_CHECK_MS)
+        self._folder_check.timeout.connect(self._check_folder)
         self._wake.connect(self._drain)
         self._start_wanted.connect(self._start)
         self._stop_wanted.connect(self._stop)
@@ -99,6 +113,10 @@ class Recorder(QObject):
         if self._writer is not None:
             self.failed.emit("a recording is already running")
             return
+        problem = CLAIMS.claim(request.output, "recorded")
+        if problem:  # an export writes that file
+            self.failed.emit(problem)
+            return
         try:
             self._writer = SideBySideWriter(
                 request.output,
@@ -111,6 +129,7 @@ class Recorder(QObject):
                 time_base=MILLISECOND,
             )
         except Exception as error:  # noqa: BLE001 - shown in the window, the app goes on
+            CLAIMS.release(request.output)
             self.failed.emit(_one_line(error, f"cannot record to {request.output}"))
             return
         self._request = request
@@ -118,6 +137,7 @@ class Recorder(QObject):
         self.inbox.clear()
         self.inbox.dropped = 0
         self._recording.set()
+        self._folder_check.start()
         self.started.emit(request.output)
 
     @Slot()
@@ -135,14 +155,39 @@ class Recorder(QObject):
                 frame.original, frame.dark_channel, frame.desmoked, time=seen_at - self._origin
             )
         except Exception as error:  # noqa: BLE001 - shown in the window, the app goes on
-            writer, output = self._writer, self._request.output
-            self._end()
-            writer.abort()  # nothing left behind
-            self.failed.emit(_one_line(error, f"recording to {output} failed"))
+            # A folder gone is the cause to name (the encoder opens its file only with its
+            # first packet, which then fails with a bare "No such file or directory").
+            output = self._request.output
+            problem = self._folder_gone() or _one_line(error, f"recording to {output} failed")
+            self._abort()  # nothing left behind
+            self.failed.emit(problem)
+
+    @Slot()
+    def _check_folder(self) -> None:
+        """Stop the recording at once, with a message, when its folder has gone: what it
+        wrote went with the folder, and every frame written from now on would be lost too."""
+        if self._writer is None:
+            return
+        problem = self._folder_gone()
+        if problem:
+            self._abort()  # its file is unreachable already: let the writer go
+            self.failed.emit(problem)
+
+    def _folder_gone(self) -> str:
+        """Why the recording cannot go on, if its folder has gone; else ""."""
+        output = Path(self._request.output)
+        if os.path.isdir(output.parent):
+            return ""
+        seconds = time.monotonic() - self._started_at
+        return (
+            f"recording to {output} stopped after {seconds:.0f} s: its folder {output.parent} "
+            "was removed or renamed, and the recording with it: record again to another folder"
+        )
 
     @Slot()
     def _stop(self) -> None:
         """Finish the file; with no frame recorded there is nothing to keep."""
+        self._check_folder()  # gone since the last check: say so, not "writing failed"
         if self._writer is None:
             return
         self._recording.clear()
@@ -152,18 +197,33 @@ class Recorder(QObject):
         writer, request, dropped = self._writer, self._request, self.inbox.dropped
         seconds = time.monotonic() - self._started_at
         self._end()
-        if writer.frames_written == 0:
-            writer.abort()
-            self.failed.emit(f"nothing recorded to {request.output}: no frame was shown")
-            return
-        try:
-            path = writer.close()
-        except Exception as error:  # noqa: BLE001 - the writer has removed its file
-            self.failed.emit(_one_line(error, f"cannot save {request.output}"))
-            return
-        self.finished.emit(RecordingReport(path, writer.frames_written, dropped, seconds))
+        saved = _save(writer, request.output)
+        CLAIMS.release(request.output)  # in place or removed: free for another job
+        if isinstance(saved, str):
+            self.failed.emit(saved)
+        else:
+            self.finished.emit(RecordingReport(saved, writer.frames_written, dropped, seconds))
+
+    def _abort(self) -> None:
+        """End the recording, its file removed."""
+        writer, output = self._writer, self._request.output
+        self._end()
+        writer.abort()
+        CLAIMS.release(output)
 
     def _end(self) -> None:
         self._recording.clear()
+        self._folder_check.stop()
         self._writer, self._request = None, None
         self.inbox.clear()
+
+
+def _save(writer, output: str) -> Path | str:
+    """Finish `writer`'s file: its path, or why nothing was kept (the file removed)."""
+    if writer.frames_written == 0:
+        writer.abort()
+        return f"nothing recorded to {output}: no frame was shown"
+    try:
+        return writer.close()
+    except Exception as error:  # noqa: BLE001 - the writer has removed its file
+        return _one_line(error, f"cannot save {output}")

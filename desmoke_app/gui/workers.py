@@ -27,8 +27,11 @@ log = logging.getLogger(__name__)
 
 #: Playback further behind its clock than this re-anchors the clock instead of rushing.
 MAX_LAG_S = 0.25
-#: A seek past the real end (frame_count is an estimate for some files) steps back this far.
-MAX_STEPS_BACK = 64
+#: Consecutive frames further apart than this (s, or JUMP_FRAMES frame intervals if longer)
+#: are a jump over frames that would not decode (a damaged file), not a pause to wait out:
+#: playback goes straight on (waiting would stall it for as long as the jump, minutes maybe).
+JUMP_S = 1.0
+JUMP_FRAMES = 4
 #: What runs when the first settings cannot (a remembered backend this machine lacks, a
 #: weights file since deleted), tried in turn: the same model on any backend, the shipped
 #: model, the classical prior (which needs nothing).
@@ -208,7 +211,9 @@ class Reader(QObject):
     failed = Signal(str)
     playing_changed = Signal(bool)
     ended = Signal()
-    cut_short = Signal(str)  # the file's frames end before the duration it states
+    # A flaw of the file the user must know: its frames end before the duration it states,
+    # a seek past its last decodable frame, a jump over frames that do not decode.
+    warned = Signal(str)
     broke = Signal()  # reading the open source failed (an unplugged device): it is stopped
 
     _open_wanted = Signal(object)
@@ -232,6 +237,14 @@ class Reader(QObject):
         self._current = -1
         self._current_time = 0.0
         self._told_cut_short = False
+        self._told_jump = False
+        # The last frame that decodes, once found (a cut-short file ends before its
+        # frame_count): seeks past it go straight to it.
+        self._end_index: int | None = None
+        # The decoder does not read on from the frame shown (a seek found nothing): the
+        # end it meets then says nothing about where the video ends.
+        self._lost = False
+        self._exhausted = False  # the last read found no frame after the one shown
         self._anchor = (0.0, 0.0)  # (wall clock, media time) at which playback (re)started
         self._seeks = Latest()
         self._timer = QTimer(self)
@@ -281,7 +294,8 @@ class Reader(QObject):
         self._source_id += 1
         self._source = source
         self._current = -1
-        self._told_cut_short = False
+        self._told_cut_short = self._told_jump = self._lost = self._exhausted = False
+        self._end_index = None
         self._seeks.clear()
         seekable = not source.is_live and hasattr(source, "seek_frame")
         self._info = SourceInfo(
@@ -325,10 +339,10 @@ class Reader(QObject):
         playing = bool(playing) and self._source is not None
         if playing == self._playing:
             return
+        if playing and self._at_end() and not self._seek_to(0):
+            return  # play at the last frame starts again, as players do: nothing decodes
         self._playing = playing
         if playing:
-            if self._at_end():
-                self._seek_to(0)  # play at the last frame starts again, as players do
             self._anchor = (time.monotonic(), self._media_time())
             self._timer.start(0)
         else:
@@ -337,21 +351,31 @@ class Reader(QObject):
 
     def _at_end(self) -> bool:
         info = self._info
-        return bool(info.seekable and info.frame_count and self._current >= info.frame_count - 1)
+        if not info.seekable:
+            return False
+        return self._exhausted or bool(info.frame_count and self._current >= self._last_index())
+
+    def _last_index(self) -> int:
+        """The last frame: the last that decodes where known, else the one the file states."""
+        stated = max(0, (self._info.frame_count or 1) - 1)
+        return stated if self._end_index is None else min(stated, self._end_index)
 
     def _check_the_end(self) -> None:
         """Past the last decodable frame of a file: say so, once, if it ends well before
         the duration it states (a cut-short file plays to its cut, then loops or stops)."""
         info = self._info
-        if self._told_cut_short or info is None or info.is_live:
+        if info is None or info.is_live or self._lost or self._told_cut_short:
             return
         from engine.video import cut_short_warning
 
-        stated = getattr(self._source, "video_duration", 0.0)  # the stream's, not the file's
-        warning = cut_short_warning(info.spec.path, self._media_time(), stated)
+        warning = cut_short_warning(info.spec.path, self._media_time(), self._stated_end())
         if warning:
             self._told_cut_short = True
-            self.cut_short.emit(warning)
+            self.warned.emit(warning)
+
+    def _stated_end(self) -> float:
+        """The duration the video stream states (not the file's, which covers its audio)."""
+        return getattr(self._source, "video_duration", 0.0)
 
     def _media_time(self) -> float:
         """Presentation time of the next frame (from the last frame's own time: exact for
@@ -365,17 +389,45 @@ class Reader(QObject):
     def _tick(self) -> None:
         if not self._playing or self._source is None:
             return
-        frame = self._read_and_deliver()
-        if frame is None:
-            self._check_the_end()
-            if self._loop and self._info.seekable and self._current > 0:
-                self._seek_to(0)
-                self._anchor = (time.monotonic(), self._media_time())
-            else:
-                self._set_playing(False)
-                self.ended.emit()
-                return
+        frame = self._read_next()
+        if not self._playing:  # reading failed: stopped, and said
+            return
+        if frame is None and not self._loop_or_stop():
+            return
         self._timer.start(self._delay_ms())
+
+    def _loop_or_stop(self) -> bool:
+        """At the end of the video: back to the start when looping (True), else stop."""
+        self._check_the_end()
+        if self._loop and self._info.seekable and self._current > 0 and self._seek_to(0):
+            self._anchor = (time.monotonic(), self._media_time())
+            return True
+        self._set_playing(False)
+        self.ended.emit()
+        return False
+
+    def _read_next(self):
+        """Read and hand on the next frame (None at the end); say so when it jumps."""
+        previous = self._current_time if self._current >= 0 else None
+        frame = self._read_and_deliver()
+        if frame is not None and previous is not None and self._is_a_jump(frame.time - previous):
+            self._tell_a_jump(previous, frame.time)
+        return frame
+
+    def _is_a_jump(self, seconds: float) -> bool:
+        """Whether frames `seconds` apart (media time) have frames missing between them."""
+        fps = self._info.fps if self._info and self._info.fps > 0 else 25.0
+        return seconds > max(JUMP_S, JUMP_FRAMES / fps)
+
+    def _tell_a_jump(self, before: float, after: float) -> None:
+        info = self._info
+        if self._told_jump or info.is_live:
+            return
+        self._told_jump = True  # once per source: a damaged file can jump again and again
+        self.warned.emit(
+            f"{self._name()}: the video jumps from {before:.2f} s to {after:.2f} s: "
+            "the frames between do not decode (a damaged file, or one changed while open?)"
+        )
 
     def _delay_ms(self) -> int:
         """Milliseconds until the next frame is due (files and lavfi are paced by the clock;
@@ -390,6 +442,11 @@ class Reader(QObject):
         if now - due > MAX_LAG_S:  # far behind (slow decode): restart the clock from here
             self._anchor = (now, self._media_time())
             return 0
+        if self._is_a_jump((due - now) * speed):
+            # The frame just shown jumped ahead (undecodable frames skipped): waiting for
+            # its time would stall playback for the jump's length. Carry on from it.
+            self._anchor = (now, self._current_time)
+            return round(1000 / (info.fps * speed)) if info.fps > 0 else 0
         return max(0, round((due - now) * 1000))
 
     def _read_and_deliver(self):
@@ -398,7 +455,9 @@ class Reader(QObject):
         except Exception as error:  # noqa: BLE001 - a vanished device or broken stream
             self._fail_during_playback(error)
             return None
-        if frame is not None:
+        if frame is None:
+            self._exhausted = True
+        else:
             self._hand_on(frame)
         return frame
 
@@ -409,6 +468,7 @@ class Reader(QObject):
 
     def _hand_on(self, frame) -> None:
         self._current, self._current_time = frame.index, frame.time
+        self._lost = self._exhausted = False
         self._deliver(FramePacket(self._source_id, frame.index, frame.time, frame.rgb))
 
     @Slot()
@@ -416,25 +476,57 @@ class Reader(QObject):
         index = self._seeks.take()
         if index is None or self._source is None or not self._info.seekable:
             return
-        self._seek_to(index)
-        if self._playing:
+        if not self._seek_to(index):
+            self._set_playing(False)
+        elif self._playing:  # the next frame is due one frame after this one, not before
             self._anchor = (time.monotonic(), self._media_time())
+            self._timer.start(self._delay_ms())
 
-    def _seek_to(self, index: int) -> None:
-        last = max(0, (self._info.frame_count or 1) - 1)
-        index = min(max(0, index), last)
+    def _seek_to(self, index: int) -> bool:
+        """Show frame `index`; where the file ends before it (cut short), its last frame
+        that decodes, and say so. False when no frame could be shown (said too)."""
+        wanted = min(max(0, index), max(0, (self._info.frame_count or 1) - 1))
+        target = min(wanted, self._last_index())
+        searched = False
         try:
-            frame = self._source.seek_frame(index)
-            for _ in range(MAX_STEPS_BACK):  # frame_count was an estimate: step back
-                if frame is not None or index == 0:
-                    break
-                index -= 1
-                frame = self._source.seek_frame(index)
+            frame = self._source.seek_frame(target)
+            if frame is None and target > 0:  # past the last frame that decodes
+                frame, searched = last_frame_before(self._source, target), True
+                if frame is not None:
+                    self._end_index = frame.index  # seeks past it go straight to it now
         except Exception as error:  # noqa: BLE001
             self._fail_during_playback(error)
-            return
-        if frame is not None:
-            self._hand_on(frame)
+            return False
+        if frame is None:
+            self._lost = True  # the decoder is wherever the search left it
+            self.failed.emit(
+                f"{self._name()}: no frame decodes at {wanted / self._info.fps:.2f} s or "
+                "before (a damaged file, or one changed while open?)"
+            )
+            return False
+        self._hand_on(frame)
+        if searched or target < wanted:  # not frame.index < wanted: a VFR index is rounded
+            self._tell_past_the_end(wanted)
+        return True
+
+    def _tell_past_the_end(self, wanted: int) -> None:
+        """A seek to frame `wanted` showed the last frame, which comes before it: say so
+        where the gap is more than a frame count's rounding (a cut-short file)."""
+        from engine.video import cut_short_warning
+        from engine.video.file_source import missing_tail
+
+        name, fps = self._name(), self._info.fps
+        asked, ended = wanted / fps, self._media_time()
+        where = f"{name}: no frame at {asked:.2f} s: "
+        warning = cut_short_warning(self._info.spec.path, ended, self._stated_end())
+        if warning:
+            self._told_cut_short = True  # not again when playback reaches the cut
+            self.warned.emit(warning.replace(f"{name}: ", where, 1))
+        elif missing_tail(ended, asked):  # no duration stated: the gap to the time asked
+            self.warned.emit(f"{where}the video ends at {ended:.2f} s")
+
+    def _name(self) -> str:
+        return Path(self._info.spec.path).name
 
     @Slot(int)
     def _step(self, delta: int) -> None:
@@ -442,11 +534,33 @@ class Reader(QObject):
             return  # a live source has no earlier frame to go back to
         self._set_playing(False)
         if delta == 1 or not self._info.seekable:
-            if self._read_and_deliver() is None:
+            if self._read_next() is None:
                 self._check_the_end()
                 self.ended.emit()
         else:
             self._seek_to(self._current + delta)
+
+
+def last_frame_before(source, index: int):
+    """The last frame of `source` that decodes before frame `index` (which does not), or
+    None; the source reads on after it. Files cut short, and those whose frame count is an
+    estimate, end before the frames they state. A bisection: a dozen seeks, however far the
+    end is (stepping back frame by frame took minutes, silently, on a file cut to a third);
+    the first probe is the frame before, as an estimate is most often just one over."""
+    low, high = -1, index  # frames up to `low` decode (none known yet), `high` does not
+    frame, positioned = None, False  # positioned: the source reads on after `frame`
+    probe = index - 1
+    while high - low > 1:
+        found = source.seek_frame(probe)
+        positioned = found is not None
+        if positioned:
+            low, frame = probe, found
+        else:
+            high = probe
+        probe = (low + high) // 2
+    if frame is None or positioned:
+        return frame
+    return source.seek_frame(low)
 
 
 # -- processor -----------------------------------------------------------------------------
