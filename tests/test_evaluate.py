@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import av
@@ -314,3 +316,106 @@ def test_cli_evaluate_on_a_config_test_split(
     bad.write_text("[data]\nnonsense = 1\n")
     assert _cli([*argv[:-1], str(bad), "--no-real", "--out", str(out)]) == 1
     assert "nonsense" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def _report_and_sheet(seed: int) -> tuple[ev.Report, np.ndarray]:
+    """An evaluation whose every file differs with `seed`."""
+    methods = {"identity": lambda frame: frame, "dark": lambda frame: frame // 2}
+    frames = [(f"f{i}", _tissue(seed=i)) for i in range(2)]
+    clear = [("tool", _tissue(seed=seed))]
+    return ev.evaluate(methods, frames, seed=seed, clear_images=clear)
+
+
+def _write(out: Path, seed: int) -> dict[str, Path]:
+    report, sheet = _report_and_sheet(seed)
+    return ev.write_outputs(report, out, sheet)
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_a_full_disk_leaves_the_earlier_results_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The contact sheet did not fit: evaluation.json and .md were already the new run's."""
+    out = tmp_path / "out"
+    _write(out, seed=1)
+    before = _contents(out)
+    real_write = Path.write_bytes
+
+    def full_at_the_png(path: Path, data: bytes) -> int:
+        if data.startswith(b"\x89PNG"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_at_the_png)
+    with pytest.raises(OSError, match="No space left"):
+        _write(out, seed=2)
+    assert _contents(out) == before and len(list(out.iterdir())) == 3  # no temporary left
+
+
+def test_a_rename_refused_part_way_puts_the_renamed_files_back(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _write(out, seed=1)
+    (out / "evaluation.md").unlink()
+    (out / "evaluation.md").mkdir()  # nothing can be renamed onto a folder
+    (out / "evaluation.md" / "keep.txt").write_text("mine")
+    before = _contents(out)
+    with pytest.raises(OSError):
+        _write(out, seed=2)
+    assert _contents(out) == before  # json and sheet, renamed before the .md failed, put back
+    assert (out / "evaluation.md" / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "contact_sheet.png",
+        "evaluation.json",
+        "evaluation.md",
+    ]
+
+
+def test_a_new_set_without_a_contact_sheet_removes_the_old_sheet(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _write(out, seed=1)
+    report, _ = _report_and_sheet(seed=2)
+    paths = ev.write_outputs(report, out, None)
+    assert set(paths) == {"markdown", "json"}
+    assert sorted(p.name for p in out.iterdir()) == ["evaluation.json", "evaluation.md"]
+
+
+@pytest.mark.parametrize("case", ["name too long", "under a file", "read-only"])
+def test_cli_evaluate_checks_out_is_writable_before_evaluating(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_work(*args, **kwargs):
+        raise AssertionError("evaluated before checking --out")
+
+    monkeypatch.setattr(ev, "evaluate", no_work)
+    out, reason = tmp_path / ("e" * 300), "File name too long"
+    if case == "under a file":
+        (tmp_path / "notes").write_text("mine")
+        out, reason = tmp_path / "notes" / "report", "Not a directory"
+    elif case == "read-only":  # as root, a read-only mode does not stop writes: simulated
+        out, reason = tmp_path / "new" / "report", "Read-only file system"
+
+        def read_only(*args, **kwargs):
+            raise OSError(errno.EROFS, "Read-only file system")
+
+        monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    code = _cli(["--model", "dcp", "--sources", str(tmp_path / "none.mp4"), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err == [f"desmoke: error: {out}: cannot write the results ({reason})"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == (
+        ["notes"] if case == "under a file" else []
+    )
+
+
+def test_cli_evaluate_leaves_no_folder_when_it_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "new" / "report"
+    assert _cli(["--sources", str(tmp_path / "none.mp4"), "--no-real", "--out", str(out)]) == 1
+    assert "none.mp4: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # made to check it is writable, removed again

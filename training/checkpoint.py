@@ -3,17 +3,28 @@
 torch.save of plain state dicts and numbers, read back with torch.load(weights_only=True)
 (no arbitrary pickle). A checkpoint records the model name and architecture it was made
 for; resuming into a different model fails with the file's name before training starts.
+
+Every file of a run folder is written through `reported_as_write_error`: a full disk, a
+read-only or immutable folder or a name too long raise RunWriteError, one line naming the
+file and the OS's reason, whichever library did the writing.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from engine.files import replaced_on_success
+from engine.video.errors import describe
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -22,13 +33,85 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, or made for another model."""
 
 
+class RunWriteError(Exception):
+    """A file (or the folder) of a training run that could not be written; `str(error)`
+    names it and gives the OS's reason, e.g. "run/checkpoint.pt: cannot write (No space
+    left on device)"."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: cannot write ({reason})")
+        self.path, self.reason = path, reason
+
+
+def _os_reason(error: Exception) -> str:
+    """The OS's reason for a failed write. safetensors gives it only inside its message
+    ("... I/O error: No space left on device (os error 28)"): its errno is read from there."""
+    if isinstance(error, OSError):
+        return describe(error)
+    code = re.search(r"\(os error (\d+)\)", str(error))
+    return os.strerror(int(code[1])) if code else describe(error)
+
+
+@contextmanager
+def reported_as_write_error(path: Path) -> Iterator[None]:
+    """Within the block, a failed write (OSError, or safetensors' own error) raises
+    RunWriteError naming `path`, the user's name for the file rather than a temporary's."""
+    try:
+        yield
+    except (OSError, SafetensorError) as exc:
+        raise RunWriteError(path, _os_reason(exc)) from exc
+
+
+def prepare_run_folder(out: Path) -> None:
+    """Make the run folder, and create and remove a file in it: an unwritable --out (a
+    read-only or immutable folder, a file, a name too long) fails here, in a second,
+    rather than at the first checkpoint. Safe on several ranks at once (unique names)."""
+    with reported_as_write_error(out):
+        if out.exists() and not out.is_dir():
+            raise RunWriteError(out, "a file, not a folder")
+        out.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".probe-", dir=out)
+        os.close(handle)
+        os.unlink(probe)
+
+
+class _KeepsWriteError:
+    """The file torch.save writes to, keeping the OSError of a failed write: torch.save
+    turns it into a RuntimeError ("unexpected pos 400960 vs 400848") without the reason."""
+
+    def __init__(self, handle) -> None:
+        self.handle, self.error = handle, None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write `state` (state dicts, numbers, strings) to a temporary file, then rename."""
+    """Write `state` (state dicts, numbers, strings) to a temporary file, then rename;
+    RunWriteError naming `path` when it cannot be written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with replaced_on_success(path) as temp:
-        torch.save(state, temp)
+    with reported_as_write_error(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with replaced_on_success(path) as temp, open(temp, "wb") as handle:
+            _torch_save(state, _KeepsWriteError(handle))
     return path
+
+
+def _torch_save(state: dict[str, Any], file: _KeepsWriteError) -> None:
+    """torch.save, raising the OSError behind a failed write rather than torch's RuntimeError."""
+    try:
+        torch.save(state, file)
+    except RuntimeError as exc:
+        if file.error is None:
+            raise
+        raise file.error from exc
 
 
 def read_checkpoint(path: str | Path, model_name: str, arch: dict[str, Any]) -> dict[str, Any]:

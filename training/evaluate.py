@@ -10,15 +10,19 @@
    learned "bright and grey = smoke" darkens them.
 4. A contact sheet: one row per real-smoke source (and clear image): input | dark channel |
    outputs.
-Results: a Markdown report and a JSON file (written atomically).
+Results: a Markdown report, a JSON file and the contact sheet, replaced together: an
+error leaves an earlier evaluation's set whole, never part old and part new.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +31,7 @@ import cv2
 import numpy as np
 
 from engine.dark_channel import dark_channel
-from engine.files import write_atomically
+from engine.files import replaced_on_success, write_atomically
 from training import metrics
 from training.smoke import SmokeConfig, SmokeSynthesizer, bright_grey_mask
 
@@ -39,6 +43,12 @@ PSNR_CAP_DB = 100.0
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 IDENTITY = "identity"
+#: The files of one evaluation, by write_outputs' keys (in the order it returns them).
+OUTPUT_NAMES = {
+    "markdown": "evaluation.md",
+    "json": "evaluation.json",
+    "contact_sheet": "contact_sheet.png",
+}
 
 #: A method maps a smoky uint8 HxWx3 RGB frame to its restored uint8 HxWx3 frame.
 Method = Callable[[np.ndarray], np.ndarray]
@@ -424,21 +434,82 @@ def _markdown(report: Report) -> list[str]:
     return lines
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Raise the OSError that writing results into out_dir would (read-only, no permission,
+    a name too long), before minutes of evaluation rather than after: a file is created
+    and removed there; folders made for it are removed again, so a later error leaves none."""
+    made = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".probe-", dir=out_dir)
+        os.close(handle)
+        os.unlink(probe)
+    finally:
+        for folder in made:  # the deepest first
+            with suppress(OSError):
+                folder.rmdir()
+
+
 def write_outputs(
     report: Report, out_dir: Path, sheet: np.ndarray | None = None
 ) -> dict[str, Path]:
-    """evaluation.md, evaluation.json (and contact_sheet.png) in out_dir; returns the paths."""
+    """evaluation.md, evaluation.json (and contact_sheet.png) in out_dir, replacing an
+    earlier evaluation's set as one (a sheet it had and this one has not goes too); returns
+    the paths written."""
+    contents = {
+        "markdown": report.to_markdown().encode(),
+        "json": report.to_json().encode(),
+        "contact_sheet": None if sheet is None else _png(sheet),  # encoded before any write
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": out_dir / "evaluation.md", "json": out_dir / "evaluation.json"}
-    write_atomically(paths["json"], report.to_json().encode())
-    write_atomically(paths["markdown"], report.to_markdown().encode())
-    if sheet is not None:
-        ok, png = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise ValueError("could not encode the contact sheet as PNG")
-        paths["contact_sheet"] = out_dir / "contact_sheet.png"
-        write_atomically(paths["contact_sheet"], png.tobytes())
-    return paths
+    replace_together({out_dir / OUTPUT_NAMES[key]: data for key, data in contents.items()})
+    return {key: out_dir / OUTPUT_NAMES[key] for key, data in contents.items() if data is not None}
+
+
+def _png(image: np.ndarray) -> bytes:
+    ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("could not encode the contact sheet as PNG")
+    return png.tobytes()
+
+
+def replace_together(files: dict[Path, bytes | None]) -> None:
+    """Write each file of `files` (None: remove it) so that all change or none does: every
+    one goes to its temporary first (a full disk fails there, before any rename), then all
+    are renamed; a rename or removal that still fails puts back the ones already done. The
+    old contents are held in memory meanwhile: for small files (reports), not videos."""
+    before = {path: path.read_bytes() if path.is_file() else None for path in files}
+    done: list[Path] = []
+    try:
+        with ExitStack() as stack:
+            for path, data in files.items():
+                if data is not None:
+                    temp = stack.enter_context(_renamed_when_written(path, done))
+                    temp.write_bytes(data)  # renamed when the stack closes, once all are written
+        for path, data in files.items():
+            if data is None and before[path] is not None:
+                path.unlink()
+                done.append(path)
+    except BaseException:
+        _put_back(done, before)
+        raise
+
+
+@contextmanager
+def _renamed_when_written(path: Path, done: list[Path]) -> Iterator[Path]:
+    """replaced_on_success, noting `path` in `done` once it is renamed into place."""
+    with replaced_on_success(path) as temp:
+        yield temp
+    done.append(path)
+
+
+def _put_back(paths: list[Path], before: dict[Path, bytes | None]) -> None:
+    """Each of `paths` as it was before: its old contents, or no file where there was none."""
+    for path in paths:
+        if before[path] is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_atomically(path, before[path])
 
 
 def evaluate(

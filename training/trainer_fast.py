@@ -39,22 +39,34 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from engine.files import replaced_on_success
-from engine.models import build_network, default_config, network_stride, save_weights
+from engine.models import (
+    WeightsError,
+    build_network,
+    default_config,
+    network_stride,
+    save_weights,
+)
 from engine.models.weights import load_state_into, read_config
 from engine.stop_signals import first_stop_signal, ignore_stop_signals
 from training.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
+    RunWriteError,
     load_module_state,
+    prepare_run_folder,
     read_checkpoint,
+    reported_as_write_error,
     save_checkpoint,
 )
 from training.config import Config, ConfigError, load_config
-from training.data import FrameSet, SmokeDataset, StreamSampler, load_frames
+from training.data import DataError, FrameSet, SmokeDataset, StreamSampler, load_frames
 
 BEST_NAME = "best.safetensors"
 LAST_NAME = "last.safetensors"
 LOG_NAME = "metrics.jsonl"
+#: What a training run reports in one line (`desmoke train`, torchrun): bad input, a run
+#: folder that cannot be written; anything else is a bug, with its traceback.
+USER_ERRORS = (ConfigError, DataError, CheckpointError, WeightsError, RunWriteError)
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -108,18 +120,23 @@ def stop_signals_deferred(
         yield request
 
 
-def run_loop(loop: TrainLoop) -> tuple[dict[str, Any] | None, TrainingInterrupted | None]:
+def run_loop(
+    loop: TrainLoop,
+) -> tuple[dict[str, Any] | None, TrainingInterrupted | RunWriteError | None]:
     """(summary, None) once trained; (None, the stop) when a stop signal ended the run with
-    a checkpoint, so that the caller still leaves the process group before raising it: its
-    DDP wrappers, collected at exit instead, abort the process (under torchrun, 1 of 6
-    Ctrl-Cs before). The stop comes without its traceback, whose frames hold the wrappers.
-    A stop at once is raised here: the ranks may be mid-step, where no barrier could meet."""
+    a checkpoint, or a file could not be written (every rank stopped at the same step), so
+    that the caller still leaves the process group before raising it: its DDP wrappers,
+    collected at exit instead, abort the process (under torchrun, 1 of 6 Ctrl-Cs before).
+    The stop comes without its traceback, whose frames hold the wrappers. A stop at once is
+    raised here: the ranks may be mid-step, where no barrier could meet."""
     try:
         return loop.run_to_the_end(), None
     except TrainingStoppedNow:
         raise
     except TrainingInterrupted as stop:
         return None, stop.with_traceback(None)
+    except RunWriteError as error:  # a new one: its cause's frames hold the wrappers too
+        return None, RunWriteError(error.path, error.reason)
 
 
 def say_from_a_signal_handler(message: str) -> None:
@@ -170,10 +187,11 @@ class Run:
         floor = train.min_lr_fraction
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * self.progress(step)))
 
-    def agreed_stop(self, step: int, signum: int) -> tuple[bool, int]:
+    def agreed_stop(self, step: int, signum: int, failed: bool = False) -> tuple[bool, int]:
         """(budget used, stop signal or 0), the same on every rank: DDP ranks must stop at
-        the same step, and a signal to any rank stops them all."""
-        done, stop = float(self.progress(step) >= 1.0), float(signum)
+        the same step, and a signal to any rank stops them all. `failed`: this rank could
+        not write a file; the others stop as if the budget were used (they write nothing)."""
+        done, stop = float(self.progress(step) >= 1.0 or failed), float(signum)
         if self.world_size > 1:
             flags = torch.tensor([done, stop], device=self.device)
             torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
@@ -192,8 +210,9 @@ class Run:
 
     def log(self, record: dict[str, Any]) -> None:
         if self.main:
-            with open(self.out / LOG_NAME, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
+            path = self.out / LOG_NAME
+            with reported_as_write_error(path):
+                append_whole(path, json.dumps(record) + "\n")
 
     def trim_log(self, step: int) -> None:
         """Cut the log back to `step` (resuming: a run killed after its last checkpoint
@@ -205,8 +224,22 @@ class Run:
         lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
         kept = [line for line in lines if _logged_step(line) <= step]
         if len(kept) < len(lines):
-            with replaced_on_success(path) as temp:
+            with reported_as_write_error(path), replaced_on_success(path) as temp:
                 temp.write_text("".join(kept), encoding="utf-8")
+
+
+def append_whole(path: Path, text: str) -> None:
+    """Append `text` to `path` whole or not at all: what a failed write (disk full) left of
+    it is cut off again, so the log never ends in half a record."""
+    data = memoryview(text.encode("utf-8"))
+    with open(path, "ab", buffering=0) as handle:  # unbuffered: a write fails here, not at close
+        end = handle.seek(0, os.SEEK_END)
+        try:
+            while data:
+                data = data[handle.write(data) :]  # a full disk may take part of it first
+        except OSError:
+            handle.truncate(end)
+            raise
 
 
 def _logged_step(line: str) -> float:
@@ -227,12 +260,15 @@ def start_run(config: Config, out: Path, resume: bool, max_minutes: float | None
     minutes = budget_minutes(config, max_minutes)
     out = Path(out)
     checkpoint = out / CHECKPOINT_NAME
-    if resume and not checkpoint.is_file():
+    with reported_as_write_error(out):  # a name too long fails even to be looked up
+        has_run = checkpoint.is_file()
+    if resume and not has_run:
         raise CheckpointError(f"{checkpoint}: checkpoint not found (nothing to resume)")
-    if not resume and checkpoint.is_file():
+    if not resume and has_run:
         raise CheckpointError(
             f"{checkpoint}: the output folder already holds a run; use --resume or another --out"
         )
+    prepare_run_folder(out)  # before any work: every rank, before the process group
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world_size > 1:
@@ -249,7 +285,6 @@ def start_run(config: Config, out: Path, resume: bool, max_minutes: float | None
     if device.type == "cpu":
         torch.set_num_threads(config.train.threads)
     torch.manual_seed(config.train.seed)  # same initial weights on every rank
-    out.mkdir(parents=True, exist_ok=True)
     return Run(config, out, device, rank, world_size, budget_s=minutes * 60.0)
 
 
@@ -393,12 +428,16 @@ class TrainLoop:
         self._last_val: dict[str, float] = dict(resume_state.get("last_val", {}))
         # The step the checkpoint file holds: where --resume continues after a stop at once.
         self._checkpoint_step: int | None = self.step if resume_state else None
+        # A file the main rank could not write: raised once every rank agreed to stop.
+        self._write_error: RunWriteError | None = None
+        self._val_time = self._checkpoint_time = 0.0  # monotonic time of the last ones
         self._losses: dict[str, float] = {}
         self._count = 0
 
     def run_to_the_end(self) -> dict[str, Any]:
         """Train to the budget; on a stop signal, checkpoint the last whole step and raise
-        TrainingInterrupted; on a second one, raise TrainingStoppedNow at once."""
+        TrainingInterrupted; on a second one, raise TrainingStoppedNow at once. A file that
+        cannot be written raises RunWriteError, after saying where --resume continues."""
         try:
             with stop_signals_deferred(self._announce_stop, self._stop_now) as request:
                 # A signal during _finish lets it complete: the run is done either way.
@@ -410,10 +449,25 @@ class TrainLoop:
         except TrainingStoppedNow as stop:
             self._say_stopped_now(stop)
             raise
+        except RunWriteError:
+            self._say_where_to_resume(self._checkpoint_step)  # the last one written whole
+            raise
         if signum:
-            self._say_where_to_resume()
+            self._say_where_to_resume(self.step)
             raise TrainingInterrupted(signum, self.step)
         return {"steps": self.step, "minutes": self._minutes(), "best_val": self.best}
+
+    def _log_start(self) -> None:
+        if self.run.main:
+            self.run.log(
+                {
+                    "event": "start",
+                    "resume": self._checkpoint_step is not None,
+                    "data": data_summary(self.frames),
+                    "hardware": hardware(),
+                    "world_size": self.run.world_size,
+                }
+            )
 
     def _announce_stop(self, signum: int) -> None:
         """The first stop signal's answer, from its handler: what happens, and how not to wait."""
@@ -428,39 +482,60 @@ class TrainLoop:
         raise TrainingStoppedNow(signum, self._checkpoint_step)
 
     def _train(self, request: StopRequest) -> int:
-        """Steps until the budget is used (returns 0) or a stop signal came (returns it)."""
-        run, train = self.run, self.config.train
+        """Steps until the budget is used (returns 0) or a stop signal came (returns it); a
+        file that could not be written is raised at the next agreed stop."""
+        run = self.run
         batches = iter(train_loader(self.config, self.frames, run, self.step))
-        last_val = last_ckpt = time.monotonic()
+        self._val_time = self._checkpoint_time = time.monotonic()
         bar = self._progress_bar()
         try:
-            if self.step == 0 and self._val_step != 0:
-                self.validate_and_save()  # the untrained baseline: the trajectory starts at 0
+            self._keeping_write_error(self._start)
             while True:
-                done, signum = run.agreed_stop(self.step, request.signum)
+                error = self._write_error
+                done, signum = run.agreed_stop(self.step, request.signum, error is not None)
+                if error is not None:
+                    raise error
                 if done or signum:
                     return signum
-                factor = self._set_learning_rates()
-                batch = {k: v.to(run.device, non_blocking=True) for k, v in next(batches).items()}
-                self._add_losses(self.step_fn(batch))
-                self.step += 1
-                bar.update(1)
-                if self.step % train.log_every_steps == 0:
-                    bar.set_postfix(self._log_losses(factor))
-                now = time.monotonic()
-                if (now - last_val) >= train.val_every_minutes * 60 or (
-                    train.val_every_steps and self.step % train.val_every_steps == 0
-                ):
-                    self.validate_and_save()
-                    last_val = time.monotonic()
-                if (now - last_ckpt) >= train.checkpoint_every_minutes * 60:
-                    self.checkpoint()
-                    last_ckpt = time.monotonic()
+                self._keeping_write_error(self._step_and_save, next(batches), bar)
         except TrainingStoppedNow:
             kill_loader_workers(batches)  # perhaps stuck: the process must not wait for them
             raise
         finally:
             bar.close()
+
+    def _keeping_write_error(self, action: Callable[..., None], *args: Any) -> None:
+        """action(*args), a RunWriteError kept for the next agreed stop rather than raised:
+        the other DDP ranks, which write nothing, wait there and must stop at that step."""
+        try:
+            action(*args)
+        except RunWriteError as error:
+            self._write_error = error
+
+    def _start(self) -> None:
+        self._log_start()
+        if self.step == 0 and self._val_step != 0:
+            self.validate_and_save()  # the untrained baseline: the trajectory starts at 0
+
+    def _step_and_save(self, batch: dict[str, torch.Tensor], bar: tqdm) -> None:
+        """One training step, then the logging, validation and checkpoint falling due."""
+        train = self.config.train
+        factor = self._set_learning_rates()
+        batch = {k: v.to(self.run.device, non_blocking=True) for k, v in batch.items()}
+        self._add_losses(self.step_fn(batch))
+        self.step += 1
+        bar.update(1)
+        if self.step % train.log_every_steps == 0:
+            bar.set_postfix(self._log_losses(factor))
+        now = time.monotonic()
+        if (now - self._val_time) >= train.val_every_minutes * 60 or (
+            train.val_every_steps and self.step % train.val_every_steps == 0
+        ):
+            self.validate_and_save()
+            self._val_time = time.monotonic()
+        if (now - self._checkpoint_time) >= train.checkpoint_every_minutes * 60:
+            self.checkpoint()
+            self._checkpoint_time = time.monotonic()
 
     def _finish(self) -> None:
         if self._val_step != self.step:  # the last step may have been validated already
@@ -479,11 +554,13 @@ class TrainLoop:
                 file=sys.stderr,
             )
 
-    def _say_where_to_resume(self) -> None:
-        self._say(
-            f"checkpoint at step {self.step} ({self.run.out / CHECKPOINT_NAME}); "
-            "--resume continues from there"
-        )
+    def _say_where_to_resume(self, step: int | None) -> None:
+        """Where --resume continues: the checkpoint of `step` (None: none written yet)."""
+        if step is not None:
+            self._say(
+                f"checkpoint at step {step} ({self.run.out / CHECKPOINT_NAME}); "
+                "--resume continues from there"
+            )
 
     def _say_stopped_now(self, stop: TrainingStoppedNow) -> None:
         where = "" if stop.step is None else f" ({self.run.out / CHECKPOINT_NAME})"
@@ -544,7 +621,9 @@ class TrainLoop:
         if self.run.main:
             metrics = {"val": val} if val else {}
             cfg = weights_config(self.config, self.frames, self.run, self.step, metrics)
-            save_weights(self.run.out / name, bare(self.modules["net"]), cfg)
+            path = self.run.out / name
+            with reported_as_write_error(path):  # safetensors' own error, or its .json's
+                save_weights(path, bare(self.modules["net"]), cfg)
 
     def checkpoint(self) -> None:
         if not self.run.main:
@@ -722,16 +801,6 @@ def train_fast(
     def validate_fn() -> dict[str, float]:
         return validate_fast(net, val_set, config, run.device) if run.main else {"psnr": 0.0}
 
-    if run.main:
-        run.log(
-            {
-                "event": "start",
-                "resume": resume,
-                "data": data_summary(frames),
-                "hardware": hardware(),
-                "world_size": run.world_size,
-            }
-        )
     net.train()
     summary, stopped = run_loop(
         TrainLoop(
@@ -777,12 +846,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_cli(train, argv: list[str] | None) -> int:
     """The command line both trainers share: `train(config, out, resume=, max_minutes=)`."""
     args = parse_args(argv)
-    config = load_config(args.config)
-    out = args.out or Path("runs") / args.config.stem
     try:
+        config = load_config(args.config)
+        out = args.out or Path("runs") / args.config.stem
         summary = train(config, out, resume=args.resume, max_minutes=args.max_minutes)
     except TrainingInterrupted as stop:  # said where --resume continues (at once or not)
         return 128 + stop.signum
+    except USER_ERRORS as exc:  # one line, as `desmoke train` says it
+        print(f"desmoke: error: {exc}", file=sys.stderr)
+        return 1
     if os.environ.get("RANK", "0") == "0":  # one summary under torchrun
         print(json.dumps(summary))
     return 0

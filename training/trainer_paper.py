@@ -26,8 +26,6 @@ from training.data import FrameSet, SmokeDataset, load_frames
 from training.patchgan import PatchGAN
 from training.trainer_fast import (
     TrainLoop,
-    data_summary,
-    hardware,
     init_from_weights,
     psnr_batch,
     restore_run,
@@ -144,16 +142,6 @@ def train_paper(
     def validate_fn() -> dict[str, float]:
         return validate_paper(generator, val_set, run.device) if run.main else {"psnr": 0.0}
 
-    if run.main:
-        run.log(
-            {
-                "event": "start",
-                "resume": resume,
-                "data": data_summary(frames),
-                "hardware": hardware(),
-                "world_size": run.world_size,
-            }
-        )
     generator.train()
     discriminator.train()
     summary, stopped = run_loop(

@@ -175,14 +175,28 @@ def _evaluate(args: argparse.Namespace):
     )
 
 
+def _out_problem(out: Path) -> str:
+    """Why the results could not be written into `out` ("" when they can): checked before
+    the evaluation's minutes of work, not found when writing at the end."""
+    from training import evaluate as ev
+
+    try:
+        if out.exists() and not out.is_dir():
+            return f"--out {out}: is a file; --out takes a folder (made if missing)"
+        ev.check_out_dir(out)
+    except OSError as exc:
+        return os_error_message(exc, "write the results", out)
+    return ""
+
+
 def run(args: argparse.Namespace) -> int:
     from engine.backends import BackendUnavailable
     from engine.models import WeightsError
     from training import evaluate as ev
 
-    # Checked before the evaluation's minutes of work, not found when writing at the end.
-    if args.out.exists() and not args.out.is_dir():
-        return fail(f"--out {args.out}: is a file; --out takes a folder (made if missing)")
+    problem = _out_problem(args.out)
+    if problem:
+        return fail(problem)
     try:
         check_model_choice(args.model, args.weights)
         report, sheet = _evaluate(args)

@@ -30,11 +30,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.models import WeightsError
-    from training.checkpoint import CheckpointError
-    from training.config import ConfigError, load_config
-    from training.data import DataError
-    from training.trainer_fast import train_fast
+    from training.config import load_config
+    from training.trainer_fast import USER_ERRORS, train_fast
     from training.trainer_paper import train_paper
 
     try:
@@ -42,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         out = args.out or Path("runs") / args.config.stem
         trainer = train_fast if config.model.name == "fast" else train_paper
         summary = trainer(config, out, resume=args.resume, max_minutes=args.max_minutes)
-    except (ConfigError, DataError, CheckpointError, WeightsError) as exc:
+    except USER_ERRORS as exc:  # bad input, or a run folder that cannot be written
         return fail(str(exc))
     print(json.dumps(summary))
     return 0
