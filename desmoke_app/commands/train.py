@@ -14,11 +14,12 @@ def add_parser(subparsers) -> None:
         "train",
         help="train the fast or paper network on clear footage with synthetic smoke",
         description="Train the model a TOML config names (training/configs/fast.toml, "
-        "paper.toml). Writes checkpoint.pt, metrics.jsonl, best.safetensors (best on the "
-        "validation split) and last.safetensors into the run folder. Ctrl-C (or a kill) "
-        "stops after the current step and writes checkpoint.pt first: --resume continues "
-        "from there; Ctrl-C again stops at once, without a new checkpoint. Multi-GPU: torchrun --nproc-per-node N -m training.trainer_fast "
-        "--config ...",
+        "paper.toml). Writes into the run folder checkpoint.pt (to resume), metrics.jsonl, "
+        "best.safetensors + best.json (the weights best on the validation split, with their "
+        "scores) and, when the run completes, last.safetensors + last.json. Ctrl-C (or a "
+        "kill) stops after the current step and writes checkpoint.pt first: --resume "
+        "continues from there; Ctrl-C again stops at once, without a new checkpoint. "
+        "Multi-GPU: torchrun --nproc-per-node N -m training.trainer_fast --config ...",
     )
     parser.add_argument("--config", required=True, type=Path, help="training config (TOML)")
     parser.add_argument("--out", type=Path, help="run folder (default: runs/CONFIG-NAME)")
