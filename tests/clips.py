@@ -203,3 +203,14 @@ def corrupt_clip(
     target = Path(target)
     target.write_bytes(bytes(data))
     return target
+
+
+def damaged_clip(folder: Path, size: tuple[int, int] = (160, 96)) -> Path:
+    """30 s of index frames (25 fps) whose middle bytes are noise (its index, at the front,
+    is intact): frames decode to about 1.8 s, then none until about 26 s."""
+    path = make_index_clip(folder / "damaged.mp4", 750, size, 25, gop=25)
+    data = bytearray(path.read_bytes())
+    start, stop = int(0.3 * len(data)), int(0.9 * len(data))
+    data[start:stop] = random.Random(0).randbytes(stop - start)
+    path.write_bytes(bytes(data))
+    return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from PySide6.QtCore import QSettings  # noqa: E402
 
 from desmoke_app.gui.main_window import MainWindow  # noqa: E402
 from desmoke_app.gui.settings import AppSettings  # noqa: E402
-from tests.clips import make_index_clip, read_index  # noqa: E402
+from tests.clips import damaged_clip, make_index_clip, read_index  # noqa: E402, F401
 
 CLIP_FRAMES = 48
 CLIP_SIZE = (160, 96)
@@ -85,17 +84,6 @@ def open_clip(qtbot, win: MainWindow, path: Path) -> None:
 def long_clip(folder: Path) -> Path:
     """400 frames: an export of it is still running when a test acts on it."""
     return make_index_clip(folder / "long.mp4", 400, CLIP_SIZE, 25, gop=50)
-
-
-def damaged_clip(folder: Path) -> Path:
-    """30 s of index frames (25 fps) whose middle bytes are noise (its index, at the front,
-    is intact): frames decode to about 1.8 s, then none until about 26 s."""
-    path = make_index_clip(folder / "damaged.mp4", 750, CLIP_SIZE, 25, gop=25)
-    data = bytearray(path.read_bytes())
-    start, stop = int(0.3 * len(data)), int(0.9 * len(data))
-    data[start:stop] = random.Random(0).randbytes(stop - start)
-    path.write_bytes(bytes(data))
-    return path
 
 
 def export_under_way(qtbot, win: MainWindow, clip: Path, out: Path):

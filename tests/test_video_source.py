@@ -12,6 +12,7 @@ import pytest
 from engine.video import FileSource, VideoError, VideoOpenError
 from tests.clips import (
     corrupt_clip,
+    damaged_clip,
     make_index_clip,
     make_vfr_clip,
     make_zero_frame_clip,
@@ -204,6 +205,20 @@ def test_variable_frame_rate(tmp_path):
             frame = source.seek(time)
             assert read_index(frame.rgb) == expected, time
             assert frame.time == pytest.approx(times[expected])
+
+
+def test_frames_after_a_damaged_stretch_are_numbered_by_their_time(tmp_path):
+    """Frames that follow seconds of undecodable data are numbered as a seek numbers them
+    (by time), not as the next in a count that lost its place: the app showed frame 44 at
+    26 s, and a step back from it went to 1.7 s."""
+    with FileSource(damaged_clip(tmp_path)) as source:
+        frames = list(source.frames())
+        after = [f for f in frames if f.time > 20]
+        assert after and frames[0].index == 0
+        for frame in after:
+            assert frame.index == round(frame.time * FPS)
+        again = source.seek_frame(after[0].index)
+        assert again.index == after[0].index and again.time == pytest.approx(after[0].time)
 
 
 def one_line_error(error: pytest.ExceptionInfo, path) -> str:

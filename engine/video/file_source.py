@@ -38,6 +38,12 @@ FALLBACK_RATE = Fraction(25)
 SHORT_END_SLACK_S = 0.5
 
 
+#: A frame that comes this much later (s) than the one before it plus a frame interval
+#: follows frames that did not decode (a damaged file): it is numbered by its time, as a
+#: seek would number it, not as the next in a count that has lost its place.
+RESYNC_S = 1.0
+
+
 def missing_tail(ended_at: float, stated_end: float) -> float:
     """Seconds between the end of the last decodable frame (`ended_at`) and the end the
     file states (`stated_end`, 0 when unknown), when the gap shows a cut-short file; else 0."""
@@ -278,7 +284,9 @@ class FileSource:
         self._pending = None
         if frame is None:
             return None
-        index = self._index_of(frame) if self._next_index == 0 else self._next_index
+        index = self._index_of(frame)
+        if self._next_index and index - self._next_index <= self.rate * RESYNC_S:
+            index = self._next_index  # in sequence; the count, not a rounded time, numbers it
         return self._wrap(frame, index)
 
     def frames(self, start: float = 0.0, end: float | None = None) -> Iterator[VideoFrame]:
