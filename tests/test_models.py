@@ -76,6 +76,28 @@ def test_weights_round_trip(tmp_path) -> None:
             torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_weights_and_their_description_are_replaced_together(tmp_path, monkeypatch) -> None:
+    """A full disk while the readable .json is written keeps the old pair: not new weights
+    beside the old weights' description (best.safetensors / best.json of a run)."""
+    import errno
+    from pathlib import Path
+
+    net = build_network("fast", {"widths": [8, 16, 32]})
+    config = default_config("fast", {"widths": [8, 16, 32]})
+    path = save_weights(tmp_path / "m.safetensors", net, {**config, "metrics": {"psnr": 1.0}})
+    before = path.read_bytes(), path.with_suffix(".json").read_bytes()
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(OSError, match="No space left"):
+        save_weights(path, net, {**config, "metrics": {"psnr": 2.0}})
+    monkeypatch.undo()
+    assert (path.read_bytes(), path.with_suffix(".json").read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
+
+
 def test_weights_errors_name_the_file(tmp_path) -> None:
     with pytest.raises(WeightsError, match="not found"):
         read_config(tmp_path / "missing.safetensors")

@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from engine.files import replaced_on_success, write_atomically
+from engine.files import replaced_on_success
 
 CONFIG_KEY = "desmoke_config"
 
@@ -36,11 +36,15 @@ def save_weights(path: str | Path, model: nn.Module, config: dict[str, Any]) -> 
         for k, v in model.state_dict().items()
     }
     text = json.dumps(config, sort_keys=True)
-    with replaced_on_success(path) as temp:
+    readable = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
+    # Both written before either is renamed: a full disk leaves the old pair, not a new
+    # weights file beside the old one's description.
+    with (
+        replaced_on_success(path.with_suffix(".json")) as json_temp,
+        replaced_on_success(path) as temp,
+    ):
         save_file(tensors, str(temp), metadata={CONFIG_KEY: text})
-    write_atomically(
-        path.with_suffix(".json"), (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
-    )
+        json_temp.write_bytes(readable)
     return path
 
 
