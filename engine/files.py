@@ -4,7 +4,8 @@ One way for every file the project writes (weights, ONNX exports, checkpoints, c
 kernels, TensorRT engines, evaluation reports, snapshots, videos): new_temporary, then
 move_into_place on success or discard on failure. replaced_on_success wraps the three for
 a file written in one block; the video writer (engine.video.writer), which encodes over
-many calls, uses them directly.
+many calls, uses them directly. cache_file saves what can be made again (ONNX exports,
+compiled kernels), warning instead of failing where the cache cannot be written.
 """
 
 from __future__ import annotations
@@ -102,3 +103,17 @@ def write_atomically(path: str | Path, data: bytes) -> Path:
     with replaced_on_success(path) as temp:
         temp.write_bytes(data)
     return Path(path)
+
+
+def cache_file(path: str | Path, data: bytes) -> bool:
+    """Save `data` to the cache file `path` (folders created), whole or not at all. False,
+    with a warning, when it cannot be saved (a read-only or full cache, a file where the
+    folder should be): a cache only saves time, so the caller carries on with `data`."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, data)  # a concurrent reader never sees half a file
+    except OSError as error:
+        log.warning("cannot cache %s in %s (%s)", path.name, path.parent, error)
+        return False
+    return True

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +14,7 @@ from engine.backends import (
     BackendUnavailable,
     available_backends,
     backend_status,
+    onnxruntime_backend,
     select_backend,
 )
 from engine.models import build_network, default_config
@@ -67,3 +72,72 @@ def test_torch_and_onnxruntime_agree(network, config) -> None:
         for a, b in zip(torch_backend.run(x), ort_backend.run(x), strict=True):
             assert a.shape == b.shape
             np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def fast_network():
+    torch.manual_seed(0)  # one network for the whole module: its export is cached by weights
+    return build_network("fast")
+
+
+def loaded_onnxruntime(network):
+    backend, _ = select_backend("onnxruntime")
+    backend.load(network, default_config("fast"))
+    return backend
+
+
+def assert_agrees_with_torch(backend, network) -> None:
+    reference, _ = select_backend("torch")
+    reference.load(network, default_config("fast"))
+    x = np.random.default_rng(0).random((1, 4, 64, 112), dtype=np.float32)
+    for a, b in zip(reference.run(x), backend.run(x), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
+
+
+UNWRITABLE_CACHES = {
+    "a file where the folder goes": lambda tmp_path: tmp_path / "file",
+    "under /proc": lambda tmp_path: Path("/proc/desmoke"),
+}
+
+
+@pytest.mark.parametrize("where", UNWRITABLE_CACHES)
+def test_an_unwritable_cache_still_runs_onnxruntime(
+    where, fast_network, tmp_path, monkeypatch, caplog
+) -> None:
+    """A read-only home or a full disk costs the cache, not the faster backend."""
+    cache = UNWRITABLE_CACHES[where](tmp_path)
+    if where == "under /proc" and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc here")
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("DESMOKE_CACHE", str(cache))
+    with caplog.at_level(logging.WARNING):
+        backend = loaded_onnxruntime(fast_network)
+    assert backend.onnx_path is None
+    assert "cannot cache fast-" in caplog.text
+    assert_agrees_with_torch(backend, fast_network)
+
+
+def test_a_corrupt_cached_export_is_exported_again_and_replaced(
+    fast_network, tmp_path, caplog
+) -> None:
+    cached = loaded_onnxruntime(fast_network).onnx_path
+    assert cached is not None and cached.parent == tmp_path / "cache" / "onnx"
+    cached.write_bytes(b"half an onnx file")
+    with caplog.at_level(logging.WARNING):
+        backend = loaded_onnxruntime(fast_network)
+    assert "did not load" in caplog.text and "exporting the network again" in caplog.text
+    assert backend.onnx_path == cached
+    assert [p.name for p in cached.parent.iterdir()] == [cached.name]  # no temporary left
+    onnxruntime_backend.new_session(cached.read_bytes())  # the file now loads
+    assert_agrees_with_torch(backend, fast_network)
+
+
+def test_an_export_that_cannot_be_written_anywhere_lets_auto_move_on(
+    fast_network, monkeypatch
+) -> None:
+    def no_room(network, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(onnxruntime_backend, "export_onnx", no_room)
+    with pytest.raises(BackendUnavailable, match="cannot export the network to ONNX.*No space"):
+        loaded_onnxruntime(fast_network)

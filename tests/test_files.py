@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from pathlib import Path
 
 import pytest
 
-from engine.files import replaced_on_success, write_atomically
+from engine.files import cache_file, replaced_on_success, write_atomically
 
 
 def test_a_file_is_replaced_whole(tmp_path) -> None:
@@ -89,3 +90,20 @@ def test_a_failing_clean_up_does_not_hide_the_error(tmp_path, monkeypatch) -> No
 
 def _refused(self: Path, missing_ok: bool = False) -> None:
     raise PermissionError(13, "Permission denied", str(self))
+
+
+def test_a_cache_file_is_saved_with_its_folders(tmp_path) -> None:
+    target = tmp_path / "cache" / "onnx" / "net.onnx"
+    assert cache_file(target, b"model") is True
+    assert target.read_bytes() == b"model"
+    assert [p.name for p in target.parent.iterdir()] == ["net.onnx"]
+
+
+def test_a_cache_that_cannot_be_written_is_a_warning(tmp_path, caplog) -> None:
+    """A file where the folder goes (as a read-only home or a full disk): the caller
+    carries on with what it made."""
+    (tmp_path / "cache").write_text("not a folder")
+    with caplog.at_level(logging.WARNING, logger="engine.files"):
+        assert cache_file(tmp_path / "cache" / "net.onnx", b"model") is False
+    assert "cannot cache net.onnx" in caplog.text
+    assert (tmp_path / "cache").read_text() == "not a folder"

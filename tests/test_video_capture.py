@@ -23,6 +23,7 @@ from engine.video.capture_source import (
     platform_format,
     v4l2_devices,
 )
+from tests.test_video_source import run_isolated
 
 TESTSRC = "testsrc=size=320x240:rate=30"
 
@@ -102,6 +103,22 @@ def test_device_that_vanishes_mid_stream_raises_one_line_error():
                 source.read()
     message = str(error.value)
     assert "\n" not in message and TESTSRC in message and "No such device" in message
+
+
+def test_a_closed_capture_refuses_to_read():
+    result = run_isolated(f"""
+from engine.video import CaptureSource, VideoError
+with CaptureSource({TESTSRC!r}, format="lavfi") as source:
+    source.read()
+source.close()  # again: does nothing
+for attempt in (source.read, lambda: next(source.frames())):
+    try:
+        attempt()
+    except VideoError as error:
+        print(error)
+""")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"{TESTSRC}: the source is closed"] * 2
 
 
 def test_missing_device_and_bad_graph_raise_open_errors():

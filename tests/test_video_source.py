@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -281,6 +284,41 @@ def test_zero_frame_video(tmp_path):
 
 def test_errors_share_a_base_class():
     assert issubclass(VideoOpenError, VideoError)
+
+
+def run_isolated(code: str) -> subprocess.CompletedProcess:
+    """`code` in a fresh interpreter: decoding from a closed container crashed the process
+    (a segfault), which must fail one test, not end the test run."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+
+
+def test_a_closed_source_refuses_to_read_or_seek(clip):
+    result = run_isolated(f"""
+from engine.video import FileSource, VideoError
+with FileSource({str(clip)!r}) as source:
+    started = source.frames()
+    next(started)
+source.close()  # again: does nothing
+for attempt in (
+    source.read,
+    lambda: next(started),  # a generator begun before the close
+    lambda: next(source.frames()),
+    lambda: source.seek(1.0),
+    lambda: source.seek_frame(3),
+):
+    try:
+        attempt()
+    except VideoError as error:
+        print(error)
+""")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"{clip}: the source is closed"] * 5
 
 
 def test_truncated_and_corrupted_video_skips_and_counts(clip, tmp_path):

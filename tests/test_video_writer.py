@@ -233,7 +233,7 @@ def test_mp4_writer_pads_odd_frames_and_checks_their_size(tmp_path):
     out = tmp_path / "odd.mp4"
     image = np.full((47, 63, 3), 200, np.uint8)
     with Mp4Writer(out, fps=25, size=(63, 47)) as writer:
-        with pytest.raises(ValueError, match="63x47x3 uint8"):
+        with pytest.raises(ValueError, match=re.escape("expected shape (47, 63, 3) uint8")):
             writer.write_image(image[:, :62])
         for _ in range(3):
             writer.write_image(image)
@@ -277,11 +277,22 @@ def test_closing_without_frames_saves_nothing(tmp_path):
     assert_nothing_left(tmp_path)
 
 
-def test_quality_out_of_range_is_refused(tmp_path):
-    for crf in (-1, 52):
-        with pytest.raises(ValueError, match="crf"):
+def test_quality_out_of_range_or_not_whole_is_refused(tmp_path):
+    for crf in (-1, 52, 20.5, "20", True):
+        with pytest.raises(
+            ValueError, match=re.escape(f"whole number 0-51, lower is better; got {crf!r}")
+        ):
             Mp4Writer(tmp_path / "out.mp4", fps=25, size=(64, 48), crf=crf)
     assert_nothing_left(tmp_path)
+
+
+def test_a_transposed_frame_is_told_apart_from_the_size_expected(tmp_path):
+    """(width, height, 3) instead of (height, width, 3): both shapes in numpy's order."""
+    with Mp4Writer(tmp_path / "out.mp4", fps=25, size=(64, 48)) as writer:
+        with pytest.raises(ValueError) as error:
+            writer.write_image(np.zeros((64, 48, 3), np.uint8))
+        writer.write_image(np.zeros((48, 64, 3), np.uint8))
+    assert "frame is shape (64, 48, 3) uint8; expected shape (48, 64, 3) uint8" in str(error.value)
 
 
 def test_wrong_frame_size_is_refused(tmp_path):

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.files import write_atomically
+from engine.files import cache_file
 
 log = logging.getLogger(__name__)
 
@@ -193,11 +193,7 @@ def compiled_image(target: str, *, source_path: Path = KERNEL_SOURCE) -> tuple[b
     if path.is_file() and path.stat().st_size > 0:
         return path.read_bytes(), path
     image = compile_source(source, target, name=source_path.name)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, image)  # a concurrent reader never sees half a file
-    except OSError as exc:  # a read-only or full cache folder: the kernels run all the same
-        log.warning("cannot cache the compiled kernels in %s (%s)", path.parent, exc)
+    cache_file(path, image)  # unsaved (read-only or full cache): the kernels run all the same
     return image, path
 
 

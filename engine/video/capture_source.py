@@ -230,8 +230,11 @@ class CaptureSource:
     def read(self) -> VideoFrame | None:
         """The next frame (blocks until the device delivers one); None when the stream ends.
 
-        Raises VideoError when the device fails or vanishes mid-stream.
+        Raises VideoError when the device fails or vanishes mid-stream, or the source is
+        closed.
         """
+        if self._closed:  # demuxing a closed container crashes the process
+            raise VideoError(f"{self.path}: the source is closed")
         frame = self._next_frame()
         if frame is None:
             return None
@@ -271,6 +274,7 @@ class CaptureSource:
                 yield frame
 
     def close(self) -> None:
+        """Release the device; closing again does nothing."""
         if not self._closed:
             self._closed = True
             self._container.close()

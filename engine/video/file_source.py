@@ -191,6 +191,7 @@ class FileSource:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.skipped_frames = 0
+        self._closed = False
         self._container = _open_container(self.path)
         try:
             self._stream = _pick_stream(self.path, self._container)
@@ -277,8 +278,14 @@ class FileSource:
         rgb = upright(to_rgb(frame), display_rotation(frame))
         return VideoFrame(index=index, time=self._time_of(frame, index), rgb=rgb)
 
+    def _check_open(self) -> None:
+        # Decoding from a closed container crashes the process (a segfault inside PyAV).
+        if self._closed:
+            raise VideoError(f"{self.path}: the source is closed")
+
     def read(self) -> VideoFrame | None:
-        """The next frame, or None at the end."""
+        """The next frame, or None at the end; VideoError once the source is closed."""
+        self._check_open()
         self._fresh = False
         frame = self._pending if self._pending is not None else next(self._frames, None)
         self._pending = None
@@ -313,6 +320,7 @@ class FileSource:
 
     def _seek_pts(self, target: int) -> VideoFrame | None:
         """Seek to the keyframe before `target` (stream ticks), decode forward to it."""
+        self._check_open()
         self._fresh = False
         margin = 0
         floor = min(self._origin, 0)  # seeking to a negative time fails (EPERM)
@@ -365,6 +373,11 @@ class FileSource:
         return max(1, round(1 / (self.rate * self._time_base)))
 
     def close(self) -> None:
+        """Release the file; closing again does nothing. Reading or seeking afterwards
+        raises VideoError."""
+        if self._closed:
+            return
+        self._closed = True
         self._pending = None
         self._container.close()
 

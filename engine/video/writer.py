@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import numbers
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -54,6 +55,18 @@ def _rate(fps: float | Fraction) -> Fraction:
 #: lossless). 20 suits viewing; pass a lower one for material to be measured or published.
 DEFAULT_CRF = 20
 MAX_CRF = 51
+
+
+def check_crf(crf: object) -> int:
+    """`crf` when it is a whole number 0-MAX_CRF; else ValueError saying what is allowed.
+    The one check of the setting: a fraction (20.5) or a string is a caller's mistake,
+    refused here rather than passed on to an encoder as text."""
+    if isinstance(crf, bool) or not isinstance(crf, numbers.Integral) or not 0 <= crf <= MAX_CRF:
+        raise ValueError(
+            f"crf (quality) must be a whole number 0-{MAX_CRF}, lower is better; got {crf!r}"
+        )
+    return int(crf)
+
 
 #: libx264 preset: measured on 2 shared cores at 3840x720 (3-up 720p), crf 20: veryfast
 #: 11 fps, superfast 29 fps (files ~1.5x larger), ultrafast 96 fps (~2.1x larger).
@@ -248,8 +261,7 @@ class Mp4Writer:
     ) -> None:
         self.path = Path(path)
         self.size = (int(size[0]), int(size[1]))
-        if not 0 <= crf <= MAX_CRF:
-            raise ValueError(f"crf (quality) must be 0-{MAX_CRF}, lower is better; got {crf}")
+        crf = check_crf(crf)
         if min(self.size) < 1:
             raise ValueError(f"frame size must be positive, got {self.size[0]}x{self.size[1]}")
         self.frames_written = 0
@@ -333,10 +345,12 @@ class Mp4Writer:
         """
         if self._container is None:
             raise VideoWriteError(f"{self.path}: writer is closed")
-        if image.shape != (self.size[1], self.size[0], 3) or image.dtype != np.uint8:
+        expected = (self.size[1], self.size[0], 3)  # numpy's order: height, width, colour
+        if image.shape != expected or image.dtype != np.uint8:
+            # Both as numpy shapes: "64x48" beside (64, 48, 3) read as the same size.
             raise ValueError(
-                f"frame is {image.shape} {image.dtype}, the writer was opened for "
-                f"{self.size[0]}x{self.size[1]}x3 uint8"
+                f"frame is shape {image.shape} {image.dtype}; "
+                f"expected shape {expected} uint8 (height, width, RGB)"
             )
         if self._encoded_size != self.size:
             pad_w, pad_h = (
