@@ -140,6 +140,9 @@ def test_compiled_kernels_are_cached_on_disk(tmp_path, monkeypatch) -> None:
     path.write_bytes(b"cached marker")  # a second call must read the file, not recompile
     again, same = compiled_image("compute_80")
     assert same == path and again == b"cached marker"
+    # A cached image that did not load: compiled afresh, replacing it (never read again).
+    fresh, same = compiled_image("compute_80", fresh=True)
+    assert same == path and fresh == image and path.read_bytes() == image
 
 
 @pytest.mark.skipif(not NVRTC_OK, reason=f"NVRTC not usable: {NVRTC_REASON}")

@@ -184,13 +184,16 @@ def cache_key(source: bytes, target: str, options: Sequence[str], version: tuple
     return digest.hexdigest()[:24]
 
 
-def compiled_image(target: str, *, source_path: Path = KERNEL_SOURCE) -> tuple[bytes, Path]:
-    """The kernels compiled for `target`, from the disk cache or freshly (then cached)."""
+def compiled_image(
+    target: str, *, source_path: Path = KERNEL_SOURCE, fresh: bool = False
+) -> tuple[bytes, Path]:
+    """The kernels compiled for `target`, from the disk cache or freshly (then cached);
+    fresh: compile even where a cached image exists (it did not load: it is replaced)."""
     source = source_path.read_bytes()
     key = cache_key(source, target, COMPILE_OPTIONS, nvrtc_version())
     suffix = "cubin" if target.startswith("sm_") else "ptx"
     path = cache_dir() / f"{source_path.stem}-{key}-{target}.{suffix}"
-    if path.is_file() and path.stat().st_size > 0:
+    if not fresh and path.is_file() and path.stat().st_size > 0:
         return path.read_bytes(), path
     image = compile_source(source, target, name=source_path.name)
     cache_file(path, image)  # unsaved (read-only or full cache): the kernels run all the same
@@ -252,8 +255,11 @@ class CudaModule:
             self.module = self._load(image)
         except CudaError as exc:  # a damaged cache file: compile afresh, once
             log.warning("cached kernels %s did not load (%s); recompiling", self.image_path, exc)
-            self.image_path.unlink(missing_ok=True)
-            image, self.image_path = compiled_image(self.target, source_path=source_path)
+            # Not read from the cache again, which may be read-only: the new image replaces
+            # the damaged one where it can.
+            image, self.image_path = compiled_image(
+                self.target, source_path=source_path, fresh=True
+            )
             self.module = self._load(image)
         self.functions = {
             name: check_driver(
