@@ -7,13 +7,14 @@ while playing, a live (lavfi) source, and bad input that must leave the app runn
 
 from __future__ import annotations
 
+import threading
 import time
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QCoreApplication, Qt
 
 from desmoke_app.gui.workers import last_frame_before
 from engine.backends.torch_backend import TorchBackend
@@ -521,18 +522,33 @@ def test_an_edit_made_while_another_is_applied_is_kept(qtbot, window, clip, monk
     from desmoke_app.gui import workers
 
     make_desmoker = workers.make_desmoker
+    patch_edited = threading.Event()
 
-    def slow_make_desmoker(settings):
-        time.sleep(0.1)  # well inside the controls' pause before a pending edit is sent
+    def held_make_desmoker(settings):
+        patch_edited.wait(WAIT_MS / 1000)  # the strength's configure ends after the patch edit
         return make_desmoker(settings)
 
-    monkeypatch.setattr(workers, "make_desmoker", slow_make_desmoker)
+    monkeypatch.setattr(workers, "make_desmoker", held_make_desmoker)
     open_clip(qtbot, window, clip)
     controls, processor = window.controls, window.workers.processor
+    strength_applied = threading.Event()
+    # Runs on the processor thread, after the window's call to its slot has been queued.
+    processor.configured.connect(lambda _state: strength_applied.set())
     with qtbot.waitSignal(controls.settings_changed, timeout=WAIT_MS):
         controls.strength.setValue(30)
-    with qtbot.waitSignals([processor.configured, processor.configured], timeout=WAIT_MS):
-        controls.patch.setValue(9)  # sent once the strength has been applied
+    controls.patch.setValue(9)  # sent after the controls' pause
+    patch_edited.set()
+    assert strength_applied.wait(WAIT_MS / 1000)
+    # The window takes the strength's state while the patch edit still waits: posted
+    # events only, so no timer can end the pause here, however loaded the machine.
+    QCoreApplication.sendPostedEvents()
+    assert controls.edit_pending() and window.processor_state.settings["strength"] == 0.3
+    assert controls.patch.value() == 9
+    # The processor's signal comes before the window's slot has run: wait for the window.
+    qtbot.waitUntil(
+        lambda: not controls.edit_pending() and window.processor_state.asked == controls.settings(),
+        timeout=WAIT_MS,
+    )
     assert controls.patch.value() == 9 and controls.strength.value() == 30
     assert window.processor_state.settings["patch_size"] == 9
     assert window.processor_state.settings["strength"] == 0.3

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QRectF, QSettings, Qt, QThread, QUrl
-from PySide6.QtGui import QDropEvent, QWheelEvent
+from PySide6.QtGui import QDropEvent, QKeySequence, QWheelEvent
 from PySide6.QtWidgets import QApplication, QStyle, QStyleOptionSpinBox
 
 from desmoke_app.gui.demo import DEMO_FRAMES, DemoSource
@@ -522,6 +522,40 @@ def test_about_names_the_model(window) -> None:
     state = window.processor_state
     html = about_html(state.model_name, state.description, state.config, state.notice)
     assert "dark-channel prior" in html and "Salazar-Colores" in html
+
+
+def open_shortcuts(qtbot, window: MainWindow):
+    """Help > Keyboard and mouse, opened with F1 as the user would; the dialog."""
+    from desmoke_app.gui.shortcuts_dialog import ShortcutsDialog
+
+    qtbot.keyClick(window, Qt.Key.Key_F1)
+    dialogs = window.findChildren(ShortcutsDialog)
+    qtbot.waitUntil(lambda: any(d.isVisible() for d in dialogs), timeout=WAIT_MS)
+    return dialogs
+
+
+def test_f1_lists_every_shortcut_of_the_window(qtbot, window) -> None:
+    """Each action with a shortcut, as its menu reads and its keys as the platform writes
+    them, on a line of its own: the list is made from the actions, so none is missed."""
+    (dialog,) = open_shortcuts(qtbot, window)
+    assert not dialog.isModal()  # the player stays usable beside it
+    text = dialog.browser.toPlainText()
+    native = QKeySequence.SequenceFormat.NativeText
+    listed = [a for a in window.actions() if a.shortcuts()]
+    assert len(listed) > 20  # the window's actions, F1's own among them
+    for action in listed:
+        keys = ", ".join(key.toString(native) for key in action.shortcuts())
+        what = action.text().replace("&", "").replace("…", "")
+        assert f"\n{keys}\n{what}\n" in text, what
+    assert "Ctrl++, Ctrl+=" in text and "\nF1\nKeyboard and mouse\n" in text
+    assert text.index("\nWheel\n") > text.index("Keyboard and mouse")  # then the mouse
+
+
+def test_f1_twice_shows_one_dialog(qtbot, window) -> None:
+    first = open_shortcuts(qtbot, window)
+    assert open_shortcuts(qtbot, window) == first and len(first) == 1
+    first[0].close()
+    assert open_shortcuts(qtbot, window) == first  # closed, then opened again: the same one
 
 
 def test_status_bar_shows_backend_and_dropped(qtbot, window, clip) -> None:

@@ -36,6 +36,7 @@ from desmoke_app.gui.panes import TITLES, FullScreenPane, PaneArea
 from desmoke_app.gui.plots import LATENCY_WARNING_MS, PerformancePlot, SmokeTimeline
 from desmoke_app.gui.recorder import RecordingReport, RecordRequest
 from desmoke_app.gui.settings import AppSettings
+from desmoke_app.gui.shortcuts_dialog import ShortcutsDialog
 from desmoke_app.gui.workers import (
     ProcessedFrame,
     ProcessorState,
@@ -110,6 +111,7 @@ class MainWindow(QMainWindow):
         self._to_remember: dict[str, Any] | None = None  # saved once the processor runs them
         self._processing_error = False  # the message bar shows the processor's error
         self._full_screen: FullScreenPane | None = None
+        self._shortcuts_dialog: ShortcutsDialog | None = None
         self._shut_down = False
         self._recording_ended_by = ""  # the source's failure that stopped the recording
         self._build_widgets()
@@ -238,7 +240,12 @@ class MainWindow(QMainWindow):
         self.record_action.setCheckable(True)
         self._action(file, "&Snapshot of the three panes…", self.snapshot_dialog, "Ctrl+Shift+S")
         file.addSeparator()
-        self._action(file, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        quit_app = self._action(file, "&Quit", self.close)
+        # Ctrl+Q everywhere (Qt's standard Quit key is none on Windows), and the platform's
+        # own where that is another (macOS: Cmd+Q).
+        ctrl_q = QKeySequence("Ctrl+Q")
+        own = QKeySequence.keyBindings(QKeySequence.StandardKey.Quit)
+        quit_app.setShortcuts([ctrl_q, *(key for key in own if key != ctrl_q)])
         play = bar.addMenu("&Playback")
         self._action(play, "Play / pause", self.toggle_play, Qt.Key.Key_Space)
         self._action(play, "Previous frame", lambda: self.step(-1), Qt.Key.Key_Left)
@@ -273,6 +280,10 @@ class MainWindow(QMainWindow):
         view.addAction(self.controls_dock.toggleViewAction())
         view.addAction(self.plots_dock.toggleViewAction())
         help_menu = bar.addMenu("&Help")
+        keys = self._action(help_menu, "&Keyboard and mouse", self.show_shortcuts)
+        # F1 everywhere, and the platform's own help key where that is another (macOS).
+        f1, platform_key = QKeySequence("F1"), QKeySequence(QKeySequence.StandardKey.HelpContents)
+        keys.setShortcuts([f1] if platform_key == f1 else [f1, platform_key])
         self._action(help_menu, "&About desmoke", self.about)
 
     def _start_workers(self) -> None:
@@ -609,6 +620,14 @@ class MainWindow(QMainWindow):
 
     def _full_screen_closed(self) -> None:
         self._full_screen = None
+
+    def show_shortcuts(self) -> None:
+        """Help > Keyboard and mouse: one dialog, made at first use and then raised."""
+        if self._shortcuts_dialog is None:
+            self._shortcuts_dialog = ShortcutsDialog(self.menuBar(), self)
+        self._shortcuts_dialog.show()
+        self._shortcuts_dialog.raise_()
+        self._shortcuts_dialog.activateWindow()
 
     def about(self) -> None:
         state = self.processor_state
