@@ -12,6 +12,9 @@ benchmarks and the evaluation rely on it). Every method works at a working resol
 from __future__ import annotations
 
 import logging
+import math
+import numbers
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,14 +24,16 @@ from typing import Any
 import cv2
 import numpy as np
 
-from engine.backends import Backend, BackendUnavailable, select_backend
+from engine.backends import BACKEND_NAMES, Backend, BackendUnavailable, select_backend
 from engine.dark_channel import REFERENCE_PATCH, dark_channel, default_patch_size
 from engine.models import (
     DEFAULT_WORKING_SHORT_SIDE,
     MODEL_NAMES,
     NETWORK_MODELS,
+    WeightsError,
     load_network,
     network_stride,
+    read_config,
     working_shape,
 )
 from engine.models.dcp import estimate_smoke_layer
@@ -59,11 +64,14 @@ class DesmokeResult:
     timings: dict[str, float] = field(default_factory=dict)  # stage -> ms
 
 
+#: The smallest working short side: one stride of the `fast` network.
+MIN_WORKING_SHORT_SIDE = 16
+
+
 def as_rgb_uint8(frame: np.ndarray) -> np.ndarray:
     """Accept HxWx3 RGB, HxW or HxWx1 grey, HxWx4 RGBA (uint8); anything else is an error."""
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
-        kind = frame.dtype if isinstance(frame, np.ndarray) else type(frame).__name__
-        raise ValueError(f"expected a uint8 image array, got {kind}")
+        raise ValueError(_not_uint8_message(frame))
     if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
         frame = cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2RGB)
     elif frame.ndim == 3 and frame.shape[2] == 4:
@@ -73,19 +81,112 @@ def as_rgb_uint8(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
+def _not_uint8_message(frame: object) -> str:
+    """What was given instead of uint8 and, for floats and 16-bit integers, how to convert."""
+    if not isinstance(frame, np.ndarray):
+        return f"expected a uint8 image array, got {type(frame).__name__}"
+    message = f"expected a uint8 image array, got {frame.dtype}"
+    if frame.dtype.kind == "f":
+        return (
+            message
+            + ": for values in [0, 1] pass (np.clip(frame, 0, 1) * 255 + 0.5).astype(np.uint8)"
+        )
+    if frame.dtype == np.uint16:
+        return message + (
+            ": pass (frame >> 8).astype(np.uint8) for 16-bit values, "
+            "(frame >> 2).astype(np.uint8) for 10-bit ones"
+        )
+    return message
+
+
+# -- argument checks: a wrong value is an error where it comes in, never replaced ---------
+def _number(name: str, value: object) -> float:
+    """`value` as a float; TypeError for anything but a real number (True is no strength)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _whole_number(name: str, value: object) -> int:
+    """`value` as an int; TypeError for floats (3.5, NaN), bools and anything else."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a whole number, got {value!r}")
+    return int(value)
+
+
+def _require(ok: bool, name: str, allowed: str, value: object) -> None:
+    if not ok:
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+
+def _check_backend_name(backend: object) -> None:
+    """Every model, dcp too (which runs no network), refuses a name that is no backend."""
+    if not isinstance(backend, str) or backend not in BACKEND_NAMES:
+        raise ValueError(f"unknown backend {backend!r} (known: {', '.join(BACKEND_NAMES)})")
+
+
+def _resolve_model(model: str | Path, weights: str | Path | None) -> tuple[str, Path | None]:
+    """(model name, weights file) from Desmoker's `model` and `weights` arguments."""
+    if not isinstance(model, str | Path):
+        names = ", ".join(repr(name) for name in MODEL_NAMES[:-1])
+        raise TypeError(
+            f"model must be {names}, {MODEL_NAMES[-1]!r} or a path to a .safetensors file, "
+            f"got {model!r}"
+        )
+    if weights is not None and (not isinstance(weights, str | Path) or not str(weights)):
+        raise ValueError(f"weights must be a path to a .safetensors file or None, got {weights!r}")
+    if isinstance(model, Path) or Path(model).suffix:  # a weights file names its own model
+        if weights is not None:
+            raise ValueError(
+                f"model {model} is already a weights file: pass weights= only with "
+                f"model {' or '.join(NETWORK_MODELS)}"
+            )
+        return read_config(model)["model"], Path(model)
+    if model not in MODEL_NAMES:
+        raise ValueError(f"unknown model '{model}' (known: {', '.join(MODEL_NAMES)})")
+    if model not in NETWORK_MODELS:
+        if weights is not None:
+            raise ValueError(f"{model} takes no weights, got weights={weights!r}")
+        return model, None
+    weights = weights if weights is not None else shipped_weights(model)
+    if weights is None:  # never dcp instead: a comparison would compare dcp with itself
+        raise WeightsError(
+            f"no '{model}' weights are shipped: pass weights=W.safetensors (train them "
+            f"with desmoke train --config training/configs/{model}.toml)"
+        )
+    return model, Path(weights)
+
+
 class Desmoker:
     """Frame in -> original, dark channel, desmoked (+ timings) out.
 
-    model: "fast", "paper", "dcp", or a path to a .safetensors weights file.
-    backend: "auto" or a backend name (engine.backends.BACKEND_NAMES).
-    weights: weights for "fast"/"paper" (default: the shipped ones in assets/).
-    patch_size: dark-channel patch at a 256 px short side (15, He et al.); scaled per image.
-    strength: 0 leaves the frame untouched, 1 removes the estimated smoke fully.
+    Frames are RGB, as PyAV and engine.video give them; cv2.imread and cv2.VideoCapture give
+    BGR: convert with cv2.cvtColor(image, cv2.COLOR_BGR2RGB) first (`fast`, trained on RGB,
+    removes less smoke from BGR frames, silently).
+
+    model: "fast", "paper", "dcp", or a path (str or Path) to a .safetensors weights file.
+    backend: "auto" or a backend name (engine.backends.BACKEND_NAMES); dcp runs no network
+        and uses none, but an unknown name is an error for every model.
+    weights: weights for "fast"/"paper" (default: the shipped ones in assets/; a
+        WeightsError where none are shipped: no method is ever swapped for another).
+    working_short_side: the working resolution's short side, at least 16 px (None: the
+        weights' own, else 256).
+    patch_size: dark-channel patch at a 256 px short side, odd (None: 15, He et al.);
+        scaled per image.
+    strength: 0 to 1; 0 leaves the frame untouched, 1 removes the estimated smoke fully.
+    t_min: above 0 and below 1; the least transmission 1 - alpha the inversion divides by
+        (fast and dcp; paper predicts the clear image itself and has none).
+    strength, t_min, patch_size (as reference_patch) and working_short_side may be changed
+    between frames; they are checked then too (ValueError or TypeError naming the option).
+
+    One Desmoker runs one frame at a time: process() takes a lock, since its buffers are
+    reused from frame to frame, so threads sharing one wait for each other. For frames in
+    parallel, give each thread its own Desmoker.
     """
 
     def __init__(
         self,
-        model: str = "fast",
+        model: str | Path = "fast",
         backend: str = "auto",
         *,
         weights: str | Path | None = None,
@@ -99,45 +200,68 @@ class Desmoker:
         self.backend: Backend | None = None
         self._failed_backends: list[str] = []
         self._device_frame_path = False
-        self.backend_reason = "none: the classical method needs no network"
-        model, weights = self._resolve_weights(model, weights)
-        self.model_name = model
-        self.weights_path = Path(weights) if weights else None
-        self.reference_patch = patch_size or REFERENCE_PATCH
-        if self.reference_patch < 1 or self.reference_patch % 2 == 0:
-            raise ValueError(f"patch size must be a positive odd number, got {patch_size}")
-        self.strength = float(strength)
-        self.t_min = float(t_min)
-        if model in NETWORK_MODELS:
-            self._load_network(backend)
-        self.working_short_side = int(
-            working_short_side
-            or self.config.get("working_short_side")
-            or DEFAULT_WORKING_SHORT_SIDE[model]
-        )
-        if self.working_short_side < 16:
-            raise ValueError(f"working resolution too small: {self.working_short_side}")
+        self._lock = threading.Lock()
         self._shapes: dict[tuple[int, int], tuple[int, int]] = {}
         self._restorer = Restorer()
+        self.backend_reason = "none: the classical method needs no network"
+        _check_backend_name(backend)
+        self.model_name, self.weights_path = _resolve_model(model, weights)
+        self.reference_patch = REFERENCE_PATCH if patch_size is None else patch_size
+        self.strength = strength
+        self.t_min = t_min
+        if self.model_name in NETWORK_MODELS:
+            self._load_network(backend)
+        if working_short_side is None:  # the weights' own, else the model's default
+            working_short_side = (
+                self.config.get("working_short_side") or DEFAULT_WORKING_SHORT_SIDE[self.model_name]
+            )
+        self.working_short_side = working_short_side
+
+    # -- settings, checked whenever they are set -----------------------------------------
+    @property
+    def strength(self) -> float:
+        return self._strength
+
+    @strength.setter
+    def strength(self, value: float) -> None:
+        number = _number("strength", value)
+        _require(0.0 <= number <= 1.0, "strength", "from 0 to 1", value)  # NaN fails too
+        self._strength = number
+
+    @property
+    def t_min(self) -> float:
+        return self._t_min
+
+    @t_min.setter
+    def t_min(self, value: float) -> None:
+        number = _number("t_min", value)
+        # 0 divides by zero under dense smoke; 1 or more subtracts the smoke undivided.
+        _require(0.0 < number < 1.0, "t_min", "above 0 and below 1", value)
+        self._t_min = number
+
+    @property
+    def reference_patch(self) -> int:
+        return self._reference_patch
+
+    @reference_patch.setter
+    def reference_patch(self, value: int) -> None:
+        value = _whole_number("patch_size", value)
+        _require(value >= 1 and value % 2 == 1, "patch_size", "a positive odd number", value)
+        self._reference_patch = value
+
+    @property
+    def working_short_side(self) -> int:
+        return self._working_short_side
+
+    @working_short_side.setter
+    def working_short_side(self, value: int) -> None:
+        value = _whole_number("working_short_side", value)
+        low = MIN_WORKING_SHORT_SIDE
+        _require(value >= low, "working_short_side", f"at least {low} px", value)
+        self._working_short_side = value
+        self._shapes.clear()  # the working shapes of the frame sizes seen so far change
 
     # -- construction ------------------------------------------------------------------
-    def _resolve_weights(
-        self, model: str, weights: str | Path | None
-    ) -> tuple[str, str | Path | None]:
-        if model.endswith(".safetensors") or Path(model).suffix:
-            from engine.models import read_config
-
-            return read_config(model)["model"], model
-        if model not in MODEL_NAMES:
-            raise ValueError(f"unknown model '{model}' (known: {', '.join(MODEL_NAMES)})")
-        if model in NETWORK_MODELS and weights is None:
-            weights = shipped_weights(model)
-            if weights is None:
-                self.notice = f"no trained weights for '{model}' are shipped: using 'dcp'"
-                log.info(self.notice)
-                return "dcp", None
-        return model, weights
-
     def _load_network(self, backend: str) -> None:
         self._network, self.config = load_network(self.weights_path)
         if self.config["model"] != self.model_name:
@@ -185,8 +309,13 @@ class Desmoker:
         return self._shapes[key]
 
     def process(self, frame: np.ndarray) -> DesmokeResult:
-        """Desmoke one RGB uint8 frame of any size; the outputs have the frame's size."""
+        """Desmoke one RGB uint8 frame of any size; the outputs have the frame's size.
+        Calls from several threads run one after another (see the class's docstring)."""
         frame = as_rgb_uint8(frame)
+        with self._lock:  # the restorer's buffers and the backend serve one frame at a time
+            return self._process(frame)
+
+    def _process(self, frame: np.ndarray) -> DesmokeResult:
         height, width = frame.shape[:2]
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -313,6 +442,18 @@ class ExportCancelled(Exception):
     """Raised inside `export_video` when `should_stop()` says so; the output is removed."""
 
 
+def _check_range(start: float, end: float | None) -> None:
+    """A range in seconds: start finite and 0 or more, end (None: the video's) after it."""
+    start = _number("start", start)
+    ok = math.isfinite(start) and start >= 0.0
+    _require(ok, "start", "a finite number of seconds, 0 or more", start)
+    if end is not None:
+        end = _number("end", end)
+        _require(math.isfinite(end), "end", "a finite number of seconds or None", end)
+        if end <= start:
+            raise ValueError(f"empty range: end {end:g} s is not after start {start:g} s")
+
+
 def _stated_end(source, end: float | None) -> float:
     """Where the video stream says the range ends (0 when it states no duration)."""
     stated = source.video_duration
@@ -361,6 +502,7 @@ def export_video(
     crf: int | None = None,
 ) -> ExportReport:
     """Desmoke [start, end) of a video file into a side-by-side MP4 (audio copied);
+    start and end in seconds (ValueError unless finite, start >= 0 and end > start);
     crf: H.264 quality (default engine.video.writer.DEFAULT_CRF; lower is better).
 
     progress(frames_done, frames_expected) after each frame. The writer works on a temporary
@@ -369,10 +511,9 @@ def export_video(
     from engine.video import FileSource, SideBySideWriter, WriterThread, cut_short_warning
     from engine.video.writer import DEFAULT_CRF, SOURCE_TIME_BASE
 
+    _check_range(start, end)
     began = time.perf_counter()
     with FileSource(source_path) as source:
-        if end is not None and end <= start:
-            raise ValueError(f"empty range: end {end:g} s is not after start {start:g} s")
         stop = source.duration if end is None else min(end, source.duration)
         expected = max(1, round((stop - start) * source.fps))
         writer = SideBySideWriter(

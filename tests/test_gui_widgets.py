@@ -743,3 +743,19 @@ def test_about_sums_up_the_weights_in_a_line() -> None:
     for source in config["training"]["data"]["sources"]:  # the build machine's paths
         assert source["path"] not in html
     assert "{" not in html
+
+
+def test_a_network_without_shipped_weights_cannot_be_chosen(qtbot, monkeypatch) -> None:
+    """No `paper` weights ship: chosen, it could only fail (the engine refuses to run dcp
+    in its place). Its entry is disabled and says how to get weights; fast's ships."""
+    from desmoke_app.gui import controls
+    from engine.pipeline import shipped_weights
+
+    assert shipped_weights("paper") is None and shipped_weights("fast") is not None
+    panel = controls.ControlPanel()
+    qtbot.addWidget(panel)
+    items = panel.model.model()
+    enabled = {panel.model.itemText(i): items.item(i).isEnabled() for i in range(items.rowCount())}
+    assert enabled == {"fast": True, "paper": False, "dcp": True, controls.WEIGHTS_ITEM: True}
+    tip = panel.model.itemData(panel.model.findText("paper"), Qt.ItemDataRole.ToolTipRole)
+    assert "No paper weights are shipped" in tip and "training/configs/paper.toml" in tip

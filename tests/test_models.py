@@ -62,6 +62,18 @@ def test_working_shape_keeps_aspect_and_stride() -> None:
         working_shape(0, 5, 256, 16)
 
 
+@pytest.mark.parametrize("stride", [1, 16, 256])
+def test_working_shape_of_a_very_thin_frame_is_capped(stride: int) -> None:
+    """At most 8x the short side along the long one, aspect kept, at least one stride."""
+    assert working_shape(1, 4000, 256, stride) == (stride, 2048)
+    assert working_shape(2, 3840, 256, stride) == (stride, 2048)
+    assert working_shape(4000, 1, 256, stride) == (2048, stride)
+    assert working_shape(100, 900, 256, 16) == (224, 2048)  # 9:1, just past the cap
+    for height, width in [(720, 1280), (1080, 1920), (2160, 3840), (1080, 3840), (100, 800)]:
+        uncapped = round(256 * width / height / stride) * stride
+        assert working_shape(height, width, 256, stride) == (256, max(stride, uncapped))
+
+
 def test_weights_round_trip(tmp_path) -> None:
     net = build_network("fast", {"widths": [8, 16, 32]})
     config = default_config("fast", {"widths": [8, 16, 32]})

@@ -84,13 +84,6 @@ def test_bad_frames_are_clear_errors(frame) -> None:
         Desmoker("dcp").process(frame)
 
 
-def test_fast_falls_back_to_dcp_without_shipped_weights(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(pipeline, "ASSETS_DIR", tmp_path)
-    desmoker = Desmoker("fast")
-    assert desmoker.model_name == "dcp"
-    assert "no trained weights" in desmoker.notice
-
-
 def test_fast_backends_agree_end_to_end(fast_weights) -> None:
     frame = smoky_frame(180, 320)
     results = [

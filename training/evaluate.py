@@ -211,7 +211,7 @@ def make_methods(
 ) -> tuple[dict[str, Method], list[str]]:
     """{label: method} for identity, dcp and the model (its label names the model), notes.
 
-    The model falls back to `dcp` when no weights exist for it (Desmoker's notice is
+    The model raises WeightsError where no weights exist for it (Desmoker's notice is
     returned among the notes); then only identity and dcp are evaluated.
     """
     from engine.pipeline import Desmoker

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from engine.backends import BACKENDS, backend_status
 from engine.models import MODEL_NAMES
+from engine.pipeline import shipped_weights
 
 MODEL_TIPS = {
     "fast": "Smoke-layer network at a low working resolution, restored at full resolution",
@@ -122,8 +123,10 @@ class ControlPanel(QWidget):
         for name in MODEL_NAMES:
             self.model.addItem(name, name)
             self.model.setItemData(
-                self.model.count() - 1, MODEL_TIPS[name], Qt.ItemDataRole.ToolTipRole
+                self.model.count() - 1, self._model_tip(name), Qt.ItemDataRole.ToolTipRole
             )
+            if not self._model_runs(name):
+                self.model.model().item(self.model.count() - 1).setEnabled(False)
         self.model.addItem(WEIGHTS_ITEM, None)
         self.model.setToolTip("Desmoking method: fast, paper, dcp, or a .safetensors weights file")
         self.backend = QComboBox()
@@ -164,6 +167,21 @@ class ControlPanel(QWidget):
         self.working.valueChanged.connect(lambda _v: self._timer.start())
         self.patch.valueChanged.connect(self._patch_changed)
         self.strength.valueChanged.connect(self._strength_changed)
+
+    @staticmethod
+    def _model_runs(name: str) -> bool:
+        """Whether the model name runs as it is: dcp needs no weights; a network, shipped
+        ones (without, choosing it could only fail: 'Weights file…' takes trained ones)."""
+        return name == "dcp" or shipped_weights(name) is not None
+
+    @classmethod
+    def _model_tip(cls, name: str) -> str:
+        if cls._model_runs(name):
+            return MODEL_TIPS[name]
+        return (
+            f"{MODEL_TIPS[name]}. No {name} weights are shipped: train them (desmoke train "
+            f"--config training/configs/{name}.toml), then choose them with '{WEIGHTS_ITEM}'"
+        )
 
     def _fill_backends(self) -> None:
         self.backend.addItem("auto", "auto")

@@ -20,6 +20,8 @@ from engine.models.weights import WeightsError, load_state_into, read_config, sa
 MODEL_NAMES = ("fast", "paper", "dcp")
 NETWORK_MODELS = ("fast", "paper")
 DEFAULT_WORKING_SHORT_SIDE = {"fast": 256, "paper": 256, "dcp": 256}
+#: The working long side is at most this many times the working short side (working_shape).
+MAX_WORKING_ASPECT = 8
 
 __all__ = [
     "MODEL_NAMES",
@@ -81,11 +83,16 @@ def working_shape(height: int, width: int, short_side: int, stride: int) -> tupl
     """Working resolution (h, w): short side ~short_side, aspect kept, both multiples of stride.
 
     Resizing straight to a stride multiple avoids padding on the hot path; the aspect error
-    is at most stride/2 pixels on each side.
+    is at most stride/2 pixels on each side. The long side is capped at about
+    MAX_WORKING_ASPECT x short_side: a frame more elongated than that (a 1x4000 strip) is
+    scaled down to the cap instead, aspect kept, each side still at least one stride, so
+    any frame costs bounded memory (uncapped, 1x4000 asked for a 256x1024000 working image).
+    Every aspect ratio up to 8:1 (16:9, 4:3, 32:9 ...) is untouched by the cap.
     """
     if height < 1 or width < 1:
         raise ValueError(f"empty frame {height}x{width}")
-    scale = short_side / min(height, width)
+    longest = MAX_WORKING_ASPECT * short_side
+    scale = min(short_side / min(height, width), longest / max(height, width))
 
     def snap(x: float) -> int:
         return max(stride, int(round(x / stride)) * stride)
