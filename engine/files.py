@@ -1,6 +1,6 @@
 """Files written whole or not at all: a temporary file beside the target, renamed onto it.
 
-One way for every file the project writes (weights, ONNX exports, checkpoints, compiled
+One way for every file the project delivers (weights, ONNX exports, checkpoints, compiled
 kernels, TensorRT engines, evaluation reports, snapshots, videos): new_temporary, then
 move_into_place on success or discard on failure. replaced_on_success wraps the three for
 a file written in one block; the video writer (engine.video.writer), which encodes over
@@ -45,6 +45,13 @@ def _name_max(folder: Path) -> int:
     return limit if limit > 0 else NAME_MAX
 
 
+def name_too_long(path: str | Path) -> bool:
+    """Whether `path`'s file name is longer than its folder's file system allows (no file
+    can have it: Python 3.11's Path.exists and is_dir raise on it rather than say False)."""
+    path = Path(path)
+    return len(os.fsencode(path.name)) > _name_max(path.parent)
+
+
 def _fit(name: str, limit: int) -> str:
     """`name` cut to at most `limit` bytes, on a character boundary."""
     while len(os.fsencode(name)) > limit:
@@ -60,9 +67,9 @@ def new_temporary(path: str | Path, suffix: str = ".part") -> Path:
     name is too long raises OSError naming it, before anything is written: it could never
     be renamed onto. The folder must exist."""
     path = Path(path)
-    limit = _name_max(path.parent)
-    if len(os.fsencode(path.name)) > limit:
+    if name_too_long(path):
         raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), str(path))
+    limit = _name_max(path.parent)
     room = limit - len(os.fsencode(suffix)) - _RANDOM_CHARS - 2  # the two dots
     fd, name = tempfile.mkstemp(prefix=f".{_fit(path.name, room)}.", suffix=suffix, dir=path.parent)
     os.close(fd)

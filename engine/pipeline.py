@@ -226,7 +226,8 @@ class Desmoker:
     def strength(self, value: float) -> None:
         number = _number("strength", value)
         _require(0.0 <= number <= 1.0, "strength", "from 0 to 1", value)  # NaN fails too
-        self._strength = number
+        with self._lock:  # not in the middle of another thread's frame
+            self._strength = number
 
     @property
     def t_min(self) -> float:
@@ -237,7 +238,8 @@ class Desmoker:
         number = _number("t_min", value)
         # 0 divides by zero under dense smoke; 1 or more subtracts the smoke undivided.
         _require(0.0 < number < 1.0, "t_min", "above 0 and below 1", value)
-        self._t_min = number
+        with self._lock:
+            self._t_min = number
 
     @property
     def reference_patch(self) -> int:
@@ -247,7 +249,8 @@ class Desmoker:
     def reference_patch(self, value: int) -> None:
         value = _whole_number("patch_size", value)
         _require(value >= 1 and value % 2 == 1, "patch_size", "a positive odd number", value)
-        self._reference_patch = value
+        with self._lock:  # a frame reads it twice (network input, mask): one value a frame
+            self._reference_patch = value
 
     @property
     def working_short_side(self) -> int:
@@ -258,8 +261,9 @@ class Desmoker:
         value = _whole_number("working_short_side", value)
         low = MIN_WORKING_SHORT_SIDE
         _require(value >= low, "working_short_side", f"at least {low} px", value)
-        self._working_short_side = value
-        self._shapes.clear()  # the working shapes of the frame sizes seen so far change
+        with self._lock:
+            self._working_short_side = value
+            self._shapes.clear()  # the working shapes of the frame sizes seen so far change
 
     # -- construction ------------------------------------------------------------------
     def _load_network(self, backend: str) -> None:
@@ -302,11 +306,12 @@ class Desmoker:
 
     # -- per frame ---------------------------------------------------------------------
     def working_shape_for(self, height: int, width: int) -> tuple[int, int]:
-        key = (height, width)
-        if key not in self._shapes:
+        shape = self._shapes.get((height, width))
+        if shape is None:
             stride = network_stride(self.model_name)
-            self._shapes[key] = working_shape(height, width, self.working_short_side, stride)
-        return self._shapes[key]
+            shape = working_shape(height, width, self.working_short_side, stride)
+            self._shapes[(height, width)] = shape
+        return shape
 
     def process(self, frame: np.ndarray) -> DesmokeResult:
         """Desmoke one RGB uint8 frame of any size; the outputs have the frame's size.

@@ -577,8 +577,8 @@ def test_gpu_frame_path_matches_the_cpu_desmoker(tmp_path, monkeypatch) -> None:
     backend = TorchCudaBackend()
     backend.load(network, {"model": "fast"})
     work_h, work_w = desmoker.working_shape_for(540, 960)
-    # Eager, eager, then the CUDA graph; a new frame each time, so that a mask computed on
-    # the side stream before the frame's upload landed (the previous frame's) would show.
+    # Eager, eager, then the CUDA graph; a new frame each time, so that a mask or network
+    # input computed before the frame's upload landed (the previous frame's) would show.
     for seed in (4, 5, 6, 7):
         frame = textured(540, 960, seed=seed)
         expected = desmoker.process(frame)

@@ -304,6 +304,17 @@ def test_export_dialog_does_not_ask_twice_or_for_a_new_file(qtbot, tmp_path, mon
     assert dialog.result() == QDialog.DialogCode.Accepted
 
 
+def test_export_dialog_refuses_a_file_name_too_long(qtbot, tmp_path) -> None:
+    """Path.exists raises on such a name (Python 3.11): the OK button's slot died with a
+    traceback and the dialog said nothing."""
+    dialog = ExportDialog(str(tmp_path / "case.mp4"), 2.0)
+    qtbot.addWidget(dialog)
+    dialog.output.setText(str(tmp_path / ("a" * 300 + ".mp4")))
+    dialog._accept()
+    assert "file name is too long" in dialog.error.text()
+    assert dialog.result() != QDialog.DialogCode.Accepted
+
+
 @pytest.mark.parametrize(
     "spec, stem",
     [

@@ -211,8 +211,8 @@ def make_methods(
 ) -> tuple[dict[str, Method], list[str]]:
     """{label: method} for identity, dcp and the model (its label names the model), notes.
 
-    The model raises WeightsError where no weights exist for it (Desmoker's notice is
-    returned among the notes); then only identity and dcp are evaluated.
+    The model raises WeightsError where no weights exist for it (none is swapped for
+    dcp); a notice of its Desmoker (a backend handed over) is returned among the notes.
     """
     from engine.pipeline import Desmoker
 

@@ -204,9 +204,12 @@ class Run:
         ("terminate called without an active exception"; measured under torchrun with two
         CPU ranks: 4 of 16 runs without this, 0 of 32 with it)."""
         if self.world_size > 1:
-            gc.collect()  # the wrappers sit in reference cycles (the step closures)
-            torch.distributed.barrier()
-            torch.distributed.destroy_process_group()
+            # A stop signal now (a second Ctrl-C after the checkpoint) must not cut the
+            # leaving short, which is what aborted a rank: it takes a moment.
+            with first_stop_signal(lambda _signum: None):
+                gc.collect()  # the wrappers sit in reference cycles (the step closures)
+                torch.distributed.barrier()
+                torch.distributed.destroy_process_group()
 
     def log(self, record: dict[str, Any]) -> None:
         if self.main:

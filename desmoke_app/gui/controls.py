@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desmoke_app.commands.common import PATCH_RANGE, WORKING_SIZE_RANGE
 from engine.backends import BACKENDS, backend_status
 from engine.models import MODEL_NAMES
 from engine.pipeline import shipped_weights
@@ -133,12 +134,12 @@ class ControlPanel(QWidget):
         self.backend.setToolTip("Inference backend; auto picks the fastest that runs here")
         self._fill_backends()
         self.working = NumberBox()
-        self.working.setRange(64, 2160)
+        self.working.setRange(*WORKING_SIZE_RANGE)
         self.working.setSingleStep(16)
         self.working.setSuffix(" px")
         self.working.setToolTip("Working resolution (short side) the smoke is estimated at")
         self.patch = NumberBox()
-        self.patch.setRange(3, 61)
+        self.patch.setRange(*PATCH_RANGE)
         self.patch.setSingleStep(2)
         self.patch.setToolTip(
             "Dark-channel patch size at a 256 px short side (odd; 15 in He et al.)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from desmoke_app.gui.export_worker import ExportRequest
 from desmoke_app.gui.outputs import CLAIMS
+from engine.files import name_too_long
 from engine.video import LAYOUTS
 from engine.video.writer import DEFAULT_CRF, MP4_SUFFIXES
 
@@ -146,7 +148,9 @@ class ExportDialog(QDialog):
             return "the output would overwrite the source"
         if Path(output).suffix.lower() not in MP4_SUFFIXES:
             return "the export is an MP4 file: name it .mp4"
-        if not Path(output).parent.is_dir():
+        if name_too_long(output):  # Path.exists and is_dir raise on it (Python 3.11)
+            return f"{Path(output).name[:40]}…: the file name is too long for the file system"
+        if not os.path.isdir(Path(output).parent):
             return f"folder {Path(output).parent} does not exist"
         busy = CLAIMS.problem(output)  # asked here too, where the name can still be changed
         if busy:
@@ -165,7 +169,7 @@ class ExportDialog(QDialog):
         """True unless the output exists and the user does not want it replaced (asked as
         the save dialog asks, unless it has)."""
         output = self.output.text().strip()
-        if not Path(output).exists() or output == self._replace_confirmed:
+        if not os.path.exists(output) or output == self._replace_confirmed:
             return True
         answer = QMessageBox.question(
             self,

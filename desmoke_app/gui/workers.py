@@ -424,9 +424,11 @@ class Reader(QObject):
         if self._told_jump or info.is_live:
             return
         self._told_jump = True  # once per source: a damaged file can jump again and again
+        # Said neutrally: a variable frame rate file may pause that long on purpose.
         self.warned.emit(
-            f"{self._name()}: the video jumps from {before:.2f} s to {after:.2f} s: "
-            "the frames between do not decode (a damaged file, or one changed while open?)"
+            f"{self._name()}: the video jumps from {before:.2f} s to {after:.2f} s with no "
+            "frame between (frames that do not decode in a damaged file, or a pause in the "
+            "recording)"
         )
 
     def _delay_ms(self) -> int:
@@ -515,6 +517,8 @@ class Reader(QObject):
         from engine.video import cut_short_warning
         from engine.video.file_source import missing_tail
 
+        if self._told_cut_short:  # once a source: every End press or drag past it is not news
+            return
         name, fps = self._name(), self._info.fps
         asked, ended = wanted / fps, self._media_time()
         where = f"{name}: no frame at {asked:.2f} s: "
@@ -523,6 +527,7 @@ class Reader(QObject):
             self._told_cut_short = True  # not again when playback reaches the cut
             self.warned.emit(warning.replace(f"{name}: ", where, 1))
         elif missing_tail(ended, asked):  # no duration stated: the gap to the time asked
+            self._told_cut_short = True
             self.warned.emit(f"{where}the video ends at {ended:.2f} s")
 
     def _name(self) -> str:

@@ -341,8 +341,8 @@ class FramePath:
     ) -> FrameOutputs:
         """One uint8 HxWx3 RGB frame through the GPU path (synchronous). Timings (ms):
         host_in (frame into pinned memory), upload, gpu, download (+ preprocess, network,
-        restore with `profile`, which runs eagerly, the mask in line, instead of replaying
-        the CUDA graph),
+        restore with `profile`, which runs eagerly with an event between the stages,
+        instead of replaying the CUDA graph),
         host_out (results out of pinned memory) and total (host wall clock)."""
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"expected a uint8 HxWx3 frame, got {frame.dtype} {frame.shape}")
