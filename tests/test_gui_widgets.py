@@ -759,3 +759,23 @@ def test_a_network_without_shipped_weights_cannot_be_chosen(qtbot, monkeypatch) 
     assert enabled == {"fast": True, "paper": False, "dcp": True, controls.WEIGHTS_ITEM: True}
     tip = panel.model.itemData(panel.model.findText("paper"), Qt.ItemDataRole.ToolTipRole)
     assert "No paper weights are shipped" in tip and "training/configs/paper.toml" in tip
+
+
+def test_a_fallback_never_retries_the_settings_that_failed(monkeypatch) -> None:
+    """Remembered settings that cannot run fall back down FALLBACKS; a step that changes
+    nothing (the backend already auto) is skipped rather than built and failed again."""
+    from desmoke_app.gui import workers
+
+    tried = []
+
+    def make(settings):
+        tried.append(settings)
+        if settings["model"] != "dcp":
+            raise ValueError("cannot run")
+        return "a desmoker"
+
+    monkeypatch.setattr(workers, "make_desmoker", make)
+    failed = {"model": "paper", "backend": "auto", "working_short_side": 256, "patch_size": 15}
+    desmoker, chosen = workers._first_that_runs(failed)
+    assert desmoker == "a desmoker" and chosen["model"] == "dcp"
+    assert failed not in tried and [s["model"] for s in tried] == ["fast", "dcp"]

@@ -682,6 +682,8 @@ def _first_that_runs(settings: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     settings (the last, dcp, raises if even it cannot)."""
     for changes in FALLBACKS[:-1]:
         candidate = {**settings, **changes}
+        if candidate == settings:  # what just failed (a backend already auto): not again
+            continue
         try:
             return make_desmoker(candidate), candidate
         except Exception:  # noqa: BLE001 - the next one down
