@@ -139,6 +139,17 @@ def run_loop(
         return None, RunWriteError(error.path, error.reason)
 
 
+def write_error_of(action: Callable[..., None], *args: Any) -> RunWriteError | None:
+    """Run action(*args); the RunWriteError it raised, returned to be raised at the next
+    agreed stop: the other DDP ranks, which write nothing, wait there and must stop at
+    that step."""
+    try:
+        action(*args)
+    except RunWriteError as error:
+        return error
+    return None
+
+
 def say_from_a_signal_handler(message: str) -> None:
     """Print a line to stderr above the progress bar, never raising: from a signal handler
     a print can fail (stderr mid-write: a reentrant call; SIGHUP: the terminal is gone),
@@ -431,8 +442,6 @@ class TrainLoop:
         self._last_val: dict[str, float] = dict(resume_state.get("last_val", {}))
         # The step the checkpoint file holds: where --resume continues after a stop at once.
         self._checkpoint_step: int | None = self.step if resume_state else None
-        # A file the main rank could not write: raised once every rank agreed to stop.
-        self._write_error: RunWriteError | None = None
         self._val_time = self._checkpoint_time = 0.0  # monotonic time of the last ones
         self._losses: dict[str, float] = {}
         self._count = 0
@@ -492,28 +501,20 @@ class TrainLoop:
         self._val_time = self._checkpoint_time = time.monotonic()
         bar = self._progress_bar()
         try:
-            self._keeping_write_error(self._start)
+            # A file the main rank could not write: raised once every rank agreed to stop.
+            error = write_error_of(self._start)
             while True:
-                error = self._write_error
                 done, signum = run.agreed_stop(self.step, request.signum, error is not None)
                 if error is not None:
                     raise error
                 if done or signum:
                     return signum
-                self._keeping_write_error(self._step_and_save, next(batches), bar)
+                error = write_error_of(self._step_and_save, next(batches), bar)
         except TrainingStoppedNow:
             kill_loader_workers(batches)  # perhaps stuck: the process must not wait for them
             raise
         finally:
             bar.close()
-
-    def _keeping_write_error(self, action: Callable[..., None], *args: Any) -> None:
-        """action(*args), a RunWriteError kept for the next agreed stop rather than raised:
-        the other DDP ranks, which write nothing, wait there and must stop at that step."""
-        try:
-            action(*args)
-        except RunWriteError as error:
-            self._write_error = error
 
     def _start(self) -> None:
         self._log_start()
