@@ -105,7 +105,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_model_choice(model: str, weights: str | None) -> None:
     """Refuse, with a ValueError naming what can be used, a model the user asked for that
-    would not run as asked: the engine would fall back to dcp, or ignore the weights."""
+    would not run as asked, in the CLI's words (--model, --weights): the engine refuses the
+    same (Desmoker's argument checks) in its API's words."""
     for path in (model, weights):
         reason = not_weights_reason(path) if path else ""
         if reason:
