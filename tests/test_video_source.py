@@ -220,6 +220,8 @@ def test_frames_after_a_damaged_stretch_are_numbered_by_their_time(tmp_path):
         assert after and frames[0].index == 0
         for frame in after:
             assert frame.index == round(frame.time * FPS)
+        # The first after the gap says so (a player goes on from it), and only it.
+        assert [f.time for f in frames if f.after_gap] == [after[0].time]
         again = source.seek_frame(after[0].index)
         assert again.index == after[0].index and again.time == pytest.approx(after[0].time)
 

@@ -27,11 +27,6 @@ log = logging.getLogger(__name__)
 
 #: Playback further behind its clock than this re-anchors the clock instead of rushing.
 MAX_LAG_S = 0.25
-#: Consecutive frames further apart than this (s, or JUMP_FRAMES frame intervals if longer)
-#: are a jump over frames that would not decode (a damaged file), not a pause to wait out:
-#: playback goes straight on (waiting would stall it for as long as the jump, minutes maybe).
-JUMP_S = 1.0
-JUMP_FRAMES = 4
 #: What runs when the first settings cannot (a remembered backend this machine lacks, a
 #: weights file since deleted), tried in turn: the same model on any backend, the shipped
 #: model, the classical prior (which needs nothing).
@@ -407,17 +402,15 @@ class Reader(QObject):
         return False
 
     def _read_next(self):
-        """Read and hand on the next frame (None at the end); say so when it jumps."""
-        previous = self._current_time if self._current >= 0 else None
+        """Read and hand on the next frame (None at the end). After a gap (frames that do
+        not decode, a pause) say so, and go on from it: waiting for its time would stall
+        playback for as long as the gap, minutes maybe."""
+        previous = self._current_time
         frame = self._read_and_deliver()
-        if frame is not None and previous is not None and self._is_a_jump(frame.time - previous):
+        if frame is not None and frame.after_gap:
+            self._anchor = (time.monotonic(), frame.time)  # due one frame interval from now
             self._tell_a_jump(previous, frame.time)
         return frame
-
-    def _is_a_jump(self, seconds: float) -> bool:
-        """Whether frames `seconds` apart (media time) have frames missing between them."""
-        fps = self._info.fps if self._info and self._info.fps > 0 else 25.0
-        return seconds > max(JUMP_S, JUMP_FRAMES / fps)
 
     def _tell_a_jump(self, before: float, after: float) -> None:
         info = self._info
@@ -444,11 +437,6 @@ class Reader(QObject):
         if now - due > MAX_LAG_S:  # far behind (slow decode): restart the clock from here
             self._anchor = (now, self._media_time())
             return 0
-        if self._is_a_jump((due - now) * speed):
-            # The frame just shown jumped ahead (undecodable frames skipped): waiting for
-            # its time would stall playback for the jump's length. Carry on from it.
-            self._anchor = (now, self._current_time)
-            return round(1000 / (info.fps * speed)) if info.fps > 0 else 0
         return max(0, round((due - now) * 1000))
 
     def _read_and_deliver(self):

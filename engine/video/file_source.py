@@ -39,8 +39,9 @@ SHORT_END_SLACK_S = 0.5
 
 
 #: A frame that comes this much later (s) than the one before it plus a frame interval
-#: follows frames that did not decode (a damaged file): it is numbered by its time, as a
-#: seek would number it, not as the next in a count that has lost its place.
+#: follows a gap (frames that did not decode in a damaged file, or a pause): it is numbered
+#: by its time, as a seek would number it, not as the next in a count that has lost its
+#: place, and marked VideoFrame.after_gap.
 RESYNC_S = 1.0
 
 
@@ -68,6 +69,10 @@ class VideoFrame:
     index: int
     time: float
     rgb: np.ndarray
+    # Frames before it are missing: it comes RESYNC_S or more after the one read before it
+    # (a stretch that did not decode, or a pause in the recording). Readers that pace
+    # playback go on from it rather than wait out the gap.
+    after_gap: bool = False
 
 
 def to_rgb(frame: av.VideoFrame) -> np.ndarray:
@@ -272,11 +277,12 @@ class FileSource:
             return self._next_index
         return round((ts - self._origin) * self._time_base * self.rate)
 
-    def _wrap(self, frame: av.VideoFrame, index: int) -> VideoFrame:
+    def _wrap(self, frame: av.VideoFrame, index: int, after_gap: bool = False) -> VideoFrame:
         self._next_index = index + 1
         # Here, not in to_rgb: CaptureSource shares to_rgb but takes its size from the device.
         rgb = upright(to_rgb(frame), display_rotation(frame))
-        return VideoFrame(index=index, time=self._time_of(frame, index), rgb=rgb)
+        time = self._time_of(frame, index)
+        return VideoFrame(index=index, time=time, rgb=rgb, after_gap=after_gap)
 
     def _check_open(self) -> None:
         # Decoding from a closed container crashes the process (a segfault inside PyAV).
@@ -292,9 +298,10 @@ class FileSource:
         if frame is None:
             return None
         index = self._index_of(frame)
-        if self._next_index and index - self._next_index <= self.rate * RESYNC_S:
+        after_gap = bool(self._next_index) and index - self._next_index > self.rate * RESYNC_S
+        if self._next_index and not after_gap:
             index = self._next_index  # in sequence; the count, not a rounded time, numbers it
-        return self._wrap(frame, index)
+        return self._wrap(frame, index, after_gap)
 
     def frames(self, start: float = 0.0, end: float | None = None) -> Iterator[VideoFrame]:
         """Frames from the one displayed at `start` to the last one before `end` (seconds)."""
