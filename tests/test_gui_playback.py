@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import threading
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PySide6.QtCore import QCoreApplication, Qt
 
-from desmoke_app.gui.workers import last_frame_before
 from engine.backends.torch_backend import TorchBackend
 from engine.models import build_network, default_config, save_weights
 from engine.video import FileSource
@@ -153,29 +151,6 @@ def test_a_seek_past_the_cut_shows_the_last_frame_and_says_so(qtbot, window, tmp
     assert not window.message_bar.isVisible()
     window.seek_frame(10)  # the frames before the cut seek as ever
     wait_for_index(qtbot, window, 10)
-
-
-def test_last_frame_before_takes_a_few_seeks() -> None:
-    """The search behind a seek past the cut: the last frame that decodes, the source left
-    to read on after it, in a dozen seeks (not one per frame)."""
-
-    class CutShort:
-        """Frames 0..end decode (end -1: none)."""
-
-        def __init__(self, end: int) -> None:
-            self.end, self.seeks, self.next = end, [], None
-
-        def seek_frame(self, index: int):
-            self.seeks.append(index)
-            found = index <= self.end
-            self.next = index + 1 if found else None  # past the end: nothing more to read
-            return SimpleNamespace(index=index) if found else None
-
-    for end, asked in ((243, 749), (748, 749), (747, 749), (0, 500)):
-        source = CutShort(end)
-        assert last_frame_before(source, asked).index == end
-        assert len(source.seeks) <= 12 and source.next == end + 1
-    assert last_frame_before(CutShort(-1), 300) is None
 
 
 def test_a_jump_over_undecodable_frames_does_not_stall(qtbot, window, tmp_path) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -336,6 +337,101 @@ def test_truncated_and_corrupted_video_skips_and_counts(clip, tmp_path):
         assert read_index(frames[-1].rgb) == round(frames[-1].time * FPS)
         for time in (0.0, 0.5, 1.0, 1.8):  # seeking into or past the damage: no crash
             source.seek(time)
+
+
+@pytest.fixture(scope="module")
+def cut_clip(tmp_path_factory):
+    """An interrupted copy: half the bytes of a clip that states 250 frames (10 s); about a
+    quarter of them decode."""
+    folder = tmp_path_factory.mktemp("cut")
+    whole = make_index_clip(folder / "whole.mp4", n_frames=250, fps=FPS)
+    return corrupt_clip(whole, folder / "cut.mp4", keep=0.5, flips=0)
+
+
+def counting_seeks(source: FileSource, monkeypatch) -> list[int]:
+    """The frame indices `source` seeks to from now on."""
+    seeks: list[int] = []
+    seek_index = source._seek_index
+
+    def counted(index: int):
+        seeks.append(index)
+        return seek_index(index)
+
+    monkeypatch.setattr(source, "_seek_index", counted)
+    return seeks
+
+
+def test_a_seek_past_the_cut_shows_the_last_frame_and_remembers_it(cut_clip, monkeypatch):
+    """A seek to a stated frame past the cut: the last frame that decodes, in a dozen
+    seeks the first time (not one per frame back from the one asked for), at once after."""
+    with FileSource(cut_clip) as source:
+        last = list(source.frames())[-1]
+    assert last.index < 240 - 64  # far from the end the file states
+    with FileSource(cut_clip) as source:
+        assert source.last_index is None and source.end_time is None  # not met yet
+        seeks = counting_seeks(source, monkeypatch)
+        frame = source.seek_frame(240)
+        assert (frame.index, read_index(frame.rgb)) == (last.index, last.index)
+        assert len(seeks) <= 12
+        assert source.read() is None  # it reads on after the last frame
+        assert source.last_index == last.index
+        assert source.end_time == pytest.approx(last.time + 1 / FPS)
+        seeks.clear()
+        assert source.seek_frame(249).index == last.index and seeks == [last.index]
+        assert read_index(source.seek_frame(10).rgb) == 10  # frames before the cut as ever
+        assert source.seek_frame(250) is None  # past the frames the file states
+
+
+def test_a_read_to_the_end_finds_it_too(cut_clip, monkeypatch):
+    with FileSource(cut_clip) as source:
+        last = list(source.frames())[-1]
+        assert source.read() is None
+        assert source.last_index == last.index
+        seeks = counting_seeks(source, monkeypatch)
+        assert source.seek_frame(240).index == last.index and seeks == [last.index]
+
+
+def test_a_whole_file_ends_where_it_states(clip):
+    with FileSource(clip) as source:
+        assert source.seek_frame(N_FRAMES) is None  # past the end: nothing to search for
+        assert source.last_index is None  # and no end claimed from it
+        source.seek_frame(N_FRAMES - 3)
+        assert [f.index for f in iter(source.read, None)] == [N_FRAMES - 2, N_FRAMES - 1]
+        assert source.last_index == N_FRAMES - 1
+        assert source.end_time == pytest.approx(N_FRAMES / FPS)
+
+
+def test_a_read_after_a_seek_past_the_end_finds_no_end(clip):
+    """The decoder is past the end after a seek that found nothing: the frame read before
+    it is not the last one."""
+    with FileSource(clip) as source:
+        source.read()
+        assert source.seek(N_FRAMES / FPS + 0.5) is None
+        assert source.read() is None and source.last_index is None
+
+
+def test_last_frame_before_takes_a_few_seeks():
+    """The search behind a seek past the cut: the last frame that decodes, the source left
+    to read on after it, in a dozen seeks (not one per frame)."""
+    from engine.video.file_source import last_frame_before
+
+    class CutShort:
+        """Frames 0..end decode (end -1: none)."""
+
+        def __init__(self, end: int) -> None:
+            self.end, self.seeks, self.next = end, [], None
+
+        def seek_frame(self, index: int):
+            self.seeks.append(index)
+            found = index <= self.end
+            self.next = index + 1 if found else None  # past the end: nothing more to read
+            return SimpleNamespace(index=index) if found else None
+
+    for end, asked in ((243, 749), (748, 749), (747, 749), (0, 500)):
+        source = CutShort(end)
+        assert last_frame_before(source.seek_frame, asked).index == end
+        assert len(source.seeks) <= 12 and source.next == end + 1
+    assert last_frame_before(CutShort(-1).seek_frame, 300) is None
 
 
 def test_missing_tail_tells_a_cut_short_file_from_rounding():

@@ -233,13 +233,6 @@ class Reader(QObject):
         self._current_time = 0.0
         self._told_cut_short = False
         self._told_jump = False
-        # The last frame that decodes, once found (a cut-short file ends before its
-        # frame_count): seeks past it go straight to it.
-        self._end_index: int | None = None
-        # The decoder does not read on from the frame shown (a seek found nothing): the
-        # end it meets then says nothing about where the video ends.
-        self._lost = False
-        self._exhausted = False  # the last read found no frame after the one shown
         self._anchor = (0.0, 0.0)  # (wall clock, media time) at which playback (re)started
         self._seeks = Latest()
         self._timer = QTimer(self)
@@ -289,8 +282,7 @@ class Reader(QObject):
         self._source_id += 1
         self._source = source
         self._current = -1
-        self._told_cut_short = self._told_jump = self._lost = self._exhausted = False
-        self._end_index = None
+        self._told_cut_short = self._told_jump = False
         self._seeks.clear()
         seekable = not source.is_live and hasattr(source, "seek_frame")
         self._info = SourceInfo(
@@ -348,22 +340,29 @@ class Reader(QObject):
         info = self._info
         if not info.seekable:
             return False
-        return self._exhausted or bool(info.frame_count and self._current >= self._last_index())
+        return bool(info.frame_count and self._current >= self._last_index())
 
     def _last_index(self) -> int:
-        """The last frame: the last that decodes where known, else the one the file states."""
+        """The last frame: the last that decodes where the source has found it (a file cut
+        short ends before its frame_count), else the one the file states."""
         stated = max(0, (self._info.frame_count or 1) - 1)
-        return stated if self._end_index is None else min(stated, self._end_index)
+        found = getattr(self._source, "last_index", None)  # a FileSource's; None: not found
+        return stated if found is None else min(stated, found)
 
     def _check_the_end(self) -> None:
         """Past the last decodable frame of a file: say so, once, if it ends well before
         the duration it states (a cut-short file plays to its cut, then loops or stops)."""
         info = self._info
-        if info is None or info.is_live or self._lost or self._told_cut_short:
+        if info is None or info.is_live or self._told_cut_short:
+            return
+        # None where the source has not met its end (a read after a seek that found nothing
+        # ends nowhere in particular), or never ends early (the demo).
+        ended = getattr(self._source, "end_time", None)
+        if ended is None:
             return
         from engine.video import cut_short_warning
 
-        warning = cut_short_warning(info.spec.path, self._media_time(), self._stated_end())
+        warning = cut_short_warning(info.spec.path, ended, self._stated_end())
         if warning:
             self._told_cut_short = True
             self.warned.emit(warning)
@@ -445,9 +444,7 @@ class Reader(QObject):
         except Exception as error:  # noqa: BLE001 - a vanished device or broken stream
             self._fail_during_playback(error)
             return None
-        if frame is None:
-            self._exhausted = True
-        else:
+        if frame is not None:
             self._hand_on(frame)
         return frame
 
@@ -458,7 +455,6 @@ class Reader(QObject):
 
     def _hand_on(self, frame) -> None:
         self._current, self._current_time = frame.index, frame.time
-        self._lost = self._exhausted = False
         self._deliver(FramePacket(self._source_id, frame.index, frame.time, frame.rgb))
 
     @Slot()
@@ -474,28 +470,22 @@ class Reader(QObject):
 
     def _seek_to(self, index: int) -> bool:
         """Show frame `index`; where the file ends before it (cut short), its last frame
-        that decodes, and say so. False when no frame could be shown (said too)."""
+        that decodes (the source finds it), and say so. False when no frame could be shown
+        (said too)."""
         wanted = min(max(0, index), max(0, (self._info.frame_count or 1) - 1))
-        target = min(wanted, self._last_index())
-        searched = False
         try:
-            frame = self._source.seek_frame(target)
-            if frame is None and target > 0:  # past the last frame that decodes
-                frame, searched = last_frame_before(self._source, target), True
-                if frame is not None:
-                    self._end_index = frame.index  # seeks past it go straight to it now
+            frame = self._source.seek_frame(wanted)
         except Exception as error:  # noqa: BLE001
             self._fail_during_playback(error)
             return False
         if frame is None:
-            self._lost = True  # the decoder is wherever the search left it
             self.failed.emit(
                 f"{self._name()}: no frame decodes at {wanted / self._info.fps:.2f} s or "
                 "before (a damaged file, or one changed while open?)"
             )
             return False
         self._hand_on(frame)
-        if searched or target < wanted:  # not frame.index < wanted: a VFR index is rounded
+        if self._last_index() < wanted:  # not frame.index < wanted: a VFR index is rounded
             self._tell_past_the_end(wanted)
         return True
 
@@ -508,7 +498,7 @@ class Reader(QObject):
         if self._told_cut_short:  # once a source: every End press or drag past it is not news
             return
         name, fps = self._name(), self._info.fps
-        asked, ended = wanted / fps, self._media_time()
+        asked, ended = wanted / fps, self._source.end_time
         where = f"{name}: no frame at {asked:.2f} s: "
         warning = cut_short_warning(self._info.spec.path, ended, self._stated_end())
         if warning:
@@ -532,28 +522,6 @@ class Reader(QObject):
                 self.ended.emit()
         else:
             self._seek_to(self._current + delta)
-
-
-def last_frame_before(source, index: int):
-    """The last frame of `source` that decodes before frame `index` (which does not), or
-    None; the source reads on after it. Files cut short, and those whose frame count is an
-    estimate, end before the frames they state. A bisection: a dozen seeks, however far the
-    end is (stepping back frame by frame took minutes, silently, on a file cut to a third);
-    the first probe is the frame before, as an estimate is most often just one over."""
-    low, high = -1, index  # frames up to `low` decode (none known yet), `high` does not
-    frame, positioned = None, False  # positioned: the source reads on after `frame`
-    probe = index - 1
-    while high - low > 1:
-        found = source.seek_frame(probe)
-        positioned = found is not None
-        if positioned:
-            low, frame = probe, found
-        else:
-            high = probe
-        probe = (low + high) // 2
-    if frame is None or positioned:
-        return frame
-    return source.seek_frame(low)
 
 
 # -- processor -----------------------------------------------------------------------------

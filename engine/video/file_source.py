@@ -16,7 +16,7 @@ portrait video as landscape frames plus a 90-degree tag) is applied to every fra
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -182,13 +182,42 @@ def _frame_rate(stream: av.VideoStream) -> Fraction:
     return FALLBACK_RATE
 
 
+def last_frame_before(
+    seek_frame: Callable[[int], VideoFrame | None], index: int
+) -> VideoFrame | None:
+    """The last frame that decodes before frame `index` (which does not), or None, by
+    `seek_frame`; the source reads on after it. A bisection: a dozen seeks, however far the
+    end is (stepping back frame by frame took minutes, silently, on a file cut to a third);
+    the first probe is the frame before, as a frame count that is an estimate is most often
+    just one over."""
+    low, high = -1, index  # frames up to `low` decode (none known yet), `high` does not
+    frame, positioned = None, False  # positioned: the source reads on after `frame`
+    probe = index - 1
+    while high - low > 1:
+        found = seek_frame(probe)
+        positioned = found is not None
+        if positioned:
+            low, frame = probe, found
+        else:
+            high = probe
+        probe = (low + high) // 2
+    if frame is None or positioned:
+        return frame
+    return seek_frame(low)
+
+
 class FileSource:
     """Decodes a video file frame by frame (threaded); context manager.
 
     Attributes: path, width, height, fps (average), duration (s; video_duration: the video
     stream's own, 0 when it states none), frame_count (exact when
     the container states it: `frame_count_exact`), codec, pixel_format, has_audio,
-    is_live (False), skipped_frames (undecodable packets / corrupt frames skipped so far).
+    is_live (False), skipped_frames (undecodable packets / corrupt frames skipped so far),
+    last_index and end_time (where the frames that decode end, once found).
+
+    A file can end before the frames it states: cut short (an interrupted copy or
+    recording), or with a frame count that is an estimate. seek_frame to a stated frame past
+    its end shows its last frame instead, found once and remembered.
     """
 
     is_live = False
@@ -214,6 +243,10 @@ class FileSource:
         self._pending: av.VideoFrame | None = first
         self._next_index = 0
         self._fresh = True
+        # (index, time) of the frame read() goes on after; None after a seek that found none.
+        self._shown: tuple[int, float] | None = None
+        # (index, time) of the last frame that decodes, once a read or a seek has met it.
+        self._end: tuple[int, float] | None = None
         self._read_metadata(first)
 
     def _origin_of(self, first: av.VideoFrame) -> int:
@@ -282,7 +315,20 @@ class FileSource:
         # Here, not in to_rgb: CaptureSource shares to_rgb but takes its size from the device.
         rgb = upright(to_rgb(frame), display_rotation(frame))
         time = self._time_of(frame, index)
+        self._shown = (index, time)
         return VideoFrame(index=index, time=time, rgb=rgb, after_gap=after_gap)
+
+    @property
+    def last_index(self) -> int | None:
+        """Index of the last frame that decodes, once found (a read that reached the end, or a
+        seek_frame past it); None while unknown."""
+        return None if self._end is None else self._end[0]
+
+    @property
+    def end_time(self) -> float | None:
+        """When the frames that decode end (s): the last one's time plus a frame interval at
+        the average rate, once found (as `last_index`); None while unknown."""
+        return None if self._end is None else self._end[1] + 1 / self.fps
 
     def _check_open(self) -> None:
         # Decoding from a closed container crashes the process (a segfault inside PyAV).
@@ -296,6 +342,8 @@ class FileSource:
         frame = self._pending if self._pending is not None else next(self._frames, None)
         self._pending = None
         if frame is None:
+            if self._shown is not None:  # read on from a frame, and none follows: the end
+                self._end = self._shown
             return None
         index = self._index_of(frame)
         after_gap = bool(self._next_index) and index - self._next_index > self.rate * RESYNC_S
@@ -318,9 +366,26 @@ class FileSource:
         return self._seek_pts(self._origin + ticks)
 
     def seek_frame(self, index: int) -> VideoFrame | None:
-        """Frame number `index` (at the average rate), or None past the end."""
+        """Frame number `index` (at the average rate); read() continues after it.
+
+        Past the last frame that decodes, for an index below `frame_count` (a file cut short,
+        or a frame count that is an estimate): that last frame, found by a dozen seeks the
+        first time (`last_index` then tells it), at once afterwards. None past `frame_count`,
+        or where no frame decodes at or before `index`.
+        """
         if index < 0:
             raise ValueError(f"frame index must be >= 0, got {index}")
+        stated = index < self.frame_count
+        known_end = self._end is not None and stated
+        target = min(index, self._end[0]) if known_end else index  # straight to a known end
+        frame = self._seek_index(target)
+        if frame is None and stated and target > 0:
+            frame = last_frame_before(self._seek_index, target)
+            if frame is not None:
+                self._end = (frame.index, frame.time)
+        return frame
+
+    def _seek_index(self, index: int) -> VideoFrame | None:
         # Aim at the middle of the frame's interval: robust to pts rounded by a tick or two.
         ticks = Fraction(2 * index + 1, 2) / self.rate / self._time_base
         return self._seek_pts(self._origin + int(ticks))
@@ -350,6 +415,7 @@ class FileSource:
             # decoder then shows nothing until a later keyframe. Start earlier.
             margin = max(2 * margin, int(1 / self._time_base))
         if shown is None:
+            self._shown = None  # the decoder is past the end: a read now finds no frame
             return None
         return self._wrap(shown, self._index_of(shown))
 
