@@ -4,7 +4,9 @@ One way for every file the project delivers (weights, ONNX exports, checkpoints,
 kernels, TensorRT engines, evaluation reports, snapshots, videos): new_temporary, then
 move_into_place on success or discard on failure. replaced_on_success wraps the three for
 a file written in one block; the video writer (engine.video.writer), which encodes over
-many calls, uses them directly. cache_file saves what can be made again (ONNX exports,
+many calls, uses them directly. replace_together writes a set of files that belong together
+(weights and their description, an engine and its sidecar, an evaluation's reports) so
+that all change or none does. cache_file saves what can be made again (ONNX exports,
 compiled kernels), warning instead of failing where the cache cannot be written.
 """
 
@@ -15,7 +17,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -110,6 +112,46 @@ def write_atomically(path: str | Path, data: bytes) -> Path:
     with replaced_on_success(path) as temp:
         temp.write_bytes(data)
     return Path(path)
+
+
+def replace_together(files: dict[Path, bytes | None]) -> None:
+    """Write each file of `files` (None: remove it) so that all change or none does: every
+    one goes to its temporary first (a full disk fails there, before any rename), then all
+    are renamed; a rename or removal that still fails puts back the ones already done. The
+    old contents are held in memory meanwhile: for files of a model's size at most (reports,
+    weights, engines), not videos. The folders must exist."""
+    before = {path: path.read_bytes() if path.is_file() else None for path in files}
+    done: list[Path] = []
+    try:
+        with ExitStack() as stack:
+            for path, data in files.items():
+                if data is not None:
+                    temp = stack.enter_context(_renamed_when_written(path, done))
+                    temp.write_bytes(data)  # renamed when the stack closes, once all are written
+        for path, data in files.items():
+            if data is None and before[path] is not None:
+                path.unlink()
+                done.append(path)
+    except BaseException:
+        _put_back(done, before)
+        raise
+
+
+@contextmanager
+def _renamed_when_written(path: Path, done: list[Path]) -> Iterator[Path]:
+    """replaced_on_success, noting `path` in `done` once it is renamed into place."""
+    with replaced_on_success(path) as temp:
+        yield temp
+    done.append(path)
+
+
+def _put_back(paths: list[Path], before: dict[Path, bytes | None]) -> None:
+    """Each of `paths` as it was before: its old contents, or no file where there was none."""
+    for path in paths:
+        if before[path] is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_atomically(path, before[path])
 
 
 def cache_file(path: str | Path, data: bytes) -> bool:

@@ -358,24 +358,6 @@ def test_a_full_disk_leaves_the_earlier_results_whole(
     assert _contents(out) == before and len(list(out.iterdir())) == 3  # no temporary left
 
 
-def test_a_rename_refused_part_way_puts_the_renamed_files_back(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    _write(out, seed=1)
-    (out / "evaluation.md").unlink()
-    (out / "evaluation.md").mkdir()  # nothing can be renamed onto a folder
-    (out / "evaluation.md" / "keep.txt").write_text("mine")
-    before = _contents(out)
-    with pytest.raises(OSError):
-        _write(out, seed=2)
-    assert _contents(out) == before  # json and sheet, renamed before the .md failed, put back
-    assert (out / "evaluation.md" / "keep.txt").read_text() == "mine"
-    assert sorted(p.name for p in out.iterdir()) == [
-        "contact_sheet.png",
-        "evaluation.json",
-        "evaluation.md",
-    ]
-
-
 def test_a_new_set_without_a_contact_sheet_removes_the_old_sheet(tmp_path: Path) -> None:
     out = tmp_path / "out"
     _write(out, seed=1)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.files import cache_file, replaced_on_success, write_atomically
+from engine.files import cache_file, replace_together, replaced_on_success, write_atomically
 
 
 def test_a_file_is_replaced_whole(tmp_path) -> None:
@@ -90,6 +90,75 @@ def test_a_failing_clean_up_does_not_hide_the_error(tmp_path, monkeypatch) -> No
 
 def _refused(self: Path, missing_ok: bool = False) -> None:
     raise PermissionError(13, "Permission denied", str(self))
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_files_replaced_together_are_written_created_and_removed(tmp_path) -> None:
+    (tmp_path / "old.md").write_bytes(b"old report")
+    (tmp_path / "sheet.png").write_bytes(b"old sheet")
+    replace_together(
+        {
+            tmp_path / "old.md": b"new report",
+            tmp_path / "new.json": b"{}",
+            tmp_path / "sheet.png": None,  # this set has none: the old one goes
+            tmp_path / "never.png": None,  # none before either: nothing to do
+        }
+    )
+    assert _contents(tmp_path) == {"new.json": b"{}", "old.md": b"new report"}
+
+
+def test_a_full_disk_while_writing_a_set_leaves_every_old_file(tmp_path, monkeypatch) -> None:
+    """The second file did not fit: the first, already written to its temporary, is not
+    renamed either; no temporary is left."""
+    (tmp_path / "a.bin").write_bytes(b"old a")
+    (tmp_path / "b.bin").write_bytes(b"old b")
+    real_write = Path.write_bytes
+
+    def full_at_b(path: Path, data: bytes) -> int:
+        if data == b"new b":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_at_b)
+    with pytest.raises(OSError, match="No space left"):
+        replace_together({tmp_path / "a.bin": b"new a", tmp_path / "b.bin": b"new b"})
+    assert _contents(tmp_path) == {"a.bin": b"old a", "b.bin": b"old b"}
+
+
+def test_a_rename_refused_part_way_puts_the_renamed_files_back(tmp_path) -> None:
+    (tmp_path / "report.md").mkdir()  # nothing can be renamed onto a folder
+    (tmp_path / "report.md" / "keep.txt").write_text("mine")
+    (tmp_path / "report.json").write_bytes(b"old json")
+    with pytest.raises(OSError):
+        replace_together(
+            {
+                tmp_path / "report.md": b"new md",  # renamed last, refused
+                tmp_path / "report.json": b"new json",  # renamed: put back
+                tmp_path / "sheet.png": b"new png",  # renamed, none before: removed
+            }
+        )
+    assert _contents(tmp_path) == {"report.json": b"old json"}
+    assert (tmp_path / "report.md" / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]
+
+
+def test_a_removal_refused_puts_the_renamed_files_back(tmp_path, monkeypatch) -> None:
+    (tmp_path / "report.md").write_bytes(b"old md")
+    (tmp_path / "sheet.png").write_bytes(b"old sheet")
+    real_unlink = Path.unlink
+
+    def refused_for_the_sheet(path: Path, missing_ok: bool = False) -> None:
+        if path.name == "sheet.png":
+            _refused(path)
+        real_unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refused_for_the_sheet)
+    with pytest.raises(PermissionError):
+        replace_together({tmp_path / "report.md": b"new md", tmp_path / "sheet.png": None})
+    assert _contents(tmp_path) == {"report.md": b"old md", "sheet.png": b"old sheet"}
 
 
 def test_a_cache_file_is_saved_with_its_folders(tmp_path) -> None:

@@ -110,6 +110,32 @@ def test_weights_and_their_description_are_replaced_together(tmp_path, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
 
 
+def test_a_refused_second_rename_keeps_the_old_weights_and_description(
+    tmp_path, monkeypatch
+) -> None:
+    """Whichever of the pair is renamed first is put back when the other cannot be."""
+    import os
+
+    net = build_network("fast", {"widths": [8, 16, 32]})
+    config = default_config("fast", {"widths": [8, 16, 32]})
+    path = save_weights(tmp_path / "m.safetensors", net, {**config, "metrics": {"psnr": 1.0}})
+    before = path.read_bytes(), path.with_suffix(".json").read_bytes()
+    real_replace, renames = os.replace, []
+
+    def second_refused(source, target):
+        renames.append(target)
+        if len(renames) == 2:
+            raise PermissionError(13, "Permission denied", str(target))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", second_refused)
+    with pytest.raises(PermissionError):
+        save_weights(path, net, {**config, "metrics": {"psnr": 2.0}})
+    monkeypatch.undo()
+    assert (path.read_bytes(), path.with_suffix(".json").read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
+
+
 def test_weights_errors_name_the_file(tmp_path) -> None:
     with pytest.raises(WeightsError, match="not found"):
         read_config(tmp_path / "missing.safetensors")

@@ -21,8 +21,8 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from engine.dark_channel import dark_channel
-from engine.files import replaced_on_success, write_atomically
+from engine.files import replace_together
 from training import metrics
 from training.smoke import SmokeConfig, SmokeSynthesizer, bright_grey_mask
 
@@ -471,45 +471,6 @@ def _png(image: np.ndarray) -> bytes:
     if not ok:
         raise ValueError("could not encode the contact sheet as PNG")
     return png.tobytes()
-
-
-def replace_together(files: dict[Path, bytes | None]) -> None:
-    """Write each file of `files` (None: remove it) so that all change or none does: every
-    one goes to its temporary first (a full disk fails there, before any rename), then all
-    are renamed; a rename or removal that still fails puts back the ones already done. The
-    old contents are held in memory meanwhile: for small files (reports), not videos."""
-    before = {path: path.read_bytes() if path.is_file() else None for path in files}
-    done: list[Path] = []
-    try:
-        with ExitStack() as stack:
-            for path, data in files.items():
-                if data is not None:
-                    temp = stack.enter_context(_renamed_when_written(path, done))
-                    temp.write_bytes(data)  # renamed when the stack closes, once all are written
-        for path, data in files.items():
-            if data is None and before[path] is not None:
-                path.unlink()
-                done.append(path)
-    except BaseException:
-        _put_back(done, before)
-        raise
-
-
-@contextmanager
-def _renamed_when_written(path: Path, done: list[Path]) -> Iterator[Path]:
-    """replaced_on_success, noting `path` in `done` once it is renamed into place."""
-    with replaced_on_success(path) as temp:
-        yield temp
-    done.append(path)
-
-
-def _put_back(paths: list[Path], before: dict[Path, bytes | None]) -> None:
-    """Each of `paths` as it was before: its old contents, or no file where there was none."""
-    for path in paths:
-        if before[path] is None:
-            path.unlink(missing_ok=True)
-        else:
-            write_atomically(path, before[path])
 
 
 def evaluate(

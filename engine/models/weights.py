@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
-from engine.files import replaced_on_success
+from engine.files import replace_together
 
 CONFIG_KEY = "desmoke_config"
 
@@ -35,16 +35,11 @@ def save_weights(path: str | Path, model: nn.Module, config: dict[str, Any]) -> 
         else v.detach().contiguous().cpu()
         for k, v in model.state_dict().items()
     }
-    text = json.dumps(config, sort_keys=True)
+    weights = save(tensors, metadata={CONFIG_KEY: json.dumps(config, sort_keys=True)})
     readable = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
-    # Both written before either is renamed: a full disk leaves the old pair, not a new
-    # weights file beside the old one's description.
-    with (
-        replaced_on_success(path.with_suffix(".json")) as json_temp,
-        replaced_on_success(path) as temp,
-    ):
-        save_file(tensors, str(temp), metadata={CONFIG_KEY: text})
-        json_temp.write_bytes(readable)
+    # Replaced as a pair: a full disk or a refused rename leaves the old pair, not new
+    # weights beside the old weights' description.
+    replace_together({path: weights, path.with_suffix(".json"): readable})
     return path
 
 
