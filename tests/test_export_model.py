@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from engine.models import WeightsError, build_network, default_config, save_weights
+from engine.models.onnx_export import exported_onnx
 from training.export import ExportError, export_weights, onnx_outputs, reload_matches
 
 ARCHS = {"fast": {"widths": [8, 16, 32]}, "paper": {"ngf": 4}}
@@ -47,7 +48,7 @@ def test_onnx_matches_torch(tmp_path: Path, model: str, shape) -> None:
     with torch.no_grad():
         expected = network(x)
     expected = expected if isinstance(expected, tuple) else (expected,)
-    for got, want in zip(onnx_outputs(out, x.numpy()), expected, strict=True):
+    for got, want in zip(onnx_outputs(out.read_bytes(), x.numpy()), expected, strict=True):
         assert got.shape == tuple(want.shape)
         np.testing.assert_allclose(got, want.numpy(), atol=1e-4)
 
@@ -59,6 +60,17 @@ def test_fp16_export(tmp_path: Path) -> None:
     assert report["fp16"] and max(report["max_abs_error"].values()) <= 2e-2
     graph = onnx.load(str(out))
     assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+
+
+def test_an_fp16_export_leaves_the_network_in_full_precision() -> None:
+    """The half-precision graph is traced from a copy: the caller's network (compared with
+    the export next, or run by a torch backend) keeps its fp32 weights unrounded."""
+    network = build_network("fast", ARCHS["fast"])
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    model = onnx.load_from_string(exported_onnx(network, fp16=True))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    for key, value in network.state_dict().items():
+        assert torch.equal(value, before[key]), key
 
 
 def test_missing_weights_are_named(tmp_path: Path) -> None:
@@ -147,24 +159,24 @@ def _kept(tmp_path: Path) -> Path:
 def test_an_export_failing_its_check_keeps_the_existing_file(
     tmp_path: Path, monkeypatch, compare, message: str
 ) -> None:
-    """The new export is checked as a temporary file: the file at the target is replaced
-    only by an export that passed, and no temporary file is left."""
+    """The new export is checked in memory: the file at the target is replaced only by an
+    export that passed, and no temporary file is left."""
     import training.export
 
     path, _ = saved(tmp_path, "fast")
     existing = _kept(tmp_path)
     before = sorted(tmp_path.iterdir())
-    checked: list[Path] = []
+    checked: list[bytes] = []
 
-    def recorded(network, onnx_path, *args, **kwargs):
-        checked.append(Path(onnx_path))
+    def recorded(network, model, *args, **kwargs):
+        checked.append(model)
         return compare()
 
     monkeypatch.setattr(training.export, "compare_onnx", recorded)
     with pytest.raises(ExportError, match=message):
         export_weights(path, existing)
     assert existing.read_bytes() == b"an earlier, working export"
-    assert checked and checked[0] != existing  # the export was checked before any rename
+    assert checked and checked[0] != existing.read_bytes()  # this export was the one checked
     assert sorted(tmp_path.iterdir()) == before
 
 

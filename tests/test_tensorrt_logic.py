@@ -70,9 +70,8 @@ def test_onnx_for_the_engine_is_valid_and_matches_torch(fast_network, fp16, tmp_
     """What build-engine exports from .safetensors (fp16 for TensorRT 11) passes onnx's
     checker, declares the I/O types a strongly typed build takes, and computes the model."""
     path = export_onnx(fast_network, tmp_path / "model.onnx", fp16=fp16)
-    fast_network.float()
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
-    info = onnx_info(path)
+    info = onnx_info(path.read_bytes(), str(path))
     assert info.input_dtype == ("float16" if fp16 else "float32")
     assert info.output_names == ("alpha", "colour") and info.channels == 4
     x = np.random.default_rng(0).random((1, 4, 64, 112), dtype=np.float32)
@@ -88,10 +87,8 @@ def test_onnx_for_the_engine_is_valid_and_matches_torch(fast_network, fp16, tmp_
 
 
 def test_onnx_info_rejects_what_the_backend_cannot_run(tmp_path) -> None:
-    bad = tmp_path / "bad.onnx"
-    bad.write_bytes(b"not an onnx file")
-    with pytest.raises(BuildError, match="not a valid ONNX model"):
-        onnx_info(bad)
+    with pytest.raises(BuildError, match="^bad.onnx: not a valid ONNX model"):
+        onnx_info(b"not an onnx file", "bad.onnx")
     three = torch.nn.Conv2d(3, 1, 1).eval()
     three.output_names = ("y",)
     path = tmp_path / "three.onnx"
@@ -106,7 +103,7 @@ def test_onnx_info_rejects_what_the_backend_cannot_run(tmp_path) -> None:
             dynamo=False,
         )
     with pytest.raises(BuildError, match="Nx4xHxW"):
-        onnx_info(path)
+        onnx_info(path.read_bytes(), str(path))
 
 
 # -- shapes and precision -------------------------------------------------------------
@@ -243,6 +240,44 @@ def test_build_serialized_drives_the_builder() -> None:
     assert ("build",) not in trt.calls
 
 
+def fake_tensorrt(monkeypatch, **behaviour) -> FakeTrt:
+    """build_engine's TensorRT and GPU replaced by stand-ins: TensorRT 10 on an H100."""
+    import training.build_engine as build
+
+    trt = FakeTrt(**behaviour)
+    trt.__version__ = "10.13.0"
+    monkeypatch.setattr(build, "import_tensorrt", lambda: trt)
+    gpu = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0]}
+    monkeypatch.setattr(build, "gpu_identity", lambda: gpu)
+    return trt
+
+
+def test_build_engine_writes_the_engine_and_its_sidecar_as_a_pair(
+    fast_network, tmp_path, monkeypatch
+) -> None:
+    """From .safetensors (exported to fp16 ONNX in memory: no ONNX file is written) to an
+    engine and the sidecar the backend checks; a build that fails keeps the pair there."""
+    from training.build_engine import build_engine
+
+    trt = fake_tensorrt(monkeypatch)
+    weights = save_weights(tmp_path / "w.safetensors", fast_network, default_config("fast"))
+    out = tmp_path / "engines" / "fast.engine"
+    path, sidecar = build_engine(weights, out, fp16=True, shape=(256, 448))
+    assert path == out and out.read_bytes() == b"plan"
+    assert read_sidecar(out) == sidecar
+    assert sidecar["weights_digest"] == weights_digest(fast_network)
+    assert sidecar["inputs"]["input"]["dtype"] == "float16" and sidecar["strongly_typed"]
+    assert ("network", 1) in trt.calls  # an fp16 ONNX: a strongly typed network
+    assert sorted(p.name for p in out.parent.iterdir()) == ["fast.engine", "fast.engine.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["engines", "w.json", "w.safetensors"]
+
+    fake_tensorrt(monkeypatch, builds=False)
+    with pytest.raises(BuildError, match="could not build"):
+        build_engine(weights, out, fp16=True, shape=(256, 448))
+    assert out.read_bytes() == b"plan" and read_sidecar(out) == sidecar
+    assert sorted(p.name for p in out.parent.iterdir()) == ["fast.engine", "fast.engine.json"]
+
+
 # -- the sidecar ----------------------------------------------------------------------
 def write_engine(folder, name, *, version="10.13.0", cc=(9, 0), digest="abc", shape=(256, 448)):
     """A fake engine file with a real sidecar (the logic under test never reads the engine)."""
@@ -346,7 +381,6 @@ def test_backend_unavailable_with_a_reason_and_auto_passes_it_over() -> None:
 @pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed")
 def test_build_engine_cli_without_tensorrt_fails_cleanly(fast_network, tmp_path, capsys) -> None:
     onnx_path = export_onnx(fast_network, tmp_path / "m.onnx")
-    fast_network.float()
     engine = tmp_path / "m.engine"
     assert main(["build-engine", str(onnx_path), "-o", str(engine), "--fp16"]) == 1
     err = capsys.readouterr().err.strip()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from engine.backends.tensorrt_backend import (
     engine_dir,
     sidecar_path,
 )
-from engine.files import replaced_on_success, write_atomically
+from engine.files import replace_together, write_atomically
 
 #: Default profile (no --shape): short sides 128..512 around the default 256 working size.
 DEFAULT_OPT = (256, 448)
@@ -85,26 +84,26 @@ def profile_shapes(
     }
 
 
-def onnx_info(path: Path) -> OnnxInfo:
-    """Check the ONNX (onnx.checker) and read what the build needs from it."""
-    data = path.read_bytes()
+def onnx_info(data: bytes, name: str) -> OnnxInfo:
+    """Check an ONNX model (onnx.checker) and read what the build needs from it; `name`
+    says which model in messages (its file)."""
     try:
         model = onnx.load_from_string(data)
         onnx.checker.check_model(model)
     except Exception as exc:  # onnx raises several kinds for corrupt files
-        raise BuildError(f"{path}: not a valid ONNX model ({exc})") from exc
+        raise BuildError(f"{name}: not a valid ONNX model ({exc})") from exc
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if len(inputs) != 1:
-        raise BuildError(f"{path}: expected one input, found {[i.name for i in inputs]}")
+        raise BuildError(f"{name}: expected one input, found {[i.name for i in inputs]}")
     tensor = inputs[0].type.tensor_type
     dtypes = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
     if tensor.elem_type not in dtypes:
-        raise BuildError(f"{path}: input type {tensor.elem_type} is neither float32 nor float16")
+        raise BuildError(f"{name}: input type {tensor.elem_type} is neither float32 nor float16")
     dims = tensor.shape.dim
     channels = dims[1].dim_value if len(dims) == 4 and dims[1].dim_value else 0
     if channels != 4:
-        raise BuildError(f"{path}: expected an Nx4xHxW input (RGB + dark channel)")
+        raise BuildError(f"{name}: expected an Nx4xHxW input (RGB + dark channel)")
     return OnnxInfo(
         input_name=inputs[0].name,
         input_dtype=dtypes[tensor.elem_type],
@@ -238,7 +237,7 @@ def build_engine(
     engine's path and its sidecar. Nothing is left at `output` when the build fails."""
     from engine.backends.onnxruntime_backend import weights_digest
     from engine.models import load_network, network_stride
-    from engine.models.onnx_export import export_onnx
+    from engine.models.onnx_export import exported_onnx
 
     source = Path(source)
     if not source.is_file():
@@ -250,26 +249,26 @@ def build_engine(
     if weights_file is not None:
         network, config = load_network(weights_file)
         digest, model = weights_digest(network), config["model"]
-    with tempfile.TemporaryDirectory() as scratch:
-        onnx_path = source
-        if source.suffix == ".safetensors":
-            onnx_path = export_onnx(network, Path(scratch) / "model.onnx", fp16=fp16)
-        info = onnx_info(onnx_path)
-        strongly_typed, fp16_flag, precision = precision_plan(
-            int(trt.__version__.split(".")[0]), info.input_dtype, fp16
-        )
-        shapes = profile_shapes(shape, network_stride(model) if model else 16, info.channels)
-        cache_path = Path(timing_cache) if timing_cache else None
-        cache = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
-        engine, new_cache = build_serialized(
-            trt,
-            onnx_path.read_bytes(),
-            input_name=info.input_name,
-            shapes=shapes,
-            strongly_typed=strongly_typed,
-            fp16_flag=fp16_flag,
-            timing_cache=cache,
-        )
+    if source.suffix == ".safetensors":  # exported in memory: no ONNX file is kept
+        onnx_bytes, onnx_name = exported_onnx(network, fp16=fp16), f"{source} (as ONNX)"
+    else:
+        onnx_bytes, onnx_name = source.read_bytes(), str(source)
+    info = onnx_info(onnx_bytes, onnx_name)
+    strongly_typed, fp16_flag, precision = precision_plan(
+        int(trt.__version__.split(".")[0]), info.input_dtype, fp16
+    )
+    shapes = profile_shapes(shape, network_stride(model) if model else 16, info.channels)
+    cache_path = Path(timing_cache) if timing_cache else None
+    cache = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
+    engine, new_cache = build_serialized(
+        trt,
+        onnx_bytes,
+        input_name=info.input_name,
+        shapes=shapes,
+        strongly_typed=strongly_typed,
+        fp16_flag=fp16_flag,
+        timing_cache=cache,
+    )
     if output is None:
         if digest is None:
             raise BuildError("give -o ENGINE (or build from .safetensors weights)")
@@ -288,15 +287,8 @@ def build_engine(
         model=model,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
-    # Each whole, both written before either is renamed: a failure while writing leaves the
-    # old pair. (A failed rename of the engine after its sidecar's leaves a sidecar whose
-    # engine hash does not match, which the backend refuses with a clear reason.)
-    with (
-        replaced_on_success(output) as engine_temp,
-        replaced_on_success(sidecar_path(output)) as sidecar_temp,
-    ):
-        engine_temp.write_bytes(engine)
-        sidecar_temp.write_text(json.dumps(sidecar, indent=2) + "\n")
+    sidecar_text = json.dumps(sidecar, indent=2) + "\n"
+    replace_together({output: engine, sidecar_path(output): sidecar_text.encode()})
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(cache_path, new_cache)

@@ -4,9 +4,8 @@ The graph itself comes from engine.models.onnx_export (opset 17, dynamic batch/h
 width, input "input", outputs = the network's output_names, the legacy TorchScript
 exporter). Here it is checked: onnx.checker, then onnxruntime against torch on a random
 input of a size other than the tracing sample (so the dynamic axes are exercised). The
-export is written and checked as a temporary file, renamed onto the target only once it
-passes (engine.files): one that does not match is never left behind, nor replaces an
-existing file.
+export is checked in memory and written (whole, engine.files) only once it passes: one that
+does not match is never left behind, nor replaces an existing file.
 """
 
 from __future__ import annotations
@@ -18,9 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.files import replaced_on_success
+from engine.backends.onnxruntime_backend import new_session
+from engine.files import write_atomically
 from engine.models import load_network, network_stride
-from engine.models.onnx_export import INPUT_NAME, export_onnx
+from engine.models.onnx_export import INPUT_NAME, exported_onnx
 
 #: Largest |onnxruntime - torch| accepted: fp32 graphs agree to ~1e-6 on sigmoid/[0, 1]
 #: outputs; fp16 graphs carry half-precision rounding (~1e-3) through every layer.
@@ -36,16 +36,13 @@ def _check_shape(model_name: str) -> tuple[int, int]:
     return (256, 512) if stride >= 256 else (224, 384)  # not export_onnx's tracing sample
 
 
-def onnx_outputs(path: str | Path, x: np.ndarray) -> list[np.ndarray]:
-    """Run an ONNX file once on the CPU with onnxruntime."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {INPUT_NAME: x})
+def onnx_outputs(model: bytes, x: np.ndarray) -> list[np.ndarray]:
+    """Run an ONNX model (its bytes) once on the CPU with onnxruntime."""
+    return new_session(model).run(None, {INPUT_NAME: x})
 
 
 def compare_onnx(
-    network: nn.Module, path: str | Path, shape: tuple[int, int], fp16: bool = False, seed: int = 0
+    network: nn.Module, model: bytes, shape: tuple[int, int], fp16: bool = False, seed: int = 0
 ) -> dict[str, float]:
     """Max |onnxruntime - torch (fp32)| per output on a seeded random input of `shape`."""
     generator = torch.Generator().manual_seed(seed)
@@ -54,7 +51,7 @@ def compare_onnx(
         expected = network.eval()(x)
     expected = expected if isinstance(expected, tuple) else (expected,)
     feed = x.numpy().astype(np.float16 if fp16 else np.float32)
-    got = onnx_outputs(path, feed)
+    got = onnx_outputs(model, feed)
     return {
         name: float(np.abs(g.astype(np.float32) - e.numpy()).max())
         for name, g, e in zip(network.output_names, got, expected, strict=True)
@@ -71,22 +68,22 @@ def export_weights(
     if onnx_path.suffix.lower() != ".onnx":
         raise ExportError(f"{onnx_path}: the output must be a .onnx file")
     report: dict[str, Any] = {"model": config["model"], "onnx": str(onnx_path), "fp16": fp16}
+    model = exported_onnx(network, fp16=fp16)  # onnx.checker runs inside
+    if check:
+        report.update(_checked(network, model, onnx_path, config["model"], fp16))
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    with replaced_on_success(onnx_path) as temp:
-        export_onnx(network, temp, fp16=fp16)  # onnx.checker runs inside
-        if check:
-            report.update(_checked(network, temp, onnx_path, config["model"], fp16))
+    write_atomically(onnx_path, model)
     return report
 
 
 def _checked(
-    network: nn.Module, temp: Path, onnx_path: Path, model: str, fp16: bool
+    network: nn.Module, model: bytes, onnx_path: Path, model_name: str, fp16: bool
 ) -> dict[str, Any]:
-    """Compare the export at `temp` (onnx_path's temporary file) with torch: the report's
+    """Compare the export `model` (to be saved at onnx_path) with torch: the report's
     entries, or ExportError naming `onnx_path` (the file is then not saved)."""
-    shape = _check_shape(model)
+    shape = _check_shape(model_name)
     try:
-        errors = compare_onnx(network, temp, shape, fp16=fp16)
+        errors = compare_onnx(network, model, shape, fp16=fp16)
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ExportError(f"{onnx_path}: onnxruntime cannot run the export ({exc})") from exc
     worst = max(errors.values())

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from torch import nn
 
 from engine.backends.base import Backend, BackendUnavailable
 from engine.files import cache_file
-from engine.models.onnx_export import export_onnx
+from engine.models.onnx_export import exported_onnx
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +36,6 @@ def weights_digest(network: nn.Module) -> str:
         digest.update(key.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:20]
-
-
-def exported_model(network: nn.Module) -> bytes:
-    """`network` as an ONNX model. export_onnx writes a file: it writes into a scratch
-    folder of its own, so that the cache folder's state cannot stop it."""
-    try:
-        with tempfile.TemporaryDirectory(prefix="desmoke-onnx-") as scratch:
-            return export_onnx(network, Path(scratch) / "network.onnx").read_bytes()
-    except OSError as exc:  # no room even for a scratch file: auto moves on to torch
-        raise BackendUnavailable(f"cannot export the network to ONNX ({exc})") from exc
 
 
 def new_session(model: bytes) -> Any:
@@ -102,8 +91,9 @@ class OnnxRuntimeBackend(Backend):
         return True
 
     def _start_exported(self, network: nn.Module, path: Path) -> None:
-        """Export `network`, start a session on it, cache it at `path` where possible."""
-        model = exported_model(network)
+        """Export `network` in memory, start a session on it, cache it at `path` where
+        possible (the session needs no file: a cache that cannot be written is no matter)."""
+        model = exported_onnx(network)
         try:
             self.session = new_session(model)
         except Exception as exc:  # onnxruntime's own classes; auto then moves on to torch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import warnings
 from pathlib import Path
@@ -16,31 +17,31 @@ from engine.files import write_atomically
 INPUT_NAME = "input"
 
 
-def export_onnx(
+def exported_onnx(
     network: nn.Module,
-    path: str | Path,
     *,
     sample_shape: tuple[int, int] = (256, 448),
     fp16: bool = False,
     opset: int = 17,
-) -> Path:
-    """Export `network` (eval mode, CPU) to `path` with dynamic batch, height and width.
+) -> bytes:
+    """`network` (eval mode, CPU) as a serialised ONNX model with dynamic batch, height and
+    width, checked by onnx.checker; nothing is written to disk.
 
     fp16 exports a half-precision graph with half I/O (what a strongly typed TensorRT build
-    wants). The file is written to a temporary name and renamed when complete.
+    wants) from a copy: `network`'s own weights keep their full precision.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     network = network.eval().cpu()
     dtype = torch.float16 if fp16 else torch.float32
     if fp16:
-        network = network.half()
+        network = copy.deepcopy(network).half()
     sample = torch.rand(1, 4, *sample_shape, dtype=dtype)
     output_names = list(network.output_names)
     axes = {name: {0: "batch", 2: "height", 3: "width"} for name in [INPUT_NAME, *output_names]}
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python ints
+        # The TorchScript exporter (dynamo=False) writes into a file object; the networks
+        # are far below protobuf's 2 GB, so the model needs no external data files.
         torch.onnx.export(
             network,
             (sample,),
@@ -51,9 +52,21 @@ def export_onnx(
             opset_version=opset,
             dynamo=False,
         )
-    if fp16:
-        network.float()
-    model = onnx.load_from_string(buffer.getvalue())
-    onnx.checker.check_model(model)
-    write_atomically(path, buffer.getvalue())
-    return path
+    model = buffer.getvalue()
+    onnx.checker.check_model(onnx.load_from_string(model))
+    return model
+
+
+def export_onnx(
+    network: nn.Module,
+    path: str | Path,
+    *,
+    sample_shape: tuple[int, int] = (256, 448),
+    fp16: bool = False,
+    opset: int = 17,
+) -> Path:
+    """exported_onnx written to `path` (folders created), whole or not at all."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = exported_onnx(network, sample_shape=sample_shape, fp16=fp16, opset=opset)
+    return write_atomically(path, model)
