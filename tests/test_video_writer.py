@@ -194,12 +194,82 @@ def test_source_audio_range_is_copied(tmp_path, suffix):
     assert samples == pytest.approx(1.2 * 48000, abs=0.05 * 48000)
 
 
-def test_source_without_audio_gives_video_only(tmp_path):
+def test_source_without_audio_gives_video_only(tmp_path, opened_sources):
     source = make_index_clip(tmp_path / "silent.mp4", n_frames=5)
     out = tmp_path / "out.mp4"
-    write_clip(out, n=3, source=source)
+    with Mp4Writer(out, fps=25, size=(64, 48), source=source) as writer:
+        assert len(opened_sources) == 1 and not is_open(opened_sources[0])  # not needed
+        for i in range(3):
+            writer.write_image(index_frame(i, (64, 48)))
     with av.open(str(out)) as container:
         assert not container.streams.audio
+
+
+@pytest.fixture
+def opened_sources(monkeypatch) -> list:
+    """The containers opened for reading from here on (a writer's: its source)."""
+    opened = []
+    real_open = av.open
+
+    def recording(file, mode="r", **options):
+        container = real_open(file, mode, **options)
+        if mode == "r":
+            opened.append(container)
+        return container
+
+    monkeypatch.setattr(av, "open", recording)
+    return opened
+
+
+def is_open(container) -> bool:
+    try:
+        container.duration  # noqa: B018 - PyAV refuses it on a closed container
+    except AssertionError:
+        return False
+    return True
+
+
+def audio_packets(path) -> list[bytes]:
+    """Those played from time 0 on (AAC's priming packet, at -1024 samples, is not)."""
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(audio=0) if p.size and p.pts + p.duration > 0]
+
+
+@pytest.mark.parametrize("ending", ["close", "abort"])
+def test_the_source_is_opened_once_and_closed_at_the_end(tmp_path, opened_sources, ending):
+    """Probing its audio and copying it use one opening of the source, kept until the end
+    (a copy from the start still begins with the packet the probe read)."""
+    source = make_index_clip(tmp_path / "with_audio.mp4", n_frames=10, audio=True)
+    out = tmp_path / "out.mp4"
+    writer = Mp4Writer(out, fps=25, size=(64, 48), source=source)
+    assert len(opened_sources) == 1 and is_open(opened_sources[0])
+    for i in range(10):
+        writer.write_image(index_frame(i, (64, 48)))
+    getattr(writer, ending)()
+    assert len(opened_sources) == 1 and not is_open(opened_sources[0])
+    if ending == "close":
+        assert audio_packets(out) == audio_packets(source)  # all of it, in order
+    else:
+        assert_nothing_left(tmp_path, [source.name])
+
+
+@pytest.mark.parametrize("failure", [ValueError("broken stream"), KeyboardInterrupt()])
+def test_a_failure_starting_the_audio_copy_closes_the_source(
+    tmp_path, monkeypatch, opened_sources, failure
+):
+    source = make_index_clip(tmp_path / "with_audio.mp4", n_frames=3, audio=True)
+    out = tmp_path / "out.mp4"
+
+    def failing(container):
+        raise failure
+
+    monkeypatch.setattr(writer_module, "_start_seconds", failing)
+    with pytest.raises((VideoWriteError, KeyboardInterrupt)) as error:
+        Mp4Writer(out, fps=25, size=(64, 48), source=source)
+    if isinstance(failure, ValueError):
+        assert str(error.value) == f"{out}: cannot copy audio from {source} (broken stream)"
+    assert len(opened_sources) == 1 and not is_open(opened_sources[0])
+    assert_nothing_left(tmp_path, [source.name])
 
 
 def assert_nothing_left(folder, keep=()):
@@ -352,17 +422,21 @@ def test_pcm_audio_without_a_layout_is_copied(tmp_path):
         assert container.streams.audio[0].codec_context.layout.name == "stereo"
 
 
-def test_audio_mp4_cannot_carry_is_left_out_with_a_warning(tmp_path, caplog):
+def test_audio_mp4_cannot_carry_is_left_out_with_a_warning(tmp_path, caplog, opened_sources):
     source = tmp_path / "phone.avi"
     pcm_avi(source, "pcm_mulaw")
-    assert writer_module.audio_copy_problem(source).startswith("pcm_mulaw audio cannot go")
     out = tmp_path / "out.mp4"
+    opened_sources.clear()
     with SideBySideWriter(out, fps=25, frame_size=(64, 48), source=source) as writer:
+        assert len(opened_sources) == 1 and not is_open(opened_sources[0])  # not needed
         for i in range(25):
             writer.write(*panes(i, (64, 48)))
     with av.open(str(out)) as container:
         assert not container.streams.audio and container.streams.video[0].frames == 25
-    assert any("written without audio" in r.getMessage() for r in caplog.records)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith(
+        "out.mp4: written without audio: pcm_mulaw audio cannot go into an MP4 as it is ("
+    )
 
 
 # --- temporary files, concurrent writers, frame-size limits -------------------------------

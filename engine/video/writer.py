@@ -13,9 +13,11 @@ driver is present.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import numbers
 import os
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -162,43 +164,61 @@ def _add_audio_stream(output: av.container.OutputContainer, template: av.AudioSt
     return stream
 
 
-def audio_copy_problem(source: Path) -> str:
-    """Why the first audio stream of `source` cannot be copied into an MP4 as it is (a
-    codec MP4 does not carry), or "": one packet into an in-memory MP4, so that the
-    export does not fail at its very end."""
-    with av.open(str(source), metadata_errors="replace") as container:
-        template = container.streams.audio[0]
-        try:
-            packet = next((p for p in container.demux(template) if p.size), None)
-            with av.open(io.BytesIO(), "w", format="mp4") as probe:
-                stream = _add_audio_stream(probe, template)
-                if packet is not None:
-                    packet.stream = stream
-                    probe.mux(packet)
-        except (av.FFmpegError, ValueError) as error:
-            codec = template.codec_context.name
-            return f"{codec} audio cannot go into an MP4 as it is ({describe(error)})"
+def audio_copy_problem(template: av.AudioStream, packets: Iterator[av.Packet]) -> str:
+    """Why the audio of `template` cannot be copied into an MP4 as it is (a codec MP4 does
+    not carry), or "": its first packet (read from `packets`, its demuxer) into an in-memory
+    MP4, so that the export does not fail at its very end."""
+    try:
+        packet = next((p for p in packets if p.size), None)
+        with av.open(io.BytesIO(), "w", format="mp4") as probe:
+            stream = _add_audio_stream(probe, template)
+            if packet is not None:
+                packet = _copy_of(packet)
+                packet.stream = stream
+                probe.mux(packet)
+    except (av.FFmpegError, ValueError) as error:
+        codec = template.codec_context.name
+        return f"{codec} audio cannot go into an MP4 as it is ({describe(error)})"
     return ""
 
 
+def _copy_of(packet: av.Packet) -> av.Packet:
+    """A copy of `packet`, for the probe: muxing rebases a packet to its new stream's time
+    base, and the original is still to be copied into the export."""
+    copy = av.Packet(bytes(packet))
+    copy.pts, copy.dts, copy.duration = packet.pts, packet.dts, packet.duration
+    copy.time_base = packet.time_base
+    copy.is_keyframe = packet.is_keyframe
+    for side_data in packet.iter_sidedata():
+        copy.set_sidedata(side_data)
+    return copy
+
+
 class _AudioCopy:
-    """Copies the audio packets of a source file's time range into the output, unchanged."""
+    """Copies the audio packets of a source's time range into the output, unchanged."""
 
     def __init__(
-        self, source: Path, output: av.container.OutputContainer, start: float, end: float | None
+        self,
+        source: av.container.InputContainer,
+        packets: Iterator[av.Packet],
+        output: av.container.OutputContainer,
+        start: float,
+        end: float | None,
     ) -> None:
-        self._input = av.open(str(source), metadata_errors="replace")
-        self._in_stream = self._input.streams.audio[0]
+        """`packets`: the first audio stream's, from the beginning of `source` (which the
+        writer owns and closes)."""
+        self._in_stream = source.streams.audio[0]
         self._time_base = self._in_stream.time_base
         self.stream = _add_audio_stream(output, self._in_stream)
         # Times are relative to the start of the video (as FileSource gives them), so the
         # range stays in sync where a file does not start at 0 (MPEG-TS starts at ~1.4 s).
-        origin = _start_seconds(self._input)
+        origin = _start_seconds(source)
         self._start, self._end = start + origin, None if end is None else end + origin
         if self._start > 0:
             ticks = int(self._start / self._time_base)
-            self._input.seek(ticks, stream=self._in_stream, backward=True)
-        self._packets = self._input.demux(self._in_stream)
+            source.seek(ticks, stream=self._in_stream, backward=True)
+            packets = source.demux(self._in_stream)
+        self._packets = packets
         self._offset: int | None = None  # pts of the first copied packet -> 0
         self._done = False
 
@@ -224,9 +244,6 @@ class _AudioCopy:
             output.mux(packet)
             if time is not None and start - self._start >= time:
                 break  # interleave: the video catches up first
-
-    def close(self) -> None:
-        self._input.close()
 
 
 class Mp4Writer:
@@ -274,6 +291,7 @@ class Mp4Writer:
         self._temp: Path | None = None  # created by _open: nothing to remove before
         self._container: av.container.OutputContainer | None = None
         self._audio: _AudioCopy | None = None
+        self._input: av.container.InputContainer | None = None  # the source, for its audio
         try:
             self.encoder_name = pick_encoder(encoder, self._encoded_size, self._rate, crf, preset)
         except VideoWriteError as error:  # pick_encoder cannot name the file
@@ -321,21 +339,32 @@ class Mp4Writer:
         self._stream = stream
 
     def _open_audio(self, source: Path, start: float, end: float | None) -> _AudioCopy | None:
-        """Audio stream copied from `source`, or None when it has no audio."""
+        """Audio stream copied from `source`, or None when it has no audio. The source is
+        opened once, here, for both the probe and the copy; close() and abort() close it."""
         try:
-            with av.open(str(source), metadata_errors="replace") as probe:
-                if not probe.streams.audio:
-                    return None
-            problem = audio_copy_problem(source)
+            self._input = av.open(str(source), metadata_errors="replace")
+            if not self._input.streams.audio:
+                self._close_input()
+                return None
+            template = self._input.streams.audio[0]
+            # The copy starts again with the packets the probe reads (a second iterator).
+            probed, packets = itertools.tee(self._input.demux(template))
+            problem = audio_copy_problem(template, probed)
             if problem:  # the video matters more than its sound: written without it
                 log.warning("%s: written without audio: %s", self.path.name, problem)
+                self._close_input()
                 return None
             # Every output stream must exist before the first packet is muxed.
-            return _AudioCopy(source, self._container, start, end)
+            return _AudioCopy(self._input, packets, self._container, start, end)
         except (av.FFmpegError, OSError, ValueError) as error:
             raise VideoWriteError(
                 f"{self.path}: cannot copy audio from {source} ({describe(error)})"
             ) from error
+
+    def _close_input(self) -> None:
+        source, self._input = self._input, None
+        if source is not None:
+            source.close()
 
     def write_image(self, image: np.ndarray, time: float | None = None) -> None:
         """Encode one RGB uint8 HxWx3 image of the writer's size as the next frame.
@@ -409,20 +438,20 @@ class Mp4Writer:
     def _finish(self) -> None:
         container, self._container = self._container, None
         container.close()  # writes the index; +faststart moves it to the front
-        if self._audio is not None:
-            self._audio.close()
-            self._audio = None
+        self._audio = None
+        self._close_input()
 
     def abort(self) -> None:
         """Stop and remove the temporary file; nothing is left at `path`."""
         container, self._container = self._container, None
-        for closable in (container, self._audio):
+        source, self._input = self._input, None
+        self._audio = None
+        for closable in (container, source):
             if closable is not None:
                 try:
                     closable.close()
                 except (av.FFmpegError, OSError, ValueError):
                     pass  # already failing: removing the file is what matters
-        self._audio = None
         temp, self._temp = self._temp, None
         if temp is not None:
             discard(temp)  # never raises: the error being handled is the one to report
