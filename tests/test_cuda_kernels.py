@@ -135,14 +135,13 @@ def test_compile_error_is_a_clear_cuda_error() -> None:
 @pytest.mark.skipif(not NVRTC_OK, reason=f"NVRTC not usable: {NVRTC_REASON}")
 def test_compiled_kernels_are_cached_on_disk(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("DESMOKE_CACHE", str(tmp_path))
-    image, path = compiled_image("compute_80")
-    assert path.parent == tmp_path / "cuda" and path.read_bytes() == image
+    image, path, from_cache = compiled_image("compute_80")
+    assert path.parent == tmp_path / "cuda" and path.read_bytes() == image and not from_cache
     path.write_bytes(b"cached marker")  # a second call must read the file, not recompile
-    again, same = compiled_image("compute_80")
-    assert same == path and again == b"cached marker"
+    assert compiled_image("compute_80") == (b"cached marker", path, True)
     # A cached image that did not load: compiled afresh, replacing it (never read again).
-    fresh, same = compiled_image("compute_80", fresh=True)
-    assert same == path and fresh == image and path.read_bytes() == image
+    assert compiled_image("compute_80", fresh=True) == (image, path, False)
+    assert path.read_bytes() == image
 
 
 @pytest.mark.skipif(not NVRTC_OK, reason=f"NVRTC not usable: {NVRTC_REASON}")
@@ -150,8 +149,8 @@ def test_an_unwritable_cache_still_gives_the_kernels(tmp_path, monkeypatch) -> N
     not_a_folder = tmp_path / "cache"
     not_a_folder.write_text("a file where the cache folder would go")
     monkeypatch.setenv("DESMOKE_CACHE", str(not_a_folder))
-    image, path = compiled_image("compute_80")
-    assert image and not path.exists()
+    image, path, from_cache = compiled_image("compute_80")
+    assert image and not path.exists() and not from_cache
 
 
 def test_a_missing_nvrtc_library_is_a_cuda_error(monkeypatch) -> None:
@@ -168,6 +167,126 @@ def test_a_missing_nvrtc_library_is_a_cuda_error(monkeypatch) -> None:
     monkeypatch.setattr(loader, "_bindings", lambda: (None, NoLibrary()))
     with pytest.raises(CudaError, match="NVRTC library not found"):
         loader.supported_architectures()
+
+
+class FakeDriver:
+    """The driver calls CudaModule makes, on a pretend device of compute capability 9.0
+    that loads only the image `loadable` (any other: CUDA_ERROR_INVALID_IMAGE)."""
+
+    class CUresult:
+        CUDA_SUCCESS = 0
+
+    class CUdevice_attribute:
+        CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = "major"
+        CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = "minor"
+
+    def __init__(self, loadable: bytes) -> None:
+        self.loadable = loadable
+        self.loaded: list[bytes] = []  # every image cuModuleLoadData was given
+        self.contexts_held = 0  # primary context retains not yet released
+        self.unloaded: list[str] = []
+
+    def cuInit(self, flags):
+        return (0,)
+
+    def cuDeviceGet(self, index):
+        return 0, index
+
+    def cuDevicePrimaryCtxRetain(self, device):
+        self.contexts_held += 1
+        return 0, "context"
+
+    def cuDevicePrimaryCtxRelease(self, device):
+        self.contexts_held -= 1
+        return (0,)
+
+    def cuModuleUnload(self, module):
+        self.unloaded.append(module)
+        return (0,)
+
+    def cuCtxSetCurrent(self, context):
+        return (0,)
+
+    def cuDeviceGetAttribute(self, attribute, device):
+        return 0, 9 if attribute == "major" else 0
+
+    def cuModuleLoadData(self, image):
+        self.loaded.append(image)
+        return (0, "module") if image == self.loadable else (200, None)
+
+    def cuDriverGetVersion(self):
+        return 0, 13000
+
+    def cuGetErrorName(self, err):
+        return 0, b"CUDA_ERROR_INVALID_IMAGE"
+
+    def cuGetErrorString(self, err):
+        return 0, b"device kernel image is invalid"
+
+    def cuModuleGetFunction(self, module, name):
+        return 0, name
+
+
+@pytest.fixture
+def fake_cuda(tmp_path, monkeypatch) -> list[bytes]:
+    """CudaModule on FakeDriver, with NVRTC stood in for: returns the list of images
+    compiled (each compile gives b"compiled kernels"), in order."""
+    from engine.cuda import loader
+
+    monkeypatch.setenv("DESMOKE_CACHE", str(tmp_path))
+    monkeypatch.setattr(loader, "nvrtc_version", lambda: (13, 0))
+    monkeypatch.setattr(loader, "supported_architectures", lambda: [80, 90])
+    compiled: list[bytes] = []
+
+    def compile_source(source, target, *, name):
+        compiled.append(b"compiled kernels")
+        return compiled[-1]
+
+    monkeypatch.setattr(loader, "compile_source", compile_source)
+    return compiled
+
+
+def module_on(monkeypatch, driver: FakeDriver):
+    from engine.cuda import loader
+
+    monkeypatch.setattr(loader, "_bindings", lambda: (driver, None))
+    return loader.CudaModule()
+
+
+def test_a_damaged_cached_image_is_compiled_afresh_and_replaced(
+    fake_cuda, monkeypatch, caplog
+) -> None:
+    module = module_on(monkeypatch, FakeDriver(loadable=b"compiled kernels"))
+    cached = module.image_path
+    assert fake_cuda == [b"compiled kernels"] and cached.read_bytes() == b"compiled kernels"
+    cached.write_bytes(b"damaged")
+    driver = FakeDriver(loadable=b"compiled kernels")
+    module = module_on(monkeypatch, driver)
+    assert driver.loaded == [b"damaged", b"compiled kernels"] and len(fake_cuda) == 2
+    assert "did not load" in caplog.text and "recompiling" in caplog.text
+    assert module.image_path == cached and cached.read_bytes() == b"compiled kernels"
+
+
+def test_a_fresh_image_that_does_not_load_is_not_compiled_again(
+    fake_cuda, monkeypatch, caplog
+) -> None:
+    """No cache: the image just compiled fails to load, and compiling it again would fail
+    the same way (an NVRTC newer than the driver): the error comes after one compile."""
+    driver = FakeDriver(loadable=b"what this driver could load")
+    with pytest.raises(CudaError, match="cuModuleLoadData failed: CUDA_ERROR_INVALID_IMAGE"):
+        module_on(monkeypatch, driver)
+    assert fake_cuda == [b"compiled kernels"] and driver.loaded == fake_cuda
+    assert "recompiling" not in caplog.text
+    assert driver.contexts_held == 0  # the device's context is released with the error
+
+
+def test_a_module_closes_once(fake_cuda, monkeypatch) -> None:
+    driver = FakeDriver(loadable=b"compiled kernels")
+    module = module_on(monkeypatch, driver)
+    assert driver.contexts_held == 1
+    module.close()
+    module.close()
+    assert driver.contexts_held == 0 and driver.unloaded == ["module"]
 
 
 def test_cache_key_depends_on_everything_that_changes_the_binary() -> None:

@@ -13,6 +13,7 @@ checked and turned into a CudaError with the call, the error's name and its desc
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import logging
@@ -20,7 +21,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.files import cache_file
 
@@ -184,9 +185,17 @@ def cache_key(source: bytes, target: str, options: Sequence[str], version: tuple
     return digest.hexdigest()[:24]
 
 
+class KernelImage(NamedTuple):
+    """A compiled kernel binary, where it is cached, and whether it was read from there."""
+
+    image: bytes
+    path: Path
+    from_cache: bool
+
+
 def compiled_image(
     target: str, *, source_path: Path = KERNEL_SOURCE, fresh: bool = False
-) -> tuple[bytes, Path]:
+) -> KernelImage:
     """The kernels compiled for `target`, from the disk cache or freshly (then cached);
     fresh: compile even where a cached image exists (it did not load: it is replaced)."""
     source = source_path.read_bytes()
@@ -194,10 +203,10 @@ def compiled_image(
     suffix = "cubin" if target.startswith("sm_") else "ptx"
     path = cache_dir() / f"{source_path.stem}-{key}-{target}.{suffix}"
     if not fresh and path.is_file() and path.stat().st_size > 0:
-        return path.read_bytes(), path
+        return KernelImage(path.read_bytes(), path, from_cache=True)
     image = compile_source(source, target, name=source_path.name)
     cache_file(path, image)  # unsaved (read-only or full cache): the kernels run all the same
-    return image, path
+    return KernelImage(image, path, from_cache=False)
 
 
 # -- the driver -----------------------------------------------------------------------
@@ -230,9 +239,19 @@ class CudaModule:
         self._local = threading.local()
         check_driver(driver.cuInit(0), "cuInit")
         self.device = check_driver(driver.cuDeviceGet(device_index), "cuDeviceGet")
+        self.module: Any = None
         self.context = check_driver(
             driver.cuDevicePrimaryCtxRetain(self.device), "cuDevicePrimaryCtxRetain"
         )
+        try:
+            self._load_on_context(source_path)
+        except BaseException:  # kernels that do not load: the context is not kept either
+            with contextlib.suppress(CudaError):  # the error to report is the first one
+                self.close()
+            raise
+
+    def _load_on_context(self, source_path: Path) -> None:
+        driver = self._driver
         self.make_current()
         attr = driver.CUdevice_attribute
         self.capability = (
@@ -250,17 +269,7 @@ class CudaModule:
             ),
         )
         self.target = pick_target(self.capability, supported_architectures())
-        image, self.image_path = compiled_image(self.target, source_path=source_path)
-        try:
-            self.module = self._load(image)
-        except CudaError as exc:  # a damaged cache file: compile afresh, once
-            log.warning("cached kernels %s did not load (%s); recompiling", self.image_path, exc)
-            # Not read from the cache again, which may be read-only: the new image replaces
-            # the damaged one where it can.
-            image, self.image_path = compiled_image(
-                self.target, source_path=source_path, fresh=True
-            )
-            self.module = self._load(image)
+        self.module, self.image_path = self._load_kernels(source_path)
         self.functions = {
             name: check_driver(
                 driver.cuModuleGetFunction(self.module, name.encode()),
@@ -268,6 +277,22 @@ class CudaModule:
             )
             for name in KERNEL_NAMES
         }
+
+    def _load_kernels(self, source_path: Path) -> tuple[Any, Path]:
+        """The kernels' module and the path of their image. A cached image that does not
+        load (a damaged file) is compiled afresh, once; a fresh one that does not load
+        raises: compiling it again would fail the same way."""
+        kernels = compiled_image(self.target, source_path=source_path)
+        try:
+            return self._load(kernels.image), kernels.path
+        except CudaError as exc:
+            if not kernels.from_cache:
+                raise
+            log.warning("cached kernels %s did not load (%s); recompiling", kernels.path, exc)
+        # Not read from the cache again, which may be read-only: the new image replaces the
+        # damaged one where it can.
+        kernels = compiled_image(self.target, source_path=source_path, fresh=True)
+        return self._load(kernels.image), kernels.path
 
     def _load(self, image: bytes) -> Any:
         try:
@@ -311,9 +336,15 @@ class CudaModule:
         return f"kernels for {self.target} (compute {major}.{minor}) from {self.image_path}"
 
     def close(self) -> None:
-        if getattr(self, "module", None) is not None:
-            self.make_current()
-            check_driver(self._driver.cuModuleUnload(self.module), "cuModuleUnload")
+        """Unload the kernels and release the device's primary context; once."""
+        context, self.context = self.context, None
+        if context is None:
+            return
+        try:
+            if self.module is not None:
+                self.make_current()
+                check_driver(self._driver.cuModuleUnload(self.module), "cuModuleUnload")
+        finally:
             self.module = None
             check_driver(
                 self._driver.cuDevicePrimaryCtxRelease(self.device), "cuDevicePrimaryCtxRelease"
