@@ -779,3 +779,21 @@ def test_a_fallback_never_retries_the_settings_that_failed(monkeypatch) -> None:
     desmoker, chosen = workers._first_that_runs(failed)
     assert desmoker == "a desmoker" and chosen["model"] == "dcp"
     assert failed not in tried and [s["model"] for s in tried] == ["fast", "dcp"]
+
+
+def test_the_first_window_fits_a_small_screen(qtbot, tmp_path, monkeypatch) -> None:
+    """QA: the first start opened 1280x760 whatever the screen: taller than a 1366x768
+    laptop's room, and at a 150% or 200% scale factor larger than the screen itself. The
+    offscreen screen is 800x800: the window takes 90% of its width at most, and the plots
+    keep the panes most of the height."""
+    monkeypatch.setenv("DESMOKE_CACHE", str(tmp_path / "cache"))
+    win = MainWindow(make_settings(tmp_path))
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        room = win.screen().availableGeometry()
+        assert win.width() <= 0.9 * room.width() and win.height() <= 0.9 * room.height()
+        qtbot.waitUntil(lambda: win.plots_dock.height() > 0, timeout=WAIT_MS)
+        assert win.plots_dock.height() <= 0.35 * win.height()
+    finally:
+        win.shutdown()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDialog,
@@ -54,6 +54,12 @@ VIDEO_FILTER = (
     "Videos (*.mp4 *.mov *.mkv *.avi *.webm *.m4v *.mpg *.mpeg *.ts *.wmv);;All files (*)"
 )
 INFO_TIMEOUT_MS = 8000
+#: The window's size on first start, made smaller where the screen is (a 1366x768 laptop,
+#: or a high-DPI scale factor): FIRST_SCREEN_SHARE of the room the screen has at most.
+FIRST_SIZE = QSize(1280, 760)
+FIRST_SCREEN_SHARE = 0.9
+#: The plots' height on first start: PLOTS_HEIGHT, or PLOTS_SHARE of a smaller window's.
+PLOTS_HEIGHT, PLOTS_SHARE = 240, 0.3
 
 
 class MessageBar(QWidget):
@@ -305,15 +311,20 @@ class MainWindow(QMainWindow):
         self.apply_processing(self.controls.settings(), remember=False)
         reader.request_loop(self.transport.loop.isChecked())
 
+    def _first_size(self) -> QSize:
+        room = self.screen().availableGeometry().size()
+        return FIRST_SIZE.boundedTo(room * FIRST_SCREEN_SHARE)
+
     def _restore_view(self) -> None:
         geometry = self.settings.store.value("window/geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
         else:
-            self.resize(1280, 760)
+            self.resize(self._first_size())
         state = self.settings.store.value("window/state")
         if state is None or not self.restoreState(state):
-            self.resizeDocks([self.plots_dock], [240], Qt.Orientation.Vertical)
+            plots_height = min(PLOTS_HEIGHT, round(PLOTS_SHARE * self.height()))
+            self.resizeDocks([self.plots_dock], [plots_height], Qt.Orientation.Vertical)
             self.resizeDocks(
                 [self.controls_dock, self.plots_dock], [270, 1000], Qt.Orientation.Horizontal
             )
