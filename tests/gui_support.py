@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,15 @@ def wait_for_index(qtbot, win: MainWindow, index: int, timeout: int = WAIT_MS) -
         return pane_indices(win) == (index, index, index)
 
     qtbot.waitUntil(shown, timeout=timeout)
+
+
+def wait_holding_the_gui(condition, timeout: int = WAIT_MS) -> None:
+    """Until condition() (read across threads), with the GUI thread held: the workers run,
+    but what they send the window stays queued, in order, until the test lets it run."""
+    end = time.monotonic() + timeout / 1000
+    while not condition():
+        assert time.monotonic() < end, "timed out with the GUI thread held"
+        time.sleep(0.005)
 
 
 def open_clip(qtbot, win: MainWindow, path: Path) -> None:

@@ -30,6 +30,7 @@ from tests.gui_support import (
     open_clip,
     pane_indices,
     wait_for_index,
+    wait_holding_the_gui,
     window,  # noqa: F401 (fixture)
 )
 
@@ -565,3 +566,78 @@ def test_range_marks_are_kept_in_order(qtbot, window, clip, marks) -> None:
     assert window.selection == pytest.approx([0.4, 1.2])
     assert window.timeline.selection.getRegion() == pytest.approx((0.4, 1.2))
     assert window.message_bar.text() == "export range: 0.40 s to 1.20 s"
+
+
+def test_a_new_files_first_frame_survives_an_old_wake_up(qtbot, window, clip, tmp_path) -> None:
+    """The outbox wakes the window once per unread item. Here the wake-up for the old
+    file's frame is queued ahead of the new file's "opened", and the new file's first frame
+    replaces that old one in the outbox before the window runs: it must be shown once
+    "opened" arrives (a paused file sends no other frame), never dropped as the old one's."""
+    other = make_index_clip(tmp_path / "other.mp4", 8, (128, 64))
+    open_clip(qtbot, window, clip)
+    processor = window.workers.processor
+    woken = threading.Event()  # set on the processor thread as it wakes the window
+    processor.result_available.connect(woken.set, Qt.ConnectionType.DirectConnection)
+    window.step(1)  # the old file's frame 1: its wake-up is queued for the window
+    wait_holding_the_gui(woken.is_set)
+    replaced = processor.outbox.dropped
+    window.open_file(other)  # "opened" queued behind that wake-up, then its frame 0
+    wait_holding_the_gui(lambda: processor.outbox.dropped > replaced)  # frame 1 replaced
+    qtbot.waitUntil(lambda: window.source_info.spec.path == str(other), timeout=WAIT_MS)
+    wait_for_index(qtbot, window, 0)
+    assert window.current.source_id == window.source_info.source_id
+    assert window.panes["original"].array().shape[:2] == (64, 128)
+
+
+def test_a_new_source_never_shows_the_old_ones_frame(qtbot, window, clip, tmp_path) -> None:
+    """Until the new source's first frame comes, the panes are blank at its size: not the
+    previous video's last frame under the new title."""
+    other = make_index_clip(tmp_path / "other.mp4", 8, (128, 64))
+    open_clip(qtbot, window, clip)
+    processor = window.workers.processor
+    woken = threading.Event()  # set on the processor thread as it wakes the window
+    processor.result_available.connect(woken.set, Qt.ConnectionType.DirectConnection)
+    window.open_file(other)
+    wait_holding_the_gui(woken.is_set)
+    frame = processor.outbox.take()  # held back: the window takes "opened" alone
+    qtbot.waitUntil(lambda: window.source_info.spec.path == str(other), timeout=WAIT_MS)
+    assert window.current is None
+    for pane in window.panes.values():
+        assert pane.array().shape[:2] == (64, 128) and not pane.array().any()
+    processor.outbox.put(frame)
+    window._result_available()
+    wait_for_index(qtbot, window, 0)
+
+
+def test_a_capture_that_stops_sending_frames_is_lost(qtbot, window) -> None:
+    """A live stream that ends (a device unplugged, a stream closed) is a failed source,
+    said as such: it is no "end of the video"."""
+    window.open_capture("testsrc=size=160x96:rate=30:duration=0.5", format="lavfi")
+    qtbot.waitUntil(lambda: "stopped sending frames" in window.message_bar.text(), timeout=WAIT_MS)
+    assert window.message_bar.text() == (
+        "testsrc=size=160x96:rate=30:duration=0.5: the capture stopped sending frames"
+    )
+    assert window.message_bar.level == "error" and not window.is_playing
+    assert window.statusBar().currentMessage() == ""  # no "end of the video"
+    assert window.current is not None  # the last frame stays on screen
+    window.step(1)  # reading on finds nothing either: said the same way
+    qtbot.waitUntil(lambda: window.message_bar.isVisible(), timeout=WAIT_MS)
+    assert "stopped sending frames" in window.message_bar.text()
+
+
+def test_range_marks_and_their_note_belong_to_the_file(qtbot, window, clip) -> None:
+    """The marks are the export's range: a new source drops them and their note, and the
+    demo, which cannot be exported, takes none."""
+    open_clip(qtbot, window, clip)
+    window.mark(0)
+    assert window.message_bar.text() == "export range: 0.00 s to the end"
+    window.open_capture(LIVE, format="lavfi")
+    qtbot.waitUntil(lambda: window.source_info.is_live, timeout=WAIT_MS)
+    assert window.message_bar.text() == "" and window.selection == [None, None]
+    window.open_demo(autoplay=False)
+    qtbot.waitUntil(
+        lambda: window.current is not None and window.current.source_id == 3, timeout=WAIT_MS
+    )
+    assert not any(action.isEnabled() for action in window.mark_actions)
+    window.mark(0)
+    assert window.selection == [None, None] and window.message_bar.text() == ""

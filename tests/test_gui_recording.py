@@ -15,11 +15,13 @@ import av
 import pytest
 
 from engine.video import writer as writer_module
-from tests.clips import make_index_clip
+from tests.clips import make_index_clip, read_index
 from tests.gui_support import (
+    CLIP_SIZE,
     WAIT_MS,
     clip,  # noqa: F401 (fixture)
     open_clip,
+    wait_for_index,
     window,  # noqa: F401 (fixture)
 )
 
@@ -105,6 +107,38 @@ def test_a_device_that_vanishes_finishes_the_recording(qtbot, window, tmp_path) 
     assert "capture stopped" in window.message_bar.text()  # why it ended stays in view
     assert not window.workers.recorder.recording and not window.record_action.isChecked()
     assert len(decoded_times(out)[1]) >= 3
+
+
+def test_a_capture_that_stops_sending_finishes_the_recording(qtbot, window, tmp_path) -> None:
+    """A stream that ends (its read finds no more frames) is a source lost, as an unplugged
+    device is: what was recorded is kept, and the message says why it ended."""
+    start_live(qtbot, window)
+    out = tmp_path / "until_the_end.mp4"
+    record(qtbot, window, out, frames=3)
+    window.workers.reader._source.read = lambda: None  # as the stream's end reads
+    qtbot.waitUntil(lambda: "recorded" in window.message_bar.text(), timeout=WAIT_MS)
+    text = window.message_bar.text()
+    assert text.startswith(f"{LIVE}: the capture stopped sending frames; recorded ")
+    assert window.message_bar.level == "error"
+    assert not window.workers.recorder.recording and not window.record_action.isChecked()
+    assert len(decoded_times(out)[1]) >= 3
+
+
+def test_recording_a_paused_video_keeps_the_frame_on_screen(qtbot, window, tmp_path, clip) -> None:
+    """Paused, no new frame comes: the recording holds the frame that was on screen."""
+    open_clip(qtbot, window, clip)
+    window.seek_frame(7)
+    wait_for_index(qtbot, window, 7)
+    out = tmp_path / "still.mp4"
+    window.start_recording(out)
+    qtbot.waitUntil(lambda: window.record_action.isChecked(), timeout=WAIT_MS)
+    window.stop_recording()
+    qtbot.waitUntil(lambda: not window.record_action.isChecked(), timeout=WAIT_MS)
+    assert window.message_bar.text().startswith("recorded 1 frame (")
+    with av.open(str(out)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(frames) == 1
+    assert read_index(frames[0][:, : CLIP_SIZE[0]]) == 7  # the original pane, frame 7
 
 
 def test_an_unwritable_target_is_an_error_and_nothing_runs(qtbot, window, tmp_path) -> None:

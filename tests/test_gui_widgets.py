@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import QApplication, QStyle, QStyleOptionSpinBox
 from desmoke_app.gui.demo import DEMO_FRAMES, DemoSource
 from desmoke_app.gui.main_window import MainWindow
 from desmoke_app.gui.panes import SplitView, fit_rect
+from desmoke_app.gui.settings import AppSettings
 from desmoke_app.gui.workers import FramePacket, Latest, Processor
 from tests.clips import read_index
 from tests.gui_support import (
@@ -116,8 +118,6 @@ def test_settings_are_remembered(qtbot, tmp_path) -> None:
     first.set_split(True)
     first.shutdown()
     store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    from desmoke_app.gui.settings import AppSettings
-
     second = MainWindow(AppSettings(store))
     qtbot.addWidget(second)
     settings = second.controls.settings()
@@ -130,20 +130,68 @@ def test_settings_are_remembered(qtbot, tmp_path) -> None:
     second.shutdown()
 
 
-def test_recent_files_and_drop(qtbot, window, clip) -> None:
+def drop(window: MainWindow, *paths) -> None:
     mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(clip))])
-    event = QDropEvent(
-        QPointF(10, 10),
-        Qt.DropAction.CopyAction,
-        mime,
-        Qt.MouseButton.LeftButton,
-        Qt.KeyboardModifier.NoModifier,
+    mime.setUrls([QUrl.fromLocalFile(str(path)) for path in paths])
+    window.dropEvent(
+        QDropEvent(
+            QPointF(10, 10),
+            Qt.DropAction.CopyAction,
+            mime,
+            Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier,
+        )
     )
-    window.dropEvent(event)
+
+
+def test_recent_files_and_drop(qtbot, window, clip) -> None:
+    drop(window, clip)
     wait_for_index(qtbot, window, 0)
     assert window.settings.recent_files()[0] == str(clip.resolve())
     assert [a.text() for a in window.recent_menu.actions()][0] == str(clip.resolve())
+
+
+def test_dropping_several_files_opens_the_first_and_says_so(qtbot, window, clip, tmp_path) -> None:
+    others = [tmp_path / "b.mp4", tmp_path / "c.mp4"]
+    drop(window, clip, *others)
+    wait_for_index(qtbot, window, 0)
+    assert window.source_info.spec.path == str(clip)
+    assert window.message_bar.text() == (
+        "opening index.mp4: the app shows one video at a time (2 other dropped files not opened)"
+    )
+
+
+def test_a_recent_file_since_deleted_leaves_the_list(qtbot, window, clip, tmp_path) -> None:
+    gone = tmp_path / "gone.mp4"
+    shutil.copy(clip, gone)
+    open_clip(qtbot, window, gone)
+    open_clip(qtbot, window, clip)
+    gone.unlink()
+    listed = {action.text(): action for action in window.recent_menu.actions()}
+    listed[str(gone.resolve())].trigger()
+    said = window.message_bar.text()
+    assert said == f"{gone.resolve()}: no such file; removed from the recent files"
+    assert window.source_info.spec.path == str(clip)  # the open video stays
+    assert window.settings.recent_files() == [str(clip.resolve())]
+    assert [a.text() for a in window.recent_menu.actions()][0] == str(clip.resolve())
+    assert str(gone.resolve()) not in [a.text() for a in window.recent_menu.actions()]
+    window.settings.sync()  # and the next session's list has lost it too
+    saved = AppSettings(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    assert saved.recent_files() == [str(clip.resolve())]
+
+
+def test_without_a_source_what_cannot_work_is_disabled(qtbot, window, clip) -> None:
+    transport = window.transport
+    assert not transport.slider.isEnabled() and transport.slider.maximum() == 0
+    assert not any(b.isEnabled() for b in (transport.play, transport.back, transport.forward))
+    assert transport.speed.isEnabled() and transport.loop.isEnabled()  # set for the first file
+    assert not window.export_action.isEnabled()
+    assert not any(action.isEnabled() for action in window.mark_actions)
+    open_clip(qtbot, window, clip)
+    assert transport.slider.isEnabled() and transport.slider.maximum() == 47
+    assert all(b.isEnabled() for b in (transport.play, transport.back, transport.forward))
+    assert window.export_action.isEnabled()
+    assert all(action.isEnabled() for action in window.mark_actions)
 
 
 def test_split_view_divider_follows_the_mouse(qtbot) -> None:
@@ -403,11 +451,13 @@ PLAYER_KEYS = {
 }
 
 
-def test_the_player_keys_work_whatever_control_has_the_focus(qtbot, window) -> None:
+def test_the_player_keys_work_whatever_control_has_the_focus(qtbot, window, clip) -> None:
     """One rule for the keyboard: the window's shortcuts win over the focused control (the
     combo boxes, sliders, check box and buttons always let them through). A spin box being
     typed into keeps the keys that edit text (the arrows, Home/End: the cursor), as text
-    fields do, but never Space or a letter: no number has those."""
+    fields do, but never Space or a letter: no number has those. (A file is open: without
+    one, the slider, the buttons and the marks are disabled.)"""
+    open_clip(qtbot, window, clip)
     run = shortcuts_run(window)
     controls, transport = window.controls, window.transport
     others = [controls.model, controls.backend, controls.strength]
@@ -759,6 +809,18 @@ def test_a_network_without_shipped_weights_cannot_be_chosen(qtbot, monkeypatch) 
     assert enabled == {"fast": True, "paper": False, "dcp": True, controls.WEIGHTS_ITEM: True}
     tip = panel.model.itemData(panel.model.findText("paper"), Qt.ItemDataRole.ToolTipRole)
     assert "No paper weights are shipped" in tip and "training/configs/paper.toml" in tip
+
+
+def test_remembered_paper_without_weights_gets_the_apps_advice() -> None:
+    """QA: a remembered model=paper (no paper weights ship) showed the engine's advice,
+    "pass weights=W.safetensors", an API argument the app has no place for."""
+    from desmoke_app.gui import controls, workers
+
+    with pytest.raises(ValueError) as error:
+        workers.make_desmoker({"model": "paper", "backend": "auto"})
+    message = workers._one_line(error.value, "processing")
+    assert message == controls.no_weights_advice("paper") and "weights=" not in message
+    assert controls.WEIGHTS_ITEM in message
 
 
 def test_a_fallback_never_retries_the_settings_that_failed(monkeypatch) -> None:

@@ -111,6 +111,14 @@ def _edits_a_number(event: QKeyEvent) -> bool:
     return not typed or bool(modified) or text.isdigit() or text in "+-"
 
 
+def no_weights_advice(name: str) -> str:
+    """What to do where no weights ship for model `name`, in the app's own terms."""
+    return (
+        f"No {name} weights are shipped: train them (desmoke train --config "
+        f"training/configs/{name}.toml), then choose them with '{WEIGHTS_ITEM}'"
+    )
+
+
 class ControlPanel(QWidget):
     """Processing settings; emits settings_changed(settings, edited keys) shortly after the
     user edits."""
@@ -179,10 +187,7 @@ class ControlPanel(QWidget):
     def _model_tip(cls, name: str) -> str:
         if cls._model_runs(name):
             return MODEL_TIPS[name]
-        return (
-            f"{MODEL_TIPS[name]}. No {name} weights are shipped: train them (desmoke train "
-            f"--config training/configs/{name}.toml), then choose them with '{WEIGHTS_ITEM}'"
-        )
+        return f"{MODEL_TIPS[name]}. {no_weights_advice(name)}"
 
     def _fill_backends(self) -> None:
         self.backend.addItem("auto", "auto")
@@ -291,6 +296,7 @@ class TransportBar(QWidget):
         self.play = self._button(QStyle.StandardPixmap.SP_MediaPlay, "Play / pause (Space)")
         self.forward = self._button(QStyle.StandardPixmap.SP_MediaSeekForward, "Next frame (Right)")
         self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, 0)  # no source yet: no frame to seek to
         self.slider.setToolTip("Seek (Home / End: first / last frame)")
         self.time_label = QLabel("--:-- / --:--")
         self.time_label.setToolTip("Time / duration, frame number / frame count")
@@ -319,6 +325,7 @@ class TransportBar(QWidget):
             lambda _i: self.speed_changed.emit(float(self.speed.currentData()))
         )
         self.loop.toggled.connect(self.loop_changed)
+        self._enable(opened=False, seekable=False)  # nothing to play, step or seek yet
 
     def _button(self, icon: QStyle.StandardPixmap, tip: str) -> QToolButton:
         button = QToolButton()
@@ -337,9 +344,18 @@ class TransportBar(QWidget):
         self.slider.setRange(0, max(0, self._frame_count - 1))
         self.slider.setValue(0)
         self.slider.blockSignals(False)
-        for widget in (self.slider, self.back, self.speed, self.loop):
-            widget.setEnabled(seekable)
+        self._enable(opened=True, seekable=seekable)
         self.set_position(0, 0.0)
+
+    def _enable(self, opened: bool, seekable: bool) -> None:
+        for widget in (self.play, self.forward):
+            widget.setEnabled(opened)
+        for widget in (self.slider, self.back):
+            widget.setEnabled(seekable)
+        # A live source has no speed or end; before any source they are preferences, set
+        # for the first file.
+        for widget in (self.speed, self.loop):
+            widget.setEnabled(seekable or not opened)
 
     def set_position(self, index: int, time: float) -> None:
         self.slider.blockSignals(True)

@@ -8,11 +8,13 @@ exports on another.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
@@ -108,6 +110,9 @@ class MainWindow(QMainWindow):
         self.settings = settings or AppSettings()
         self.source_info: SourceInfo | None = None
         self.current: ProcessedFrame | None = None
+        # A frame of a source whose "opened" is still on its way (see _result_available).
+        self._early: ProcessedFrame | None = None
+        self._range_note = ""  # the export range note shown last (cleared with its marks)
         self.processor_state: ProcessorState | None = None
         self.is_playing = False
         self.export_job: ExportJob | None = None
@@ -261,8 +266,11 @@ class MainWindow(QMainWindow):
         self._action(play, "First frame", lambda: self.seek_frame(0), Qt.Key.Key_Home)
         self._action(play, "Last frame", self.seek_last, Qt.Key.Key_End)
         play.addSeparator()
-        self._action(play, "Mark range start", lambda: self.mark(0), "I", "Export range start")
-        self._action(play, "Mark range end", lambda: self.mark(1), "O", "Export range end")
+        self.mark_actions = [
+            self._action(play, "Mark range start", lambda: self.mark(0), "I", "Export range start"),
+            self._action(play, "Mark range end", lambda: self.mark(1), "O", "Export range end"),
+        ]
+        self._enable_export(False)  # no source yet
         view = bar.addMenu("&View")
         self.split_action = self._action(
             view, "&Split view (before/after)", self.set_split, "Ctrl+\\"
@@ -372,7 +380,7 @@ class MainWindow(QMainWindow):
         files = self.settings.recent_files()
         for path in files:
             action = self.recent_menu.addAction(path)
-            action.triggered.connect(lambda _c=False, p=path: self.open_file(p))
+            action.triggered.connect(lambda _c=False, p=path: self.open_recent(p))
         if files:
             self.recent_menu.addSeparator()
             self.recent_menu.addAction("Clear list", self._clear_recent)
@@ -382,21 +390,38 @@ class MainWindow(QMainWindow):
         self.settings.clear_recent_files()
         self._fill_recent_menu()
 
+    def open_recent(self, path: str) -> None:
+        """File > Recent files: open `path`; one that no longer exists leaves the list (as
+        in most desktop apps: the menu lists what was opened, unchecked, since checking a
+        file on a network share that is gone can stall the menu for seconds)."""
+        if os.path.exists(path):
+            self.open_file(path)
+            return
+        self.settings.remove_recent_file(path)
+        self._fill_recent_menu()
+        self.show_error(f"{path}: no such file; removed from the recent files")
+
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
         if any(url.isLocalFile() for url in event.mimeData().urls()):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
         files = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
-        if files:
-            self.open_file(files[0])
-            event.acceptProposedAction()
+        if not files:
+            return
+        self.open_file(files[0])
+        event.acceptProposedAction()
+        others = len(files) - 1
+        if others:
+            self.show_message(
+                f"opening {Path(files[0]).name}: the app shows one video at a time "
+                f"({others} other dropped file{'s' if others > 1 else ''} not opened)"
+            )
 
     def _source_opened(self, info: SourceInfo) -> None:
         self.source_info = info
         self.current = None
-        self.selection = [None, None]
-        self.timeline.set_selection(None, None)
+        self._clear_marks()
         self.workers.processor.reset_counters()
         self.transport.set_source(info.frame_count, info.fps, info.duration, info.seekable)
         self.timeline.reset(
@@ -410,13 +435,46 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"desmoke - {name}")
         self.status_labels["source"].setText(name)
         self.status_labels["resolution"].setText(f"{info.width}x{info.height} @ {info.fps:.3g} fps")
-        self.export_action.setEnabled(info.spec.kind == "file")
+        self._enable_export(self._exportable())
         self.stop_recording()  # one recording, one source
         if info.spec.kind == "file":
             self.settings.add_recent_file(info.spec.path)
             self._fill_recent_menu()
         if self.message_bar.level == "error":
             self.message_bar.hide()  # the new source works: the old error no longer applies
+        self._show_first_frame(info)
+
+    def _show_first_frame(self, info: SourceInfo) -> None:
+        """The new source's frame that came before its "opened", else a blank of its size:
+        the previous source's last frame must not stay up as if it were the new one's (a
+        paused file shows no other frame until the user moves)."""
+        early, self._early = self._early, None
+        if early is not None and early.source_id > info.source_id:
+            self._early = early  # of a source opened after this one: its turn comes
+        elif early is not None and early.source_id == info.source_id:
+            self._show_result(early)
+            return
+        blank = np.zeros((info.height, info.width, 3), np.uint8)
+        self.pane_area.show_frame(blank, blank[..., 0], blank)
+        if self._full_screen is not None:
+            self._full_screen.view.set_array(None)
+
+    def _exportable(self) -> bool:
+        """Export, and the range marks that feed it, work on video files only."""
+        return self.source_info is not None and self.source_info.spec.kind == "file"
+
+    def _enable_export(self, enabled: bool) -> None:
+        self.export_action.setEnabled(enabled)
+        for action in self.mark_actions:
+            action.setEnabled(enabled)
+
+    def _clear_marks(self) -> None:
+        """No export range (a new source); its note, if still shown, goes with it."""
+        self.selection = [None, None]
+        self.timeline.set_selection(None, None)
+        if self._range_note and self.message_bar.text() == self._range_note:
+            self.message_bar.hide()
+        self._range_note = ""
 
     # -- playback -----------------------------------------------------------------------------
     def play(self) -> None:
@@ -448,7 +506,7 @@ class MainWindow(QMainWindow):
             self.seek_time(self.current.time + seconds)
 
     def mark(self, which: int) -> None:
-        if self.current is None or self.source_info is None or not self.source_info.seekable:
+        if self.current is None or not self._exportable():
             return
         self.selection[which] = self.current.time
         start, end = self.selection
@@ -459,6 +517,7 @@ class MainWindow(QMainWindow):
         text = f"export range: {start if start is not None else 0:.2f} s to " + (
             f"{end:.2f} s" if end is not None else "the end"
         )
+        self._range_note = text
         self.show_message(text, "info")
 
     def _speed_changed(self, speed: float) -> None:
@@ -479,9 +538,20 @@ class MainWindow(QMainWindow):
     # -- results ------------------------------------------------------------------------------
     def _result_available(self) -> None:
         result = self.workers.processor.outbox.take()
-        info = self.source_info
-        if result is None or info is None or result.source_id != info.source_id:
-            return  # a frame of a source that was replaced meanwhile
+        if result is None:
+            return
+        known = self.source_info.source_id if self.source_info is not None else 0
+        if result.source_id > known:
+            # The outbox wakes the window once per unread item: a wake-up queued for the
+            # old source's frame, ahead of the new source's "opened", can find the new
+            # source's first frame in it instead. Kept: "opened" is on its way (the reader
+            # sends it before any frame), and a paused file sends no other frame.
+            self._early = result
+            return
+        if result.source_id == known:  # else a frame of a source replaced meanwhile
+            self._show_result(result)
+
+    def _show_result(self, result: ProcessedFrame) -> None:
         self.current = result
         self.pane_area.show_frame(result.original, result.dark_channel, result.desmoked)
         if self._full_screen is not None:
@@ -688,7 +758,7 @@ class MainWindow(QMainWindow):
     # -- export ---------------------------------------------------------------------------------
     def export_dialog(self) -> None:
         info = self.source_info
-        if info is None or info.spec.kind != "file":
+        if not self._exportable():
             self.show_error("export works on video files: open one first (Ctrl+O)")
             return
         if self.export_job is not None:
@@ -772,6 +842,7 @@ class MainWindow(QMainWindow):
                 self.settings.value("export/layout", "3up"),
                 self.settings.flag("export/labels", True),
                 info.spec.path or None,
+                shown=self.current,
             )
         )
 
@@ -795,10 +866,8 @@ class MainWindow(QMainWindow):
     def _recording_finished(self, report: RecordingReport) -> None:
         self._recording_ended()
         dropped = f"; {report.dropped} frames dropped (encoder busy)" if report.dropped else ""
-        text = (
-            f"recorded {report.frames} frames ({report.seconds:.0f} s) to "
-            f"{report.output.name}{dropped}"
-        )
+        frames = f"{report.frames} frame{'s' if report.frames != 1 else ''}"
+        text = f"recorded {frames} ({report.seconds:.0f} s) to {report.output.name}{dropped}"
         ended_by, self._recording_ended_by = self._recording_ended_by, ""
         if ended_by:
             # The error that ended it (a device unplugged) stays in view; any other error

@@ -45,6 +45,9 @@ class RecordRequest:
     layout: str = "3up"
     labels: bool = True
     source: str | None = None  # the file or device shown: never recorded over
+    # The frame on screen as the recording starts: its first frame. A paused video shows
+    # no new one: without it, recording a still would record nothing.
+    shown: ProcessedFrame | None = None
 
 
 @dataclass
@@ -136,9 +139,12 @@ class Recorder(QObject):
         self._started_at, self._origin = time.monotonic(), None
         self.inbox.clear()
         self.inbox.dropped = 0
+        if request.shown is not None:  # before any frame processed from now on can come
+            self.inbox.put((self._started_at, request.shown))
         self._recording.set()
         self._folder_check.start()
         self.started.emit(request.output)
+        self._drain()
 
     @Slot()
     def _drain(self) -> None:

@@ -64,6 +64,11 @@ class AppSettings:
         self.store.setValue("recent_files", files)
         return files
 
+    def remove_recent_file(self, path: str) -> list[str]:
+        files = [f for f in self.recent_files() if f != path]
+        self.store.setValue("recent_files", files)
+        return files
+
     def clear_recent_files(self) -> None:
         self.store.setValue("recent_files", [])
 

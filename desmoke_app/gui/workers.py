@@ -233,6 +233,7 @@ class Reader(QObject):
         self._current_time = 0.0
         self._told_cut_short = False
         self._told_jump = False
+        self._read_failed = False  # the last read raised (said): no "end" to report then
         self._anchor = (0.0, 0.0)  # (wall clock, media time) at which playback (re)started
         self._seeks = Latest()
         self._timer = QTimer(self)
@@ -396,9 +397,17 @@ class Reader(QObject):
         if self._loop and self._info.seekable and self._current > 0 and self._seek_to(0):
             self._anchor = (time.monotonic(), self._media_time())
             return True
+        self._stop_at_the_end()
+        return False
+
+    def _stop_at_the_end(self) -> None:
+        """No next frame. A capture has no end of its own: one that stops sending (a device
+        unplugged, a stream that closed) is lost, as a device whose read fails is."""
+        if self._info.is_live:
+            self._stop_broken(f"{self._info.spec.path}: the capture stopped sending frames")
+            return
         self._set_playing(False)
         self.ended.emit()
-        return False
 
     def _read_next(self):
         """Read and hand on the next frame (None at the end). After a gap (frames that do
@@ -439,9 +448,13 @@ class Reader(QObject):
         return max(0, round((due - now) * 1000))
 
     def _read_and_deliver(self):
+        """The next frame, handed on; None at the end, or where reading failed (said, and
+        stopped: _read_failed tells which)."""
+        self._read_failed = False
         try:
             frame = self._source.read()
         except Exception as error:  # noqa: BLE001 - a vanished device or broken stream
+            self._read_failed = True
             self._fail_during_playback(error)
             return None
         if frame is not None:
@@ -449,8 +462,11 @@ class Reader(QObject):
         return frame
 
     def _fail_during_playback(self, error: BaseException) -> None:
+        self._stop_broken(_one_line(error, "reading the source failed"))
+
+    def _stop_broken(self, message: str) -> None:
         self._set_playing(False)
-        self.failed.emit(_one_line(error, "reading the source failed"))
+        self.failed.emit(message)
         self.broke.emit()
 
     def _hand_on(self, frame) -> None:
@@ -517,9 +533,9 @@ class Reader(QObject):
             return  # a live source has no earlier frame to go back to
         self._set_playing(False)
         if delta == 1 or not self._info.seekable:
-            if self._read_next() is None:
+            if self._read_next() is None and not self._read_failed:
                 self._check_the_end()
-                self.ended.emit()
+                self._stop_at_the_end()
         else:
             self._seek_to(self._current + delta)
 
@@ -651,10 +667,16 @@ def _first_that_runs(settings: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 def make_desmoker(settings: dict[str, Any]):
     """A Desmoker from the app's settings dict (model, backend, working_short_side,
     patch_size, strength)."""
-    from engine.pipeline import Desmoker
+    from engine.models import NETWORK_MODELS
+    from engine.pipeline import Desmoker, shipped_weights
 
+    model = settings.get("model", "dcp")
+    if model in NETWORK_MODELS and shipped_weights(model) is None:
+        from desmoke_app.gui.controls import no_weights_advice
+
+        raise ValueError(no_weights_advice(model))  # the engine's advice names an API argument
     return Desmoker(
-        settings.get("model", "dcp"),
+        model,
         settings.get("backend", "auto"),
         working_short_side=settings.get("working_short_side") or None,
         patch_size=settings.get("patch_size") or None,
@@ -685,6 +707,7 @@ class WorkerThreads:
         self.processor = Processor(record=self.recorder.submit)
         self.reader = Reader(self.processor.submit)
         self._threads = []
+        self._still_running: list[QThread] = []  # stop() timed out on them
         workers = (
             ("reader", self.reader),
             ("processor", self.processor),
@@ -710,4 +733,7 @@ class WorkerThreads:
         for thread in self._threads:
             if not thread.wait(timeout_ms):
                 log.warning("%s did not stop in time", thread.objectName())
+                # A QThread destroyed while it runs aborts the process (a processor still
+                # building a TensorRT engine): kept referenced until it ends.
+                self._still_running.append(thread)
         self._threads = []
