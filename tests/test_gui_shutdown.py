@@ -1,7 +1,9 @@
 """Quitting while work runs: closing the window (or SIGTERM / SIGINT to the app) cancels an
-export, which leaves no file, finishes a recording, which is kept, and returns promptly."""
+export, which leaves no file, finishes a recording, which is kept, and returns promptly.
+Quitting just after start-up exits cleanly too, and desmoke-app's --screenshot is checked
+before the app starts and fails with exit code 1 where it cannot be saved."""
 
-# The shared fixtures (window) are imported from tests/gui_support.py, so their names
+# The shared fixtures (clip, window) are imported from tests/gui_support.py, so their names
 # shadow the test arguments by design.
 # ruff: noqa: F811
 
@@ -21,6 +23,7 @@ from tests.clips import make_index_clip
 from tests.gui_support import (
     CLIP_SIZE,
     WAIT_MS,
+    clip,  # noqa: F401 (fixture)
     export_under_way,
     long_clip,
     open_clip,
@@ -49,6 +52,62 @@ window.show()
 window.start_export(ExportRequest(clip, str(folder / "exports" / "out.mp4"), settings=DCP))
 sys.exit(app.exec())
 """
+
+
+# desmoke-app's main, told to quit as soon as its event loop runs (or with its own
+# arguments, e.g. --screenshot --after 0); then the top-level widgets left alive when
+# main has returned: PySide deletes those at interpreter exit, wrapper by wrapper in no
+# set order, which crashed the app (a pyqtgraph axis laid out after its label had gone).
+APP_QUITTING_AT_ONCE = """
+import os, signal, sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from desmoke_app.gui.main import main
+
+how, argv = sys.argv[1], sys.argv[2:]
+app = QApplication(sys.argv[:1])
+if how == "close":
+    QTimer.singleShot(0, QApplication.closeAllWindows)
+elif how == "SIGTERM":
+    QTimer.singleShot(0, lambda: os.kill(os.getpid(), signal.SIGTERM))
+code = main(argv)
+print("left:", *sorted(type(widget).__name__ for widget in QApplication.topLevelWidgets()))
+sys.exit(code)
+"""
+
+# desmoke-app's main with its screenshot's folder removed before the screenshot is due.
+APP_LOSING_THE_SCREENSHOT_FOLDER = """
+import os, shutil, sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from desmoke_app.gui.main import main
+
+app = QApplication(sys.argv[:1])
+shot = sys.argv[1]
+QTimer.singleShot(0, lambda: shutil.rmtree(os.path.dirname(shot)))
+sys.exit(main(["--screenshot", shot, "--after", "0.5"]))
+"""
+
+
+def app_environment(tmp_path: Path) -> dict[str, str]:
+    """A headless app with settings and a cache of the test's own."""
+    return {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "DESMOKE_CACHE": str(tmp_path / "cache"),
+    }
+
+
+def run_script(script: str, *args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=REPOSITORY,
+        env=app_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def frames_in(path: Path) -> int:
@@ -81,16 +140,10 @@ def test_a_termination_signal_closes_the_app_cleanly(tmp_path, number) -> None:
     clip = make_index_clip(tmp_path / "long.mp4", 600, (320, 192), 25, gop=50)
     exports = tmp_path / "exports"
     exports.mkdir()
-    env = {
-        **os.environ,
-        "QT_QPA_PLATFORM": "offscreen",
-        "XDG_CONFIG_HOME": str(tmp_path / "config"),
-        "DESMOKE_CACHE": str(tmp_path / "cache"),
-    }
     process = subprocess.Popen(
         [sys.executable, "-c", APP_EXPORTING, str(clip), str(tmp_path)],
         cwd=REPOSITORY,
-        env=env,
+        env=app_environment(tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -106,3 +159,87 @@ def test_a_termination_signal_closes_the_app_cleanly(tmp_path, number) -> None:
     assert process.returncode == 0, err
     assert "Traceback" not in err
     assert list(exports.iterdir()) == []
+
+
+@pytest.mark.parametrize("source", ["demo", "file"])
+def test_a_screenshot_at_once_exits_cleanly(tmp_path, clip, source) -> None:
+    """--screenshot --after 0 quits while the workers are still starting: it crashed (rc
+    139) at interpreter exit, after main had returned 0 (every run, on the test machine)."""
+    shot = tmp_path / "shot.png"
+    opened = [str(clip)] if source == "file" else []
+    done = run_script(
+        APP_QUITTING_AT_ONCE,
+        "screenshot",
+        *opened,
+        "--screenshot",
+        str(shot),
+        "--after",
+        "0",
+        tmp_path=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["left:"]  # the window deleted by main, not at exit
+    assert shot.read_bytes().startswith(b"\x89PNG")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".shot")] == []
+
+
+@pytest.mark.parametrize("how", ["close", "SIGTERM"])
+def test_closing_at_start_up_exits_cleanly(tmp_path, how) -> None:
+    done = run_script(APP_QUITTING_AT_ONCE, how, tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout.split() == ["left:"]
+
+
+def test_a_screenshot_that_cannot_be_saved_exits_1(tmp_path) -> None:
+    shot = tmp_path / "shots" / "shot.png"
+    shot.parent.mkdir()
+    done = run_script(APP_LOSING_THE_SCREENSHOT_FOLDER, str(shot), tmp_path=tmp_path)
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    reason = "No such file or directory"
+    assert errors == [f"desmoke-app: error: cannot save the screenshot to {shot}: {reason}"]
+    assert not shot.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--after", "nan"], "argument --after: expected a finite number, got 'nan'"),
+        (["--after", "inf"], "argument --after: expected a finite number, got 'inf'"),
+        (["--after", "-3"], "argument --after: must be 0 s or more, got -3"),
+        (["--after", "1e9"], "--after must be at most 2147483 s, got 1e+09"),
+        (["--screenshot", "shot8.txt"], "shot8.txt: not an image file name (end it in "),
+        (["--screenshot", "{tmp}/missing/shot.png"], "{tmp}/missing/shot.png: no folder"),
+        (["--screenshot", "{tmp}"], "not an image file name"),
+        (["--screenshot", "{tmp}/shot.png"], "{tmp}/shot.png: is a folder"),
+        (["--capture", "/dev/video4", "--fps", "nan"], "--fps must be positive and finite"),
+    ],
+)
+def test_app_arguments_are_checked_before_start_up(tmp_path, capsys, argv, message) -> None:
+    from desmoke_app.gui.main import parse_args
+
+    (tmp_path / "shot.png").mkdir()
+    with pytest.raises(SystemExit) as exit_:
+        parse_args([arg.format(tmp=tmp_path) for arg in argv])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith("desmoke-app: error: ")
+    assert message.format(tmp=tmp_path) in error
+
+
+def test_app_model_without_shipped_weights_gets_the_apps_advice(capsys, monkeypatch) -> None:
+    """The engine's advice (weights=W.safetensors) is its API's: the app takes --model W."""
+    import engine.pipeline
+    from desmoke_app.gui.main import parse_args
+
+    shipped = engine.pipeline.shipped_weights
+    monkeypatch.setattr(
+        engine.pipeline, "shipped_weights", lambda m: None if m == "paper" else shipped(m)
+    )
+    with pytest.raises(SystemExit):
+        parse_args(["--model", "paper"])
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert "pass them as --model W.safetensors" in error and "weights=" not in error
+    assert error.endswith("or use --model fast or dcp")
+    assert parse_args(["--model", "dcp"]).model == "dcp"

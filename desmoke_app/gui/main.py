@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from functools import partial
 from pathlib import Path
 
 ICON = Path(__file__).resolve().parents[2] / "assets" / "icons" / "desmoke.svg"
+#: QTimer counts milliseconds in 32 bits: a longer --after would overflow it.
+LONGEST_AFTER_S = (2**31 - 1) // 1000
 
 
 def version() -> str:
@@ -30,7 +34,60 @@ def frame_size(text: str) -> tuple[int, int]:
     return size
 
 
+def app_model(text: str) -> str:
+    """--model, for argparse: a model name that runs as it is, or a weights file. Refused
+    here in the app's own words (it has no --weights: a trained file is --model W)."""
+    from engine.models import MODEL_NAMES, NETWORK_MODELS
+    from engine.models.weights import not_weights_reason
+    from engine.pipeline import shipped_weights
+
+    if Path(text).suffix:
+        reason = not_weights_reason(text)
+        if reason:
+            raise argparse.ArgumentTypeError(f"{reason} (--model takes .safetensors weights)")
+        if not Path(text).is_file():
+            raise argparse.ArgumentTypeError(f"{text}: weights file not found")
+    elif text not in MODEL_NAMES:
+        known = ", ".join(MODEL_NAMES)
+        raise argparse.ArgumentTypeError(
+            f"unknown model {text!r} (known: {known}, or W.safetensors)"
+        )
+    elif text in NETWORK_MODELS and shipped_weights(text) is None:
+        usable = [name for name in NETWORK_MODELS if shipped_weights(name)] + ["dcp"]
+        raise argparse.ArgumentTypeError(
+            f"no trained {text!r} weights are shipped: pass them as --model W.safetensors "
+            f"(train them with desmoke train --config training/configs/{text}.toml), "
+            f"or use --model {' or '.join(usable)}"
+        )
+    return text
+
+
+def screenshot_path(text: str) -> Path:
+    """--screenshot, for argparse: a file Qt can write an image to, in a folder that is
+    there, checked before the app starts (a scripted check fails at once, not after it)."""
+    from PySide6.QtGui import QImageWriter
+
+    from engine.files import name_too_long
+
+    path = Path(text)
+    writable = sorted(bytes(name).decode() for name in QImageWriter.supportedImageFormats())
+    if path.suffix.lower().lstrip(".") not in writable:
+        raise argparse.ArgumentTypeError(
+            f"{text}: not an image file name (end it in {', '.join('.' + s for s in writable)})"
+        )
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: no folder {path.parent}")
+    if name_too_long(path):
+        raise argparse.ArgumentTypeError(f"{text}: the file name is too long")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: is a folder")
+    if not os.access(path.parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text}: cannot write to the folder {path.parent}")
+    return path
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from desmoke_app.commands.common import seconds
     from engine.backends import BACKEND_NAMES
 
     parser = argparse.ArgumentParser(
@@ -49,27 +106,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="FORMAT",
         help="what the capture device sends: mjpeg (USB cards at 1080p), yuyv422, nv12, ...",
     )
-    parser.add_argument("--model", help="fast, paper, dcp or a .safetensors file")
+    parser.add_argument("--model", type=app_model, help="fast, paper, dcp or a .safetensors file")
     parser.add_argument("--backend", choices=BACKEND_NAMES, help="inference backend")
     parser.add_argument("--play", action="store_true", help="start playing a file at once")
     parser.add_argument(
         "--screenshot",
+        type=screenshot_path,
         metavar="PNG",
         help="save a screenshot of the window after --after seconds, then quit",
     )
-    parser.add_argument("--after", type=float, default=4.0, help="seconds before --screenshot")
+    parser.add_argument(
+        "--after", type=seconds, default=4.0, help="seconds before --screenshot (default 4)"
+    )
     parser.add_argument("--version", action="version", version=f"desmoke-app {version()}")
     args = parser.parse_args(argv)
     if not args.capture and (args.size or args.fps or args.pixel_format):
         parser.error("--size, --fps and --pixel-format apply to --capture")
-    if args.fps is not None and args.fps <= 0:
-        parser.error(f"--fps must be positive, got {args.fps:g}")
+    if args.fps is not None and not 0 < args.fps < float("inf"):  # NaN too
+        parser.error(f"--fps must be positive and finite, got {args.fps:g}")
+    if args.after > LONGEST_AFTER_S:
+        parser.error(f"--after must be at most {LONGEST_AFTER_S} s, got {args.after:g}")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from PySide6.QtCore import QTimer
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
@@ -84,6 +145,16 @@ def main(argv: list[str] | None = None) -> int:
     if ICON.is_file():
         app.setWindowIcon(QIcon(str(ICON)))
     window = MainWindow()
+    try:
+        return _run(app, window, args)
+    finally:
+        _tear_down(window)
+
+
+def _run(app, window, args: argparse.Namespace) -> int:
+    """Open what the command line asks for and run the event loop: its exit code."""
+    from PySide6.QtCore import QTimer
+
     app.aboutToQuit.connect(window.shutdown)
     overrides = {k: v for k, v in (("model", args.model), ("backend", args.backend)) if v}
     if overrides:  # for this session: the settings saved from the controls stay as they were
@@ -96,17 +167,58 @@ def main(argv: list[str] | None = None) -> int:
         window.open_demo()
     window.show()
     if args.screenshot:
-        QTimer.singleShot(round(args.after * 1000), lambda: _screenshot(window, args.screenshot))
+        shoot = partial(_screenshot, window, args.screenshot)
+        QTimer.singleShot(round(args.after * 1000), window, shoot)  # none once it is gone
     return app.exec()
 
 
-def _screenshot(window, path: str) -> None:
-    """Grab the window as Qt paints it and quit (for docs and smoke checks)."""
+def _tear_down(window) -> None:
+    """Stop the worker threads (already done where the app quit; not where start-up
+    raised) and delete the window now, while the interpreter is whole. Qt then deletes its
+    widgets and plot items in its own order, each parent before its children.
+
+    Left alive (the aboutToQuit connection and the screenshot timer refer to it), the
+    window was deleted by PySide's clean-up at interpreter exit, which deletes the objects
+    it still wraps one by one in no set order: a pyqtgraph axis was laid out again after its
+    label had gone, its Python resizeEvent raised, and shiboken crashed reporting that
+    error (a segfault after main had returned 0)."""
+    import shiboken6
+
+    window.shutdown()
+    shiboken6.delete(window)
+
+
+def _screenshot(window, path: Path) -> None:
+    """Grab the window, save it, and quit: exit code 0 when saved, 1 when not (for the
+    docs and smoke checks)."""
     from PySide6.QtWidgets import QApplication
 
-    if not window.grab().save(path):
-        print(f"desmoke-app: error: cannot save the screenshot to {path}", file=sys.stderr)
-    QApplication.instance().quit()
+    problem = save_screenshot(window, path)
+    if problem:
+        print(
+            f"desmoke-app: error: cannot save the screenshot to {path}: {problem}", file=sys.stderr
+        )
+    QApplication.instance().exit(1 if problem else 0)
+
+
+def save_screenshot(widget, path: Path) -> str:
+    """`widget` as Qt paints it into the image file `path` (its suffix names the format),
+    whole or not at all; "" when saved, else why not."""
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+
+    from engine.files import write_atomically
+    from engine.video.errors import describe
+
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    if not widget.grab().save(buffer, path.suffix.lstrip(".").lower()):
+        return f"Qt cannot write {path.suffix} images"
+    try:
+        write_atomically(path, data.data())
+    except OSError as error:
+        return describe(error)
+    return ""
 
 
 if __name__ == "__main__":
