@@ -74,14 +74,16 @@ def _video_stream(
     pix_fmt: str,
     gop: int,
     bframes: int,
+    open_gop: bool = False,
 ) -> av.VideoStream:
     stream = out.add_stream(codec, rate=rate)
     stream.width, stream.height = size
     stream.pix_fmt = pix_fmt
     if codec == "libx264":
         # Fixed GOP with B-frames, no scene-cut keyframes: seeking must decode forward.
+        params = f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}"
         stream.options = {
-            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}",
+            "x264-params": params + (":open-gop=1" if open_gop else ""),
             "crf": "18",
             "preset": "veryfast",
         }
@@ -123,21 +125,30 @@ def make_index_clip(
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
     rotation: int = 0,
+    live: bool = False,
+    open_gop: bool = False,
 ) -> Path:
-    """Clip whose frame i shows index i; container from the suffix (.mp4 gets +faststart).
+    """Clip whose frame i shows index i; container from the suffix (.mp4 gets +faststart;
+    .h264 is a raw stream: no container, no timestamps).
 
     Grayscale: codec="ffv1", pix_fmt="gray" in .mkv; 10-bit: pix_fmt="yuv420p10le";
     odd sizes need a codec/pix_fmt without chroma subsampling (e.g. libx264 yuv444p).
     `rotation` (a multiple of 90, counter-clockwise) tags the stream with a display matrix,
     as phones do for portrait video (MP4, MOV, MKV): the index reads right only once the
     frame is turned upright, and `size` is the displayed size.
+    `live`: Matroska as a live recorder writes it (no duration, no index); cut its bytes
+    (`corrupt_clip`, flips=0) for a recording that was interrupted.
+    `open_gop` (libx264): keyframes after the first are recovery points, not IDR pictures:
+    the B-frames after one in decoding order are shown before it and need the frame before.
     """
     path = Path(path)
     rate = Fraction(fps).limit_denominator(1001)
     options = {"movflags": "+faststart"} if path.suffix == ".mp4" else {}
+    if live:
+        options["live"] = "1"
     coded_size = (size[1], size[0]) if rotation % 180 else size
     with av.open(str(path), "w", options=options) as out:
-        stream = _video_stream(out, codec, rate, coded_size, pix_fmt, gop, bframes)
+        stream = _video_stream(out, codec, rate, coded_size, pix_fmt, gop, bframes, open_gop)
         if rotation:
             stream.set_display_rotation(rotation)
         sound = _audio_stream(out) if audio else None

@@ -442,3 +442,124 @@ def test_missing_tail_tells_a_cut_short_file_from_rounding():
     assert missing_tail(97.5, 100.0) == pytest.approx(2.5)  # more than 2% of the stated time
     assert missing_tail(98.5, 100.0) == 0.0
     assert missing_tail(3.0, 0.0) == 0.0  # no stated duration: nothing to compare
+
+
+# -- files that state no duration ------------------------------------------------------------
+def assert_seeks_exactly(source: FileSource, n_frames: int, seed: int) -> None:
+    """Random frames by index and by time, each followed by the next frame; the ends."""
+    for index in random.Random(seed).sample(range(n_frames), 12) + [n_frames - 1, 0]:
+        frame = source.seek_frame(index)
+        assert (frame.index, read_index(frame.rgb)) == (index, index)
+        assert frame.time == pytest.approx(index / FPS)
+        following = source.read()
+        last = index == n_frames - 1
+        assert following is None if last else read_index(following.rgb) == index + 1
+        mid_frame = source.seek((index + 0.5) / FPS)
+        assert (mid_frame.index, read_index(mid_frame.rgb)) == (index, index)
+    assert source.seek_frame(n_frames) is None
+
+
+def test_a_live_recording_states_no_duration_and_is_measured(tmp_path):
+    """Matroska as a live recorder writes it (no duration, no index): the length comes from
+    its packets, and seeks work all along it (it showed 1 frame, and seeks went to 0)."""
+    path = make_index_clip(tmp_path / "live.mkv", n_frames=60, live=True)
+    with av.open(str(path)) as container:  # what the case is about
+        assert not container.duration and not container.streams.video[0].duration
+    with FileSource(path) as source:
+        assert source.duration == pytest.approx(60 / FPS)
+        assert source.frame_count == 60 and source.video_duration == 0.0
+        assert [read_index(f.rgb) for f in source.frames()] == list(range(60))
+        assert_seeks_exactly(source, 60, seed=5)
+
+
+def test_an_interrupted_recording_is_measured_to_its_cut(tmp_path):
+    """A live recording cut short (the recorder was killed): its length is where its frames
+    end, its last frame is the one at its end, and it is not taken for a cut-short file."""
+    whole = make_index_clip(tmp_path / "whole.mkv", n_frames=100, gop=25, live=True)
+    path = corrupt_clip(whole, tmp_path / "crashed.mkv", keep=0.6, flips=0)
+    with FileSource(path) as source:
+        frames = list(source.frames())
+    last = frames[-1]
+    last_index = read_index(last.rgb)  # by its time: a B-frame before it may be lost
+    assert 20 < len(frames) < 90 and last_index == round(last.time * FPS)
+    with FileSource(path) as source:
+        assert source.duration == pytest.approx(last.time + 1 / FPS)
+        assert source.frame_count == last_index + 1
+        end = source.seek_frame(source.frame_count - 1)
+        assert (end.index, read_index(end.rgb)) == (last_index, last_index)
+        assert source.read() is None
+        assert source.end_time == pytest.approx(source.duration)
+        middle = source.seek(source.duration / 2)
+        assert read_index(middle.rgb) == middle.index == int(source.duration / 2 * FPS)
+
+
+def test_a_raw_h264_stream_is_counted_and_seeks_by_byte_position(tmp_path):
+    """A raw H.264 stream: no container, no timestamps, no duration. Its frames are counted
+    (exact), timed at its frame rate, and sought from the keyframe before them (it showed 1
+    frame, and a seek failed: "cannot seek (Operation not permitted)")."""
+    from engine.video.file_source import scan_packets
+
+    path = make_index_clip(tmp_path / "raw.h264", n_frames=60, gop=12)
+    with FileSource(path) as source:
+        assert source.frame_count == 60 and source.frame_count_exact
+        assert source.duration == pytest.approx(60 / FPS) and source.fps == pytest.approx(FPS)
+        frames = list(source.frames())
+        assert [(f.index, read_index(f.rgb)) for f in frames] == [(i, i) for i in range(60)]
+        assert [f.time for f in frames] == pytest.approx([i / FPS for i in range(60)])
+        assert source.last_index == 59
+        assert_seeks_exactly(source, 60, seed=6)
+    # Every keyframe, by its byte position: a seek decodes one GOP at most.
+    keyframes = scan_packets(path, 0, 1).keyframes
+    assert [number for number, _ in keyframes] == [0, 12, 24, 36, 48]
+
+
+@pytest.mark.parametrize(
+    ("codec", "suffix", "options"),
+    [("libx264", ".h264", {"open_gop": True}), ("libx265", ".hevc", {})],  # x265: open GOPs
+)
+def test_a_raw_stream_with_open_gops_still_seeks_exactly(tmp_path, codec, suffix, options):
+    """An open GOP's keyframe (an H.264 recovery point, an HEVC CRA picture) is followed by
+    frames shown before it, which a decoder starting there drops: a count started there
+    would be a frame or two off."""
+    if codec not in av.codecs_available:
+        pytest.skip(f"this FFmpeg has no {codec}")
+    path = make_index_clip(tmp_path / f"open{suffix}", n_frames=60, codec=codec, **options)
+    with FileSource(path) as source:
+        assert source.frame_count == 60
+        assert_seeks_exactly(source, 60, seed=7)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".ts"])
+def test_a_file_that_states_its_duration_is_not_scanned(tmp_path, monkeypatch, suffix):
+    """The pass over the packets is for files that state no duration: opening any other
+    costs what it did."""
+    import engine.video.file_source as file_source
+
+    def no_scan(*args):
+        raise AssertionError("scanned a file that states its duration")
+
+    monkeypatch.setattr(file_source, "scan_packets", no_scan)
+    path = make_index_clip(tmp_path / f"clip{suffix}", n_frames=30)
+    with FileSource(path) as source:
+        assert source.frame_count == 30 and source.duration == pytest.approx(30 / FPS)
+
+
+def test_a_closed_source_is_freed_at_once(clip):
+    """Soak QA: opening file after file grew the app to 116 threads and +430 MB. The
+    decoding generator referred back to its source, so a closed source, its FFmpeg decoder
+    and that decoder's threads waited for the garbage collector's next full pass."""
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        source = FileSource(clip)
+        source.read()
+        source.seek_frame(30)
+        source.read()
+        source.close()
+        freed = weakref.ref(source)
+        del source
+        assert freed() is None
+    finally:
+        gc.enable()

@@ -8,6 +8,12 @@ Frame indices count frames from the start of the stream. After a seek the index 
 frame's time times the average rate, rounded: exact at a constant frame rate, an estimate
 for variable frame rate sources (their `time` is always the true presentation time).
 
+A file that states no duration (an interrupted live recording: Matroska gets its duration
+only when the recorder finishes; a raw .h264/.hevc stream) is measured once at open by a pass
+over its packets, without decoding (`PacketScan`). Frames of a raw stream carry no
+timestamps: they are numbered by count, timed at the frame rate, and sought by the byte
+positions of keyframes, which the pass also finds.
+
 Frames come upright, as players show them: a display-matrix rotation (phones record
 portrait video as landscape frames plus a 90-degree tag) is applied to every frame, and
 `width`/`height` are the displayed size.
@@ -15,6 +21,8 @@ portrait video as landscape frames plus a 90-degree tag) is applied to every fra
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -114,11 +122,11 @@ def displayed_size(frame: av.VideoFrame) -> tuple[int, int]:
     return frame.width, frame.height
 
 
-def decoded_frames(
-    container: av.container.InputContainer, stream: av.VideoStream, on_skip
-) -> Iterator[av.VideoFrame]:
-    """Frames of `stream` in display order; calls `on_skip()` for each packet that fails to
-    decode, each frame the decoder flags corrupt, and each demuxer error (then resyncs)."""
+def demuxed_packets(
+    container: av.container.InputContainer, stream: av.VideoStream, on_error
+) -> Iterator[av.Packet]:
+    """Packets of `stream`; calls `on_error()` for each demuxer error, then resyncs (gives up
+    after MAX_DEMUX_ERRORS_IN_A_ROW in a row)."""
     errors_in_a_row = 0
     packets = container.demux(stream)
     while True:
@@ -130,10 +138,29 @@ def decoded_frames(
             errors_in_a_row += 1
             if errors_in_a_row > MAX_DEMUX_ERRORS_IN_A_ROW:
                 return
-            on_skip()
+            on_error()
             packets = container.demux(stream)  # the demuxer carries on from where it failed
             continue
         errors_in_a_row = 0
+        yield packet
+
+
+def decoded_frames(
+    container: av.container.InputContainer,
+    stream: av.VideoStream,
+    on_skip,
+    number_from: int | None = None,
+) -> Iterator[av.VideoFrame]:
+    """Frames of `stream` in display order; calls `on_skip()` for each packet that fails to
+    decode, each frame the decoder flags corrupt, and each demuxer error (then resyncs).
+
+    number_from: packets (of a raw stream, which carry no pts) get pts number_from, +1, ...
+    in decoding order; the decoder hands each to the frame the packet codes.
+    """
+    numbers = None if number_from is None else itertools.count(number_from)
+    for packet in demuxed_packets(container, stream, on_skip):
+        if numbers is not None and packet.size:
+            packet.pts = next(numbers)
         try:
             frames = packet.decode()
         except (av.FFmpegError, OSError):
@@ -144,6 +171,42 @@ def decoded_frames(
                 on_skip()
                 continue
             yield frame
+
+
+@dataclass(frozen=True)
+class PacketScan:
+    """A pass over a video stream's packets, without decoding.
+
+    frames: packets that carry data, one a frame. end: stream ticks where the last frame
+    ends (the latest pts plus its duration); None when packets carry no timestamps.
+    keyframes: (packet number, byte position) of each keyframe of a stream without
+    timestamps, frame 0 at byte 0 first. The packet number is the count of frames before it
+    in decoding order, which all show before it; in an open GOP the frames just after it
+    (its leading frames) show before it too.
+    """
+
+    frames: int
+    end: int | None
+    keyframes: tuple[tuple[int, int], ...]
+
+
+def scan_packets(path: Path, stream_index: int, frame_ticks: int) -> PacketScan:
+    """Pass over the packets of stream `stream_index` of `path` (a container of its own: the
+    source's stays at its first frame). `frame_ticks`: the duration of a packet that states
+    none. Demuxer errors are skipped, as in decoding."""
+    frames, end, keyframes = 0, None, [(0, 0)]
+    with _open_container(path) as container:
+        stream = container.streams[stream_index]
+        for packet in demuxed_packets(container, stream, lambda: None):
+            if not packet.size:
+                continue
+            if packet.pts is not None:
+                ends = packet.pts + (packet.duration or frame_ticks)
+                end = ends if end is None else max(end, ends)
+            elif frames and packet.is_keyframe and packet.pos is not None:
+                keyframes.append((frames, packet.pos))  # only a raw stream seeks by byte
+            frames += 1
+    return PacketScan(frames, end, tuple(keyframes))
 
 
 def _open_container(path: Path) -> av.container.InputContainer:
@@ -209,11 +272,12 @@ def last_frame_before(
 class FileSource:
     """Decodes a video file frame by frame (threaded); context manager.
 
-    Attributes: path, width, height, fps (average), duration (s; video_duration: the video
-    stream's own, 0 when it states none), frame_count (exact when
-    the container states it: `frame_count_exact`), codec, pixel_format, has_audio,
-    is_live (False), skipped_frames (undecodable packets / corrupt frames skipped so far),
-    last_index and end_time (where the frames that decode end, once found).
+    Attributes: path, width, height, fps (average), duration (s; measured at open when the
+    file states none; video_duration: what the video stream states, 0 when nothing),
+    frame_count (exact when the container states it, or counted in a raw stream:
+    `frame_count_exact`), codec, pixel_format, has_audio, is_live (False), skipped_frames
+    (undecodable packets / corrupt frames skipped so far), last_index and end_time (where
+    the frames that decode end, once found).
 
     A file can end before the frames it states: cut short (an interrupted copy or
     recording), or with a frame count that is an estimate. seek_frame to a stated frame past
@@ -226,6 +290,7 @@ class FileSource:
         self.path = Path(path)
         self.skipped_frames = 0
         self._closed = False
+        self._unstamped = False  # known from the first frame
         self._container = _open_container(self.path)
         try:
             self._stream = _pick_stream(self.path, self._container)
@@ -236,10 +301,13 @@ class FileSource:
             first = next(self._frames, None)
             if first is None:
                 raise VideoOpenError(f"{self.path}: the video stream has no decodable frame")
+            self._origin = self._origin_of(first)
+            # A raw stream's frames carry no timestamps: counted, and sought by byte position.
+            self._unstamped = self._ts(first) is None
+            self._read_metadata(first)
         except BaseException:
             self._container.close()
             raise
-        self._origin = self._origin_of(first)
         self._pending: av.VideoFrame | None = first
         self._next_index = 0
         self._fresh = True
@@ -247,7 +315,6 @@ class FileSource:
         self._shown: tuple[int, float] | None = None
         # (index, time) of the last frame that decodes, once a read or a seek has met it.
         self._end: tuple[int, float] | None = None
-        self._read_metadata(first)
 
     def _origin_of(self, first: av.VideoFrame) -> int:
         """Stream ticks of time 0: the stream's start, unless its first frame comes earlier
@@ -265,23 +332,37 @@ class FileSource:
         # What the video stream itself states (0: only the container's, which covers every
         # stream): the end a cut-short file is told by.
         self.video_duration = float(stream.duration * self._time_base) if stream.duration else 0.0
-        if stream.duration:
-            self.duration = self.video_duration
-        elif container.duration:
-            self.duration = container.duration / av.time_base
-        else:
-            self.duration = 0.0
+        self.duration = self.video_duration or max(0.0, (container.duration or 0) / av.time_base)
         self.frame_count_exact = bool(stream.frames)
-        self.frame_count = stream.frames or max(1, round(self.duration * self.fps))
+        self.frame_count = stream.frames
+        # (frame number, byte position) of the keyframes to seek a raw stream by, and the
+        # numbers of those seen to have no leading frames (decoding can start at them).
+        self._keyframes: tuple[tuple[int, int], ...] = ()
+        self._closed_keyframes: set[int] = set()
+        if self._unstamped or not self.duration:
+            self._measure()
+        self.frame_count = self.frame_count or max(1, round(self.duration * self.fps))
         self.codec = stream.codec_context.name
         self.pixel_format = stream.codec_context.pix_fmt or first.format.name
         self.has_audio = bool(container.streams.audio)
 
+    def _measure(self) -> None:
+        """Duration from a pass over the packets (no decoding: a tenth of a second for ten
+        minutes of 720p); a raw stream's frame count and keyframes too (a duration a raw
+        stream states is a guess from its bit rate)."""
+        scan = scan_packets(self.path, self._stream.index, self._interval_ticks())
+        if self._unstamped:
+            self.frame_count, self.frame_count_exact = scan.frames, True
+            self.duration = scan.frames / self.fps
+            self._keyframes = scan.keyframes
+        elif scan.end is not None:
+            self.duration = max(0.0, float((scan.end - self._origin) * self._time_base))
+
     def _count_skip(self) -> None:
         self.skipped_frames += 1
 
-    def _restart_decoding(self) -> Iterator[av.VideoFrame]:
-        frames = decoded_frames(self._container, self._stream, self._count_skip)
+    def _restart_decoding(self, number_from: int | None = None) -> Iterator[av.VideoFrame]:
+        frames = decoded_frames(self._container, self._stream, self._count_skip, number_from)
         return self._fill_dts(frames) if self._dts_clock else frames
 
     def _fill_dts(self, frames: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
@@ -295,7 +376,10 @@ class FileSource:
 
     def _ts(self, frame: av.VideoFrame) -> int | None:
         """Presentation timestamp. AVI stores no pts: FFmpeg's guess is out of order with
-        B-frames, while the packet dts passed through the decoder counts frames in order."""
+        B-frames, while the packet dts passed through the decoder counts frames in order.
+        A raw stream has none (a seek numbers its packets, not timestamps)."""
+        if self._unstamped:
+            return None
         return frame.dts if self._dts_clock else frame.pts
 
     def _time_of(self, frame: av.VideoFrame, index: int) -> float:
@@ -363,6 +447,8 @@ class FileSource:
         # Nearest tick: a float time is never exact, and flooring 0.12 s could land 1 tick
         # before the frame that starts at 0.12 s.
         ticks = round(Fraction(max(0.0, float(time))) / self._time_base)
+        if self._unstamped:  # frames timed by their count: the one shown at that time
+            return self._seek_index(int(ticks * self._time_base * self.rate))
         return self._seek_pts(self._origin + ticks)
 
     def seek_frame(self, index: int) -> VideoFrame | None:
@@ -386,6 +472,8 @@ class FileSource:
         return frame
 
     def _seek_index(self, index: int) -> VideoFrame | None:
+        if self._unstamped:
+            return self._seek_counting(index)
         # Aim at the middle of the frame's interval: robust to pts rounded by a tick or two.
         ticks = Fraction(2 * index + 1, 2) / self.rate / self._time_base
         return self._seek_pts(self._origin + int(ticks))
@@ -398,12 +486,7 @@ class FileSource:
         floor = min(self._origin, 0)  # seeking to a negative time fails (EPERM)
         while True:
             start = max(target - margin, floor)
-            try:
-                self._container.seek(start, stream=self._stream, backward=True)
-            except (av.FFmpegError, OSError) as error:
-                raise VideoError(f"{self.path}: cannot seek ({describe(error)})") from error
-            self._frames = self._restart_decoding()
-            self._pending = None
+            self._restart_at(start, stream=self._stream, backward=True)
             shown, state = self._decode_until(target)
             if state in ("found", "past_end"):
                 break
@@ -418,6 +501,66 @@ class FileSource:
             self._shown = None  # the decoder is past the end: a read now finds no frame
             return None
         return self._wrap(shown, self._index_of(shown))
+
+    def _seek_counting(self, index: int) -> VideoFrame | None:
+        """Frame `index` of a raw stream (no timestamps), from the last keyframe at or before
+        it (byte positions from the scan). Decoding starts at the keyframe before that one,
+        so that the decoder shows its leading frames too (an open GOP's: a decoder starting
+        at it drops them), which tell where it is shown; at the keyframe itself once it is
+        seen to have none (closed GOPs: every one). Frames of the first GOP are counted from
+        the start of the file, as reading from the open counts them."""
+        self._check_open()
+        self._fresh = False
+        anchor = max(0, bisect.bisect_right(self._keyframes, (index, float("inf"))) - 1)
+        key_number = self._keyframes[anchor][0]
+        start = anchor if key_number in self._closed_keyframes else max(0, anchor - 1)
+        number, position = self._keyframes[start]
+        self._restart_at(position, number_from=number, unsupported_byte_offset=True)
+        if anchor == 0:
+            leading = 0
+        else:
+            leading = self._find_keyframe(key_number, self._next_keyframe_number(anchor))
+        if leading == 0:
+            self._closed_keyframes.add(key_number)
+        frame = None
+        if leading is not None:  # at the keyframe's first leading frame, shown at its number
+            frame = next(itertools.islice(self._frames, index - key_number, None), None)
+        if frame is None:
+            self._shown = None  # the decoder is past the end: a read now finds no frame
+            return None
+        return self._wrap(frame, index)
+
+    def _next_keyframe_number(self, anchor: int) -> int | None:
+        following = anchor + 1
+        return self._keyframes[following][0] if following < len(self._keyframes) else None
+
+    def _find_keyframe(self, key_number: int, next_number: int | None) -> int | None:
+        """Decode to the frame of packet `key_number` (a keyframe); leave `_frames` at the
+        first of its leading frames (packets after it, shown before it: they come out of
+        the decoder just before it), else at it; their count. None where it does not
+        decode (frames of the next keyframe's packets, `next_number` on, come first) or
+        the stream ends first."""
+        leading = []
+        for frame in self._frames:
+            number = -1 if frame.pts is None else frame.pts
+            if number == key_number:
+                self._frames = itertools.chain(leading, [frame], self._frames)
+                return len(leading)
+            if next_number is not None and number >= next_number:
+                return None
+            if number > key_number:
+                leading.append(frame)
+        return None
+
+    def _restart_at(self, offset: int, number_from: int | None = None, **how: object) -> None:
+        """Seek the container (`how`: PyAV's seek options); decoding restarts from there,
+        numbering packets from `number_from` (a raw stream's) when given."""
+        try:
+            self._container.seek(offset, **how)
+        except (av.FFmpegError, OSError) as error:
+            raise VideoError(f"{self.path}: cannot seek ({describe(error)})") from error
+        self._frames = self._restart_decoding(number_from)
+        self._pending = None
 
     def _decode_until(self, target: int) -> tuple[av.VideoFrame | None, str]:
         """Decode to the last frame with pts <= target and keep the next one pending.
@@ -441,8 +584,10 @@ class FileSource:
         return shown, "found"
 
     def _frame_ticks(self, frame: av.VideoFrame) -> int:
-        if frame.duration:
-            return frame.duration
+        return frame.duration or self._interval_ticks()
+
+    def _interval_ticks(self) -> int:
+        """A frame interval at the average rate, in stream ticks."""
         return max(1, round(1 / (self.rate * self._time_base)))
 
     def close(self) -> None:
@@ -452,6 +597,11 @@ class FileSource:
             return
         self._closed = True
         self._pending = None
+        # The decoding generator refers back to the source (its skip counter): dropped here,
+        # or the pair, FFmpeg's decoder threads and their frames included, would wait for
+        # the garbage collector's next full pass (a hundred threads after 300 files opened).
+        frames, self._frames = self._frames, iter(())
+        getattr(frames, "close", lambda: None)()
         self._container.close()
 
     def __enter__(self) -> FileSource:
