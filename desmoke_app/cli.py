@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 
 from engine.stop_signals import first_stop_signal
+
+#: SIGPIPE's number (13); Windows has no SIGPIPE.
+SIGPIPE = getattr(signal, "SIGPIPE", 13)
 
 #: Subcommand modules, in the order `desmoke --help` lists them.
 COMMANDS = (
@@ -74,11 +78,26 @@ def _run(argv: list[str] | None) -> int:
     return int(args.func(args) or 0)
 
 
+def _stdout_closed() -> int:
+    """The reader of stdout went away (`desmoke info | head`): stop quietly, as a pipeline's
+    commands do, with the exit code of a SIGPIPE. Python flushes stdout once more on exit,
+    which would fail the same way and print a traceback: stdout goes to devnull first
+    (https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     # The handlers come first: building the parser imports torch, which takes a second.
     with first_stop_signal(_interrupt):  # a second signal cannot cut the cleanup short
         try:
-            return _run(argv)
+            code = _run(argv)
+            sys.stdout.flush()  # a closed pipe is found here, not at exit, past this handler
+            return code
+        except BrokenPipeError:
+            return _stdout_closed()
         except KeyboardInterrupt as stop:
             print("desmoke: interrupted", file=sys.stderr)
             return 128 + getattr(stop, "signum", signal.SIGINT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import av
 import pytest
@@ -125,13 +126,148 @@ def test_inputs_that_would_share_an_output_are_refused(tmp_path, capsys) -> None
     assert not list(folder.iterdir())
 
 
+def _clips(folder, *names: str) -> list:
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        make_index_clip(folder / name, n_frames=4, size=(64, 48), fps=12)
+    return [folder / name for name in names]
+
+
+def _contents(folder) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "names, output",
+    [
+        (["a.mp4", "a_desmoked.mp4"], None),  # a's output is the user's a_desmoked.mp4
+        (["a_desmoked.mp4", "a.mp4"], None),  # exported first, then replaced
+        (["a.mp4", "out/a_desmoked.mp4"], "out"),
+    ],
+)
+def test_an_output_that_is_another_input_is_refused(
+    names, output, tmp_path, monkeypatch, capsys
+) -> None:
+    """The first export wrote chain/a_desmoked.mp4, an input still waiting, and the second
+    then read the new file: refused before any export, every file as it was."""
+    monkeypatch.chdir(tmp_path)
+    _clips(tmp_path, *names)
+    before = _contents(tmp_path)
+    argv = ["export", *names, *(["-o", output] if output else []), "--model", "dcp"]
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        f"desmoke: error: {Path(output or '.', 'a_desmoked.mp4')}: is also an input, which the "
+        f"export of a.mp4 would replace; give -o another folder"
+    ]
+    assert "desmoke: model" not in out
+    assert _contents(tmp_path) == before
+
+
+@pytest.mark.parametrize("spelling", ["a.mp4", "./a.mp4", "absolute", "link.mp4"])
+def test_an_input_given_twice_is_refused(spelling, tmp_path, monkeypatch, capsys) -> None:
+    """It was exported twice (the second replacing the first), or refused as two inputs
+    "both written to" one file: "rename one" is no advice for one file."""
+    monkeypatch.chdir(tmp_path)
+    _clips(tmp_path, "a.mp4")
+    (tmp_path / "link.mp4").symlink_to("a.mp4")
+    (tmp_path / "out").mkdir()
+    again = str(tmp_path / "a.mp4") if spelling == "absolute" else spelling
+    assert main(["export", "a.mp4", again, "-o", "out", "--model", "dcp"]) == 1
+    also = "" if Path(again) == Path("a.mp4") else f" (also as {again})"  # ./a.mp4 is a.mp4
+    assert capsys.readouterr().err.splitlines() == [
+        f"desmoke: error: a.mp4 is given twice{also}: give each input once"
+    ]
+    assert not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize(
+    "inputs, output, message",
+    [
+        (["a.mp4", "b.mp4"], "missing", "missing: output folder does not exist"),
+        (["a.mp4"], "newdir/", "newdir/: output folder does not exist"),
+        (["a.mp4", "b.mp4"], "x.mp4", "x.mp4: with several inputs, -o must be a folder"),
+        (["a.mp4", "b.mp4"], "file", "file: with several inputs, -o must be a folder"),
+        (["a.mp4"], "file/", "file: is a file, not a folder"),
+    ],
+)
+def test_an_unusable_output_folder_is_said_once(
+    inputs, output, message, tmp_path, monkeypatch, capsys
+) -> None:
+    """Said once before any export, not once per input; a trailing "/" names a folder (it
+    was taken for a file: "the output is an MP4 file; name it .mp4")."""
+    monkeypatch.chdir(tmp_path)
+    _clips(tmp_path, "a.mp4", "b.mp4")
+    (tmp_path / "file").write_text("keep me")
+    before = _contents(tmp_path)
+    assert main(["export", *inputs, "-o", output, "--model", "dcp"]) == 1
+    assert capsys.readouterr().err.splitlines() == [f"desmoke: error: {message}"]
+    assert _contents(tmp_path) == before
+
+
+def test_a_trailing_slash_exports_into_the_folder(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    _clips(tmp_path, "a.mp4")
+    (tmp_path / "out").mkdir()
+    assert main(["export", "a.mp4", "-o", "out/", "--model", "dcp"]) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a_desmoked.mp4"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["info", "--model", "dcp"],  # found when stdout is flushed at exit
+        ["info", "--model", "fast", "--backend", "onnxruntime", "--provenance"],  # the QA's
+    ],
+)
+def test_a_closed_stdout_ends_quietly(argv) -> None:
+    """`desmoke info --provenance | head -40`: the reader goes away. No traceback (it was
+    BrokenPipeError), and the exit code of a SIGPIPE, as other commands in a pipeline."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "desmoke_app.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    process.stdout.close()  # before anything is written: every write fails
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["train", "--config", "c.toml", "-o", "runs/x"], ["evaluate", "-o", "runs/x"]],
+)
+def test_output_folders_take_dash_o_as_export_does(argv) -> None:
+    from desmoke_app.cli import build_parser
+
+    assert build_parser().parse_args(argv).out == Path("runs/x")
+
+
+@pytest.mark.parametrize(
+    "given", [["--real-frames", "3"], ["--real-frames", "10"], ["--real", "r"]]
+)
+def test_evaluate_refuses_real_smoke_options_with_no_real(given, tmp_path, capsys) -> None:
+    """--no-real silently ignored --real-frames N (also N = the default, 10)."""
+    out = tmp_path / "ev"
+    argv = ["evaluate", "--model", "dcp", "--no-real", *given, "--sources", "x.png", "-o"]
+    assert main([*argv, str(out)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"desmoke: error: --no-real skips the real-smoke part: drop {given[0]}, or --no-real"
+    ]
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [
         (["export", "missing.mp4", "--model", "dcp"], "missing.mp4"),
         (["export", "x.mp4", "--model", "nope"], "unknown model"),
         (["export", "x.mp4", "--model", "dcp", "--start", "3", "--end", "1"], "--end"),
-        (["export", "x.mp4", "--model", "dcp", "--crf", "60"], "--crf must be 0-51"),
         (["export", "x.mp4", "--model", "dcp", "--weights", "w.safetensors"], "takes no weights"),
         (
             ["export", "x.mp4", "--model", "fast.onnx"],
@@ -274,7 +410,10 @@ def test_a_model_without_weights_is_refused_not_replaced(tmp_path, monkeypatch, 
         (["--strength", "nan"], "argument --strength: expected a finite number"),
         (["--working-size", "0"], "argument --working-size: must be 64-2160, got 0"),
         (["--working-size", "100000"], "argument --working-size: must be 64-2160"),
-        (["--patch", "0"], "argument --patch: must be 3-61, got 0"),
+        (["--patch", "0"], "argument --patch: must be an odd number 3-61, got 0"),
+        (["--patch", "4"], "argument --patch: must be an odd number 3-61, got 4"),
+        (["--crf", "60"], "argument --crf: must be 0-51, got 60"),
+        (["--crf", "-1"], "argument --crf: must be 0-51"),
         (["--start", "nan"], "argument --start: expected a finite number"),
         (["--start", "-2"], "argument --start: must be 0 s or more"),
     ],

@@ -202,3 +202,21 @@ def test_non_finite_weights_are_named_up_front(tmp_path: Path, capsys) -> None:
     assert main(["export-model", str(path), "--onnx", str(existing)]) == 1
     assert capsys.readouterr().err.strip().splitlines() == [f"desmoke: error: {message}"]
     assert existing.read_bytes() == b"an earlier, working export"
+
+
+def test_cli_export_model_takes_a_shipped_model_name(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`desmoke export --model fast` runs the shipped weights: export-model takes the name
+    too (it said "fast: weights file not found"); a name without shipped weights says what
+    to give instead."""
+    from desmoke_app.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no file called "fast" here
+    assert main(["export-model", "fast", "--onnx", "fast.onnx"]) == 0
+    assert capsys.readouterr().out.startswith("wrote fast.onnx (fast, fp32)")
+    for name in ("dcp", "nothing"):
+        assert main(["export-model", name, "--onnx", "x.onnx"]) == 1
+        assert capsys.readouterr().err.splitlines() == [
+            f"desmoke: error: {name}: weights file not found; give a .safetensors file, or "
+            "fast for the shipped weights"
+        ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fast.onnx"]

@@ -23,16 +23,17 @@ PATCH_RANGE = (3, 61)
 SEED_RANGE = (0, 2**32 - 1)
 
 
-def int_in_range(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: an integer from `low` to `high`, both included."""
+def int_in_range(low: int, high: int, *, odd: bool = False) -> Callable[[str], int]:
+    """An argparse type: an integer from `low` to `high`, both included (and odd if `odd`)."""
+    allowed = f"an odd number {low}-{high}" if odd else f"{low}-{high}"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be {low}-{high}, got {value}")
+        if not low <= value <= high or (odd and value % 2 == 0):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {value}")
         return value
 
     return parse
@@ -90,7 +91,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     low, high = PATCH_RANGE
     parser.add_argument(
         "--patch",
-        type=int_in_range(low, high),
+        type=int_in_range(low, high, odd=True),
         default=None,
         metavar="N",
         help=f"dark-channel patch at a 256 px short side (odd, {low}-{high}; default 15)",

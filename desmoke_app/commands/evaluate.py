@@ -21,6 +21,8 @@ FRAME_COUNT_RANGE = (1, 100_000)
 #: --max-side: below 64 px the SSIM window (7 px) and the dark-channel patch cover much of
 #: the frame and the scores stop meaning anything; above, 16384 px is twice an 8K frame.
 MAX_SIDE_RANGE = (64, 16_384)
+#: --real-frames' default: frames measured per real clip.
+REAL_FRAMES = 10
 
 
 def add_parser(subparsers) -> None:
@@ -79,12 +81,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--real-frames",
         type=int_in_range(*FRAME_COUNT_RANGE),
-        default=10,
+        default=None,  # not 10: --no-real refuses it given, even as 10
         metavar="N",
-        help="frames per real clip, 1 or more (default 10)",
+        help=f"frames per real clip, 1 or more (default {REAL_FRAMES})",
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("evaluation"), help="output folder (default ./evaluation)"
+        "-o",
+        "--out",
+        type=Path,
+        default=Path("evaluation"),
+        help="output folder (default ./evaluation)",
     )
     parser.set_defaults(func=run)
 
@@ -170,9 +176,22 @@ def _evaluate(args: argparse.Namespace):
         seed=ev.EVAL_SEED if args.seed is None else args.seed,
         real_sources=real,
         clear_images=clear_images,
-        frames_per_clip=args.real_frames,
+        frames_per_clip=REAL_FRAMES if args.real_frames is None else args.real_frames,
         notes=notes,
     )
+
+
+def _real_options_problem(args: argparse.Namespace) -> str:
+    """Why the real-smoke options contradict each other ("" when they do not): --no-real
+    would silently ignore the others."""
+    given = [
+        name
+        for name, value in (("--real", args.real), ("--real-frames", args.real_frames))
+        if value is not None
+    ]
+    if args.no_real and given:
+        return f"--no-real skips the real-smoke part: drop {' and '.join(given)}, or --no-real"
+    return ""
 
 
 def _out_problem(out: Path) -> str:
@@ -194,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.models import WeightsError
     from training import evaluate as ev
 
-    problem = _out_problem(args.out)
+    problem = _real_options_problem(args) or _out_problem(args.out)
     if problem:
         return fail(problem)
     try:

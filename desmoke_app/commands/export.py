@@ -13,6 +13,7 @@ from tqdm import tqdm
 from desmoke_app.commands.common import (
     add_model_arguments,
     fail,
+    int_in_range,
     make_desmoker,
     seconds,
 )
@@ -30,9 +31,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="video file(s)")
     parser.add_argument(
         "-o",
-        "--output",
-        type=Path,
-        help="output file (one input) or folder (default: IN_desmoked.mp4)",
+        "--output",  # text, not a Path: a trailing "/" (a folder) would be lost
+        help="output file (one input) or folder, which must exist (default: IN_desmoked.mp4 "
+        "beside IN)",
     )
     add_model_arguments(parser)
     parser.add_argument(
@@ -47,7 +48,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--end", type=seconds, default=None, metavar="S", help="end (s)")
     parser.add_argument(
         "--crf",
-        type=int,
+        type=int_in_range(0, MAX_CRF),
         default=None,
         metavar="N",
         help="H.264 quality, 0-51: lower is better and larger (default 20; about 18 looks "
@@ -56,31 +57,52 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def output_for(source: Path, output: Path | None, several: bool) -> Path:
+def output_for(source: Path, output: Path | None, into_folder: bool) -> Path:
     name = f"{source.stem}_desmoked.mp4"
     if output is None:
         return source.with_name(name)
+    return output / name if into_folder else output
+
+
+#: What ends a name given as a folder ("out/").
+_SEPARATORS = "/" + os.sep
+
+
+def _is_folder(output: str, several: bool) -> bool:
+    """Whether -o names a folder: several inputs, a trailing "/", or an existing folder."""
     # os.path.isdir, not Path.is_dir: on a name too long for the file system, Python 3.11's
     # raises; False lets the writer refuse it in one line ("cannot write (File name too long)").
-    if several or os.path.isdir(output):
-        return output / name
-    return output
+    return several or output.endswith(tuple(_SEPARATORS)) or os.path.isdir(output)
+
+
+def _folder_problem(output: str, several: bool) -> str:
+    """Why the -o folder cannot take the outputs ("" when it can): said once, rather than
+    once per input by the writer."""
+    if os.path.isdir(output):
+        return ""
+    folder = output.rstrip(_SEPARATORS)
+    if several and (os.path.exists(folder) or Path(folder).suffix):
+        return f"{output}: with several inputs, -o must be a folder"
+    if os.path.exists(folder):
+        return f"{folder}: is a file, not a folder"
+    return f"{output}: output folder does not exist"
 
 
 def run(args: argparse.Namespace) -> int:
     from engine.pipeline import export_video
 
     several = len(args.inputs) > 1
-    if several and args.output is not None and args.output.suffix:
-        return fail(f"{args.output}: with several inputs, -o must be a folder")
     if args.end is not None and args.end <= args.start:
         return fail(f"--end must be after --start, got {args.start:g} to {args.end:g} s")
-    if args.crf is not None and not 0 <= args.crf <= MAX_CRF:
-        return fail(f"--crf must be 0-{MAX_CRF} (lower is better), got {args.crf}")
-    targets = [output_for(source, args.output, several) for source in args.inputs]
-    clash = _first_clash(args.inputs, targets)
-    if clash:
-        return fail(clash)
+    if problem := _repeated_input(args.inputs):
+        return fail(problem)
+    output = None if args.output is None else Path(args.output)
+    into_folder = output is not None and _is_folder(args.output, several)
+    if into_folder and (problem := _folder_problem(args.output, several)):
+        return fail(problem)
+    targets = [output_for(source, output, into_folder) for source in args.inputs]
+    if problem := _plan_clash(args.inputs, targets):
+        return fail(problem)
     try:
         desmoker = make_desmoker(args)
     except (WeightsError, BackendUnavailable, ValueError) as exc:
@@ -95,11 +117,48 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _first_clash(sources: list[Path], targets: list[Path]) -> str:
-    """Why two inputs would be written to one file (the second replacing the first), or ""."""
-    first_source: dict[Path, Path] = {}
+FileKey = tuple[int, int] | Path
+
+
+def _identity(path: Path) -> FileKey:
+    """What names one file however it is spelled: ./a, /abs/a, a link to it or a hard link
+    (an existing file's device and inode), else the absolute path with links resolved."""
+    try:
+        info = os.stat(path)
+    except OSError:  # not there (yet), or a name too long
+        return path.resolve()
+    return info.st_dev, info.st_ino
+
+
+def _repeated_input(sources: list[Path]) -> str:
+    """Why an input is given twice ("" when none is): it would be exported twice, the second
+    export replacing the first."""
+    seen: dict[FileKey, Path] = {}
+    for source in sources:
+        key = _identity(source)
+        if key in seen:
+            also = "" if str(seen[key]) == str(source) else f" (also as {source})"
+            return f"{seen[key]} is given twice{also}: give each input once"
+        seen[key] = source
+    return ""
+
+
+def _plan_clash(sources: list[Path], targets: list[Path]) -> str:
+    """Why the outputs cannot all be written ("" when they can): an output that is an input
+    (a video replaced, and read after that if its export comes later), or two inputs
+    written to one file (the second replacing the first). Inputs are given once each."""
+    inputs = {_identity(source): source for source in sources}
+    writes: dict[FileKey, Path] = {}
     for source, target in zip(sources, targets, strict=True):
-        earlier = first_source.setdefault(target.resolve(), source)
+        key = _identity(target)
+        if inputs.get(key) == source:
+            return f"{target}: is the source video; choose another output"
+        if key in inputs:
+            return (
+                f"{target}: is also an input, which the export of {source} would replace; "
+                "give -o another folder"
+            )
+        earlier = writes.setdefault(key, source)
         if earlier != source:
             return f"{earlier} and {source} would both be written to {target}: rename one"
     return ""

@@ -16,7 +16,12 @@ def add_parser(subparsers) -> None:
         description="Export a desmoke weights file to ONNX (opset 17, dynamic height and "
         "width), run onnx.checker and compare onnxruntime with torch on a random input.",
     )
-    parser.add_argument("weights", type=Path, metavar="WEIGHTS", help="a .safetensors file")
+    parser.add_argument(
+        "weights",
+        type=Path,
+        metavar="WEIGHTS",
+        help="a .safetensors file, or a model name (fast) for its shipped weights",
+    )
     parser.add_argument("--onnx", required=True, type=Path, metavar="OUT", help="ONNX to write")
     parser.add_argument("--fp16", action="store_true", help="half-precision graph and I/O")
     parser.set_defaults(func=run)
@@ -29,8 +34,9 @@ def run(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.onnx.parent):  # Path.is_dir raises on a name too long (3.11)
         return fail(f"{args.onnx.parent}: output folder does not exist")
     try:
-        report = export_weights(args.weights, args.onnx, fp16=args.fp16)
-    except (WeightsError, ExportError) as exc:
+        weights = _weights_file(args.weights)
+        report = export_weights(weights, args.onnx, fp16=args.fp16)
+    except (WeightsError, ExportError, ValueError) as exc:
         return fail(str(exc))
     except OSError as exc:  # an unwritable folder, a full disk
         return fail(os_error_message(exc, "write", args.onnx))
@@ -38,3 +44,19 @@ def run(args: argparse.Namespace) -> int:
     precision = "fp16" if args.fp16 else "fp32"
     print(f"wrote {args.onnx} ({report['model']}, {precision}); onnxruntime vs torch: {errors}")
     return 0
+
+
+def _weights_file(weights: Path) -> Path:
+    """The file to export: `weights`, or for a model name the weights shipped for it, as
+    `desmoke export --model fast` runs them (ValueError saying what to give otherwise)."""
+    from engine.models import NETWORK_MODELS
+    from engine.pipeline import shipped_weights
+
+    if os.path.exists(weights):  # a file called "fast" is that file
+        return weights
+    shipped = shipped_weights(str(weights)) if str(weights) in NETWORK_MODELS else None
+    if shipped is not None:
+        return shipped
+    names = [name for name in NETWORK_MODELS if shipped_weights(name)]
+    or_shipped = f", or {' or '.join(names)} for the shipped weights" if names else ""
+    raise ValueError(f"{weights}: weights file not found; give a .safetensors file{or_shipped}")
