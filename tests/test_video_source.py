@@ -123,6 +123,18 @@ def test_seek_in_other_containers(tmp_path, suffix):
         assert source.seek_frame(60) is None
 
 
+def test_a_seek_between_frames_shows_the_frame_on_screen_then(tmp_path):
+    """QA: in a 2 fps AVI (a tick is a frame) a seek to 0.3 s rounded to the tick at 0.5 s
+    and skipped the frame shown from 0 to 0.5 s; an export from --start 0.3 had no
+    picture for its first 0.2 s."""
+    path = make_index_clip(tmp_path / "slow.avi", n_frames=6, fps=2, gop=2, bframes=0)
+    with FileSource(path) as source:
+        for time, shown in [(0.3, 0), (0.5, 1), (0.74, 1), (0.999, 1), (1.0, 2), (2.2, 4)]:
+            frame = source.seek(time)
+            assert (frame.index, read_index(frame.rgb)) == (shown, shown), time
+        assert [f.index for f in source.frames(start=0.3, end=1.2)] == [0, 1, 2]
+
+
 @pytest.mark.parametrize(
     ("codec", "pix_fmt", "size", "suffix"),
     [

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ SHORT_END_SLACK_S = 0.5
 #: by its time, as a seek would number it, not as the next in a count that has lost its
 #: place, and marked VideoFrame.after_gap.
 RESYNC_S = 1.0
+#: A seek's allowance (in stream ticks) for a float time a hair short of a tick.
+TICK_SLACK = Fraction(1, 1000)
 
 
 def missing_tail(ended_at: float, stated_end: float) -> float:
@@ -444,9 +447,11 @@ class FileSource:
 
     def seek(self, time: float) -> VideoFrame | None:
         """The frame displayed at `time` (s), or None past the end; read() continues after it."""
-        # Nearest tick: a float time is never exact, and flooring 0.12 s could land 1 tick
-        # before the frame that starts at 0.12 s.
-        ticks = round(Fraction(max(0.0, float(time))) / self._time_base)
+        # The tick at or before `time` (the frame shown then began at or before it; rounding
+        # to the nearest skipped it where a tick is a frame, as in a 2 fps AVI), with
+        # TICK_SLACK to spare: a float time is never exact, and 0.12 s as a float is a hair
+        # under 3 ticks of 1/25 s.
+        ticks = math.floor(Fraction(max(0.0, float(time))) / self._time_base + TICK_SLACK)
         if self._unstamped:  # frames timed by their count: the one shown at that time
             return self._seek_index(int(ticks * self._time_base * self.rate))
         return self._seek_pts(self._origin + ticks)
