@@ -28,7 +28,7 @@ from engine.models import (
 from tests.frames import tissue, write_video
 from training.checkpoint import CheckpointError, load_module_state, read_checkpoint
 from training.config import ConfigError, config_from_dict, load_config
-from training.data import SmokeDataset, load_frames
+from training.data import DataError, SmokeDataset, load_frames
 from training.patchgan import PatchGAN
 from training.smoke import SmokeConfig
 from training.trainer_fast import (
@@ -349,7 +349,7 @@ def test_a_second_ctrl_c_stops_a_hung_run_at_once(clip: Path, tmp_path: Path, wh
     stopped = "SIGINT again: stopped at once, no new checkpoint; --resume continues from step 2"
     assert stopped in text and "Traceback" not in text
     assert text.endswith("desmoke: interrupted\n"), text
-    state = read_checkpoint(out / "checkpoint.pt", "fast", FAST_ARCH)
+    state = read_checkpoint(out / "checkpoint.pt", load_config(tmp_path / "c.toml"))
     assert state["step"] == 2
     load_module_state(out / "checkpoint.pt", build_network("fast", FAST_ARCH), state["module_net"])
     assert not [p.name for p in out.iterdir() if p.name.endswith(".part")]
@@ -401,6 +401,95 @@ def test_resume_from_a_missing_or_mismatched_checkpoint_fails(clip: Path, tmp_pa
         train_fast(config, tmp_path / "bad", resume=True)
 
 
+def test_resume_refuses_a_config_that_trains_otherwise(clip: Path, tmp_path: Path, capsys):
+    """QA: resuming a fast.toml run with fast_white_balance.toml ran, and last.json then
+    gave the other file and its lr for steps trained at the run's. A resume continues the
+    run: a config that trains otherwise is refused, naming the keys, before any step."""
+    from desmoke_app.cli import main
+
+    out = tmp_path / "run"
+    first = write_toml(tiny_config(clip, max_steps=2, val_every_steps=0), tmp_path / "a.toml")
+    assert main(["train", "--config", str(first), "--out", str(out)]) == 0
+    checkpoint = out / "checkpoint.pt"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    raw = tiny_config(clip, max_steps=4, val_every_steps=0, lr=1e-3, seed=5)
+    raw["smoke"] = {"tint_probability": 0.5}
+    other = write_toml(raw, tmp_path / "stage2.toml")
+    capsys.readouterr()
+    assert main(["train", "--config", str(other), "--out", str(out), "--resume"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"desmoke: error: {checkpoint}: the run was ")
+    assert f"trained with {first}; {other} differs in " in err[0]
+    for key in ("train.seed 5 (the run's: 0)", "train.lr 0.001 (the run's: 0.002)"):
+        assert key in err[0]
+    assert "smoke.tint_probability 0.5 (the run's: 0.0)" in err[0]
+    assert "train.max_steps" not in err[0]  # the budget may change
+    assert f"train.init_weights = {out / 'best.safetensors'}" in err[0]  # how to fine-tune
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing trained
+
+
+def test_resume_may_change_the_budget_and_how_the_run_is_watched(clip: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    train_fast(config_from_dict(tiny_config(clip, max_steps=2), tmp_path / "a.toml"), out)
+    free = dict(max_steps=3, max_minutes=5.0, val_every_steps=0, val_every_minutes=1.0)
+    free.update(checkpoint_every_minutes=1.0, log_every_steps=2, num_workers=1, threads=1)
+    resumed = config_from_dict(tiny_config(clip, **free), tmp_path / "b.toml")
+    assert train_fast(resumed, out, resume=True)["steps"] == 3
+    # The weights say what trained them: the run's config, with this session's budget.
+    training = read_config(out / "last.safetensors")["training"]
+    assert training["config_file"] == str(tmp_path / "b.toml")
+    assert (
+        training["config"]["train"]["lr"] == 2e-3 and training["config"]["train"]["max_steps"] == 3
+    )
+
+
+def test_a_checkpoint_from_before_recorded_configs_resumes_with_a_warning(
+    clip: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "run"
+    train_fast(config_from_dict(tiny_config(clip, max_steps=1, val_every_steps=0)), out)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    del state["config"], state["config_file"]
+    torch.save(state, out / "checkpoint.pt")
+    resumed = config_from_dict(tiny_config(clip, max_steps=2), tmp_path / "b.toml")
+    assert train_fast(resumed, out, resume=True)["steps"] == 2
+    err = capsys.readouterr().err
+    assert f"warning: {out / 'checkpoint.pt'} was written before checkpoints recorded" in err
+
+
+@pytest.mark.parametrize("out_name", ["run", "new/deeper/run"])
+def test_a_run_refused_at_start_up_leaves_no_folder(clip: Path, tmp_path: Path, out_name) -> None:
+    """QA: a missing source, a mismatched init_weights ... each left runs/NAME/ empty."""
+    out = tmp_path / out_name
+    missing = config_from_dict(tiny_config(tmp_path / "missing.mp4"))
+    with pytest.raises(DataError, match=r"missing\.mp4: data source not found"):
+        train_fast(missing, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nor the parents made for it
+    mine = tmp_path / "mine"
+    mine.mkdir()  # the user's own folder, empty: it stays
+    with pytest.raises(DataError):
+        train_fast(missing, mine)
+    assert mine.is_dir() and not any(mine.iterdir())
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(DataError):
+        train_fast(missing, mine / "run")
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+
+def test_the_seed_fixes_the_initial_weights(clip: Path, tmp_path: Path) -> None:
+    """The networks are built after torch is seeded: two runs of one config train the same
+    weights, and another seed other ones (before, the seed came after the build)."""
+
+    def trained(name: str, seed: int) -> dict[str, torch.Tensor]:
+        raw = tiny_config(clip, max_steps=1, val_every_steps=0, seed=seed)
+        train_fast(config_from_dict(raw), tmp_path / name)
+        return load_network(tmp_path / name / "last.safetensors")[0].state_dict()
+
+    first, again, other = trained("a", 0), trained("b", 0), trained("c", 1)
+    torch.testing.assert_close(first, again)
+    assert any(not torch.equal(first[k], other[k]) for k in first)
+
+
 @pytest.mark.parametrize("dark", [True, False])
 def test_paper_run_with_and_without_the_dark_channel(clip: Path, tmp_path: Path, dark) -> None:
     arch = {"ngf": 4, "use_dark_channel": dark}
@@ -443,6 +532,7 @@ def test_init_weights_missing_or_of_another_arch_fails_before_data(tmp_path: Pat
     raw = tiny_config(missing_data, init_weights=str(tmp_path / "other.safetensors"))
     with pytest.raises(ConfigError, match=r"train\.init_weights .*other\.safetensors holds"):
         train_fast(config_from_dict(raw), tmp_path / "run2")
+    assert not (tmp_path / "run1").exists() and not (tmp_path / "run2").exists()
 
 
 def toml_value(value) -> str:
@@ -524,7 +614,7 @@ def test_ctrl_c_under_torchrun_checkpoints_and_leaves_the_group(clip: Path, tmp_
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
     assert "terminate called" not in stderr and "--resume continues from there" in stderr
-    step = read_checkpoint(out / "checkpoint.pt", "fast", FAST_ARCH)["step"]
+    step = read_checkpoint(out / "checkpoint.pt", load_config(config))["step"]
     logged = [r["step"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
               if "train" in r]  # fmt: skip
     assert step >= 1 and logged[-1] == step

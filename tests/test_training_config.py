@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.pipeline import MIN_WORKING_SHORT_SIDE
 from training.config import ConfigError, config_from_dict, load_config
 from training.trainer_fast import budget_minutes
 
@@ -42,6 +43,41 @@ def write(tmp_path: Path, text: str) -> Path:
         ),
         ("[data]\nmax_frames = -1\n", r"data\.max_frames must be >= 0"),
         ("[data]\ngap_frames = -1\n", r"data\.gap_frames must be >= 0"),
+        # Weights nothing could load: the pipeline's own minimum.
+        ("[model]\nworking_short_side = -5\n", r"model\.working_short_side must be >= 16 .*-5"),
+        ("[model]\nworking_short_side = 0\n", r"model\.working_short_side must be >= 16 .*0"),
+        ("[train]\nseed = -1\n", r"train\.seed must be >= 0, got -1"),
+        ("[train]\nweight_decay = -1\n", r"train\.weight_decay must be >= 0 .*got -1"),
+        ("[train]\ngrad_clip = -1\n", r"train\.grad_clip must be > 0, got -1"),
+        ("[train]\ngrad_clip = 0\n", r"train\.grad_clip must be > 0, got 0"),
+        ("[train]\nmin_lr_fraction = -3\n", r"train\.min_lr_fraction must be in \[0, 1\]"),
+        ("[train]\nmin_lr_fraction = 1.5\n", r"train\.min_lr_fraction must be in \[0, 1\]"),
+        ("[train]\nssim_weight = -0.2\n", r"train\.ssim_weight must be >= 0, got -0\.2"),
+        (
+            "[train]\nl1_weight = 0\nssim_weight = 0\nalpha_weight = 0\ncolour_weight = 0\n",
+            r"train\.l1_weight, ssim_weight, alpha_weight, colour_weight cannot all be 0",
+        ),
+        ("[paper]\nndf = 0\n", r"paper\.ndf must be >= 1, got 0"),
+        ("[paper]\nlr = 0\n", r"paper\.lr must be > 0, got 0"),
+        ("[paper]\nbeta1 = 1\n", r"paper\.beta1 must be in \[0, 1\), got 1"),
+        ("[paper]\nbeta2 = -0.5\n", r"paper\.beta2 must be in \[0, 1\), got -0\.5"),
+        ("[paper]\ngan_weight = -1\n", r"paper\.gan_weight must be >= 0, got -1"),
+        (
+            "[paper]\ngan_weight = 0\nl1_weight = 0\n",
+            r"paper\.gan_weight, l1_weight cannot all be 0",
+        ),
+        ("[data]\nmin_sharpness = -1\n", r"data\.min_sharpness must be >= 0"),
+        ("[data]\nmin_colourfulness = -1\n", r"data\.min_colourfulness must be >= 0"),
+        ("[data]\nmax_brightness = 300\n", r"data\.max_brightness must be in \[0, 255\]"),
+        (
+            "[data]\nmin_brightness = 240\n",  # above the default max, 235
+            r"data\.min_brightness must be <= data\.max_brightness \(235\.0\), got 240",
+        ),
+        # TOML's inf and nan pass every >= check: no key means either.
+        ("[train]\nmax_minutes = inf\n", r"train\.max_minutes: expected a finite number"),
+        ("[train]\nlr = nan\n", r"train\.lr: expected a finite number, got nan"),
+        ("[train]\nscale_jitter = [0.8, inf]\n", r"train\.scale_jitter: expected a finite"),
+        ("[smoke]\ntint = [0.0, inf]\n", r"smoke\.tint: expected a finite number"),
     ],
 )
 def test_values_that_cannot_train_name_the_file_and_key(
@@ -53,17 +89,37 @@ def test_values_that_cannot_train_name_the_file_and_key(
 
 def test_the_shipped_defaults_and_edge_values_pass() -> None:
     raw = {
-        "data": {"store_short_side": 96},
-        "train": {"crop": 96, "scale_jitter": [1.0, 1.0], "num_workers": 0, "max_steps": 0},
+        "model": {"working_short_side": MIN_WORKING_SHORT_SIDE},
+        "data": {"store_short_side": 96, "min_brightness": 0, "max_brightness": 0},
+        "train": {
+            "crop": 96,
+            "scale_jitter": [1.0, 1.0],
+            "num_workers": 0,
+            "max_steps": 0,
+            "min_lr_fraction": 1,
+            "weight_decay": 0,
+            "l1_weight": 0,
+            "ssim_weight": 0,
+            "alpha_weight": 0,  # one weight left: something to learn
+        },
+        "paper": {"beta1": 0, "gan_weight": 0},
     }
     config = config_from_dict(raw)
     assert config.train.crop == config.data.store_short_side == 96
 
 
-@pytest.mark.parametrize("minutes", [-1.0, math.nan])
+def test_working_short_side_follows_the_pipelines_rule() -> None:
+    """The rule the pipeline applies to the weights' working_short_side, at load."""
+    low = MIN_WORKING_SHORT_SIDE
+    assert config_from_dict({"model": {"working_short_side": low}}).model.working_short_side == low
+    with pytest.raises(ConfigError, match=f"must be >= {low}"):
+        config_from_dict({"model": {"working_short_side": low - 1}})
+
+
+@pytest.mark.parametrize("minutes", [-1.0, math.nan, math.inf])
 def test_max_minutes_override_is_checked_as_the_config_is(minutes: float) -> None:
     config = config_from_dict({"train": {"max_steps": 10}})
-    with pytest.raises(ConfigError, match="--max-minutes must be >= 0"):
+    with pytest.raises(ConfigError, match=r"--max-minutes must be >= 0 and finite, got"):
         budget_minutes(config, minutes)
     assert budget_minutes(config, 0.0) == 0.0  # no time limit: the 10 steps are the budget
     assert budget_minutes(config, None) == config.train.max_minutes

@@ -22,9 +22,9 @@ import pytest
 import torch
 
 from tests.frames import tissue, write_video
-from tests.test_trainers import FAST_ARCH, tiny_config, write_toml
+from tests.test_trainers import tiny_config, write_toml
 from training.checkpoint import RunWriteError, read_checkpoint, save_checkpoint
-from training.config import config_from_dict
+from training.config import config_from_dict, load_config
 from training.trainer_fast import LOG_NAME, Run
 
 resource = pytest.importorskip("resource", reason="file size limits are POSIX only")
@@ -102,7 +102,7 @@ def test_a_full_disk_is_one_line_and_resume_continues_from_the_last_checkpoint(
     assert code == 1 and not any("Traceback" in line for line in err)
     assert err[-2] == f"checkpoint at step 4 ({checkpoint}); --resume continues from there"
     assert err[-1] == f"desmoke: error: {checkpoint}: cannot write (File too large)"
-    assert read_checkpoint(checkpoint, "fast", FAST_ARCH)["step"] == 4
+    assert read_checkpoint(checkpoint, load_config(tmp_path / "c.toml"))["step"] == 4
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left
     assert train_cli(resume, capsys)[0] == 0
     records = [json.loads(line) for line in (out / LOG_NAME).read_text().splitlines()]

@@ -2,7 +2,8 @@
 
 torch.save of plain state dicts and numbers, read back with torch.load(weights_only=True)
 (no arbitrary pickle). A checkpoint records the model name and architecture it was made
-for; resuming into a different model fails with the file's name before training starts.
+for, and the run's config: resuming into a different model, or with a config that trains
+otherwise, fails with the file's name and the differing keys before training starts.
 
 Every file of a run folder is written through `reported_as_write_error`: a full disk, a
 read-only or immutable folder or a name too long raise RunWriteError, one line naming the
@@ -15,7 +16,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from torch import nn
 
 from engine.files import replaced_on_success
 from engine.video.errors import describe
+from training.config import Config, training_differences
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -60,6 +62,35 @@ def reported_as_write_error(path: Path) -> Iterator[None]:
         yield
     except (OSError, SafetensorError) as exc:
         raise RunWriteError(path, _os_reason(exc)) from exc
+
+
+@contextmanager
+def removed_if_left_empty(out: Path) -> Iterator[None]:
+    """Within the block, a run folder made for it (and the parents made with it) is removed
+    again when the block fails and leaves it empty: a run refused at start-up (a missing
+    source, mismatched init_weights, Ctrl-C while the data loads) leaves nothing behind. A
+    folder that was there before, or one with files in it, stays."""
+    made = _missing_folders(out)
+    try:
+        yield
+    except BaseException:
+        for folder in made:  # deepest first: a parent is empty once its child is gone
+            with suppress(OSError):  # not empty (or not made after all): it stays
+                folder.rmdir()
+        raise
+
+
+def _missing_folders(out: Path) -> list[Path]:
+    """`out` and its parents that do not exist yet, deepest first."""
+    missing = []
+    for folder in (out, *out.parents):
+        try:
+            if folder.exists():
+                break
+        except OSError:  # a name too long: not made here either
+            break
+        missing.append(folder)
+    return missing
 
 
 def prepare_run_folder(out: Path) -> None:
@@ -114,8 +145,10 @@ def _torch_save(state: dict[str, Any], file: _KeepsWriteError) -> None:
         raise file.error from exc
 
 
-def read_checkpoint(path: str | Path, model_name: str, arch: dict[str, Any]) -> dict[str, Any]:
-    """The state in `path`, checked to be for `model_name` with architecture `arch`."""
+def read_checkpoint(path: str | Path, config: Config) -> dict[str, Any]:
+    """The state in `path`, checked to continue the run `config` describes: the same model
+    and architecture, and (checkpoints that record it) the same training config but for
+    RESUME_FREE_KEYS."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found (nothing to resume)")
@@ -125,12 +158,29 @@ def read_checkpoint(path: str | Path, model_name: str, arch: dict[str, Any]) -> 
         raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
     if not isinstance(state, dict) or "model_name" not in state or "step" not in state:
         raise CheckpointError(f"{path}: not a desmoke training checkpoint")
+    model_name, arch = config.model.name, config.model.arch
     if state.get("model_name") != model_name or state.get("arch") != arch:
         raise CheckpointError(
             f"{path}: made for model '{state.get('model_name')}' with arch "
             f"{state.get('arch')}, but the config asks for '{model_name}' with arch {arch}"
         )
+    if "config" in state:
+        _check_same_training(path, state, config)
     return state
+
+
+def _check_same_training(path: Path, state: dict[str, Any], config: Config) -> None:
+    """A resume continues the run: its steps so far were trained with the run's config, and
+    its weights and log will say they were; another config is another run."""
+    differences = training_differences(state["config"], config)
+    if differences:
+        raise CheckpointError(
+            f"{path}: the run was trained with {state.get('config_file', 'another config')}; "
+            f"{config.path} differs in {', '.join(differences)}. Resume with the run's own "
+            "config (only the budget, validation, checkpoint and logging intervals, workers "
+            "and threads may change), or fine-tune in a new run: another --out, with "
+            f"train.init_weights = {path.parent / 'best.safetensors'}"
+        )
 
 
 def load_module_state(path: str | Path, module: nn.Module, state: dict[str, Any]) -> None:

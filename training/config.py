@@ -15,6 +15,7 @@ paths are relative to the config file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.pipeline import MIN_WORKING_SHORT_SIDE
 from training.smoke import SmokeConfig
 
 
@@ -163,11 +165,20 @@ def _build_table(cls: type, values: Any, where: str) -> Any:
             raise ConfigError(
                 f"{where}.{key}: expected {name}, got {type(value).__name__} {value!r}"
             )
+        if not _finite(value):  # TOML's inf and nan: no setting means either
+            raise ConfigError(f"{where}.{key}: expected a finite number, got {value!r}")
         kwargs[key] = _converted(value, hints[key])
     try:
         return cls(**kwargs)
     except ValueError as exc:  # the table's own range checks (SmokeConfig)
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _finite(value: Any) -> bool:
+    """No inf or nan in a number or in the numbers of an array."""
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def _converted(value: Any, hint: Any) -> Any:
@@ -205,10 +216,84 @@ def _jitter_ok(jitter: list[float]) -> bool:
     return len(jitter) == 2 and 0 < jitter[0] <= jitter[1]
 
 
-def _check_values(config: Config, where: str) -> None:
-    model, data, train = config.model, config.data, config.train
-    checks = [
+#: A check: (the value is fine, its table.key, what it must be).
+Check = tuple[bool, str, str]
+
+
+def _model_checks(model: ModelConfig) -> list[Check]:
+    low = MIN_WORKING_SHORT_SIDE  # the pipeline's own rule: weights below it cannot be run
+    return [
         (model.name in ("fast", "paper"), "model.name", "must be 'fast' or 'paper'"),
+        (
+            model.working_short_side >= low,
+            "model.working_short_side",
+            f"must be >= {low} (the pipeline's smallest working size), "
+            f"got {model.working_short_side}",
+        ),
+    ]
+
+
+def _data_checks(data: DataConfig) -> list[Check]:
+    return [
+        (data.store_short_side >= 16, "data.store_short_side", "must be >= 16"),
+        (data.frame_step >= 1, "data.frame_step", "must be >= 1"),
+        (data.max_frames >= 0, "data.max_frames", f"must be >= 0 (0 = all), got {data.max_frames}"),
+        *(
+            (value >= 0, f"data.{key}", f"must be >= 0 (0 = no filter), got {value}")
+            for key, value in (
+                ("min_sharpness", data.min_sharpness),
+                ("min_colourfulness", data.min_colourfulness),
+            )
+        ),
+        *(
+            (0 <= value <= 255, f"data.{key}", f"must be in [0, 255] (grey levels), got {value}")
+            for key, value in (
+                ("min_brightness", data.min_brightness),
+                ("max_brightness", data.max_brightness),
+            )
+        ),
+        (
+            data.min_brightness <= data.max_brightness,
+            "data.min_brightness",
+            f"must be <= data.max_brightness ({data.max_brightness}), got "
+            f"{data.min_brightness}: every frame would be dropped",
+        ),
+        (data.block_frames >= 1, "data.block_frames", "must be >= 1"),
+        (0 <= data.val_fraction < 0.5, "data.val_fraction", "must be in [0, 0.5)"),
+        (0 <= data.test_fraction < 0.5, "data.test_fraction", "must be in [0, 0.5)"),
+        (data.gap_frames >= 0, "data.gap_frames", f"must be >= 0, got {data.gap_frames}"),
+    ]
+
+
+def _optimiser_checks(train: TrainConfig) -> list[Check]:
+    return [
+        # numpy's and torch's generators take no negative seed.
+        (train.seed >= 0, "train.seed", f"must be >= 0, got {train.seed}"),
+        (train.batch_size >= 1, "train.batch_size", "must be >= 1"),
+        (train.lr > 0, "train.lr", "must be > 0"),
+        (
+            train.weight_decay >= 0,
+            "train.weight_decay",
+            f"must be >= 0 (0 = none), got {train.weight_decay}",
+        ),
+        # A clip of 0 zeroes every gradient: nothing would be learnt.
+        (train.grad_clip > 0, "train.grad_clip", f"must be > 0, got {train.grad_clip}"),
+        (
+            train.lr_schedule in ("cosine", "constant"),
+            "train.lr_schedule",
+            "must be 'cosine' or 'constant'",
+        ),
+        (
+            0 <= train.min_lr_fraction <= 1,
+            "train.min_lr_fraction",
+            f"must be in [0, 1] (the cosine's floor, a fraction of lr), got "
+            f"{train.min_lr_fraction}",
+        ),
+    ]
+
+
+def _sample_checks(train: TrainConfig, data: DataConfig) -> list[Check]:
+    return [
         (train.crop >= 16, "train.crop", "must be >= 16"),
         # A crop larger than the stored frames would be cut from upscaled pixels.
         (
@@ -216,20 +301,26 @@ def _check_values(config: Config, where: str) -> None:
             "train.crop",
             f"must be <= data.store_short_side ({data.store_short_side}), got {train.crop}",
         ),
-        (train.batch_size >= 1, "train.batch_size", "must be >= 1"),
-        (train.lr > 0, "train.lr", "must be > 0"),
         (
             _jitter_ok(train.scale_jitter),
             "train.scale_jitter",
             f"must be [low, high] with 0 < low <= high, got {train.scale_jitter}",
         ),
-        (
-            train.lr_schedule in ("cosine", "constant"),
-            "train.lr_schedule",
-            "must be 'cosine' or 'constant'",
-        ),
         (0 <= train.clean_probability <= 1, "train.clean_probability", "must be in [0, 1]"),
         (0 < train.t_min < 1, "train.t_min", "must be in (0, 1)"),
+    ]
+
+
+def _loss_weight_checks(table: str, weights: dict[str, float]) -> list[Check]:
+    """Each weight >= 0 (a negative one rewards the error), and not all 0 (nothing to learn)."""
+    checks = [(w >= 0, f"{table}.{k}", f"must be >= 0, got {w}") for k, w in weights.items()]
+    names = ", ".join(weights)
+    checks.append((any(weights.values()), f"{table}.{names}", "cannot all be 0 (no loss)"))
+    return checks
+
+
+def _schedule_checks(train: TrainConfig) -> list[Check]:
+    return [
         (train.max_minutes >= 0, "train.max_minutes", f"must be >= 0, got {train.max_minutes}"),
         (
             train.max_steps >= 0,
@@ -268,13 +359,44 @@ def _check_values(config: Config, where: str) -> None:
             f"must be >= 0 (0 = load in the training process), got {train.num_workers}",
         ),
         (train.threads >= 1, "train.threads", f"must be >= 1, got {train.threads}"),
-        (data.block_frames >= 1, "data.block_frames", "must be >= 1"),
-        (data.frame_step >= 1, "data.frame_step", "must be >= 1"),
-        (data.max_frames >= 0, "data.max_frames", f"must be >= 0 (0 = all), got {data.max_frames}"),
-        (data.gap_frames >= 0, "data.gap_frames", f"must be >= 0, got {data.gap_frames}"),
-        (data.store_short_side >= 16, "data.store_short_side", "must be >= 16"),
-        (0 <= data.val_fraction < 0.5, "data.val_fraction", "must be in [0, 0.5)"),
-        (0 <= data.test_fraction < 0.5, "data.test_fraction", "must be in [0, 0.5)"),
+    ]
+
+
+def _paper_checks(paper: PaperConfig) -> list[Check]:
+    return [
+        (paper.ndf >= 1, "paper.ndf", f"must be >= 1, got {paper.ndf}"),
+        (paper.lr > 0, "paper.lr", f"must be > 0, got {paper.lr}"),
+        # Adam's moment decays: 1 would never forget, and torch refuses it.
+        *(
+            (0 <= beta < 1, f"paper.{key}", f"must be in [0, 1), got {beta}")
+            for key, beta in (("beta1", paper.beta1), ("beta2", paper.beta2))
+        ),
+    ]
+
+
+def _check_values(config: Config, where: str) -> None:
+    """Every [model], [data], [train] and [paper] number within its range ([smoke]: checked
+    by SmokeConfig itself; init_weights and the sources when the run starts)."""
+    train = config.train
+    checks = [
+        *_model_checks(config.model),
+        *_data_checks(config.data),
+        *_optimiser_checks(train),
+        *_sample_checks(train, config.data),
+        *_loss_weight_checks(
+            "train",
+            {
+                "l1_weight": train.l1_weight,
+                "ssim_weight": train.ssim_weight,
+                "alpha_weight": train.alpha_weight,
+                "colour_weight": train.colour_weight,
+            },
+        ),
+        *_schedule_checks(train),
+        *_paper_checks(config.paper),
+        *_loss_weight_checks(
+            "paper", {"gan_weight": config.paper.gan_weight, "l1_weight": config.paper.l1_weight}
+        ),
     ]
     for ok, key, message in checks:
         if not ok:
@@ -314,3 +436,35 @@ def config_from_dict(raw: dict[str, Any], path: str | Path = "<config>") -> Conf
         )
     _check_values(config, str(path))
     return config
+
+
+#: Keys a resumed run may change: how long it runs and how it is watched and loaded, not
+#: what it learns (the budget stretches the cosine schedule, which is what extending a run
+#: means). Any other key must be the run's own.
+RESUME_FREE_KEYS = frozenset(
+    {
+        "train.max_minutes",
+        "train.max_steps",
+        "train.val_every_minutes",
+        "train.val_every_steps",
+        "train.checkpoint_every_minutes",
+        "train.log_every_steps",
+        "train.num_workers",
+        "train.threads",
+    }
+)
+
+
+def training_differences(run_config: dict[str, Any], config: Config) -> list[str]:
+    """The keys (table.key) of `config` that would train otherwise than `run_config` (a
+    run's Config.to_dict()), each with both values; keys the run's config lacks (it predates
+    them) count as their defaults."""
+    defaults = Config().to_dict()
+    differences = []
+    for table, values in config.to_dict().items():
+        for key, value in values.items():
+            name = f"{table}.{key}"
+            was = run_config.get(table, {}).get(key, defaults[table][key])
+            if name not in RESUME_FREE_KEYS and was != value:
+                differences.append(f"{name} {value!r} (the run's: {was!r})")
+    return differences

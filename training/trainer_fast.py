@@ -18,6 +18,7 @@ Run: python -m training.trainer_fast --config training/configs/fast.toml --out r
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import math
@@ -55,6 +56,7 @@ from training.checkpoint import (
     load_module_state,
     prepare_run_folder,
     read_checkpoint,
+    removed_if_left_empty,
     reported_as_write_error,
     save_checkpoint,
 )
@@ -298,16 +300,46 @@ def start_run(config: Config, out: Path, resume: bool, max_minutes: float | None
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
         torch.set_num_threads(config.train.threads)
-    torch.manual_seed(config.train.seed)  # same initial weights on every rank
     return Run(config, out, device, rank, world_size, budget_s=minutes * 60.0)
+
+
+def seeded_for_init(config: Config) -> None:
+    """Seed torch before the networks are built: their initial weights follow train.seed,
+    the same on every rank and on every run of the config."""
+    torch.manual_seed(config.train.seed)
+
+
+def leaves_no_empty_run_folder(train: Callable[..., dict]) -> Callable[..., dict]:
+    """A trainer `train(config, out, ...)` that removes the run folder it made when it fails
+    before writing anything there (checkpoint.removed_if_left_empty)."""
+
+    @functools.wraps(train)
+    def train_and_tidy(config: Config, out: str | Path, **kwargs: Any) -> dict:
+        with removed_if_left_empty(Path(out)):
+            return train(config, out, **kwargs)
+
+    return train_and_tidy
+
+
+def resume_state(run: Run) -> dict[str, Any]:
+    """The run's checkpoint, checked to be continued by run.config (read_checkpoint)."""
+    path = run.out / CHECKPOINT_NAME
+    state = read_checkpoint(path, run.config)
+    if "config" not in state and run.main:
+        print(
+            f"warning: {path} was written before checkpoints recorded their config: "
+            f"{run.config.path} cannot be checked against the run's",
+            file=sys.stderr,
+        )
+    return state
 
 
 def budget_minutes(config: Config, max_minutes: float | None) -> float:
     """The time budget: the config's, or --max-minutes (checked as the config's is)."""
     if max_minutes is None:
         return config.train.max_minutes
-    if not max_minutes >= 0:  # NaN too
-        raise ConfigError(f"--max-minutes must be >= 0, got {max_minutes}")
+    if not (max_minutes >= 0 and math.isfinite(max_minutes)):  # NaN too
+        raise ConfigError(f"--max-minutes must be >= 0 and finite, got {max_minutes}")
     if max_minutes == 0 and config.train.max_steps == 0:
         raise ConfigError(
             f"--max-minutes 0 (no time limit) and {config.path}: train.max_steps 0 (no step "
@@ -637,6 +669,8 @@ class TrainLoop:
         state = {
             "model_name": self.config.model.name,
             "arch": self.config.model.arch,
+            "config": self.config.to_dict(),  # what a resume must continue with
+            "config_file": self.config.path,
             "step": self.step,
             "val_step": self._val_step,
             "last_val": self._last_val,
@@ -760,6 +794,7 @@ def validate_fast(net: nn.Module, val_set: SmokeDataset, config: Config, device)
     }
 
 
+@leaves_no_empty_run_folder
 def train_fast(
     config: Config,
     out: str | Path,
@@ -771,13 +806,12 @@ def train_fast(
     """Train the `fast` model per `config` into `out`; returns the run summary."""
     if config.model.name != "fast":
         raise ConfigError(f"{config.path}: model.name is '{config.model.name}', not 'fast'")
+    seeded_for_init(config)
     net = build_network("fast", config.model.arch)  # bad arch fails here, before data
+    if not resume:
+        init_from_weights(net, config)  # before the run folder is made
     run = start_run(config, Path(out), resume, max_minutes)
-    state = None
-    if resume:
-        state = read_checkpoint(run.out / CHECKPOINT_NAME, "fast", config.model.arch)
-    else:
-        init_from_weights(net, config)
+    state = resume_state(run) if resume else None
     frames = frames if frames is not None else load_frames(config.data)
     net = net.to(run.device)
     optimizer = torch.optim.AdamW(

@@ -20,17 +20,19 @@ from torch import nn
 
 from engine.models import build_network
 from engine.models.paper_unet import PAPER_STRIDE
-from training.checkpoint import CHECKPOINT_NAME, read_checkpoint
 from training.config import Config, ConfigError
 from training.data import FrameSet, SmokeDataset, load_frames
 from training.patchgan import PatchGAN
 from training.trainer_fast import (
     TrainLoop,
     init_from_weights,
+    leaves_no_empty_run_folder,
     psnr_batch,
     restore_run,
+    resume_state,
     run_cli,
     run_loop,
+    seeded_for_init,
     start_run,
     val_dataset,
 )
@@ -84,6 +86,7 @@ def validate_paper(generator: nn.Module, val_set: SmokeDataset, device) -> dict[
     return {"psnr": sum(restored) / len(restored), "psnr_identity": sum(identity) / len(identity)}
 
 
+@leaves_no_empty_run_folder
 def train_paper(
     config: Config,
     out: str | Path,
@@ -97,15 +100,14 @@ def train_paper(
         raise ConfigError(f"{config.path}: model.name is '{config.model.name}', not 'paper'")
     if config.train.crop % PAPER_STRIDE:
         raise ConfigError(f"{config.path}: train.crop must be a multiple of {PAPER_STRIDE}")
+    seeded_for_init(config)
     generator = build_network("paper", config.model.arch)  # bad arch fails before data
     use_dark = bool(config.model.arch.get("use_dark_channel", True))
     discriminator = PatchGAN(4 if use_dark else 3, ndf=config.paper.ndf)
+    if not resume:
+        init_from_weights(generator, config)  # before the run folder is made
     run = start_run(config, Path(out), resume, max_minutes)
-    state = None
-    if resume:
-        state = read_checkpoint(run.out / CHECKPOINT_NAME, "paper", config.model.arch)
-    else:
-        init_from_weights(generator, config)
+    state = resume_state(run) if resume else None
     frames = frames if frames is not None else load_frames(config.data)
     generator, discriminator = generator.to(run.device), discriminator.to(run.device)
     paper = config.paper
