@@ -23,7 +23,12 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--config", required=True, type=Path, help="training config (TOML)")
     parser.add_argument("-o", "--out", type=Path, help="run folder (default: runs/CONFIG-NAME)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/checkpoint.pt with the run's own config (its time budget "
+        "and intervals may change)",
+    )
     parser.add_argument(
         "--max-minutes", type=float, default=None, metavar="M", help="time budget override"
     )
