@@ -34,6 +34,8 @@ from desmoke_app.gui.workers import Latest, ProcessedFrame, _one_line
 MILLISECOND = Fraction(1, 1000)
 #: How often a running recording checks that its folder is still there (ms).
 FOLDER_CHECK_MS = 1000
+#: A frame up this many frame intervals at the stop (a paused view) is written again then.
+HOLD_INTERVALS = 2
 
 
 @dataclass
@@ -77,6 +79,7 @@ class Recorder(QObject):
         self._writer = None
         self._started_at = 0.0
         self._origin: float | None = None  # when the first recorded frame was shown
+        self._last: tuple[float, ProcessedFrame] | None = None  # written last, when shown
         # A child: it moves to the recorder's thread with it, and fires there.
         self._folder_check = QTimer(self)
         self._folder_check.setInterval(FOLDER_CHECK_MS)
@@ -136,7 +139,7 @@ class Recorder(QObject):
             self.failed.emit(_one_line(error, f"cannot record to {request.output}"))
             return
         self._request = request
-        self._started_at, self._origin = time.monotonic(), None
+        self._started_at, self._origin, self._last = time.monotonic(), None, None
         self.inbox.clear()
         self.inbox.dropped = 0
         if request.shown is not None:  # before any frame processed from now on can come
@@ -156,10 +159,14 @@ class Recorder(QObject):
             return
         if self._origin is None:
             self._origin = seen_at  # the file starts with its first frame
+        self._write(seen_at, frame)
+
+    def _write(self, seen_at: float, frame: ProcessedFrame) -> None:
         try:
             self._writer.write(
                 frame.original, frame.dark_channel, frame.desmoked, time=seen_at - self._origin
             )
+            self._last = (seen_at, frame)
         except Exception as error:  # noqa: BLE001 - shown in the window, the app goes on
             # A folder gone is the cause to name (the encoder opens its file only with its
             # first packet, which then fails with a bare "No such file or directory").
@@ -198,8 +205,10 @@ class Recorder(QObject):
             return
         self._recording.clear()
         self._drain()  # the newest frame, if it has not been written yet
+        if self._writer is not None:
+            self._hold_last_frame(time.monotonic())
         if self._writer is None:
-            return  # writing it failed: reported, nothing left behind
+            return  # writing failed: reported, nothing left behind
         writer, request, dropped = self._writer, self._request, self.inbox.dropped
         seconds = time.monotonic() - self._started_at
         self._end()
@@ -209,6 +218,17 @@ class Recorder(QObject):
             self.failed.emit(saved)
         else:
             self.finished.emit(RecordingReport(saved, writer.frames_written, dropped, seconds))
+
+    def _hold_last_frame(self, stopped_at: float) -> None:
+        """Write the frame on screen once more at the stop where it has been up for more
+        than HOLD_INTERVALS frame intervals (a paused view): the file then lasts as long as
+        the recording did, not to the last frame's time plus one interval (a paused 10 s
+        recording as a one-frame clip)."""
+        if self._last is None:
+            return
+        shown_at, frame = self._last
+        if stopped_at - shown_at > HOLD_INTERVALS / self._request.fps:
+            self._write(stopped_at, frame)
 
     def _abort(self) -> None:
         """End the recording, its file removed."""
