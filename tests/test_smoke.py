@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import tomllib
 from pathlib import Path
 
 import av
@@ -11,7 +13,9 @@ import pytest
 
 from engine.restore import composite
 from tests.frames import write_video
+from training.config import ConfigError, config_from_dict, load_config
 from training.smoke import (
+    _FIELD_BOUNDS,
     SmokeConfig,
     SmokeSynthesizer,
     bright_grey_mask,
@@ -262,6 +266,107 @@ def test_config_rejects_bad_ranges() -> None:
         SmokeConfig(instrument_grey=(0.8, 0.2))
     with pytest.raises(ValueError, match="white_balance_probability"):
         SmokeConfig(white_balance_probability=1.5)
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ({"haze": [0.0, 1.5]}, "haze must be in [0, 1], got (0.0, 1.5)"),
+        ({"haze": [-0.1, 0.2]}, "haze must be in [0, 1], got (-0.1, 0.2)"),
+        ({"zoom": [0.0, 2.0]}, "zoom must be > 0, got (0.0, 2.0)"),
+        ({"anisotropy": [-1.0, 3.0]}, "anisotropy must be > 0, got (-1.0, 3.0)"),
+        ({"gamma": [0.0, 1.6]}, "gamma must be > 0, got (0.0, 1.6)"),
+        ({"lacunarity": 1.0}, "lacunarity must be > 1, got 1.0"),
+        ({"gain": -0.5}, "gain must be in [0, 1], got -0.5"),
+        ({"gain": 1.5}, "gain must be in [0, 1], got 1.5"),
+        ({"colour_white": [1.2, 1.0, 1.0]}, "colour_white must be in [0, 1], got (1.2, 1.0, 1.0)"),
+        ({"colour_brightness": [0.5, 1.2]}, "colour_brightness must be in [0, 1]"),
+        ({"tint": [0.0, 1.5]}, "tint must be in [0, 1], got (0.0, 1.5)"),
+        ({"softness": [-1.0, 3.5]}, "softness must be >= 0, got (-1.0, 3.5)"),
+        ({"plume_scale": [0.0, 0.7]}, "plume_scale must be > 0, got (0.0, 0.7)"),
+        ({"edge_fade_width": [0.0, 0.6]}, "edge_fade_width must be in [0, 0.5]"),
+        ({"speckle": [-0.1, 0.06]}, "speckle must be >= 0, got (-0.1, 0.06)"),
+        ({"speckle_cells": 1_000_000}, "speckle_cells must be in [1, 4096], got 1000000"),
+        ({"white_balance": [0.0, 1.25]}, "white_balance must be > 0, got (0.0, 1.25)"),
+        ({"darken": [0.0, 1.0]}, "darken must be > 0, got (0.0, 1.0)"),
+        ({"blur_sigma": [-1.0, 1.5]}, "blur_sigma must be in [0, 100], got (-1.0, 1.5)"),
+        ({"blur_sigma": [0.5, 1e6]}, "blur_sigma must be in [0, 100], got (0.5, 1000000.0)"),
+        ({"instrument_thickness": [0.0, 0.12]}, "instrument_thickness must be in (0, 1]"),
+        ({"instrument_thickness": [0.5, 2.0]}, "instrument_thickness must be in (0, 1]"),
+        ({"drift": [-1.0, 2.0]}, "drift must be >= 0, got (-1.0, 2.0)"),
+        ({"evolution": [-0.1, 0.08]}, "evolution must be >= 0, got (-0.1, 0.08)"),
+        # Every (low, high) range is in order, not only the ones checked before.
+        *(
+            ({name: [high, low]}, f"{name} range must be (low, high) with low <= high")
+            for name, low, high in (
+                ("colour_brightness", 0.7, 1.0),
+                ("coverage", -1.5, 1.0),
+                ("softness", 0.8, 3.5),
+                ("plume_scale", 0.2, 0.7),
+                ("edge_fade_width", 0.0, 0.15),
+                ("speckle", 0.0, 0.06),
+                ("hue_shift_deg", -10.0, 10.0),
+                ("blur_sigma", 0.5, 1.5),
+                ("drift", 0.3, 2.0),
+                ("evolution", 0.02, 0.08),
+            )
+        ),
+        # The finest octave's lattice grows as lacunarity ** octaves: 20 would need terabytes.
+        ({"octaves": 20}, "octaves 20, lacunarity 1.84, zoom (0.4, 2.0) and anisotropy"),
+        ({"anisotropy": [1e-6, 3.0]}, "octaves 6, lacunarity 1.84, zoom (0.4, 2.0) and aniso"),
+    ],
+)
+def test_every_smoke_value_out_of_range_is_one_line_naming_the_key(
+    table: dict, message: str
+) -> None:
+    """The old checks let these through to a NumPy error, a memory blow-up or odd smoke."""
+    with pytest.raises(ConfigError) as error:
+        config_from_dict({"smoke": table}, "bad.toml")
+    text = str(error.value)
+    assert text.startswith(f"bad.toml: smoke: {message}") and "\n" not in text
+
+
+def test_every_smoke_field_has_a_bound_or_is_marked_free() -> None:
+    assert list(_FIELD_BOUNDS) == [f.name for f in dataclasses.fields(SmokeConfig)]
+
+
+def test_the_edges_of_every_bound_still_synthesise() -> None:
+    """The checks stop at what the synthesis can do: values on the edges give smoke."""
+    config = SmokeConfig(
+        octaves=8,  # 928 finest cells across, under the 1024 limit
+        gain=1.0,
+        haze=(1.0, 1.0),
+        haze_probability=1.0,
+        colour_brightness=(0.0, 1.0),
+        softness=(0.0, 0.0),
+        coverage=(-10.0, 10.0),
+        edge_fade_width=(0.5, 0.5),
+        speckle_cells=4096,
+        hue_shift_deg=(-720.0, 720.0),
+        blur_sigma=(0.0, 100.0),
+        instrument_probability=1.0,
+        instrument_thickness=(1.0, 1.0),
+        augment_probability=1.0,
+        drift=(0.0, 0.0),
+        evolution=(0.0, 0.0),
+    )
+    frames = [_frame(48, 64, seed=i) for i in range(2)]
+    for sample in SmokeSynthesizer(config).clip(frames, seed=4):
+        assert np.isfinite(sample.smoky).all() and 0.0 <= sample.smoky.min()
+        assert sample.smoky.max() <= 1.0
+    sample = SmokeSynthesizer(config).sample(frames[0], np.random.default_rng(2))
+    assert np.isfinite(sample.alpha).all()
+
+
+SHIPPED_CONFIGS = sorted((Path(__file__).parents[1] / "training" / "configs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_smoke_table_still_loads(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DESMOKE_DATA", "/data")
+    smoke = load_config(path).smoke
+    for key, value in tomllib.loads(path.read_text()).get("smoke", {}).items():
+        assert getattr(smoke, key) == (tuple(value) if isinstance(value, list) else value)
 
 
 def test_white_balance_casts_the_clear_frame_and_stays_off_by_default() -> None:

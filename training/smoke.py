@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Iterator
+import typing
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,29 +97,104 @@ class SmokeConfig:
     evolution: Range = (0.02, 0.08)  # clip: lattice slices per frame (shape change)
 
     def __post_init__(self) -> None:
-        if self.octaves < 1:
-            raise ValueError(f"octaves must be >= 1, got {self.octaves}")
-        if self.speckle_cells < 1:
-            raise ValueError(f"speckle_cells must be >= 1, got {self.speckle_cells}")
-        ranges = ("density", "haze", "zoom", "anisotropy", "darken", "gamma", "tint")
-        ranges += ("white_balance",)
-        for name in (*ranges, "instrument_grey", "instrument_thickness"):
-            low, high = getattr(self, name)
-            if not low <= high:
-                raise ValueError(f"{name} range must be (low, high), got {(low, high)}")
-        if not (0.0 <= self.density[0] and self.density[1] <= 1.0):
-            raise ValueError(f"density must lie in [0, 1], got {self.density}")
-        for name in (
-            "haze_probability",
-            "plume_probability",
-            "augment_probability",
-            "avoid_bright_probability",
-            "instrument_probability",
-            "tint_probability",
-            "white_balance_probability",
-        ):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        for name in _FIELD_BOUNDS:
+            _check_field(name, getattr(self, name))
+        _check_finest_lattice(self)
+
+
+#: A bound on every number of a field: the words an error shows, and the test (written as
+#: what is allowed, so NaN fails it).
+Bound = tuple[str, Callable[[float], bool]]
+
+_UNIT: Bound = ("in [0, 1]", lambda v: 0.0 <= v <= 1.0)
+_POSITIVE: Bound = ("> 0", lambda v: v > 0.0)
+_NON_NEGATIVE: Bound = (">= 0", lambda v: v >= 0.0)
+_FREE: Bound = ("anything", lambda v: True)
+
+#: Every SmokeConfig field, once, with what the synthesis can do with each of its numbers
+#: (each end of a range, each channel of a colour). Ranges must also have low <= high.
+_FIELD_BOUNDS: dict[str, Bound] = {
+    "octaves": (">= 1", lambda v: v >= 1),  # at most: _check_finest_lattice
+    # Each octave finer than the last is what fBm is; at 1 or below the "fine" octaves
+    # would be as coarse or coarser (and 0 divides by 0).
+    "lacunarity": ("> 1", lambda v: v > 1.0),
+    # Each octave's weight relative to the last: below 0 the weights can sum to 0 (the
+    # field is divided by the sum); above 1 fine noise outweighs the low-frequency plumes.
+    "gain": _UNIT,
+    "density": _UNIT,
+    "haze_probability": _UNIT,
+    "haze": _UNIT,  # an opacity: above 1 the whole frame turns opaque, below 0 it is skipped
+    "colour_white": _UNIT,  # RGB: the smoke colour is clipped to [0, 1]
+    "colour_yellow": _UNIT,
+    "colour_brightness": _UNIT,
+    "tint_probability": _UNIT,
+    "tint": _UNIT,  # a chroma: an RGB distance
+    "zoom": _POSITIVE,  # drawn log-uniformly
+    # The angle is drawn in [0, pi): below 1 the cell is elongated across it instead.
+    "anisotropy": _POSITIVE,
+    "coverage": _FREE,  # a threshold in standard deviations: beyond ~4, all smoke or none
+    "softness": _NON_NEGATIVE,  # 0: a hard edge
+    "plume_probability": _UNIT,
+    "plume_scale": _POSITIVE,  # a Gaussian's sigma: 0 divides by 0
+    "edge_fade": _FREE,
+    # Each side's ramp; at 0.5 the ramps meet in the middle, beyond it no pixel is opaque.
+    "edge_fade_width": ("in [0, 0.5]", lambda v: 0.0 <= v <= 0.5),
+    "augment_probability": _UNIT,
+    "speckle": _NON_NEGATIVE,  # a standard deviation
+    # A cell per pixel of a 4K frame's short side (2160) is per-pixel noise already; a
+    # larger grid would only fill memory.
+    "speckle_cells": ("in [1, 4096]", lambda v: 1 <= v <= 4096),
+    "hue_shift_deg": _FREE,  # hue is cyclic
+    "white_balance_probability": _UNIT,
+    "white_balance": _POSITIVE,  # channel gains: 0 would black out a channel
+    "darken": _POSITIVE,  # a brightness factor: 0 would black out the frame
+    "gamma": _POSITIVE,  # x ** 0 is white; a negative power inverts the frame
+    # In pixels: at 100 a 720p frame is a smear already, and cv2's kernel grows with
+    # sigma until it exhausts memory.
+    "blur_sigma": ("in [0, 100]", lambda v: 0.0 <= v <= 100.0),
+    "avoid_bright_probability": _UNIT,
+    "instrument_probability": _UNIT,
+    "instrument_grey": _UNIT,
+    "instrument_thickness": ("in (0, 1]", lambda v: 0.0 < v <= 1.0),  # of the short side
+    "drift": _NON_NEGATIVE,  # a speed: the heading is drawn apart
+    "evolution": _NON_NEGATIVE,  # a rate: below 0 the same change would run backwards
+}
+
+_RANGE_FIELDS = frozenset(
+    name for name, hint in typing.get_type_hints(SmokeConfig).items() if hint == Range
+)
+
+#: Most cells of the finest octave's lattice across the frame (about 4x the default's):
+#: the lattices fbm_field allocates grow as its square, whatever the frame size.
+MAX_FINEST_CELLS = 1024.0
+
+
+def _check_field(name: str, value: typing.Any) -> None:
+    if name in _RANGE_FIELDS and not value[0] <= value[1]:
+        raise ValueError(f"{name} range must be (low, high) with low <= high, got {value}")
+    words, allowed = _FIELD_BOUNDS[name]
+    if not all(allowed(v) for v in (value if isinstance(value, tuple) else (value,))):
+        raise ValueError(f"{name} must be {words}, got {value}")
+
+
+def _check_finest_lattice(config: SmokeConfig) -> None:
+    """octaves, lacunarity, zoom and anisotropy together set the finest lattice's size:
+    3 / zoom cells across the frame at the first octave (fbm_field's cell), times
+    lacunarity per octave, times sqrt(elongation) along the plume. Logs: no overflow."""
+    elongation = max(config.anisotropy[1], 1.0 / config.anisotropy[0])
+    log_cells = (
+        math.log(3.0 / config.zoom[0])
+        + 0.5 * math.log(elongation)
+        + (config.octaves - 1) * math.log(config.lacunarity)
+    )
+    if log_cells > math.log(MAX_FINEST_CELLS):
+        cells = math.exp(log_cells) if log_cells < 700.0 else math.inf
+        raise ValueError(
+            f"octaves {config.octaves}, lacunarity {config.lacunarity}, zoom {config.zoom} "
+            f"and anisotropy {config.anisotropy} make the finest noise {cells:.3g} cells "
+            f"across the frame, at most {MAX_FINEST_CELLS:.0f}: fewer octaves, a smaller "
+            "lacunarity, a larger zoom or less anisotropy"
+        )
 
 
 @dataclass
