@@ -280,12 +280,21 @@ def test_a_fresh_image_that_does_not_load_is_not_compiled_again(
     assert driver.contexts_held == 0  # the device's context is released with the error
 
 
-def test_a_module_closes_once(fake_cuda, monkeypatch) -> None:
+def test_a_module_closes_once_from_any_thread(fake_cuda, monkeypatch) -> None:
+    """Closed on a thread that never used it, the module's context is made current there
+    for the unload (a review found a null context set instead)."""
+    import threading
+
     driver = FakeDriver(loadable=b"compiled kernels")
+    made_current = []
+    driver.cuCtxSetCurrent = lambda context: (made_current.append(context), (0,))[1]
     module = module_on(monkeypatch, driver)
     assert driver.contexts_held == 1
+    closer = threading.Thread(target=module.close)
+    closer.start()
+    closer.join()
     module.close()
-    module.close()
+    assert made_current[-1] == "context"
     assert driver.contexts_held == 0 and driver.unloaded == ["module"]
 
 

@@ -243,3 +243,35 @@ def test_app_model_without_shipped_weights_gets_the_apps_advice(capsys, monkeypa
     assert "pass them as --model W.safetensors" in error and "weights=" not in error
     assert error.endswith("or use --model fast or dcp")
     assert parse_args(["--model", "dcp"]).model == "dcp"
+
+
+APP_WITH_A_BUSY_PROCESSOR = """
+import functools, sys, time
+from PySide6.QtCore import QTimer
+from desmoke_app.gui import main, workers
+
+# The processor busy for 3 s when the app quits (as building a TensorRT engine is), and a
+# stop that gives up after 0.2 s instead of 8.
+workers.WorkerThreads.stop = functools.partialmethod(workers.WorkerThreads.stop, 200)
+made = workers.WorkerThreads.__init__
+
+
+def made_then_busy(self):
+    made(self)
+    QTimer.singleShot(0, self.processor, lambda: time.sleep(3))
+
+
+workers.WorkerThreads.__init__ = made_then_busy
+sys.exit(main.main(sys.argv[1:]))
+"""
+
+
+def test_a_worker_that_does_not_stop_in_time_does_not_abort_the_exit(tmp_path) -> None:
+    """A review: a QThread destroyed while it runs aborts the process (rc 134, 'QThread:
+    Destroyed while thread is still running'); the app now exits with its own code."""
+    shot = tmp_path / "shot.png"
+    args = ("--screenshot", str(shot), "--after", "0.5")
+    done = run_script(APP_WITH_A_BUSY_PROCESSOR, *args, tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "did not stop in time" in done.stderr and "Destroyed while" not in done.stderr
+    assert shot.read_bytes().startswith(b"\x89PNG")

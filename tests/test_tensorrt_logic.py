@@ -29,7 +29,7 @@ from engine.backends.tensorrt_backend import (
     sidecar_problems,
 )
 from engine.models import build_network, default_config, save_weights
-from engine.models.onnx_export import export_onnx
+from engine.models.onnx_export import exported_onnx
 from training.build_engine import (
     BuildError,
     build_serialized,
@@ -69,13 +69,13 @@ def fast_network() -> torch.nn.Module:
 def test_onnx_for_the_engine_is_valid_and_matches_torch(fast_network, fp16, tmp_path) -> None:
     """What build-engine exports from .safetensors (fp16 for TensorRT 11) passes onnx's
     checker, declares the I/O types a strongly typed build takes, and computes the model."""
-    path = export_onnx(fast_network, tmp_path / "model.onnx", fp16=fp16)
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
-    info = onnx_info(path.read_bytes(), str(path))
+    model = exported_onnx(fast_network, fp16=fp16)
+    onnx.checker.check_model(onnx.load_from_string(model), full_check=True)
+    info = onnx_info(model, "model.onnx")
     assert info.input_dtype == ("float16" if fp16 else "float32")
     assert info.output_names == ("alpha", "colour") and info.channels == 4
     x = np.random.default_rng(0).random((1, 4, 64, 112), dtype=np.float32)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     outputs = session.run(None, {info.input_name: x.astype(np.float16 if fp16 else np.float32)})
     with torch.no_grad():
         expected = fast_network(torch.from_numpy(x))
@@ -380,7 +380,8 @@ def test_backend_unavailable_with_a_reason_and_auto_passes_it_over() -> None:
 
 @pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed")
 def test_build_engine_cli_without_tensorrt_fails_cleanly(fast_network, tmp_path, capsys) -> None:
-    onnx_path = export_onnx(fast_network, tmp_path / "m.onnx")
+    onnx_path = tmp_path / "m.onnx"
+    onnx_path.write_bytes(exported_onnx(fast_network))
     engine = tmp_path / "m.engine"
     assert main(["build-engine", str(onnx_path), "-o", str(engine), "--fp16"]) == 1
     err = capsys.readouterr().err.strip()

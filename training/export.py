@@ -33,7 +33,7 @@ class ExportError(ValueError):
 
 def _check_shape(model_name: str) -> tuple[int, int]:
     stride = network_stride(model_name)
-    return (256, 512) if stride >= 256 else (224, 384)  # not export_onnx's tracing sample
+    return (256, 512) if stride >= 256 else (224, 384)  # not exported_onnx's tracing sample
 
 
 def onnx_outputs(model: bytes, x: np.ndarray) -> list[np.ndarray]:

@@ -75,11 +75,11 @@ def screenshot_path(text: str) -> Path:
         raise argparse.ArgumentTypeError(
             f"{text}: not an image file name (end it in {', '.join('.' + s for s in writable)})"
         )
-    if not path.parent.is_dir():
+    if not os.path.isdir(path.parent):  # Path.is_dir raises on a name too long (3.11)
         raise argparse.ArgumentTypeError(f"{text}: no folder {path.parent}")
     if name_too_long(path):
         raise argparse.ArgumentTypeError(f"{text}: the file name is too long")
-    if path.is_dir():
+    if os.path.isdir(path):
         raise argparse.ArgumentTypeError(f"{text}: is a folder")
     if not os.access(path.parent, os.W_OK):
         raise argparse.ArgumentTypeError(f"{text}: cannot write to the folder {path.parent}")
@@ -145,10 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     if ICON.is_file():
         app.setWindowIcon(QIcon(str(ICON)))
     window = MainWindow()
+    code = 1  # where start-up raises
     try:
-        return _run(app, window, args)
+        code = _run(app, window, args)
+        return code
     finally:
-        _tear_down(window)
+        if not _tear_down(window):
+            _exit_now(code)
 
 
 def _run(app, window, args: argparse.Namespace) -> int:
@@ -172,10 +175,11 @@ def _run(app, window, args: argparse.Namespace) -> int:
     return app.exec()
 
 
-def _tear_down(window) -> None:
+def _tear_down(window) -> bool:
     """Stop the worker threads (already done where the app quit; not where start-up
     raised) and delete the window now, while the interpreter is whole. Qt then deletes its
-    widgets and plot items in its own order, each parent before its children.
+    widgets and plot items in its own order, each parent before its children. False where
+    a worker thread is still running.
 
     Left alive (the aboutToQuit connection and the screenshot timer refer to it), the
     window was deleted by PySide's clean-up at interpreter exit, which deletes the objects
@@ -185,7 +189,22 @@ def _tear_down(window) -> None:
     import shiboken6
 
     window.shutdown()
+    stopped = not window.workers.still_running
     shiboken6.delete(window)
+    return stopped
+
+
+def _exit_now(code: int) -> None:
+    """Exit without Python's clean-up: a worker thread that did not stop in time (a
+    processor busy building a TensorRT engine) aborts the process when its QThread is
+    destroyed, which that clean-up would do."""
+    print(
+        "desmoke-app: a worker thread did not stop in time; exiting without waiting for it",
+        file=sys.stderr,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _screenshot(window, path: Path) -> None:

@@ -720,6 +720,11 @@ class WorkerThreads:
             thread.start()
             self._threads.append(thread)
 
+    @property
+    def still_running(self) -> bool:
+        """Whether a thread stop() gave up on is still running."""
+        return any(thread.isRunning() for thread in self._still_running)
+
     def stop(self, timeout_ms: int = 8000) -> None:
         if not self._threads:
             return
@@ -734,6 +739,7 @@ class WorkerThreads:
             if not thread.wait(timeout_ms):
                 log.warning("%s did not stop in time", thread.objectName())
                 # A QThread destroyed while it runs aborts the process (a processor still
-                # building a TensorRT engine): kept referenced until it ends.
+                # building a TensorRT engine): kept referenced; desmoke-app's main exits
+                # without Python's clean-up while one runs.
                 self._still_running.append(thread)
         self._threads = []

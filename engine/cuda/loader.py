@@ -240,6 +240,7 @@ class CudaModule:
         check_driver(driver.cuInit(0), "cuInit")
         self.device = check_driver(driver.cuDeviceGet(device_index), "cuDeviceGet")
         self.module: Any = None
+        self._released = False
         self.context = check_driver(
             driver.cuDevicePrimaryCtxRetain(self.device), "cuDevicePrimaryCtxRetain"
         )
@@ -337,15 +338,16 @@ class CudaModule:
 
     def close(self) -> None:
         """Unload the kernels and release the device's primary context; once."""
-        context, self.context = self.context, None
-        if context is None:
+        if self._released:
             return
+        self._released = True
         try:
             if self.module is not None:
-                self.make_current()
+                self.make_current()  # the context is still there to make current
                 check_driver(self._driver.cuModuleUnload(self.module), "cuModuleUnload")
         finally:
             self.module = None
+            self.context = None
             check_driver(
                 self._driver.cuDevicePrimaryCtxRelease(self.device), "cuDevicePrimaryCtxRelease"
             )

@@ -5,13 +5,10 @@ from __future__ import annotations
 import copy
 import io
 import warnings
-from pathlib import Path
 
 import onnx
 import torch
 from torch import nn
-
-from engine.files import write_atomically
 
 #: Height and width are dynamic; the working resolution is chosen at run time.
 INPUT_NAME = "input"
@@ -55,18 +52,3 @@ def exported_onnx(
     model = buffer.getvalue()
     onnx.checker.check_model(onnx.load_from_string(model))
     return model
-
-
-def export_onnx(
-    network: nn.Module,
-    path: str | Path,
-    *,
-    sample_shape: tuple[int, int] = (256, 448),
-    fp16: bool = False,
-    opset: int = 17,
-) -> Path:
-    """exported_onnx written to `path` (folders created), whole or not at all."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model = exported_onnx(network, sample_shape=sample_shape, fp16=fp16, opset=opset)
-    return write_atomically(path, model)

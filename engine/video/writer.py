@@ -189,7 +189,8 @@ def _copy_of(packet: av.Packet) -> av.Packet:
     copy.pts, copy.dts, copy.duration = packet.pts, packet.dts, packet.duration
     copy.time_base = packet.time_base
     copy.is_keyframe = packet.is_keyframe
-    for side_data in packet.iter_sidedata():
+    # Side data (e.g. new extradata) travels too, where this PyAV can copy it (not 15).
+    for side_data in getattr(packet, "iter_sidedata", tuple)():
         copy.set_sidedata(side_data)
     return copy
 
