@@ -620,6 +620,7 @@ def test_a_capture_that_stops_sending_frames_is_lost(qtbot, window) -> None:
     assert window.message_bar.level == "error" and not window.is_playing
     assert window.statusBar().currentMessage() == ""  # no "end of the video"
     assert window.current is not None  # the last frame stays on screen
+    window.message_bar.hide()
     window.step(1)  # reading on finds nothing either: said the same way
     qtbot.waitUntil(lambda: window.message_bar.isVisible(), timeout=WAIT_MS)
     assert "stopped sending frames" in window.message_bar.text()
