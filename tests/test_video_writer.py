@@ -522,3 +522,27 @@ def test_frames_wider_than_h264_allows_say_so(tmp_path):
     ):
         Mp4Writer(out, fps=25, size=(64, 17000))
     assert_nothing_left(tmp_path)
+
+
+def test_crf_0_says_what_it_costs(tmp_path, caplog):
+    """QA: crf 0 (libx264 lossless) writes the High 4:4:4 Predictive profile, which many
+    players cannot open: the export goes on, and says so; crf 1 is plain High."""
+    profiles = {}
+    for crf in (0, 1):
+        out = tmp_path / f"crf{crf}.mp4"
+        with Mp4Writer(out, fps=25, size=(64, 48), crf=crf, encoder="libx264") as writer:
+            writer.write_image(np.full((48, 64, 3), 128, np.uint8))
+        with av.open(str(out)) as container:
+            profiles[crf] = container.streams.video[0].codec_context.profile
+    assert profiles == {0: "High 4:4:4 Predictive", 1: "High"}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "crf0.mp4: crf 0 is lossless, in H.264's High 4:4:4 Predictive profile, which many "
+        "players and hardware decoders cannot open (1 or more: the usual High profile)"
+    ]
+
+
+def test_nvenc_never_gets_cq_0():
+    """NVENC reads cq 0 as "automatic" quality: the best a crf asks of it is cq 1."""
+    assert writer_module._encoder_options("h264_nvenc", 0)["cq"] == "1"
+    assert writer_module._encoder_options("h264_nvenc", 20)["cq"] == "20"

@@ -52,7 +52,7 @@ def add_parser(subparsers) -> None:
         default=None,
         metavar="N",
         help="H.264 quality, 0-51: lower is better and larger (default 20; about 18 looks "
-        "lossless)",
+        "lossless; 0 is lossless, in a profile many players cannot open)",
     )
     parser.set_defaults(func=run)
 

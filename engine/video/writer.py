@@ -57,6 +57,8 @@ def _rate(fps: float | Fraction) -> Fraction:
 #: lossless). 20 suits viewing; pass a lower one for material to be measured or published.
 DEFAULT_CRF = 20
 MAX_CRF = 51
+#: libx264's crf 0: lossless, which needs the High 4:4:4 Predictive profile.
+LOSSLESS_CRF = 0
 
 
 def check_crf(crf: object) -> int:
@@ -78,8 +80,8 @@ DEFAULT_PRESET = "superfast"
 def _encoder_options(name: str, crf: int, preset: str = DEFAULT_PRESET) -> dict[str, str]:
     if name == "libx264":
         return {"crf": str(crf), "preset": preset}
-    if name == "h264_nvenc":
-        return {"preset": "p4", "rc": "vbr", "cq": str(crf)}
+    if name == "h264_nvenc":  # cq 0 is NVENC's "automatic", not its best: that is 1
+        return {"preset": "p4", "rc": "vbr", "cq": str(max(1, crf))}
     return {}
 
 
@@ -297,6 +299,13 @@ class Mp4Writer:
             self.encoder_name = pick_encoder(encoder, self._encoded_size, self._rate, crf, preset)
         except VideoWriteError as error:  # pick_encoder cannot name the file
             raise VideoWriteError(f"{self.path}: {error}") from None
+        if crf == LOSSLESS_CRF and self.encoder_name == "libx264":
+            log.warning(
+                "%s: crf %d is lossless, in H.264's High 4:4:4 Predictive profile, which many "
+                "players and hardware decoders cannot open (1 or more: the usual High profile)",
+                self.path.name,
+                crf,
+            )
         try:
             self._open(_encoder_options(self.encoder_name, crf, preset))
             if source is not None and copy_audio:
