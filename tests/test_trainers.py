@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -441,6 +442,30 @@ def test_resume_may_change_the_budget_and_how_the_run_is_watched(clip: Path, tmp
     assert (
         training["config"]["train"]["lr"] == 2e-3 and training["config"]["train"]["max_steps"] == 3
     )
+
+
+def test_a_run_resumes_from_a_moved_checkout_and_data_folder(
+    clip: Path, tmp_path: Path, monkeypatch
+):
+    """GPU machines are lent per session: the same config, resumed from a checkout at
+    another path with DESMOKE_DATA on another mount, continues the run; other sources do
+    not, and init_weights (read only by a new run) may change."""
+    for layout in ("data/clear", "repo/configs/clips"):
+        (tmp_path / "a" / layout).mkdir(parents=True)
+        shutil.copy(clip, tmp_path / "a" / layout / "tissue.mp4")
+    raw = tiny_config(clip, max_steps=2, val_every_steps=0)
+    raw["data"]["sources"] = ["${DESMOKE_DATA}/clear/tissue.mp4", "clips/tissue.mp4"]
+    monkeypatch.setenv("DESMOKE_DATA", str(tmp_path / "a" / "data"))
+    out = tmp_path / "run"
+    train_fast(config_from_dict(raw, tmp_path / "a" / "repo" / "configs" / "fast.toml"), out)
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    monkeypatch.setenv("DESMOKE_DATA", str(tmp_path / "b" / "data"))
+    moved = tmp_path / "b" / "repo" / "configs" / "fast.toml"
+    raw["train"].update(max_steps=3, init_weights="stage1.safetensors")
+    assert train_fast(config_from_dict(raw, moved), out, resume=True)["steps"] == 3
+    raw["data"]["sources"] = raw["data"]["sources"][:1]
+    with pytest.raises(CheckpointError, match=r"differs in data\.sources \['\$\{DESMOKE_DATA\}"):
+        train_fast(config_from_dict(raw, moved), out, resume=True)
 
 
 def test_a_checkpoint_from_before_recorded_configs_resumes_with_a_warning(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.pipeline import MIN_WORKING_SHORT_SIDE
-from training.config import ConfigError, config_from_dict, load_config
+from training.config import ConfigError, config_from_dict, load_config, training_differences
 from training.trainer_fast import budget_minutes
 
 
@@ -162,3 +162,51 @@ def test_a_relative_data_variable_is_taken_from_the_current_folder(
     monkeypatch.delenv("DESMOKE_DATA")
     with pytest.raises(ConfigError, match="names an unset environment variable, DESMOKE_DATA"):
         load_config(config)
+
+
+# ----------------------------------------------------------------------------- resume checks
+
+MOVED = {
+    "data": {"sources": ["${DESMOKE_DATA}/clear/a.mp4", "clips/b.mp4"]},
+    "train": {"init_weights": "stage1.safetensors"},
+}
+
+
+def moved_run(monkeypatch, raw: dict) -> list[str]:
+    """What a resume of a run of MOVED refuses: the run was started from /home/u/repo with
+    the data on /mnt/old, and is resumed with `raw` from /srv/repo with the data on /mnt/new
+    (GPU machines are lent per session)."""
+    monkeypatch.setenv("DESMOKE_DATA", "/mnt/old/data")
+    run = config_from_dict(MOVED, "/home/u/repo/configs/fast.toml").to_dict()
+    monkeypatch.setenv("DESMOKE_DATA", "/mnt/new/data")
+    return training_differences(run, config_from_dict(raw, "/srv/repo/configs/fast.toml"))
+
+
+def test_a_resume_compares_paths_as_written_not_where_they_now_lead(monkeypatch) -> None:
+    assert moved_run(monkeypatch, MOVED) == []
+
+
+def test_a_resume_with_other_sources_is_refused_naming_them_as_written(monkeypatch) -> None:
+    other = {**MOVED, "data": {"sources": ["${DESMOKE_DATA}/clear/a.mp4"]}}
+    assert moved_run(monkeypatch, other) == [
+        "data.sources ['${DESMOKE_DATA}/clear/a.mp4'] "
+        "(the run's: ['${DESMOKE_DATA}/clear/a.mp4', 'clips/b.mp4'])"
+    ]
+
+
+def test_init_weights_is_free_on_a_resume(monkeypatch) -> None:
+    """A resume starts from its checkpoint: init_weights is read only by a new run."""
+    other = {**MOVED, "train": {"init_weights": "/elsewhere/stage2.safetensors"}}
+    assert moved_run(monkeypatch, other) == []
+
+
+def test_a_run_config_without_paths_as_written_compares_resolved_paths(monkeypatch) -> None:
+    """Checkpoints written before paths_as_written: their paths can only be compared as
+    resolved, so they resume where the paths still lead to the same files."""
+    monkeypatch.setenv("DESMOKE_DATA", "/mnt/old/data")
+    run = config_from_dict(MOVED, "/home/u/repo/configs/fast.toml").to_dict()
+    del run["paths_as_written"]
+    assert training_differences(run, config_from_dict(MOVED, "/home/u/repo/configs/a.toml")) == []
+    monkeypatch.setenv("DESMOKE_DATA", "/mnt/new/data")
+    moved = config_from_dict(MOVED, "/home/u/repo/configs/a.toml")
+    assert [d.split()[0] for d in training_differences(run, moved)] == ["data.sources"]

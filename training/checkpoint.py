@@ -148,7 +148,8 @@ def _torch_save(state: dict[str, Any], file: _KeepsWriteError) -> None:
 def read_checkpoint(path: str | Path, config: Config) -> dict[str, Any]:
     """The state in `path`, checked to continue the run `config` describes: the same model
     and architecture, and (checkpoints that record it) the same training config but for
-    RESUME_FREE_KEYS."""
+    RESUME_FREE_KEYS, its paths as written (checkpoints that record them; earlier ones: as
+    resolved)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found (nothing to resume)")
@@ -177,8 +178,8 @@ def _check_same_training(path: Path, state: dict[str, Any], config: Config) -> N
         raise CheckpointError(
             f"{path}: the run was trained with {state.get('config_file', 'another config')}; "
             f"{config.path} differs in {', '.join(differences)}. Resume with the run's own "
-            "config (only the budget, validation, checkpoint and logging intervals, workers "
-            "and threads may change), or fine-tune in a new run: another --out, with "
+            "config (only the budget, validation, checkpoint and logging intervals, workers, "
+            "threads and init_weights may change), or fine-tune in a new run: another --out, with "
             f"train.init_weights = {path.parent / 'best.safetensors'}"
         )
 

@@ -9,7 +9,8 @@ a file names only what it changes; an unknown key or a value of the wrong type i
 naming the file and the key, raised before any data is read. Paths in [data] sources may
 use environment variables (`${DESMOKE_DATA}/clear/...`; a relative value of one that leads
 the path is taken from the current folder, as the shell that set it would); other relative
-paths are relative to the config file.
+paths are relative to the config file. The paths are kept as written too: a resume compares
+those, so a run continues from a moved checkout or data folder.
 """
 
 from __future__ import annotations
@@ -112,8 +113,13 @@ class Config:
     paper: PaperConfig = field(default_factory=PaperConfig)
     smoke: SmokeConfig = field(default_factory=SmokeConfig)
     path: str = ""  # the file it came from (not a key)
+    # The path-valued keys as the file wrote them, before ${VARIABLES} and the file's folder
+    # resolved them (not keys either): what a resume compares, so that a run continues from
+    # a moved checkout or data folder.
+    paths_as_written: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The tables, with resolved paths, and `paths_as_written`: plain types only."""
         out = dataclasses.asdict(self)
         out.pop("path")
         return out
@@ -426,6 +432,10 @@ def config_from_dict(raw: dict[str, Any], path: str | Path = "<config>") -> Conf
             raise ConfigError(f"{path}: {key}: unknown table (known: {', '.join(_TABLES)})")
         tables[key] = _build_table(_TABLES[key], value, f"{path}: {key}")
     config = Config(**tables, path=str(path))
+    config.paths_as_written = {
+        "data.sources": list(config.data.sources),
+        "train.init_weights": config.train.init_weights,
+    }
     base = path.parent
     config.data.sources = [
         _resolve_source(s, base, f"{path}: data.sources") for s in config.data.sources
@@ -440,9 +450,11 @@ def config_from_dict(raw: dict[str, Any], path: str | Path = "<config>") -> Conf
 
 #: Keys a resumed run may change: how long it runs and how it is watched and loaded, not
 #: what it learns (the budget stretches the cosine schedule, which is what extending a run
-#: means). Any other key must be the run's own.
+#: means), and init_weights (where a new run starts; a resume starts from its checkpoint).
+#: Any other key must be the run's own.
 RESUME_FREE_KEYS = frozenset(
     {
+        "train.init_weights",
         "train.max_minutes",
         "train.max_steps",
         "train.val_every_minutes",
@@ -458,13 +470,17 @@ RESUME_FREE_KEYS = frozenset(
 def training_differences(run_config: dict[str, Any], config: Config) -> list[str]:
     """The keys (table.key) of `config` that would train otherwise than `run_config` (a
     run's Config.to_dict()), each with both values; keys the run's config lacks (it predates
-    them) count as their defaults."""
-    defaults = Config().to_dict()
+    them) count as their defaults. Paths are compared as written where both configs
+    recorded them (a run's config from before paths_as_written: as resolved)."""
+    defaults, now = Config().to_dict(), config.to_dict()
+    run_paths = run_config.get("paths_as_written", {})
     differences = []
-    for table, values in config.to_dict().items():
-        for key, value in values.items():
+    for table in _TABLES:
+        for key, value in now[table].items():
             name = f"{table}.{key}"
             was = run_config.get(table, {}).get(key, defaults[table][key])
+            if name in run_paths and name in config.paths_as_written:
+                was, value = run_paths[name], config.paths_as_written[name]
             if name not in RESUME_FREE_KEYS and was != value:
                 differences.append(f"{name} {value!r} (the run's: {was!r})")
     return differences

@@ -272,7 +272,8 @@ def _logged_step(line: str) -> float:
 
 
 def start_run(config: Config, out: Path, resume: bool, max_minutes: float | None) -> Run:
-    """Check the output folder against --resume, set threads, seeds and (torchrun) DDP."""
+    """Check the output folder against --resume, make it, and set threads and (torchrun) DDP
+    (seeding: seeded_for_init)."""
     minutes = budget_minutes(config, max_minutes)
     out = Path(out)
     checkpoint = out / CHECKPOINT_NAME
