@@ -216,6 +216,41 @@ def corrupt_clip(
     return target
 
 
+def raw_packets(path: str | Path) -> list[int]:
+    """Byte positions of the packets (frames) of a raw stream, in decoding order."""
+    with av.open(str(path)) as container:
+        return [p.pos for p in container.demux(container.streams.video[0]) if p.size]
+
+
+def cut_raw_stream(source: str | Path, target: str | Path, packet: int) -> Path:
+    """Copy of raw stream `source` from its packet number `packet` on: a stream cut or
+    dumped mid-GOP, whose first packets reference frames (and parameter sets) it lacks."""
+    target = Path(target)
+    target.write_bytes(Path(source).read_bytes()[raw_packets(source)[packet] :])
+    return target
+
+
+#: FFmpeg tells a raw H.264 stream by its first 2 KB, and takes none with a bad slice there.
+H264_PROBE_BYTES = 2048
+
+
+def break_packet(source: str | Path, target: str | Path, packet: int) -> Path:
+    """Copy of raw H.264 stream `source` whose packet number `packet` does not decode: its
+    slice states a slice type that does not exist (10). It stays a packet of its own (the
+    parser splits frames by other fields); it must lie past H264_PROBE_BYTES."""
+    data = bytearray(Path(source).read_bytes())
+    position = raw_packets(source)[packet]
+    if position < H264_PROBE_BYTES:
+        raise ValueError(f"packet {packet} is within FFmpeg's probe of the stream")
+    nal = data.index(b"\0\0\1", position) + 3
+    while data[nal] & 0x1F not in (1, 5):  # to the slice, past parameter sets and SEI
+        nal = data.index(b"\0\0\1", nal) + 3
+    data[nal + 1] = 0b1_0001011  # first_mb_in_slice 0, slice_type 10 (Exp-Golomb codes)
+    target = Path(target)
+    target.write_bytes(bytes(data))
+    return target
+
+
 def damaged_clip(folder: Path, size: tuple[int, int] = (160, 96)) -> Path:
     """30 s of index frames (25 fps) whose middle bytes are noise (its index, at the front,
     is intact): frames decode to about 1.8 s, then none until about 26 s."""

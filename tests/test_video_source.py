@@ -15,7 +15,9 @@ import pytest
 
 from engine.video import FileSource, VideoError, VideoOpenError
 from tests.clips import (
+    break_packet,
     corrupt_clip,
+    cut_raw_stream,
     damaged_clip,
     make_index_clip,
     make_vfr_clip,
@@ -457,17 +459,21 @@ def test_missing_tail_tells_a_cut_short_file_from_rounding():
 
 
 # -- files that state no duration ------------------------------------------------------------
-def assert_seeks_exactly(source: FileSource, n_frames: int, seed: int) -> None:
-    """Random frames by index and by time, each followed by the next frame; the ends."""
+def assert_seeks_exactly(
+    source: FileSource, n_frames: int, seed: int, first_picture: int = 0
+) -> None:
+    """Random frames by index and by time, each followed by the next frame; the ends. Frame
+    i shows picture first_picture + i."""
     for index in random.Random(seed).sample(range(n_frames), 12) + [n_frames - 1, 0]:
+        picture = first_picture + index
         frame = source.seek_frame(index)
-        assert (frame.index, read_index(frame.rgb)) == (index, index)
+        assert (frame.index, read_index(frame.rgb)) == (index, picture)
         assert frame.time == pytest.approx(index / FPS)
         following = source.read()
         last = index == n_frames - 1
-        assert following is None if last else read_index(following.rgb) == index + 1
+        assert following is None if last else read_index(following.rgb) == picture + 1
         mid_frame = source.seek((index + 0.5) / FPS)
-        assert (mid_frame.index, read_index(mid_frame.rgb)) == (index, index)
+        assert (mid_frame.index, read_index(mid_frame.rgb)) == (index, picture)
     assert source.seek_frame(n_frames) is None
 
 
@@ -539,6 +545,72 @@ def test_a_raw_stream_with_open_gops_still_seeks_exactly(tmp_path, codec, suffix
     with FileSource(path) as source:
         assert source.frame_count == 60
         assert_seeks_exactly(source, 60, seed=7)
+
+
+@pytest.mark.parametrize("bframes", [0, 2])
+def test_a_raw_stream_cut_mid_gop_starts_at_its_first_keyframe(tmp_path, bframes):
+    """A raw stream cut (or dumped) mid-GOP: its first packets reference frames and
+    parameter sets it lacks, and do not decode. They are no frames of the video: frames
+    count from the first keyframe, for read, seek and frame_count alike (frame_count counted
+    every packet, 67; read numbered the frames that decode and seek_frame by packet: frame
+    10 showed picture 22 read, 15 sought)."""
+    whole = make_index_clip(tmp_path / "whole.h264", n_frames=72, gop=12, bframes=bframes)
+    path = cut_raw_stream(whole, tmp_path / "cut.h264", packet=5)  # keyframe 12 is packet 7
+    with FileSource(path) as source:
+        assert source.frame_count == 60 and source.duration == pytest.approx(60 / FPS)
+        frames = list(source.frames())
+        assert [(f.index, read_index(f.rgb)) for f in frames] == [(i, 12 + i) for i in range(60)]
+        assert source.last_index == 59
+        assert_seeks_exactly(source, 60, seed=8, first_picture=12)
+        assert source.seek_frame(60) is None
+
+
+def assert_seeks_agree_with_reads(path: Path, n_frames: int) -> dict[int, np.ndarray]:
+    """Every frame index: seek_frame shows the frame read() numbers so, or in a gap the one
+    shown then (the last before it), then reads on to the frame read() gives after that.
+    The frames read() gives, by index."""
+    with FileSource(path) as source:
+        assert source.frame_count == n_frames
+        read = {frame.index: frame.rgb for frame in source.frames()}
+        for index in range(n_frames):
+            shown = max(i for i in read if i <= index)
+            frame = source.seek_frame(index)
+            assert frame.index == shown
+            assert np.array_equal(frame.rgb, read[shown]), f"seek_frame({index}): another picture"
+            following = source.read()
+            after = min((i for i in read if i > shown), default=None)
+            assert (following and following.index) == after
+    return read
+
+
+@pytest.mark.parametrize("bframes", [0, 2])
+def test_a_packet_that_does_not_decode_leaves_a_gap_in_a_raw_stream(tmp_path, bframes):
+    """Packet 53 of 72 does not decode. Without B-frames a frame's packet number is its
+    index: frame 53 is missing. With them, frames show out of decoding order: the gap is
+    somewhere in the GOP of frames 48-59. Not every later frame moved a place (read() showed
+    picture 61 as frame 60, seek_frame(60) picture 60)."""
+    whole = make_index_clip(tmp_path / "whole.h264", n_frames=72, gop=12, bframes=bframes)
+    path = break_packet(whole, tmp_path / "broken.h264", packet=53)
+    read = assert_seeks_agree_with_reads(path, 72)
+    missing = set(range(72)) - set(read)
+    assert 53 in missing if bframes == 0 else missing
+    assert missing <= set(range(48, 60)) and 71 in read
+    damaged_gop = range(48, 60)  # frames after a missing one show what the decoder made up
+    assert all(read_index(rgb) == i for i, rgb in read.items() if i not in damaged_gop)
+
+
+def test_a_raw_stream_cut_mid_gop_with_open_gops_reads_as_it_seeks(tmp_path):
+    """Cut mid-GOP before an open GOP's keyframe, whose leading frames do not decode: one
+    numbering still, with a gap where they belong (after the first GOP). The frames that
+    follow show their pictures."""
+    whole = make_index_clip(tmp_path / "whole.h264", n_frames=72, gop=12, open_gop=True)
+    path = cut_raw_stream(whole, tmp_path / "cut.h264", packet=13)
+    with FileSource(path) as source:
+        n_frames = source.frame_count
+    read = assert_seeks_agree_with_reads(path, n_frames)
+    first_picture = read_index(read[0])
+    assert [read_index(read[i]) for i in sorted(read)] == list(range(first_picture, 72))
+    assert max(read) == n_frames - 1 and read_index(read[n_frames - 1]) == 71
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".ts"])

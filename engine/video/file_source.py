@@ -11,8 +11,11 @@ for variable frame rate sources (their `time` is always the true presentation ti
 A file that states no duration (an interrupted live recording: Matroska gets its duration
 only when the recorder finishes; a raw .h264/.hevc stream) is measured once at open by a pass
 over its packets, without decoding (`PacketScan`). Frames of a raw stream carry no
-timestamps: they are numbered by count, timed at the frame rate, and sought by the byte
-positions of keyframes, which the pass also finds.
+timestamps: they are numbered by the packets that code them, from the first packet that
+decodes (a stream cut or dumped mid-GOP starts with packets that reference frames it lacks:
+not frames of the video), timed at the frame rate, and sought by the byte positions of
+keyframes, which the pass also finds. A packet that does not decode leaves a gap in the
+numbers, as a damaged stretch leaves one in time, rather than moving every later frame.
 
 Frames come upright, as players show them: a display-matrix rotation (phones record
 portrait video as landscape frames plus a 90-degree tag) is applied to every frame, and
@@ -114,7 +117,7 @@ def upright(rgb: np.ndarray, rotation: float) -> np.ndarray:
 
 def display_rotation(frame: av.VideoFrame) -> float:
     """The frame's display-matrix rotation (degrees counter-clockwise); 0 with a PyAV too
-    old to read it (the project asks only for av>=12)."""
+    old to read it (the project asks only for av>=15)."""
     return getattr(frame, "rotation", 0) or 0
 
 
@@ -277,10 +280,10 @@ class FileSource:
 
     Attributes: path, width, height, fps (average), duration (s; measured at open when the
     file states none; video_duration: what the video stream states, 0 when nothing),
-    frame_count (exact when the container states it, or counted in a raw stream:
-    `frame_count_exact`), codec, pixel_format, has_audio, is_live (False), skipped_frames
-    (undecodable packets / corrupt frames skipped so far), last_index and end_time (where
-    the frames that decode end, once found).
+    frame_count (exact when the container states it, or counted in a raw stream, from its
+    first packet that decodes: `frame_count_exact`), codec, pixel_format, has_audio,
+    is_live (False), skipped_frames (undecodable packets / corrupt frames skipped so far),
+    last_index and end_time (where the frames that decode end, once found).
 
     A file can end before the frames it states: cut short (an interrupted copy or
     recording), or with a frame count that is an estimate. seek_frame to a stated frame past
@@ -300,13 +303,8 @@ class FileSource:
             self._stream.thread_type = "AUTO"
             self._dts_clock = self._container.format.name == "avi"
             self._time_base = Fraction(self._stream.time_base or Fraction(1, 1000))
-            self._frames = self._restart_decoding()
-            first = next(self._frames, None)
-            if first is None:
-                raise VideoOpenError(f"{self.path}: the video stream has no decodable frame")
+            first = self._first_frame()
             self._origin = self._origin_of(first)
-            # A raw stream's frames carry no timestamps: counted, and sought by byte position.
-            self._unstamped = self._ts(first) is None
             self._read_metadata(first)
         except BaseException:
             self._container.close()
@@ -318,6 +316,23 @@ class FileSource:
         self._shown: tuple[int, float] | None = None
         # (index, time) of the last frame that decodes, once a read or a seek has met it.
         self._end: tuple[int, float] | None = None
+
+    def _first_frame(self) -> av.VideoFrame:
+        """The first frame that decodes. A raw stream's frames carry no timestamps: decoded
+        again with its packets numbered (as seeks number them), as frames are numbered by
+        packet from the one that codes this frame; `_lead_packets` come before it (a stream
+        cut mid-GOP: they reference frames it lacks)."""
+        self._frames = self._restart_decoding()
+        first = next(self._frames, None)
+        if first is not None and self._ts(first) is None:
+            self._unstamped = True
+            self.skipped_frames = 0  # the packets before it are skipped again
+            self._restart_at(0, number_from=0, unsupported_byte_offset=True)
+            first = next(self._frames, None)
+        if first is None:
+            raise VideoOpenError(f"{self.path}: the video stream has no decodable frame")
+        self._lead_packets = first.pts if self._unstamped else 0
+        return first
 
     def _origin_of(self, first: av.VideoFrame) -> int:
         """Stream ticks of time 0: the stream's start, unless its first frame comes earlier
@@ -355,8 +370,9 @@ class FileSource:
         stream states is a guess from its bit rate)."""
         scan = scan_packets(self.path, self._stream.index, self._interval_ticks())
         if self._unstamped:
-            self.frame_count, self.frame_count_exact = scan.frames, True
-            self.duration = scan.frames / self.fps
+            self.frame_count = scan.frames - self._lead_packets
+            self.frame_count_exact = True
+            self.duration = self.frame_count / self.fps
             self._keyframes = scan.keyframes
         elif scan.end is not None:
             self.duration = max(0.0, float((scan.end - self._origin) * self._time_base))
@@ -392,10 +408,21 @@ class FileSource:
         return float((ts - self._origin) * self._time_base)
 
     def _index_of(self, frame: av.VideoFrame) -> int:
-        ts = self._ts(frame)
-        if ts is None:
-            return self._next_index
-        return round((ts - self._origin) * self._time_base * self.rate)
+        if self._unstamped:
+            return max(self._next_index, self._packet_floor(frame))
+        return round((self._ts(frame) - self._origin) * self._time_base * self.rate)
+
+    def _packet_floor(self, frame: av.VideoFrame) -> int:
+        """The least index a raw stream's frame can have, by the number of the packet that
+        codes it (its pts: `decoded_frames`): that number, where the decoder shows frames as
+        it decodes them; else the number of the last keyframe before it (a keyframe's is the
+        index of the first frame shown from it on: its first leading frame in an open GOP),
+        as a B-frame's packet number is not where it shows. Less `_lead_packets`."""
+        number = frame.pts
+        if self._stream.codec_context.has_b_frames:  # frames shown out of decoding order
+            anchor = bisect.bisect_right(self._keyframes, (number, math.inf)) - 1
+            number = max(self._keyframes[anchor][0], self._lead_packets)
+        return number - self._lead_packets
 
     def _wrap(self, frame: av.VideoFrame, index: int, after_gap: bool = False) -> VideoFrame:
         self._next_index = index + 1
@@ -434,8 +461,10 @@ class FileSource:
             return None
         index = self._index_of(frame)
         after_gap = bool(self._next_index) and index - self._next_index > self.rate * RESYNC_S
-        if self._next_index and not after_gap:
-            index = self._next_index  # in sequence; the count, not a rounded time, numbers it
+        if self._next_index and not after_gap and not self._unstamped:
+            # In sequence: the count, not a rounded time, numbers it (a raw stream's frames
+            # are counted by _index_of, which skips the numbers of packets that did not decode).
+            index = self._next_index
         return self._wrap(frame, index, after_gap)
 
     def frames(self, start: float = 0.0, end: float | None = None) -> Iterator[VideoFrame]:
@@ -509,53 +538,56 @@ class FileSource:
 
     def _seek_counting(self, index: int) -> VideoFrame | None:
         """Frame `index` of a raw stream (no timestamps), from the last keyframe at or before
-        it (byte positions from the scan). Decoding starts at the keyframe before that one,
-        so that the decoder shows its leading frames too (an open GOP's: a decoder starting
-        at it drops them), which tell where it is shown; at the keyframe itself once it is
-        seen to have none (closed GOPs: every one). Frames of the first GOP are counted from
-        the start of the file, as reading from the open counts them."""
+        it (byte positions from the scan), numbered as read() numbers it. Where no frame
+        from that keyframe on decodes up to `index` (a damaged keyframe), the frame shown
+        then: the last one before the keyframe."""
         self._check_open()
         self._fresh = False
-        anchor = max(0, bisect.bisect_right(self._keyframes, (index, float("inf"))) - 1)
+        while True:
+            key_number = self._restart_for(index)
+            shown, state = self._count_until(index, key_number)
+            if state != "late" or key_number <= self._lead_packets:
+                break
+            index = key_number - self._lead_packets - 1
+        if state != "found":
+            self._shown = None  # the decoder is past the end: a read now finds no frame
+            return None
+        return self._wrap(*shown)
+
+    def _restart_for(self, index: int) -> int:
+        """Restart decoding a raw stream for frame `index`; the packet number of the last
+        keyframe at or before it. Decoding starts at the keyframe before that one, so that
+        the decoder shows its leading frames too (an open GOP's: a decoder starting at it
+        drops them); at the keyframe itself once it is seen to have none (closed GOPs:
+        every one)."""
+        target = index + self._lead_packets
+        anchor = max(0, bisect.bisect_right(self._keyframes, (target, math.inf)) - 1)
         key_number = self._keyframes[anchor][0]
         start = anchor if key_number in self._closed_keyframes else max(0, anchor - 1)
         number, position = self._keyframes[start]
         self._restart_at(position, number_from=number, unsupported_byte_offset=True)
-        if anchor == 0:
-            leading = 0
-        else:
-            leading = self._find_keyframe(key_number, self._next_keyframe_number(anchor))
-        if leading == 0:
-            self._closed_keyframes.add(key_number)
-        frame = None
-        if leading is not None:  # at the keyframe's first leading frame, shown at its number
-            frame = next(itertools.islice(self._frames, index - key_number, None), None)
-        if frame is None:
-            self._shown = None  # the decoder is past the end: a read now finds no frame
-            return None
-        return self._wrap(frame, index)
+        return key_number
 
-    def _next_keyframe_number(self, anchor: int) -> int | None:
-        following = anchor + 1
-        return self._keyframes[following][0] if following < len(self._keyframes) else None
-
-    def _find_keyframe(self, key_number: int, next_number: int | None) -> int | None:
-        """Decode to the frame of packet `key_number` (a keyframe); leave `_frames` at the
-        first of its leading frames (packets after it, shown before it: they come out of
-        the decoder just before it), else at it; their count. None where it does not
-        decode (frames of the next keyframe's packets, `next_number` on, come first) or
-        the stream ends first."""
-        leading = []
-        for frame in self._frames:
-            number = -1 if frame.pts is None else frame.pts
-            if number == key_number:
-                self._frames = itertools.chain(leading, [frame], self._frames)
-                return len(leading)
-            if next_number is not None and number >= next_number:
-                return None
-            if number > key_number:
-                leading.append(frame)
-        return None
+    def _count_until(
+        self, index: int, key_number: int
+    ) -> tuple[tuple[av.VideoFrame, int] | None, str]:
+        """Decode a raw stream to the last frame numbered `index` or less, keep the next one
+        pending. Frames count from the first one of packet `key_number` (a keyframe) or a
+        later one, numbered as read() numbers them: those before are decoded only as the
+        references of its leading frames. State as in `_decode_until`."""
+        shown = None
+        self._next_index = 0  # the count starts again, from the keyframe's number
+        for frame in itertools.dropwhile(lambda f: f.pts < key_number, self._frames):
+            if shown is None and frame.pts == key_number:
+                self._closed_keyframes.add(key_number)  # shown first: no leading frames
+            number = self._index_of(frame)
+            if number > index:
+                self._pending = frame
+                return shown, "found" if shown is not None else "late"
+            shown, self._next_index = (frame, number), number + 1
+        if shown is None:
+            return None, "empty"
+        return shown, "found" if shown[1] == index else "past_end"
 
     def _restart_at(self, offset: int, number_from: int | None = None, **how: object) -> None:
         """Seek the container (`how`: PyAV's seek options); decoding restarts from there,
