@@ -532,6 +532,7 @@ def export_video(
             audio_end=end,
             crf=DEFAULT_CRF if crf is None else crf,
             time_base=SOURCE_TIME_BASE,
+            ends_at=stop - start,  # a variable rate's last frame lasts as the source's does
         )
         try:
             encoder = WriterThread(writer)  # encoding overlaps the next frames' desmoking

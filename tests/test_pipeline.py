@@ -204,9 +204,11 @@ def test_export_of_a_cut_short_file_warns_and_a_whole_one_does_not(tmp_path) -> 
 
 def test_export_keeps_each_frame_at_its_time(tmp_path) -> None:
     """A variable frame rate (20 frames 40 ms apart, then 20 frames 100 ms apart) is not
-    re-timed to the average rate: the exported frames are shown when the source's were."""
+    re-timed to the average rate: the exported frames are shown when the source's were, and
+    the last as long (not a frame at the average rate, 68 ms: the video lasted longer)."""
     from engine.video import FileSource
     from tests.clips import make_vfr_clip
+    from tests.test_video_writer import presented_seconds
 
     times = [i * 0.04 for i in range(20)] + [0.8 + i * 0.1 for i in range(20)]
     source = make_vfr_clip(tmp_path / "vfr.mp4", times)
@@ -216,6 +218,12 @@ def test_export_keeps_each_frame_at_its_time(tmp_path) -> None:
     with FileSource(exported) as video:
         shown = [f.time for f in video.frames()]
     assert shown == pytest.approx(times, abs=0.002)
+    assert presented_seconds(exported) == pytest.approx(presented_seconds(source), abs=0.001)
+    # A range ending between two frames: the last one shows until the end asked for.
+    part = pipeline.export_video(
+        source, tmp_path / "part.mp4", Desmoker("dcp"), start=0.5, end=1.25
+    )
+    assert presented_seconds(part.output) == pytest.approx(0.75, abs=0.001)
 
 
 def test_audio_longer_than_the_video_is_no_cut_short_file(tmp_path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from engine.video import (
     composed_size,
 )
 from engine.video import writer as writer_module
+from engine.video.writer import SOURCE_TIME_BASE
 from tests.clips import index_frame, make_index_clip, read_index
 
 
@@ -38,9 +40,9 @@ def panes(index: int, size=(64, 48)):
         ((64, 48), "3up", (192, 48)),
         ((64, 48), "2up", (128, 48)),
         ((64, 48), "vertical", (64, 144)),
-        ((33, 65), "3up", (100, 66)),  # 99x65 padded to even for yuv420p
-        ((33, 65), "2up", (66, 66)),
-        ((33, 65), "vertical", (34, 196)),
+        ((33, 65), "3up", (102, 66)),  # each 33x65 pane padded to 34x66 for yuv420p
+        ((33, 65), "2up", (68, 66)),
+        ((33, 65), "vertical", (34, 198)),
     ],
 )
 def test_composed_size(size, layout, expected):
@@ -62,11 +64,16 @@ def test_panes_are_placed_in_order():
     assert np.array_equal(two[:, 64:], desmoked)
     tall = compose_panes(original, dark, desmoked, layout="vertical")
     assert np.array_equal(tall[96:], desmoked)
+    # Odd panes: each in an even cell, padded black (right, bottom), at even offsets.
     odd = compose_panes(original[:47, :63], dark[:47, :63], desmoked[:47, :63])
-    assert not odd[47:].any() and not odd[:, 189:].any()  # black padding
+    assert odd.shape == (48, 192, 3)
+    assert not odd[47:].any() and not odd[:, 63::64].any()  # black padding
+    assert np.array_equal(odd[:47, 64:127], np.repeat(dark[:47, :63, None], 3, axis=2))
+    assert np.array_equal(odd[:47, 128:191], desmoked[:47, :63])
     odd_tall = compose_panes(original[:47, :63], dark[:47, :63], desmoked[:47, :63], "vertical")
-    assert not odd_tall[141:].any() and not odd_tall[:, 63:].any()
-    assert np.array_equal(odd_tall[47:94, :63], np.repeat(dark[:47, :63, None], 3, axis=2))
+    assert odd_tall.shape == (144, 64, 3)
+    assert not odd_tall[47::48].any() and not odd_tall[:, 63:].any()
+    assert np.array_equal(odd_tall[48:95, :63], np.repeat(dark[:47, :63, None], 3, axis=2))
 
 
 def test_labels_draw_on_a_dark_box_without_touching_inputs():
@@ -80,6 +87,29 @@ def test_labels_draw_on_a_dark_box_without_touching_inputs():
         assert (corner < 100).mean() > 0.5
         assert (corner[(corner > 60).all(axis=2)] > 120).any()
     assert np.array_equal(labelled[60:], plain[60:])  # the rest of the panes is untouched
+
+
+@pytest.mark.parametrize("layout", ["3up", "vertical"])
+def test_the_grey_pane_takes_no_colour_from_its_neighbours(tmp_path, layout):
+    """yuv420p shares one chroma sample among 2x2 pixels: an odd pane at an odd offset (or a
+    chroma filter reaching past its 2x2 block) gave the grey pane's edge the colour beside
+    it (a deviation of 51 at 333x517)."""
+    size = (33, 25)
+    red = np.zeros((size[1], size[0], 3), np.uint8)
+    red[..., 0] = 255
+    grey = np.full(size[::-1], 128, np.uint8)
+    blue = red[..., ::-1].copy()
+    out = tmp_path / "grey.mp4"
+    with SideBySideWriter(out, fps=25, frame_size=size, layout=layout, crf=0) as writer:
+        writer.write(red, grey, blue)
+    with av.open(str(out)) as container:
+        frame = next(container.decode(video=0))
+    is_grey = (compose_panes(red, grey, blue, layout) == 128).all(axis=2)
+    height, width = is_grey.shape
+    shares_grey = is_grey.reshape(height // 2, 2, width // 2, 2).any(axis=(1, 3))
+    for plane in frame.planes[1:]:
+        chroma = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size).astype(int)
+        assert np.abs(chroma[: height // 2, : width // 2][shares_grey] - 128).max() <= 1
 
 
 def test_bad_layout_and_mismatched_panes():
@@ -161,6 +191,64 @@ def test_frames_keep_the_times_they_are_written_at(tmp_path):
     with av.open(str(out)) as container:
         shown = [frame.time for frame in container.decode(video=0)]
     assert shown == pytest.approx([0.0, 0.005, 0.012, 0.5, 0.54], abs=1e-6)
+
+
+def presented_seconds(path: Path) -> float:
+    """How long players show an MP4: its movie header's duration (edit lists applied)."""
+    data = Path(path).read_bytes()
+    at = data.index(b"mvhd") + 4  # version, then creation and modification times
+    if data[at] == 1:
+        timescale, duration = struct.unpack(">IQ", data[at + 20 : at + 32])
+    else:
+        timescale, duration = struct.unpack(">II", data[at + 12 : at + 20])
+    return duration / timescale
+
+
+@pytest.mark.parametrize(("ends_at", "lasts"), [(1.04, 1.04), (None, 1.25), (3.0, 1.25)])
+def test_the_last_frame_lasts_until_the_end_given(tmp_path, ends_at, lasts):
+    """A variable rate at 4 frames/s on average: left to the muxer, the last frame lasted
+    0.25 s (a frame at that rate), and a 1.04 s clip 1.25 s. `ends_at` ends it, unless
+    it is more than a frame after that frame (a source cut short of the length it states)."""
+    out = tmp_path / "vfr.mp4"
+    times = [0.0, 0.04, 0.2, 0.24, 0.5, 0.6, 1.0]
+    with SideBySideWriter(
+        out, fps=4, frame_size=(64, 48), time_base=SOURCE_TIME_BASE, ends_at=ends_at
+    ) as writer:
+        for i, time in enumerate(times):
+            writer.write(*panes(i), time=time)
+    assert presented_seconds(out) == pytest.approx(lasts, abs=0.001)
+    with av.open(str(out)) as container:
+        assert [frame.time for frame in container.decode(video=0)] == pytest.approx(times)
+
+
+def decoded_audio(path: Path) -> tuple[float, np.ndarray]:
+    """(when the first sample plays, relative to the video's start; the samples) as a
+    player decodes them, edit lists applied."""
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        frames = list(container.decode(audio=0))
+        first = float(frames[0].pts * frames[0].time_base - video.start_time * video.time_base)
+    return first, np.concatenate([frame.to_ndarray()[0] for frame in frames])
+
+
+@pytest.mark.parametrize(("suffix", "start"), [(".mp4", 0.0), (".mp4", 1.0), (".ts", 0.7)])
+def test_copied_audio_decodes_as_the_source_does_and_in_sync(tmp_path, suffix, start):
+    """The packet a range starts in keeps its place (it began before the start: the audio
+    was up to a packet, 21 ms, late), and the packet before it goes too, before the start,
+    as the decoder needs it (the AAC priming packet at 0 s: the first 21 ms came out wrong)."""
+    source = make_index_clip(tmp_path / f"tone{suffix}", n_frames=75, audio=True)
+    out = tmp_path / "out.mp4"
+    with SideBySideWriter(
+        out, fps=25, frame_size=(64, 48), source=source, audio_start=start, audio_end=start + 1
+    ) as writer:
+        for i in range(25):
+            writer.write(*panes(i))
+    source_first, source_samples = decoded_audio(source)
+    first, samples = decoded_audio(out)
+    rate = 48000
+    expected = source_samples[round((start - source_first) * rate) :][: rate - 1024]
+    got = samples[round(-first * rate) :][: rate - 1024]
+    assert len(got) == len(expected) and np.abs(got - expected).max() < 1e-4
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".ts"])  # MPEG-TS: ADTS AAC, start time > 0

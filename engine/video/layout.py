@@ -1,8 +1,10 @@
 """Side-by-side composition of the three panes for display and export.
 
 "3up": original | dark channel | desmoked side by side (default); "2up": original | desmoked;
-"vertical": the three stacked. The composed image is padded (black, right/bottom) to even
-width and height, which yuv420p H.264 requires; odd pane sizes are therefore fine.
+"vertical": the three stacked. Each pane sits in a cell of even width and height (an odd
+pane is padded black, right/bottom): yuv420p H.264 needs an even image, and with the panes at
+even offsets no 2x2 block of shared chroma straddles two panes, so the grey dark-channel pane
+takes no colour from its neighbour.
 """
 
 from __future__ import annotations
@@ -24,12 +26,18 @@ def _grid(layout: str) -> tuple[int, int]:
     return {"3up": (3, 1), "2up": (2, 1), "vertical": (1, 3)}[layout]
 
 
+def _cell(width: int, height: int) -> tuple[int, int]:
+    """(width, height) of the cell a pane of width x height sits in: rounded up to even."""
+    return width + width % 2, height + height % 2
+
+
 def composed_size(width: int, height: int, layout: str) -> tuple[int, int]:
-    """(width, height) of the composed image for panes of width x height (padded to even)."""
+    """(width, height) of the composed image for panes of width x height (each padded to
+    even)."""
     _check_layout(layout)
     columns, rows = _grid(layout)
-    w, h = width * columns, height * rows
-    return w + w % 2, h + h % 2
+    cell_w, cell_h = _cell(width, height)
+    return cell_w * columns, cell_h * rows
 
 
 def compose_panes(
@@ -56,12 +64,12 @@ def compose_panes(
     else:
         panes = [("original", original), ("dark_channel", dark_channel), ("desmoked", desmoked)]
     out_w, out_h = composed_size(width, height, layout)
-    out = np.empty((out_h, out_w, 3), np.uint8)
-    columns, rows = _grid(layout)
-    out[rows * height :] = 0  # the padding to even sizes; the panes cover the rest
-    out[:, columns * width :] = 0
+    cell_w, cell_h = _cell(width, height)
+    padded = (cell_w, cell_h) != (width, height)  # black around odd panes; else they cover it
+    out = (np.zeros if padded else np.empty)((out_h, out_w, 3), np.uint8)
+    columns = _grid(layout)[0]
     for i, (name, pane) in enumerate(panes):
-        y, x = (i // columns) * height, (i % columns) * width
+        y, x = (i // columns) * cell_h, (i % columns) * cell_w
         region = out[y : y + height, x : x + width]
         if pane.ndim == 2:
             # OpenCV's grey-to-RGB, not NumPy's broadcast copy, which was most of the

@@ -25,7 +25,7 @@ from typing import Any
 import av
 import cv2
 import numpy as np
-from av.video.reformatter import Colorspace
+from av.video.reformatter import Colorspace, Interpolation
 
 from engine.files import discard, move_into_place, new_temporary
 from engine.video.errors import VideoWriteError, describe
@@ -142,6 +142,10 @@ def _start_seconds(container: av.container.InputContainer) -> float:
 #: 1/90000 s (MPEG's clock): every common frame rate, NTSC's 30000/1001 included, is a
 #: whole number of ticks, and a variable rate keeps its times.
 SOURCE_TIME_BASE = Fraction(1, 90000)
+#: How far before a range's start the audio copy seeks (s): to the packet before the one the
+#: range starts in, which the decoder needs (AAC frames overlap their neighbours), whatever
+#: the packet size. FFmpeg's MP4 demuxer reads the same second before an edit list's start.
+AUDIO_WARM_UP_S = 1.0
 #: FFmpeg's default layout for a channel count: audio stored without one (PCM in AVI) is
 #: refused by the MP4 muxer, and only when the file is finished.
 DEFAULT_LAYOUTS = {
@@ -198,7 +202,13 @@ def _copy_of(packet: av.Packet) -> av.Packet:
 
 
 class _AudioCopy:
-    """Copies the audio packets of a source's time range into the output, unchanged."""
+    """Copies the audio packets of a source's time range into the output, unchanged.
+
+    Each packet keeps its place relative to the start of the range: one that began before
+    it starts before 0 in the output, and so does the packet before that one, which an AAC
+    decoder needs to decode the first (its priming packet, at the start of a file). The MP4
+    muxer writes an edit list for times before 0: players decode those samples and drop them.
+    """
 
     def __init__(
         self,
@@ -217,12 +227,15 @@ class _AudioCopy:
         # range stays in sync where a file does not start at 0 (MPEG-TS starts at ~1.4 s).
         origin = _start_seconds(source)
         self._start, self._end = start + origin, None if end is None else end + origin
-        if self._start > 0:
-            ticks = int(self._start / self._time_base)
+        self._offset = round(self._start / self._time_base)  # stream ticks of output 0
+        if start > 0:
+            # Far enough back for the packet before the one the range starts in.
+            ticks = round((self._start - AUDIO_WARM_UP_S) / self._time_base)
             source.seek(ticks, stream=self._in_stream, backward=True)
             packets = source.demux(self._in_stream)
         self._packets = packets
-        self._offset: int | None = None  # pts of the first copied packet -> 0
+        self._before: av.Packet | None = None  # the latest packet ending before the range
+        self._started = False
         self._done = False
 
     def mux_until(self, output: av.container.OutputContainer, time: float | None) -> None:
@@ -234,19 +247,26 @@ class _AudioCopy:
                 continue
             start = float(packet.pts * self._time_base)
             end = start + float((packet.duration or 0) * self._time_base)
-            if end <= self._start:
-                continue  # before the range (the seek lands earlier)
+            if end <= self._start and not self._started:
+                self._before = packet  # the decoder's warm-up, should the next one start it
+                continue
             if self._end is not None and start >= self._end:
                 self._done = True
                 break
-            if self._offset is None:
-                self._offset = packet.pts
-            packet.pts -= self._offset
-            packet.dts = packet.pts if packet.dts is None else packet.dts - self._offset
-            packet.stream = self.stream
-            output.mux(packet)
+            if not self._started:
+                self._started = True
+                if self._before is not None:
+                    self._mux(output, self._before)
+                    self._before = None
+            self._mux(output, packet)
             if time is not None and start - self._start >= time:
                 break  # interleave: the video catches up first
+
+    def _mux(self, output: av.container.OutputContainer, packet: av.Packet) -> None:
+        packet.pts -= self._offset
+        packet.dts = packet.pts if packet.dts is None else packet.dts - self._offset
+        packet.stream = self.stream
+        output.mux(packet)
 
 
 class Mp4Writer:
@@ -262,6 +282,9 @@ class Mp4Writer:
     `time_base`: the unit of the frames' timestamps; default one frame (1/fps, a constant
     rate). A recording stamped with the moments frames were shown passes a finer one
     (1/1000): in frame units, frames closer than a frame apart would be pushed later.
+    `ends_at`: when the last frame stops showing, in seconds (the end of the range an
+    export was asked for); used where it is within one frame (1/fps) after that frame's
+    start, else the last frame lasts one frame. Each other frame lasts until the next.
     """
 
     def __init__(
@@ -278,6 +301,7 @@ class Mp4Writer:
         crf: int = DEFAULT_CRF,
         preset: str = DEFAULT_PRESET,
         time_base: Fraction | None = None,
+        ends_at: float | None = None,
     ) -> None:
         self.path = Path(path)
         self.size = (int(size[0]), int(size[1]))
@@ -289,6 +313,11 @@ class Mp4Writer:
         self._rate = _rate(fps)
         self._time_base = Fraction(time_base) if time_base else 1 / self._rate
         self._ticks_per_frame = max(1, round(1 / (self._rate * self._time_base)))
+        self._ends_at = ends_at
+        # The latest frame waits until the next one comes (or close()): a frame's duration is
+        # known only then, and the MP4 muxer takes where the video ends from the durations.
+        self._held: av.VideoFrame | None = None
+        self._durations: dict[int, int] = {}  # pts -> ticks, of frames sent to the encoder
         self._encoded_size = (self.size[0] + self.size[0] % 2, self.size[1] + self.size[1] % 2)
         self._check_target(source)
         self._temp: Path | None = None  # created by _open: nothing to remove before
@@ -399,13 +428,33 @@ class Mp4Writer:
             image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=0)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         # Convert here with BT.709, the matrix the stream is tagged with (swscale's default is
-        # BT.601, which players would show with shifted colours at HD sizes).
-        frame = frame.reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709)
+        # BT.601, which players would show with shifted colours at HD sizes). AREA: each chroma
+        # sample is its own 2x2 pixels' mean; the default filter reaches a row further, and the
+        # grey dark-channel pane's edge took colour from the pane beside it.
+        frame = frame.reformat(
+            format="yuv420p", dst_colorspace=Colorspace.ITU709, interpolation=Interpolation.AREA
+        )
         frame.pts = self._next_pts(time)
         frame.time_base = self._time_base
-        self._guarded(self._encode, frame)
+        self._encode_held(until=frame.pts)
+        self._held = frame
         self.frames_written += 1
         self._last_pts = frame.pts
+
+    def _encode_held(self, until: int) -> None:
+        """Encode the frame held back, shown until `until` (ticks)."""
+        frame, self._held = self._held, None
+        if frame is not None:
+            self._durations[frame.pts] = until - frame.pts
+            self._guarded(self._encode, frame)
+
+    def _last_frame_ticks(self) -> int:
+        """How long the last frame shows: until `ends_at` where that is within a frame."""
+        if self._ends_at is not None:
+            left = round(self._ends_at / self._time_base) - self._last_pts
+            if 0 < left <= self._ticks_per_frame:
+                return left
+        return self._ticks_per_frame
 
     def _next_pts(self, time: float | None) -> int:
         """In ticks of the time base, always after the last frame's."""
@@ -415,6 +464,9 @@ class Mp4Writer:
 
     def _encode(self, frame: av.VideoFrame | None) -> None:
         for packet in self._stream.encode(frame):
+            # Left unset, the muxer takes a frame at the stream's (average) rate for each, and
+            # a variable rate's video would end that long after its last frame.
+            packet.duration = self._durations.pop(packet.pts, packet.duration)
             self._container.mux(packet)
         if self._audio is not None:
             time = None if frame is None else float(frame.pts * self._time_base)
@@ -435,6 +487,7 @@ class Mp4Writer:
         if self.frames_written == 0:
             self.abort()
             raise VideoWriteError(f"{self.path}: no frames were written; nothing saved")
+        self._encode_held(until=self._last_pts + self._last_frame_ticks())
         self._guarded(self._encode, None)
         self._guarded(self._finish)
         try:
@@ -455,7 +508,7 @@ class Mp4Writer:
         """Stop and remove the temporary file; nothing is left at `path`."""
         container, self._container = self._container, None
         source, self._input = self._input, None
-        self._audio = None
+        self._audio = self._held = None
         for closable in (container, source):
             if closable is not None:
                 try:
