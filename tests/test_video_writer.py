@@ -251,6 +251,23 @@ def test_copied_audio_decodes_as_the_source_does_and_in_sync(tmp_path, suffix, s
     assert len(got) == len(expected) and np.abs(got - expected).max() < 1e-4
 
 
+@pytest.mark.parametrize("start", [0.013, 0.5, 1.5])
+def test_an_avi_range_starting_in_its_first_second_keeps_its_audio(tmp_path, start):
+    """A review: the copy sought a second before the start for the decoder's warm-up
+    packet, and AVI's demuxer refuses a seek before 0 (EPERM): every range starting in the
+    first second failed. (AVI stores AAC times in whole packets: the range start is placed
+    to within half a packet, as before.)"""
+    source = make_index_clip(tmp_path / "tone.avi", n_frames=75, audio=True)
+    out = tmp_path / "out.mp4"
+    with SideBySideWriter(
+        out, fps=25, frame_size=(64, 48), source=source, audio_start=start, audio_end=start + 1
+    ) as writer:
+        for i in range(25):
+            writer.write(*panes(i))
+    first, samples = decoded_audio(out)
+    assert abs(first) < 0.011 and len(samples) / 48000 == pytest.approx(1.0, abs=0.05)
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".ts"])  # MPEG-TS: ADTS AAC, start time > 0
 def test_source_audio_range_is_copied(tmp_path, suffix):
     source = make_index_clip(tmp_path / f"with_audio{suffix}", n_frames=50, audio=True)

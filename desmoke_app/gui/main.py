@@ -189,7 +189,8 @@ def _tear_down(window) -> bool:
     import shiboken6
 
     window.shutdown()
-    stopped = not window.workers.still_running
+    export = window.export_job  # its thread, too, aborts the process destroyed running
+    stopped = not window.workers.still_running and (export is None or not export.is_running())
     shiboken6.delete(window)
     return stopped
 
@@ -199,7 +200,8 @@ def _exit_now(code: int) -> None:
     processor busy building a TensorRT engine) aborts the process when its QThread is
     destroyed, which that clean-up would do."""
     print(
-        "desmoke-app: a worker thread did not stop in time; exiting without waiting for it",
+        "desmoke-app: a worker thread did not stop in time; exiting without waiting for it "
+        "(an export's unfinished temporary file may be left beside its output)",
         file=sys.stderr,
     )
     sys.stdout.flush()

@@ -222,8 +222,8 @@ class Recorder(QObject):
     def _hold_last_frame(self, stopped_at: float) -> None:
         """Write the frame on screen once more at the stop where it has been up for more
         than HOLD_INTERVALS frame intervals (a paused view): the file then lasts as long as
-        the recording did, not to the last frame's time plus one interval (a paused 10 s
-        recording as a one-frame clip)."""
+        the recording did (to the stop, plus the interval its last frame is given), not to the
+        last frame's time plus one interval (a paused 10 s recording as a one-frame clip)."""
         if self._last is None:
             return
         shown_at, frame = self._last

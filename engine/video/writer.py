@@ -228,8 +228,9 @@ class _AudioCopy:
         origin = _start_seconds(source)
         self._start, self._end = start + origin, None if end is None else end + origin
         self._offset = round(self._start / self._time_base)  # stream ticks of output 0
-        if start > 0:
-            # Far enough back for the packet before the one the range starts in.
+        if start > AUDIO_WARM_UP_S:  # else read from the beginning: a seek before it fails
+            # Far enough back for the packet before the one the range starts in (AVI's
+            # demuxer refuses a seek to before 0: EPERM).
             ticks = round((self._start - AUDIO_WARM_UP_S) / self._time_base)
             source.seek(ticks, stream=self._in_stream, backward=True)
             packets = source.demux(self._in_stream)
