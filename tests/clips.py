@@ -127,6 +127,7 @@ def make_index_clip(
     rotation: int = 0,
     live: bool = False,
     open_gop: bool = False,
+    sample_aspect_ratio: Fraction | None = None,
 ) -> Path:
     """Clip whose frame i shows index i; container from the suffix (.mp4 gets +faststart;
     .h264 is a raw stream: no container, no timestamps).
@@ -140,6 +141,9 @@ def make_index_clip(
     (`corrupt_clip`, flips=0) for a recording that was interrupted.
     `open_gop` (libx264): keyframes after the first are recovery points, not IDR pictures:
     the B-frames after one in decoding order are shown before it and need the frame before.
+    `sample_aspect_ratio` tags the pixels as that wide over tall (anamorphic SD video; libx264
+    writes it into the H.264 stream, so every container keeps it): a player shows the coded
+    frame that many times as wide, its index still readable; `size` counts coded pixels.
     """
     path = Path(path)
     rate = Fraction(fps).limit_denominator(1001)
@@ -151,6 +155,8 @@ def make_index_clip(
         stream = _video_stream(out, codec, rate, coded_size, pix_fmt, gop, bframes, open_gop)
         if rotation:
             stream.set_display_rotation(rotation)
+        if sample_aspect_ratio is not None:
+            stream.codec_context.sample_aspect_ratio = sample_aspect_ratio
         sound = _audio_stream(out) if audio else None
         for i in range(n_frames):
             rgb = coded_for_rotation(index_frame(i, size), rotation)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.clips import make_zero_frame_clip
+from tests.clips import make_index_clip, make_zero_frame_clip
 from tests.frames import tissue, write_video
 from training.config import DataConfig
 from training.data import (
@@ -215,10 +215,24 @@ def test_no_sources_is_an_error() -> None:
 
 def test_rotated_training_video_is_read_upright(tmp_path: Path) -> None:
     """Frames for training come as the app shows them: a portrait phone clip stays portrait."""
-    from tests.clips import make_index_clip, read_index
+    from tests.clips import read_index
     from training.data import _video_frames
 
     clip = make_index_clip(tmp_path / "portrait.mp4", n_frames=4, size=(96, 160), rotation=-90)
     frames = list(_video_frames(clip, step=1))
     assert [f.shape for f in frames] == [(160, 96, 3)] * 4  # 96 wide, 160 tall, upright
     assert [read_index(f) for f in frames] == [0, 1, 2, 3]
+
+
+def test_training_frames_of_anamorphic_video_have_square_pixels(tmp_path) -> None:
+    """As the app shows them: a 64:45 clip (720x576 PAL widescreen style) is stretched to
+    its display width, not learnt squeezed."""
+    from fractions import Fraction
+
+    from training.data import _video_frames
+
+    path = make_index_clip(
+        tmp_path / "wide.mp4", n_frames=2, size=(90, 48), sample_aspect_ratio=Fraction(64, 45)
+    )
+    frames = list(_video_frames(path, step=1))
+    assert [frame.shape for frame in frames] == [(48, 128, 3)] * 2

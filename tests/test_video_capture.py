@@ -52,6 +52,14 @@ def test_size_fps_and_pixel_format_are_honoured():
     assert np.array_equal(rgb[..., 0], rgb[..., 1])  # grey source, still RGB out
 
 
+def test_a_device_with_non_square_pixels_gives_square_ones():
+    """An SD capture card's 720x576 at 16:9 (sample aspect ratio 64:45), in miniature."""
+    with CaptureSource("testsrc=size=90x48:rate=25,setsar=64/45", format="lavfi") as source:
+        assert (source.width, source.height) == (128, 48)
+        frame = source.read()
+    assert frame.rgb.shape == (48, 128, 3) and frame.rgb.flags.c_contiguous
+
+
 def test_a_compressed_stream_is_asked_for_the_way_each_device_format_names_it():
     """USB capture cards send 1080p at full rate only as MJPEG: v4l2 selects it with
     input_format, dshow with vcodec (its pixel_format takes raw formats only)."""

@@ -203,6 +203,61 @@ def test_rotated_video_is_shown_upright(tmp_path, rotation, suffix, shown_size):
         assert_rgb(frame.rgb, *shown_size)
 
 
+@pytest.mark.parametrize(
+    ("sar", "suffix", "shown_size"),
+    [
+        (Fraction(64, 45), ".mp4", (256, 96)),  # PAL 16:9 (720x576 shows as 1024x576)
+        (Fraction(16, 15), ".mkv", (192, 96)),  # PAL 4:3
+        (Fraction(8, 9), ".mp4", (160, 96)),  # NTSC 4:3: narrower than coded
+        (Fraction(1), ".mp4", (180, 96)),  # square pixels stated: as coded
+    ],
+)
+def test_anamorphic_video_is_shown_with_square_pixels(tmp_path, sar, suffix, shown_size):
+    """Non-square pixels (a sample aspect ratio): frames at the display aspect, as players
+    show them, the coded width scaled by the ratio; the index still reads, after seeks too."""
+    path = make_index_clip(
+        tmp_path / f"anamorphic{suffix}", n_frames=24, size=(180, 96), sample_aspect_ratio=sar
+    )
+    with av.open(str(path)) as container:  # the helper's tag must survive the muxer
+        assert container.streams.video[0].sample_aspect_ratio == sar
+    with FileSource(path) as source:
+        assert (source.width, source.height) == shown_size
+        frames = list(source.frames())
+        sought = source.seek_frame(17)
+    assert [read_index(f.rgb) for f in frames] == list(range(24))
+    assert read_index(sought.rgb) == 17
+    for frame in [*frames, sought]:
+        assert_rgb(frame.rgb, *shown_size)
+
+
+def test_the_sample_aspect_ratio_scales_the_coded_width_before_the_turn(tmp_path):
+    """Portrait phone video with non-square pixels: the ratio is of the coded frame's x
+    axis, which is the displayed frame's height once turned upright."""
+    path = make_index_clip(
+        tmp_path / "both.mkv",
+        n_frames=6,
+        size=(96, 160),
+        rotation=90,
+        sample_aspect_ratio=Fraction(64, 45),
+    )
+    with FileSource(path) as source:
+        assert (source.width, source.height) == (96, 228)  # 160 * 64/45 = 227.6, tall
+        frames = list(source.frames())
+    assert [read_index(f.rgb) for f in frames] == list(range(6))
+    assert_rgb(frames[0].rgb, 96, 228)
+
+
+def test_square_pixels_cost_nothing_and_damaged_ratios_are_ignored():
+    from engine.video.file_source import pixel_aspect, square_pixels
+
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    assert square_pixels(rgb, Fraction(1)) is rgb  # no copy, no resize
+    assert square_pixels(rgb, Fraction(3, 2)).shape == (4, 9, 3)
+    stated = [None, Fraction(64, 45), Fraction(1000), Fraction(1, 1000)]
+    ratios = [pixel_aspect(SimpleNamespace(sample_aspect_ratio=sar)) for sar in stated]
+    assert ratios == [1, Fraction(64, 45), 1, 1]
+
+
 def test_matroska_without_frame_count_estimates_it(tmp_path):
     path = make_index_clip(tmp_path / "clip.mkv", n_frames=20, codec="ffv1")
     with FileSource(path) as source:

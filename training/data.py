@@ -129,15 +129,17 @@ def _image_frames(path: Path) -> Iterator[np.ndarray]:
 def _video_frames(path: Path, step: int) -> Iterator[np.ndarray]:
     import av
 
-    from engine.video.file_source import display_rotation, upright
+    from engine.video.file_source import display_rotation, pixel_aspect, square_pixels, upright
 
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise DataError(f"{path}: no video stream")
+            sar = pixel_aspect(container.streams.video[0])
             for index, frame in enumerate(container.decode(video=0)):
-                if index % step == 0:  # upright, as players (and the app) show the frame
-                    yield upright(frame.to_ndarray(format="rgb24"), display_rotation(frame))
+                if index % step == 0:  # as players (and the app) show it: square, upright
+                    rgb = square_pixels(frame.to_ndarray(format="rgb24"), sar)
+                    yield upright(rgb, display_rotation(frame))
     except av.FFmpegError as exc:
         raise DataError(f"{path}: cannot decode ({exc})") from None
 

@@ -18,7 +18,13 @@ import av
 import av.logging
 
 from engine.video.errors import VideoError, VideoOpenError, describe
-from engine.video.file_source import VideoFrame, to_rgb
+from engine.video.file_source import (
+    VideoFrame,
+    pixel_aspect,
+    square_pixels,
+    square_width,
+    to_rgb,
+)
 
 PLATFORM_FORMATS = {"linux": "v4l2", "win32": "dshow", "darwin": "avfoundation"}
 #: Demuxer options for the lowest latency (what ffplay's low-latency recipes use).
@@ -161,6 +167,9 @@ class CaptureSource:
     size (width, height), fps and pixel_format ask the device for a mode; pixel_format is
     a raw format ("yuyv422", "nv12") or a compressed stream ("mjpeg"); None: the default.
 
+    width and height are the displayed size: a device's non-square pixels (a sample aspect
+    ratio, as SD capture cards state) are resized to square ones, as FileSource does.
+
     `time` of a frame is seconds since the first frame (device timestamps where present,
     otherwise the wall clock). duration and frame_count are None: a live stream has none.
     """
@@ -191,7 +200,10 @@ class CaptureSource:
             raise VideoOpenError(f"{device}: the {self.format} device has no video") from None
         self._stream.thread_type = "AUTO"
         codec = self._stream.codec_context
-        self.width, self.height = codec.width, codec.height
+        # An SD capture card can send 720x576 with a 16:15 or 64:45 sample aspect ratio: its
+        # frames get square pixels, as a file's do.
+        self._sar = pixel_aspect(self._stream)
+        self.width, self.height = square_width(codec.width, self._sar), codec.height
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = float(fps or rate or 30)
         self.codec = codec.name
@@ -201,13 +213,13 @@ class CaptureSource:
         self._index = 0
         self._origin: tuple[float, float] | None = None  # (first pts in s, wall clock)
         self._closed = False
-        if not self.width:  # some devices state their size only in the first frame
+        if not codec.width:  # some devices state their size only in the first frame
             first = self._next_frame()
             if first is None:
                 self.close()
                 raise VideoOpenError(f"{device}: the {self.format} device sent no frame")
             self._pending.insert(0, first)
-            self.width, self.height = first.width, first.height
+            self.width, self.height = square_width(first.width, self._sar), first.height
 
     def _open(self, device, size, fps, pixel_format, timeout) -> av.container.InputContainer:
         if self.format == "lavfi":
@@ -238,7 +250,8 @@ class CaptureSource:
         frame = self._next_frame()
         if frame is None:
             return None
-        result = VideoFrame(self._index, self._time_of(frame), to_rgb(frame))
+        rgb = square_pixels(to_rgb(frame), self._sar)
+        result = VideoFrame(self._index, self._time_of(frame), rgb)
         self._index += 1
         return result
 
