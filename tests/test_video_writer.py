@@ -231,18 +231,23 @@ def decoded_audio(path: Path) -> tuple[float, np.ndarray]:
     return first, np.concatenate([frame.to_ndarray()[0] for frame in frames])
 
 
+def exported_second(source: Path, out: Path, start: float) -> Path:
+    """A second of panes from `start` of `source`, with its audio, written to `out`."""
+    with SideBySideWriter(
+        out, fps=25, frame_size=(64, 48), source=source, audio_start=start, audio_end=start + 1
+    ) as writer:
+        for i in range(25):
+            writer.write(*panes(i))
+    return out
+
+
 @pytest.mark.parametrize(("suffix", "start"), [(".mp4", 0.0), (".mp4", 1.0), (".ts", 0.7)])
 def test_copied_audio_decodes_as_the_source_does_and_in_sync(tmp_path, suffix, start):
     """The packet a range starts in keeps its place (it began before the start: the audio
     was up to a packet, 21 ms, late), and the packet before it goes too, before the start,
     as the decoder needs it (the AAC priming packet at 0 s: the first 21 ms came out wrong)."""
     source = make_index_clip(tmp_path / f"tone{suffix}", n_frames=75, audio=True)
-    out = tmp_path / "out.mp4"
-    with SideBySideWriter(
-        out, fps=25, frame_size=(64, 48), source=source, audio_start=start, audio_end=start + 1
-    ) as writer:
-        for i in range(25):
-            writer.write(*panes(i))
+    out = exported_second(source, tmp_path / "out.mp4", start)
     source_first, source_samples = decoded_audio(source)
     first, samples = decoded_audio(out)
     rate = 48000
@@ -258,12 +263,7 @@ def test_an_avi_range_starting_in_its_first_second_keeps_its_audio(tmp_path, sta
     first second failed. (AVI stores AAC times in whole packets: the range start is placed
     to within half a packet, as before.)"""
     source = make_index_clip(tmp_path / "tone.avi", n_frames=75, audio=True)
-    out = tmp_path / "out.mp4"
-    with SideBySideWriter(
-        out, fps=25, frame_size=(64, 48), source=source, audio_start=start, audio_end=start + 1
-    ) as writer:
-        for i in range(25):
-            writer.write(*panes(i))
+    out = exported_second(source, tmp_path / "out.mp4", start)
     first, samples = decoded_audio(out)
     assert abs(first) < 0.011 and len(samples) / 48000 == pytest.approx(1.0, abs=0.05)
 
