@@ -51,6 +51,17 @@ def test_composed_size(size, layout, expected):
     assert image.shape == (expected[1], expected[0], 3) and image.dtype == np.uint8
 
 
+def test_an_image_of_odd_panes_has_no_seams():
+    """A snapshot is a PNG, not 4:2:0 video: its odd panes touch (a review found the even
+    cells' black lines between them)."""
+    original, dark, desmoked = panes(5, (33, 65))
+    assert composed_size(33, 65, "3up", even_cells=False) == (99, 65)
+    image = compose_panes(original, dark, desmoked, even_cells=False)
+    assert image.shape == (65, 99, 3)
+    assert np.array_equal(image[:, 33:66], np.repeat(dark[..., None], 3, axis=2))
+    assert np.array_equal(image[:, 66:], desmoked)
+
+
 def test_panes_are_placed_in_order():
     rng = np.random.default_rng(0)
     original = rng.integers(0, 256, (48, 64, 3), np.uint8)

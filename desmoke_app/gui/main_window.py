@@ -726,8 +726,9 @@ class MainWindow(QMainWindow):
         if self.current is None:
             raise ValueError("no frame to save yet")
         path = Path(path)
-        image = compose_panes(
-            self.current.original, self.current.dark_channel, self.current.desmoked, "3up", labels
+        current = self.current
+        image = compose_panes(  # an image: odd panes touch (even cells are for H.264)
+            current.original, current.dark_channel, current.desmoked, "3up", labels, False
         )
         ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         if not ok:

@@ -26,17 +26,18 @@ def _grid(layout: str) -> tuple[int, int]:
     return {"3up": (3, 1), "2up": (2, 1), "vertical": (1, 3)}[layout]
 
 
-def _cell(width: int, height: int) -> tuple[int, int]:
-    """(width, height) of the cell a pane of width x height sits in: rounded up to even."""
-    return width + width % 2, height + height % 2
+def _cell(width: int, height: int, even: bool) -> tuple[int, int]:
+    """(width, height) of the cell a pane of width x height sits in: rounded up to even
+    for a video (4:2:0 chroma), the pane's own for an image."""
+    return (width + width % 2, height + height % 2) if even else (width, height)
 
 
-def composed_size(width: int, height: int, layout: str) -> tuple[int, int]:
+def composed_size(width: int, height: int, layout: str, even_cells: bool = True) -> tuple[int, int]:
     """(width, height) of the composed image for panes of width x height (each padded to
-    even)."""
+    even unless `even_cells` is False: an image, not a video)."""
     _check_layout(layout)
     columns, rows = _grid(layout)
-    cell_w, cell_h = _cell(width, height)
+    cell_w, cell_h = _cell(width, height, even_cells)
     return cell_w * columns, cell_h * rows
 
 
@@ -46,10 +47,12 @@ def compose_panes(
     desmoked: np.ndarray,
     layout: str = "3up",
     labels: bool = False,
+    even_cells: bool = True,
 ) -> np.ndarray:
     """One uint8 HxWx3 image with the panes laid out; the inputs are not modified.
 
     original/desmoked: HxWx3 uint8; dark_channel: HxW uint8 (shown as a grey pane).
+    even_cells: False for an image (a snapshot): odd panes then touch, with no black line.
     """
     _check_layout(layout)
     height, width = original.shape[:2]
@@ -63,8 +66,8 @@ def compose_panes(
         panes = [("original", original), ("desmoked", desmoked)]
     else:
         panes = [("original", original), ("dark_channel", dark_channel), ("desmoked", desmoked)]
-    out_w, out_h = composed_size(width, height, layout)
-    cell_w, cell_h = _cell(width, height)
+    out_w, out_h = composed_size(width, height, layout, even_cells)
+    cell_w, cell_h = _cell(width, height, even_cells)
     padded = (cell_w, cell_h) != (width, height)  # black around odd panes; else they cover it
     out = (np.zeros if padded else np.empty)((out_h, out_w, 3), np.uint8)
     columns = _grid(layout)[0]
