@@ -445,7 +445,7 @@ def test_resume_may_change_the_budget_and_how_the_run_is_watched(clip: Path, tmp
 
 
 def test_a_run_resumes_from_a_moved_checkout_and_data_folder(
-    clip: Path, tmp_path: Path, monkeypatch
+    clip: Path, tmp_path: Path, monkeypatch, caplog
 ):
     """GPU machines are lent per session: the same config, resumed from a checkout at
     another path with DESMOKE_DATA on another mount, continues the run; other sources do
@@ -463,6 +463,9 @@ def test_a_run_resumes_from_a_moved_checkout_and_data_folder(
     moved = tmp_path / "b" / "repo" / "configs" / "fast.toml"
     raw["train"].update(max_steps=3, init_weights="stage1.safetensors")
     assert train_fast(config_from_dict(raw, moved), out, resume=True)["steps"] == 3
+    # Written the same, read elsewhere: said, so that other data cannot pass unseen.
+    [moved_data] = [r.getMessage() for r in caplog.records if "read its data from" in r.message]
+    assert str(tmp_path / "a" / "data") in moved_data and str(tmp_path / "b") in moved_data
     raw["data"]["sources"] = raw["data"]["sources"][:1]
     with pytest.raises(CheckpointError, match=r"differs in data\.sources \['\$\{DESMOKE_DATA\}"):
         train_fast(config_from_dict(raw, moved), out, resume=True)

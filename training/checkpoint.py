@@ -12,6 +12,7 @@ file and the OS's reason, whichever library did the writing.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -27,6 +28,8 @@ from torch import nn
 from engine.files import replaced_on_success
 from engine.video.errors import describe
 from training.config import Config, training_differences
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -181,6 +184,15 @@ def _check_same_training(path: Path, state: dict[str, Any], config: Config) -> N
             "config (only the budget, validation, checkpoint and logging intervals, workers, "
             "threads and init_weights may change), or fine-tune in a new run: another --out, with "
             f"train.init_weights = {path.parent / 'best.safetensors'}"
+        )
+    was, now = state["config"].get("data", {}).get("sources"), config.data.sources
+    if was is not None and list(was) != list(now):  # the same as written: moved, or other?
+        log.warning(
+            "%s: the run read its data from %s; this resume reads %s (the config writes them "
+            "the same way: check that they hold the same files)",
+            path,
+            ", ".join(map(str, was)),
+            ", ".join(map(str, now)),
         )
 
 
