@@ -129,7 +129,7 @@ def _image_frames(path: Path) -> Iterator[np.ndarray]:
 def _video_frames(path: Path, step: int) -> Iterator[np.ndarray]:
     import av
 
-    from engine.video.file_source import display_rotation, pixel_aspect, square_pixels, upright
+    from engine.video.file_source import displayed_rgb, pixel_aspect
 
     try:
         with av.open(str(path)) as container:
@@ -138,8 +138,7 @@ def _video_frames(path: Path, step: int) -> Iterator[np.ndarray]:
             sar = pixel_aspect(container.streams.video[0])
             for index, frame in enumerate(container.decode(video=0)):
                 if index % step == 0:  # as players (and the app) show it: square, upright
-                    rgb = square_pixels(frame.to_ndarray(format="rgb24"), sar)
-                    yield upright(rgb, display_rotation(frame))
+                    yield displayed_rgb(frame, sar)
     except av.FFmpegError as exc:
         raise DataError(f"{path}: cannot decode ({exc})") from None
 

@@ -155,6 +155,12 @@ def square_pixels(rgb: np.ndarray, sar: Fraction) -> np.ndarray:
     return cv2.resize(rgb, (shown, height), interpolation=how)
 
 
+def displayed_rgb(frame: av.VideoFrame, sar: Fraction) -> np.ndarray:
+    """`frame` as players show it: RGB, square pixels (`sar`: the stream's pixel aspect),
+    upright."""
+    return upright(square_pixels(to_rgb(frame), sar), display_rotation(frame))
+
+
 def displayed_size(frame: av.VideoFrame, sar: Fraction = Fraction(1)) -> tuple[int, int]:
     """(width, height) of `frame` (pixels of aspect `sar`) with square pixels, upright."""
     width = square_width(frame.width, sar)
@@ -464,7 +470,7 @@ class FileSource:
         self._next_index = index + 1
         # Here, not in to_rgb: CaptureSource shares to_rgb but takes its size from the device.
         # Square pixels first: the sample aspect ratio is of the coded frame's x axis.
-        rgb = upright(square_pixels(to_rgb(frame), self._sar), display_rotation(frame))
+        rgb = displayed_rgb(frame, self._sar)
         time = self._time_of(frame, index)
         self._shown = (index, time)
         return VideoFrame(index=index, time=time, rgb=rgb, after_gap=after_gap)
