@@ -278,6 +278,19 @@ def test_build_engine_writes_the_engine_and_its_sidecar_as_a_pair(
     assert sorted(p.name for p in out.parent.iterdir()) == ["fast.engine", "fast.engine.json"]
 
 
+def test_an_onnx_build_without_an_output_is_refused_before_building(tmp_path, monkeypatch) -> None:
+    """An ONNX file says nothing of its weights, so the engine has no name to default to:
+    that is said at once, not after the minutes TensorRT spends building."""
+    from training.build_engine import build_engine
+
+    trt = fake_tensorrt(monkeypatch)
+    onnx = tmp_path / "fast.onnx"
+    onnx.write_bytes(b"not read: refused before")
+    with pytest.raises(BuildError, match="give -o ENGINE"):
+        build_engine(onnx)
+    assert ("build",) not in trt.calls
+
+
 # -- the sidecar ----------------------------------------------------------------------
 def write_engine(folder, name, *, version="10.13.0", cc=(9, 0), digest="abc", shape=(256, 448)):
     """A fake engine file with a real sidecar (the logic under test never reads the engine)."""

@@ -242,10 +242,12 @@ def build_engine(
     source = Path(source)
     if not source.is_file():
         raise BuildError(f"{source}: file not found")
+    weights_file = source if source.suffix == ".safetensors" else weights
+    if output is None and weights_file is None:  # refused before minutes of building
+        raise BuildError("give -o ENGINE (or build from .safetensors weights)")
     trt = import_tensorrt()
     gpu = gpu_identity()
     digest = model = None
-    weights_file = source if source.suffix == ".safetensors" else weights
     if weights_file is not None:
         network, config = load_network(weights_file)
         digest, model = weights_digest(network), config["model"]
@@ -258,6 +260,9 @@ def build_engine(
         int(trt.__version__.split(".")[0]), info.input_dtype, fp16
     )
     shapes = profile_shapes(shape, network_stride(model) if model else 16, info.channels)
+    if output is None:
+        cc = "".join(map(str, gpu["compute_capability"]))
+        output = engine_dir() / f"{model}-{digest[:12]}-sm{cc}-trt{trt.__version__}.engine"
     cache_path = Path(timing_cache) if timing_cache else None
     cache = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
     engine, new_cache = build_serialized(
@@ -269,11 +274,6 @@ def build_engine(
         fp16_flag=fp16_flag,
         timing_cache=cache,
     )
-    if output is None:
-        if digest is None:
-            raise BuildError("give -o ENGINE (or build from .safetensors weights)")
-        cc = "".join(map(str, gpu["compute_capability"]))
-        output = engine_dir() / f"{model}-{digest[:12]}-sm{cc}-trt{trt.__version__}.engine"
     output = Path(output)
     sidecar = make_sidecar(
         info=info,
