@@ -210,6 +210,39 @@ def test_frames_from_sources_and_bad_input(tmp_path: Path) -> None:
         ev.frames_from_sources([broken], count=1)
 
 
+def test_video_frames_are_picked_while_decoding(tmp_path: Path) -> None:
+    """Evenly spread picks, the frames a full read would pick, chosen from the stated frame
+    count as they are decoded (a long clip used to be decoded whole into memory first)."""
+    from engine.video import FileSource
+
+    video = tmp_path / "clip.mp4"
+    _write_video(video, 30)
+    with FileSource(video) as source:
+        every = [frame.rgb for frame in source.frames()]
+    picked = ev.read_video_frames(video, 4)
+    assert len(picked) == 4
+    for frame, index in zip(picked, (0, 10, 19, 29), strict=True):
+        np.testing.assert_array_equal(frame, every[index])
+    assert len(ev.read_video_frames(video)) == 30 == len(ev.read_video_frames(video, 99))
+
+    class Stated:  # a source that states more frames than it has (a cut-short file)
+        frame_count = 40
+
+        def frames(self):
+            yield from FileSource(video).frames()
+
+    kept = ev._picked_frames(Stated(), 4)  # picks 0, 13, 26, 39: 39 is past its end
+    assert len(kept) == 4
+    np.testing.assert_array_equal(kept[-1], every[-1])
+
+
+def test_evaluate_takes_the_image_types_training_takes(tmp_path: Path) -> None:
+    image = tmp_path / "view.webp"
+    cv2.imwrite(str(image), _tissue(60, 80))
+    frames = ev.frames_from_sources([image], count=1)
+    assert frames[0][0] == "view.webp" and frames[0][1].shape == (60, 80, 3)
+
+
 def _cli(argv: list[str]) -> int:
     from desmoke_app.commands import evaluate as command
 

@@ -180,7 +180,7 @@ def test_unreadable_image_is_named(tmp_path: Path) -> None:
     folder.mkdir()
     write_image(folder / "a.png", tissue(1))
     (folder / "b.png").write_bytes(b"not a png at all")
-    with pytest.raises(DataError, match=r"b\.png: unreadable image"):
+    with pytest.raises(DataError, match=r"b\.png: not a readable image"):
         load_frames(data_config(folder))
 
 

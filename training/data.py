@@ -32,8 +32,9 @@ from training.config import DataConfig
 from training.metrics import colourfulness
 from training.smoke import SmokeConfig, SmokeSynthesizer
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+#: The files data sources and test sources take, by suffix (both read the same kinds).
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 SPLITS = ("train", "val", "test")
 #: Pixels darker than this (max over RGB, 0-255, averaged over frames) are outside the scope.
 SCOPE_BLACK_LEVEL = 16
@@ -101,21 +102,22 @@ def _list_sources(paths: Sequence[str]) -> list[Path]:
     return files
 
 
-def _read_image(path: Path) -> np.ndarray:
+def read_image(path: Path) -> np.ndarray:
+    """An image file as uint8 RGB HxWx3; a clear error when it cannot be read."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise DataError(f"{path}: unreadable image")
+        raise DataError(f"{path}: not a readable image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _image_frames(path: Path) -> Iterator[np.ndarray]:
     """One image, or the images of a folder in name order (all of one size)."""
     if path.is_file():
-        yield _read_image(path)
+        yield read_image(path)
         return
     size = None
     for file in sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-        image = _read_image(file)
+        image = read_image(file)
         if size is None:
             size, first = image.shape[:2], file
         elif image.shape[:2] != size:

@@ -33,6 +33,7 @@ import numpy as np
 from engine.dark_channel import dark_channel
 from engine.files import replace_together
 from training import metrics
+from training.data import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_image
 from training.smoke import SmokeConfig, SmokeSynthesizer, bright_grey_mask
 
 #: Seed of the synthetic test pairs (the training code draws from other seeds).
@@ -40,8 +41,6 @@ EVAL_SEED = 20_240_605
 #: Per-frame PSNR of identical images is infinite; averages cap it here (a faint-haze pair's
 #: identity baseline can be lossless after uint8 rounding).
 PSNR_CAP_DB = 100.0
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 IDENTITY = "identity"
 #: The files of one evaluation, by write_outputs' keys (in the order it returns them).
 OUTPUT_NAMES = {
@@ -91,29 +90,36 @@ def _json_default(value: Any) -> Any:
 # ----------------------------------------------------------------------------- frames
 
 
-def read_image(path: Path) -> np.ndarray:
-    """An image file as uint8 RGB HxWx3; a clear error when it cannot be read."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"{path}: not a readable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def read_video_frames(path: Path, count: int | None = None) -> list[np.ndarray]:
-    """`count` frames evenly spaced over a video (all frames when None), uint8 RGB."""
+    """`count` frames evenly spaced over a video (all frames when None), uint8 RGB.
+
+    Only the picked frames are kept while decoding: a long clip is never held whole."""
     from engine.video import FileSource, VideoError
 
     try:
         with FileSource(path) as source:
-            frames = [frame.rgb for frame in source.frames()]
+            frames = _picked_frames(source, count)
     except VideoError as exc:
         raise ValueError(str(exc)) from None
     if not frames:
         raise ValueError(f"{path}: no decodable video frames")
-    if count is None or count >= len(frames):
-        return frames
-    picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
-    return [frames[i] for i in picks]
+    return frames
+
+
+def _picked_frames(source: Any, count: int | None) -> list[np.ndarray]:
+    """The frames at `count` indices spread over the source's stated frame count; a video
+    that ends before the last pick adds its last frame in place of the picks it missed."""
+    total = source.frame_count
+    wanted = total if count is None else min(count, total)
+    picks = set(np.linspace(0, total - 1, wanted).round().astype(int).tolist())
+    frames, last = [], None
+    for index, frame in enumerate(source.frames()):
+        last = frame.rgb
+        if count is None or index in picks:
+            frames.append(last)
+    if len(frames) < wanted and last is not None and (not frames or frames[-1] is not last):
+        frames.append(last)
+    return frames
 
 
 def frames_from_sources(
