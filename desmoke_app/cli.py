@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 
+from desmoke_app import version
 from engine.stop_signals import first_stop_signal
 
 #: SIGPIPE's number (13); Windows has no SIGPIPE.
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="desmoke",
         description="Remove surgical smoke from laparoscopic video (full resolution, real time).",
     )
+    parser.add_argument("--version", action="version", version=f"desmoke {version()}")
     _add_verbose(parser, default=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:

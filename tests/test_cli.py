@@ -31,6 +31,15 @@ def test_info_sums_up_the_weights_and_gives_all_on_request(capsys) -> None:
     assert provenance["training"]["steps"] > 0 and "val" in provenance["metrics"]
 
 
+def test_version_is_the_package_version(capsys) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"desmoke {version('desmoke')}"
+
+
 def test_devices_never_fails(capsys) -> None:
     assert main(["devices"]) == 0
     assert capsys.readouterr().out.strip()
