@@ -27,30 +27,25 @@ import numpy as np
 from engine.backends import BACKEND_NAMES, Backend, BackendUnavailable, select_backend
 from engine.dark_channel import REFERENCE_PATCH, dark_channel, default_patch_size
 from engine.models import (
-    DEFAULT_WORKING_SHORT_SIDE,
+    MIN_WORKING_SHORT_SIDE,
     MODEL_NAMES,
+    MODELS,
     NETWORK_MODELS,
-    WeightsError,
+    default_weights,
     load_network,
     network_stride,
     read_config,
     working_shape,
 )
 from engine.models.dcp import estimate_smoke_layer
+from engine.models.weights import shipped_weights  # noqa: F401 - engine.pipeline's before
 from engine.restore import DEFAULT_T_MIN, Restorer, SmokeLayer, to_gray
 
 log = logging.getLogger(__name__)
 
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 #: The GPU frame path's timings that are copies (host <-> pinned memory <-> device); their
 #: sum is reported as the stage "copies", beside "gpu" (all the device work).
 DEVICE_COPY_STAGES = ("host_in", "upload", "download", "host_out")
-
-
-def shipped_weights(model: str) -> Path | None:
-    """The weights shipped in assets/ for a model name, if any."""
-    path = ASSETS_DIR / f"{model}.safetensors"
-    return path if path.is_file() else None
 
 
 @dataclass
@@ -62,10 +57,6 @@ class DesmokeResult:
     desmoked: np.ndarray  # uint8 HxWx3
     smoke_level: float  # mean predicted opacity (mean dark channel for `paper`), 0..1
     timings: dict[str, float] = field(default_factory=dict)  # stage -> ms
-
-
-#: The smallest working short side: one stride of the `fast` network.
-MIN_WORKING_SHORT_SIDE = 16
 
 
 def as_rgb_uint8(frame: np.ndarray) -> np.ndarray:
@@ -141,20 +132,14 @@ def _resolve_model(model: str | Path, weights: str | Path | None) -> tuple[str, 
                 f"model {model} is already a weights file: pass weights= only with "
                 f"model {' or '.join(NETWORK_MODELS)}"
             )
-        return read_config(model)["model"], Path(model)
+        return read_config(model)["model"], Path(model)  # a network model: checked there
     if model not in MODEL_NAMES:
         raise ValueError(f"unknown model '{model}' (known: {', '.join(MODEL_NAMES)})")
     if model not in NETWORK_MODELS:
         if weights is not None:
             raise ValueError(f"{model} takes no weights, got weights={weights!r}")
         return model, None
-    weights = weights if weights is not None else shipped_weights(model)
-    if weights is None:  # never dcp instead: a comparison would compare dcp with itself
-        raise WeightsError(
-            f"no '{model}' weights are shipped: pass weights=W.safetensors (train them "
-            f"with desmoke train --config training/configs/{model}.toml)"
-        )
-    return model, Path(weights)
+    return model, Path(weights if weights is not None else default_weights(model))
 
 
 class Desmoker:
@@ -168,7 +153,8 @@ class Desmoker:
     backend: "auto" or a backend name (engine.backends.BACKEND_NAMES); dcp runs no network
         and uses none, but an unknown name is an error for every model.
     weights: weights for "fast"/"paper" (default: the shipped ones in assets/; a
-        WeightsError where none are shipped: no method is ever swapped for another).
+        NoShippedWeights, a WeightsError, where none are shipped: no method is ever swapped
+        for another).
     working_short_side: the working resolution's short side, at least 16 px (None: the
         weights' own, else 256).
     patch_size: dark-channel patch at a 256 px short side, odd (None: 15, He et al.);
@@ -211,9 +197,11 @@ class Desmoker:
         self.t_min = t_min
         if self.model_name in NETWORK_MODELS:
             self._load_network(backend)
+        # The network's own (fast's depends on its architecture: unshuffle); 1 for dcp.
+        self._stride = network_stride(self.model_name, self.config.get("arch"))
         if working_short_side is None:  # the weights' own, else the model's default
             working_short_side = (
-                self.config.get("working_short_side") or DEFAULT_WORKING_SHORT_SIDE[self.model_name]
+                self.config.get("working_short_side") or MODELS[self.model_name].working_short_side
             )
         self.working_short_side = working_short_side
 
@@ -308,8 +296,7 @@ class Desmoker:
     def working_shape_for(self, height: int, width: int) -> tuple[int, int]:
         shape = self._shapes.get((height, width))
         if shape is None:
-            stride = network_stride(self.model_name)
-            shape = working_shape(height, width, self.working_short_side, stride)
+            shape = working_shape(height, width, self.working_short_side, self._stride)
             self._shapes[(height, width)] = shape
         return shape
 

@@ -69,7 +69,7 @@ def test_a_shared_desmoker_serialises_calls_and_gives_each_its_own_result(monkey
 # -- no quiet substitutions ----------------------------------------------------------------
 @pytest.mark.parametrize("model", ["fast", "paper"])
 def test_a_network_model_without_weights_is_an_error_not_dcp(model, tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "ASSETS_DIR", tmp_path)  # nothing shipped
+    monkeypatch.setattr("engine.models.weights.ASSETS_DIR", tmp_path)  # nothing shipped
     with pytest.raises(WeightsError, match=f"no '{model}' weights are shipped: pass weights="):
         Desmoker(model, "torch")
 

@@ -398,12 +398,10 @@ def test_help_lists_every_command(capsys) -> None:
 def test_a_model_without_weights_is_refused_not_replaced(tmp_path, monkeypatch, capsys) -> None:
     """--model paper with no paper weights shipped: an error that says what can run, rather
     than a dcp export named as if it were paper's."""
-    import engine.pipeline
+    from engine.models import weights
 
-    shipped = engine.pipeline.shipped_weights
-    monkeypatch.setattr(
-        engine.pipeline, "shipped_weights", lambda m: None if m == "paper" else shipped(m)
-    )
+    shipped = weights.shipped_weights
+    monkeypatch.setattr(weights, "shipped_weights", lambda m: None if m == "paper" else shipped(m))
     clip = make_index_clip(tmp_path / "clip.mp4", n_frames=2, size=(64, 48), fps=12)
     assert main(["export", str(clip), "--model", "paper"]) == 1
     err = capsys.readouterr().err

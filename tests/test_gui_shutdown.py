@@ -230,13 +230,11 @@ def test_app_arguments_are_checked_before_start_up(tmp_path, capsys, argv, messa
 
 def test_app_model_without_shipped_weights_gets_the_apps_advice(capsys, monkeypatch) -> None:
     """The engine's advice (weights=W.safetensors) is its API's: the app takes --model W."""
-    import engine.pipeline
     from desmoke_app.gui.main import parse_args
+    from engine.models import weights
 
-    shipped = engine.pipeline.shipped_weights
-    monkeypatch.setattr(
-        engine.pipeline, "shipped_weights", lambda m: None if m == "paper" else shipped(m)
-    )
+    shipped = weights.shipped_weights
+    monkeypatch.setattr(weights, "shipped_weights", lambda m: None if m == "paper" else shipped(m))
     with pytest.raises(SystemExit):
         parse_args(["--model", "paper"])
     error = capsys.readouterr().err.splitlines()[-1]

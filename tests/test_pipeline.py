@@ -176,6 +176,39 @@ def test_paper_model_restores_at_full_resolution(tmp_path) -> None:
     np.testing.assert_array_equal(none.desmoked, frame)
 
 
+@pytest.mark.parametrize(
+    ("unshuffle", "frame_shape", "work_shape"),
+    [
+        (2, (200, 360), (200, 360)),  # stride 8: the frame as it is (16 made it 192x352)
+        (8, (240, 432), (256, 448)),  # stride 32 (16 gave 240x432, padded in the network)
+    ],
+)
+def test_the_working_size_is_a_multiple_of_the_networks_own_stride(
+    tmp_path, monkeypatch, unshuffle, frame_shape, work_shape
+) -> None:
+    """`fast`'s stride is 4 x its unshuffle: weights with another unshuffle than 4 run at
+    multiples of their own stride, so the network sees the working image unpadded and
+    its smoke layer covers it exactly (it was always resized to multiples of 16)."""
+    arch = {"widths": [8, 8, 8], "unshuffle": unshuffle}
+    path = tmp_path / "w.safetensors"
+    save_weights(path, build_network("fast", arch), default_config("fast", arch))
+    desmoker = Desmoker(path, "torch", working_short_side=min(frame_shape))
+    seen = []
+    run = desmoker.backend.run
+
+    def recording_run(x):
+        outputs = run(x)
+        seen.append((x.shape[2:], outputs[0].shape[2:]))
+        return outputs
+
+    monkeypatch.setattr(desmoker.backend, "run", recording_run)
+    frame = smoky_frame(*frame_shape)
+    result = desmoker.process(frame)
+    height, width = work_shape
+    assert seen == [((height, width), (height // unshuffle, width // unshuffle))]
+    assert result.desmoked.shape == frame.shape and 0 < result.smoke_level < 1
+
+
 def test_unknown_model_and_bad_patch() -> None:
     with pytest.raises(ValueError, match="unknown model 'fastest'"):
         Desmoker("fastest")

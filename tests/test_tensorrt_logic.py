@@ -19,7 +19,6 @@ import torch
 from desmoke_app.cli import main
 from engine.backends import backend_status, select_backend
 from engine.backends.base import BackendUnavailable
-from engine.backends.onnxruntime_backend import weights_digest
 from engine.backends.tensorrt_backend import (
     TensorRTBackend,
     find_engine,
@@ -28,7 +27,7 @@ from engine.backends.tensorrt_backend import (
     sidecar_path,
     sidecar_problems,
 )
-from engine.models import build_network, default_config, save_weights
+from engine.models import build_network, default_config, save_weights, weights_digest
 from engine.models.onnx_export import exported_onnx
 from training.build_engine import (
     BuildError,

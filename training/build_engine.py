@@ -235,9 +235,9 @@ def build_engine(
 ) -> tuple[Path, dict[str, Any]]:
     """Build an engine from an ONNX file or a .safetensors weights file; returns the
     engine's path and its sidecar. Nothing is left at `output` when the build fails."""
-    from engine.backends.onnxruntime_backend import weights_digest
-    from engine.models import load_network, network_stride
+    from engine.models import load_network
     from engine.models.onnx_export import exported_onnx
+    from engine.models.weights import weights_digest
 
     source = Path(source)
     if not source.is_file():
@@ -259,7 +259,8 @@ def build_engine(
     strongly_typed, fp16_flag, precision = precision_plan(
         int(trt.__version__.split(".")[0]), info.input_dtype, fp16
     )
-    shapes = profile_shapes(shape, network_stride(model) if model else 16, info.channels)
+    stride = network.stride if weights_file is not None else 16  # an ONNX file alone: fast's
+    shapes = profile_shapes(shape, stride, info.channels)
     if output is None:
         cc = "".join(map(str, gpu["compute_capability"]))
         output = engine_dir() / f"{model}-{digest[:12]}-sm{cc}-trt{trt.__version__}.engine"

@@ -19,7 +19,7 @@ from torch import nn
 
 from engine.backends.onnxruntime_backend import new_session
 from engine.files import write_atomically
-from engine.models import load_network, network_stride
+from engine.models import load_network
 from engine.models.onnx_export import INPUT_NAME, exported_onnx
 
 #: Largest |onnxruntime - torch| accepted: fp32 graphs agree to ~1e-6 on sigmoid/[0, 1]
@@ -31,9 +31,8 @@ class ExportError(ValueError):
     """An export that failed or does not reproduce the torch network."""
 
 
-def _check_shape(model_name: str) -> tuple[int, int]:
-    stride = network_stride(model_name)
-    return (256, 512) if stride >= 256 else (224, 384)  # not exported_onnx's tracing sample
+def _check_shape(network: nn.Module) -> tuple[int, int]:
+    return (256, 512) if network.stride >= 256 else (224, 384)  # not exported_onnx's tracing sample
 
 
 def onnx_outputs(model: bytes, x: np.ndarray) -> list[np.ndarray]:
@@ -70,18 +69,16 @@ def export_weights(
     report: dict[str, Any] = {"model": config["model"], "onnx": str(onnx_path), "fp16": fp16}
     model = exported_onnx(network, fp16=fp16)  # onnx.checker runs inside
     if check:
-        report.update(_checked(network, model, onnx_path, config["model"], fp16))
+        report.update(_checked(network, model, onnx_path, fp16))
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(onnx_path, model)
     return report
 
 
-def _checked(
-    network: nn.Module, model: bytes, onnx_path: Path, model_name: str, fp16: bool
-) -> dict[str, Any]:
+def _checked(network: nn.Module, model: bytes, onnx_path: Path, fp16: bool) -> dict[str, Any]:
     """Compare the export `model` (to be saved at onnx_path) with torch: the report's
     entries, or ExportError naming `onnx_path` (the file is then not saved)."""
-    shape = _check_shape(model_name)
+    shape = _check_shape(network)
     try:
         errors = compare_onnx(network, model, shape, fp16=fp16)
     except Exception as exc:  # onnxruntime raises its own exception types

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from engine.backends import BACKEND_NAMES
 from engine.models import MODEL_NAMES, NETWORK_MODELS
-from engine.models.weights import not_weights_reason
+from engine.models.weights import not_weights_reason, runnable_models
 from engine.video.errors import describe
 
 #: The working resolution's short side the CLI accepts: the app's "Working size" range. The
@@ -114,8 +114,8 @@ def check_model_choice(model: str, weights: str | None) -> None:
             raise ValueError(f"{reason} (--model and --weights take .safetensors weights)")
     if weights is not None:
         _check_takes_weights(model, weights)
-    elif model in NETWORK_MODELS:
-        _check_shipped(model)
+    elif model in MODEL_NAMES and model not in runnable_models():
+        raise ValueError(_no_shipped_weights_advice(model))
 
 
 def _check_takes_weights(model: str, weights: str) -> None:
@@ -133,15 +133,13 @@ def _check_takes_weights(model: str, weights: str) -> None:
     )
 
 
-def _check_shipped(model: str) -> None:
-    from engine.pipeline import shipped_weights
-
-    if shipped_weights(model) is None:
-        usable = [name for name in NETWORK_MODELS if shipped_weights(name)] + ["dcp"]
-        raise ValueError(
-            f"no trained weights for '{model}' are shipped: pass them with --model {model} "
-            f"--weights W.safetensors, or use --model {' or '.join(usable)}"
-        )
+def _no_shipped_weights_advice(model: str) -> str:
+    """What to do where no weights ship for `model`, in the CLI's words (the engine's
+    NoShippedWeights names its API's weights= argument)."""
+    return (
+        f"no trained weights for '{model}' are shipped: pass them with --model {model} "
+        f"--weights W.safetensors, or use --model {' or '.join(runnable_models())}"
+    )
 
 
 def make_desmoker(args: argparse.Namespace):

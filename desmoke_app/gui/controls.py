@@ -31,8 +31,7 @@ from PySide6.QtWidgets import (
 
 from desmoke_app.commands.common import PATCH_RANGE, WORKING_SIZE_RANGE
 from engine.backends import BACKENDS, backend_status
-from engine.models import MODEL_NAMES
-from engine.pipeline import shipped_weights
+from engine.models import MODEL_NAMES, runnable_models
 
 MODEL_TIPS = {
     "fast": "Smoke-layer network at a low working resolution, restored at full resolution",
@@ -181,7 +180,7 @@ class ControlPanel(QWidget):
     def _model_runs(name: str) -> bool:
         """Whether the model name runs as it is: dcp needs no weights; a network, shipped
         ones (without, choosing it could only fail: 'Weights file…' takes trained ones)."""
-        return name == "dcp" or shipped_weights(name) is not None
+        return name in runnable_models()
 
     @classmethod
     def _model_tip(cls, name: str) -> str:

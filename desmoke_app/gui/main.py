@@ -37,9 +37,8 @@ def frame_size(text: str) -> tuple[int, int]:
 def app_model(text: str) -> str:
     """--model, for argparse: a model name that runs as it is, or a weights file. Refused
     here in the app's own words (it has no --weights: a trained file is --model W)."""
-    from engine.models import MODEL_NAMES, NETWORK_MODELS
-    from engine.models.weights import not_weights_reason
-    from engine.pipeline import shipped_weights
+    from engine.models import MODEL_NAMES
+    from engine.models.weights import not_weights_reason, runnable_models
 
     if Path(text).suffix:
         reason = not_weights_reason(text)
@@ -52,12 +51,11 @@ def app_model(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"unknown model {text!r} (known: {known}, or W.safetensors)"
         )
-    elif text in NETWORK_MODELS and shipped_weights(text) is None:
-        usable = [name for name in NETWORK_MODELS if shipped_weights(name)] + ["dcp"]
+    elif text not in runnable_models():
         raise argparse.ArgumentTypeError(
             f"no trained {text!r} weights are shipped: pass them as --model W.safetensors "
             f"(train them with desmoke train --config training/configs/{text}.toml), "
-            f"or use --model {' or '.join(usable)}"
+            f"or use --model {' or '.join(runnable_models())}"
         )
     return text
 

@@ -667,21 +667,21 @@ def _first_that_runs(settings: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 def make_desmoker(settings: dict[str, Any]):
     """A Desmoker from the app's settings dict (model, backend, working_short_side,
     patch_size, strength)."""
-    from engine.models import NETWORK_MODELS
-    from engine.pipeline import Desmoker, shipped_weights
+    from engine.models import NoShippedWeights
+    from engine.pipeline import Desmoker
 
-    model = settings.get("model", "dcp")
-    if model in NETWORK_MODELS and shipped_weights(model) is None:
+    try:
+        return Desmoker(
+            settings.get("model", "dcp"),
+            settings.get("backend", "auto"),
+            working_short_side=settings.get("working_short_side") or None,
+            patch_size=settings.get("patch_size") or None,
+            strength=float(settings.get("strength", 1.0)),
+        )
+    except NoShippedWeights as missing:  # its advice names an API argument: the menu's
         from desmoke_app.gui.controls import no_weights_advice
 
-        raise ValueError(no_weights_advice(model))  # the engine's advice names an API argument
-    return Desmoker(
-        model,
-        settings.get("backend", "auto"),
-        working_short_side=settings.get("working_short_side") or None,
-        patch_size=settings.get("patch_size") or None,
-        strength=float(settings.get("strength", 1.0)),
-    )
+        raise ValueError(no_weights_advice(missing.model)) from missing
 
 
 def _one_line(error: BaseException, context: str) -> str:

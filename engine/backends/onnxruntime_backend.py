@@ -9,7 +9,6 @@ replaced.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -21,6 +20,7 @@ from torch import nn
 from engine.backends.base import Backend, BackendUnavailable
 from engine.files import cache_file
 from engine.models.onnx_export import exported_onnx
+from engine.models.weights import weights_digest
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +28,6 @@ log = logging.getLogger(__name__)
 def cache_dir() -> Path:
     root = os.environ.get("DESMOKE_CACHE") or Path.home() / ".cache" / "desmoke"
     return Path(root) / "onnx"
-
-
-def weights_digest(network: nn.Module) -> str:
-    digest = hashlib.sha256()
-    for key, tensor in network.state_dict().items():
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:20]
 
 
 def new_session(model: bytes) -> Any:

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from engine.backends.base import Backend, BackendUnavailable
+from engine.models.weights import weights_digest
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +190,6 @@ class TensorRTBackend(Backend):
         if not available:
             raise BackendUnavailable(reason)
         import tensorrt as trt
-
-        from engine.backends.onnxruntime_backend import weights_digest
 
         capability = torch.cuda.get_device_capability()
         digest = weights_digest(network)

@@ -1,6 +1,6 @@
-"""Network definitions, the model registry, weight I/O and the working resolution.
+"""Network definitions, the model table, weight I/O and the working resolution.
 
-Models:
+Models (the table: engine.models.registry.MODELS):
 - `fast`: SmokeLayerNet, predicts the smoke layer (alpha, colour); restored at full res.
 - `paper`: pix2pix U-Net-256 with the dark channel as a 4th input (Salazar-Colores 2020).
 - `dcp`: the classical dark-channel prior (He et al.), no weights (engine.models.dcp).
@@ -11,47 +11,63 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
-from engine.models.paper_unet import PaperDesmoker
-from engine.models.smoke_layer_net import SmokeLayerNet
-from engine.models.weights import WeightsError, load_state_into, read_config, save_weights
+from engine.models.registry import (
+    MIN_WORKING_SHORT_SIDE,
+    MODEL_NAMES,
+    MODELS,
+    NETWORK_MODELS,
+    ModelSpec,
+    arch_problem,
+)
+from engine.models.weights import (
+    NoShippedWeights,
+    WeightsError,
+    default_weights,
+    load_state_into,
+    read_config,
+    runnable_models,
+    save_weights,
+    shipped_weights,
+    weights_digest,
+)
 
-MODEL_NAMES = ("fast", "paper", "dcp")
-NETWORK_MODELS = ("fast", "paper")
-DEFAULT_WORKING_SHORT_SIDE = {"fast": 256, "paper": 256, "dcp": 256}
 #: The working long side is at most this many times the working short side (working_shape).
 MAX_WORKING_ASPECT = 8
 
 __all__ = [
+    "MIN_WORKING_SHORT_SIDE",
+    "MODELS",
     "MODEL_NAMES",
     "NETWORK_MODELS",
+    "ModelSpec",
+    "NoShippedWeights",
     "WeightsError",
     "build_network",
-    "load_network",
-    "save_weights",
-    "read_config",
-    "working_shape",
-    "network_stride",
     "default_config",
+    "default_weights",
+    "load_network",
+    "network_stride",
+    "read_config",
+    "runnable_models",
+    "save_weights",
+    "shipped_weights",
+    "weights_digest",
+    "working_shape",
 ]
 
 
 def build_network(name: str, arch: dict[str, Any] | None = None) -> nn.Module:
     """A freshly initialised network for model `name` with architecture arguments `arch`."""
-    arch = dict(arch or {})
-    try:
-        if name == "fast":
-            if "widths" in arch:
-                arch["widths"] = tuple(arch["widths"])
-            return SmokeLayerNet(**arch)
-        if name == "paper":
-            return PaperDesmoker(**arch)
-    except TypeError as exc:
-        raise WeightsError(
-            f"architecture arguments {arch} do not fit model '{name}': {exc}"
-        ) from exc
-    raise WeightsError(f"unknown network model '{name}' (known: {', '.join(NETWORK_MODELS)})")
+    spec = MODELS.get(name) if isinstance(name, str) else None
+    if spec is None or spec.network is None:
+        raise WeightsError(f"unknown network model '{name}' (known: {', '.join(NETWORK_MODELS)})")
+    problem = arch_problem(name, arch)
+    if problem:
+        raise WeightsError(problem)
+    return spec.network(**(arch or {}))
 
 
 def default_config(name: str, arch: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -60,7 +76,7 @@ def default_config(name: str, arch: dict[str, Any] | None = None) -> dict[str, A
         "model": name,
         "version": 1,
         "arch": dict(arch or {}),
-        "working_short_side": DEFAULT_WORKING_SHORT_SIDE[name],
+        "working_short_side": MODELS[name].working_short_side,
         "training": {},
         "metrics": {},
     }
@@ -74,9 +90,15 @@ def load_network(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     return network.eval(), config
 
 
-def network_stride(name: str) -> int:
-    """Spatial multiple the network's input must have (the pipeline resizes to it)."""
-    return {"fast": 16, "paper": 256, "dcp": 1}[name]
+def network_stride(name: str, arch: dict[str, Any] | None = None) -> int:
+    """Spatial multiple model `name` with architecture `arch` wants its input in (the
+    pipeline resizes to it): the network's own `stride`, which depends on its architecture
+    (fast's unshuffle), built on the meta device (no memory); 1 for a classical method.
+    Where the network is at hand, its `.stride` is the same."""
+    if name in MODELS and MODELS[name].network is None:
+        return 1
+    with torch.device("meta"):
+        return build_network(name, arch).stride
 
 
 def working_shape(height: int, width: int, short_side: int, stride: int) -> tuple[int, int]:

@@ -1,12 +1,17 @@
 """Weights as safetensors with the model's JSON config in the file's metadata (no pickle).
 
 A readable copy of the config is written beside the weights (`<name>.json`); loading
-needs only the .safetensors file. Mismatches between the file and the architecture its
-config names are reported with the file's name and the offending tensors, before use.
+needs only the .safetensors file. A stored config that names no network model, or gives
+it arguments it does not take, and mismatches between the file and the architecture its
+config names are reported with the file's name (and the offending tensors), before use.
+
+Which models run as they are named is decided here too: dcp needs no weights, a network
+needs weights given or shipped in assets/ (NoShippedWeights where none are).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -17,12 +22,62 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from engine.files import replace_together
+from engine.models.registry import MODELS, NETWORK_MODELS, config_problem
 
 CONFIG_KEY = "desmoke_config"
+#: The trained weights that ship with desmoke: <model>.safetensors.
+ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 
 
 class WeightsError(ValueError):
     """A weights file that cannot be used: unreadable, no config, or not matching the model."""
+
+
+class NoShippedWeights(WeightsError):
+    """A network model named without weights, where none ship for it: never run as dcp (a
+    comparison would compare dcp with itself). The message is the API's; a front end words
+    its own advice from `.model`."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"no '{model}' weights are shipped: pass weights=W.safetensors (train them "
+            f"with desmoke train --config training/configs/{model}.toml)"
+        )
+        self.model = model
+
+
+def shipped_weights(model: str) -> Path | None:
+    """The weights shipped in assets/ for network model `model`, if any."""
+    if model not in NETWORK_MODELS:  # nor a name that leads out of assets/
+        return None
+    path = ASSETS_DIR / f"{model}.safetensors"
+    return path if path.is_file() else None
+
+
+def default_weights(model: str) -> Path:
+    """The weights network model `model` runs with when none are given: the shipped ones
+    (NoShippedWeights where none are)."""
+    path = shipped_weights(model)
+    if path is None:
+        raise NoShippedWeights(model)
+    return path
+
+
+def runnable_models() -> tuple[str, ...]:
+    """The model names that run as they are, with no weights given: the classical methods
+    and the networks whose weights ship (in MODEL_NAMES order)."""
+    return tuple(
+        name for name, spec in MODELS.items() if spec.network is None or shipped_weights(name)
+    )
+
+
+def weights_digest(network: nn.Module) -> str:
+    """A short hash of a network's tensors: names the ONNX and TensorRT files made from them."""
+    digest = hashlib.sha256()
+    for key, tensor in network.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:20]
 
 
 def save_weights(path: str | Path, model: nn.Module, config: dict[str, Any]) -> Path:
@@ -65,7 +120,8 @@ def _unreadable(path: Path, exc: Exception) -> WeightsError:
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
-    """The config stored in a weights file, without loading the tensors."""
+    """The config stored in a weights file, checked (engine.models.registry.config_problem),
+    without loading the tensors."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
@@ -80,8 +136,9 @@ def read_config(path: str | Path) -> dict[str, Any]:
         config = json.loads(metadata[CONFIG_KEY])
     except json.JSONDecodeError as exc:
         raise WeightsError(f"{path}: its config is not valid JSON ({exc})") from exc
-    if not isinstance(config, dict) or "model" not in config:
-        raise WeightsError(f"{path}: its config names no model")
+    problem = config_problem(config)
+    if problem:
+        raise WeightsError(f"{path}: {problem}")
     return config
 
 

@@ -1,0 +1,125 @@
+"""The model table: every desmoking method, its network, the architecture arguments that
+network takes and its default working resolution, in one place, and the checks of a stored
+config against it (pure functions: no files, no errors raised; engine.models.weights and
+engine.models turn a problem into a WeightsError).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from torch import nn
+
+from engine.models.paper_unet import PaperDesmoker
+from engine.models.smoke_layer_net import SmokeLayerNet
+
+#: The smallest working short side the pipeline runs at (weights asking for less are refused).
+MIN_WORKING_SHORT_SIDE = 16
+
+
+class ArchArg(NamedTuple):
+    """One architecture argument: whether a value fits it, and what it must be, in words."""
+
+    fits: Callable[[Any], bool]
+    meaning: str
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _whole(low: int, high: int) -> ArchArg:
+    # The upper bounds keep a damaged config from asking for gigabytes of network before
+    # its tensors are compared with it; they are far above any trained architecture.
+    return ArchArg(lambda v: _is_whole(v) and low <= v <= high, f"a whole number {low}-{high}")
+
+
+_WIDTH = _whole(1, 4096)
+
+
+def _widths(value: Any) -> bool:
+    return isinstance(value, list | tuple) and len(value) == 3 and all(map(_WIDTH.fits, value))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One desmoking method."""
+
+    network: Callable[..., nn.Module] | None  # None: a classical method, no weights
+    arch: Mapping[str, ArchArg] = field(default_factory=dict)  # what `network` takes
+    working_short_side: int = 256  # the default working resolution's short side, px
+
+
+MODELS: dict[str, ModelSpec] = {
+    # SmokeLayerNet: predicts the smoke layer (alpha, colour); restored at full resolution.
+    "fast": ModelSpec(
+        SmokeLayerNet,
+        {
+            # The pipeline always feeds RGB and the dark channel.
+            "in_channels": ArchArg(lambda v: _is_whole(v) and v == 4, "4 (RGB + dark channel)"),
+            "widths": ArchArg(_widths, f"a list of 3 numbers, each {_WIDTH.meaning}"),
+            "unshuffle": _whole(1, 8),
+        },
+    ),
+    # pix2pix U-Net-256 with the dark channel as a 4th input (Salazar-Colores 2020).
+    "paper": ModelSpec(
+        PaperDesmoker,
+        {
+            "use_dark_channel": ArchArg(lambda v: isinstance(v, bool), "true or false"),
+            "ngf": _whole(1, 512),
+        },
+    ),
+    # The classical dark-channel prior (He et al.): engine.models.dcp.
+    "dcp": ModelSpec(None),
+}
+MODEL_NAMES = tuple(MODELS)
+NETWORK_MODELS = tuple(name for name, spec in MODELS.items() if spec.network is not None)
+
+
+def arch_problem(name: str, arch: Any) -> str:
+    """Why `arch` is not a set of architecture arguments network model `name` takes ("" when
+    it is); `name` must be one of NETWORK_MODELS. None stands for the defaults."""
+    problem = "" if arch is None else _arguments_problem(MODELS[name].arch, arch)
+    return (
+        f"architecture arguments {arch!r} do not fit model '{name}': {problem}" if problem else ""
+    )
+
+
+def _arguments_problem(known: Mapping[str, ArchArg], arch: Any) -> str:
+    if not isinstance(arch, dict):
+        return "not a table of arguments"
+    for key, value in arch.items():
+        if key not in known:
+            return f"unknown argument '{key}' (known: {', '.join(known)})"
+        if not known[key].fits(value):
+            return f"{key} must be {known[key].meaning}, got {value!r}"
+    return ""
+
+
+def config_problem(config: Any) -> str:
+    """Why a weights file's stored config cannot be used ("" when it can): it must name a
+    network model, give it architecture arguments it takes, and a working resolution the
+    pipeline runs at. What the tensors hold is checked when they are loaded."""
+    if not isinstance(config, dict) or "model" not in config:
+        return "its config names no model"
+    name = config["model"]
+    if name not in NETWORK_MODELS:
+        return (
+            f"its config names model {name!r}, which is not a network model "
+            f"(known: {', '.join(NETWORK_MODELS)})"
+        )
+    problem = arch_problem(name, config.get("arch"))
+    if problem:
+        return f"its config's {problem}"
+    side = config.get("working_short_side")
+    if side is not None and not (_is_whole(side) and side >= MIN_WORKING_SHORT_SIDE):
+        return (
+            f"its config's working_short_side must be a whole number of pixels, at least "
+            f"{MIN_WORKING_SHORT_SIDE}, got {side!r}"
+        )
+    for key in ("training", "metrics"):  # provenance, shown by `desmoke info` and the app
+        if not isinstance(config.get(key) or {}, dict):
+            return f"its config's {key} is not a table, got {config[key]!r}"
+    return ""
