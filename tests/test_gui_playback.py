@@ -76,6 +76,87 @@ def test_step_forward_and_back(qtbot, window, clip) -> None:
         wait_for_index(qtbot, window, expected)
 
 
+class HeldSeeks:
+    """FileSource.seek_frame counted, the first call held until release(): the moves asked
+    for meanwhile pile up as they do behind a slow seek (a second on a 1080p file with one
+    keyframe)."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.targets: list[int] = []
+        self.started, self._released = threading.Event(), threading.Event()
+        seek_frame = FileSource.seek_frame
+
+        def held(source, index):
+            self.targets.append(index)
+            self.started.set()
+            self._released.wait(WAIT_MS / 1000)
+            return seek_frame(source, index)
+
+        monkeypatch.setattr(FileSource, "seek_frame", held)
+
+    def hold(self, first_move) -> None:
+        """Run first_move() and wait until its seek is under way."""
+        first_move()
+        wait_holding_the_gui(self.started.is_set)
+
+    def release(self) -> None:
+        self._released.set()
+
+
+@pytest.mark.parametrize(
+    ("moves", "landing"),
+    [
+        ([("step", -1)] * 29, 10),  # Left held: key repeats while the first seek runs
+        ([("step", -1)] * 20 + [("seek", 0)], 0),  # then Home: it wins over the steps
+        ([("seek", 20), ("step", 1), ("step", 1)], 22),  # steps count from the seek
+    ],
+    ids=["steps add up", "a seek replaces them", "steps after a seek"],
+)
+def test_moves_asked_during_a_seek_make_one_seek(
+    qtbot, window, clip, monkeypatch, moves, landing
+) -> None:
+    open_clip(qtbot, window, clip)
+    window.seek_frame(40)
+    wait_for_index(qtbot, window, 40)
+    seeks = HeldSeeks(monkeypatch)
+    try:
+        seeks.hold(lambda: window.step(-1))
+        for kind, value in moves:
+            {"step": window.step, "seek": window.seek_frame}[kind](value)
+    finally:
+        seeks.release()
+    wait_for_index(qtbot, window, landing)
+    qtbot.wait(200)  # any seek still queued would land by now
+    assert seeks.targets == [39, landing] and window.current.index == landing
+    window.step(1)  # one frame on decodes the next: no seek
+    wait_for_index(qtbot, window, landing + 1)
+    assert seeks.targets == [39, landing]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "presses", "landing"), [(1.0, 3, 175), (-1.0, 4, 0), (-1.0, 5, 0)]
+)
+def test_jumps_pressed_during_a_seek_add_up(
+    qtbot, window, tmp_path, monkeypatch, seconds, presses, landing
+) -> None:
+    """Shift+Right three times from frame 100 is 3 s on (frame 175), however fast the
+    presses come: not 1 s on from the frame shown when the last one came."""
+    long = make_index_clip(tmp_path / "long.mp4", 200, CLIP_SIZE, 25, gop=50)
+    open_clip(qtbot, window, long)
+    window.seek_frame(100)
+    wait_for_index(qtbot, window, 100)
+    seeks = HeldSeeks(monkeypatch)
+    try:
+        seeks.hold(lambda: window.jump(seconds))
+        for _ in range(presses - 1):
+            window.jump(seconds)
+    finally:
+        seeks.release()
+    wait_for_index(qtbot, window, landing)
+    qtbot.wait(200)
+    assert window.current.index == landing and len(seeks.targets) == 2
+
+
 def test_play_then_pause_holds_a_frame(qtbot, window, clip) -> None:
     open_clip(qtbot, window, clip)
     window.play()
@@ -546,6 +627,7 @@ def test_stepping_back_on_a_live_source_does_nothing(qtbot, window) -> None:
     window.pane_area.setFocus()
     qtbot.keyClick(window, Qt.Key.Key_Left)
     window.workers.reader.request_step(-1)  # the reader refuses it too, whoever asks
+    window.workers.reader.request_jump(-25)  # nor does it jump
     qtbot.wait(300)
     assert window.current.index == shown and not window.is_playing
     window.step(1)  # forward still reads the next frame

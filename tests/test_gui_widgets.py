@@ -25,7 +25,7 @@ from desmoke_app.gui.demo import DEMO_FRAMES, DemoSource
 from desmoke_app.gui.main_window import MainWindow
 from desmoke_app.gui.panes import SplitView, fit_rect
 from desmoke_app.gui.settings import AppSettings
-from desmoke_app.gui.workers import FramePacket, Latest, Processor
+from desmoke_app.gui.workers import FramePacket, Latest, Move, Processor
 from tests.clips import read_index
 from tests.gui_support import (
     DCP,
@@ -46,6 +46,20 @@ def test_latest_keeps_only_the_newest_and_wakes_once() -> None:
     assert box.dropped == 2
     assert box.take() == 3 and box.take() is None
     assert box.put(4) is True  # taken: the next item wakes again
+
+
+def test_moves_merge_while_one_runs_and_the_latest_seek_wins() -> None:
+    box = Latest()
+    for _ in range(3):
+        box.put(Move(delta=-1, pause=True), Move.then)
+    assert box.take() == Move(delta=-3, pause=True)  # held Left: one seek, 3 frames back
+    box.put(Move(delta=-1, pause=True), Move.then)
+    box.put(Move(target=0), Move.then)  # Home after it
+    assert box.take() == Move(target=0, pause=True)
+    box.put(Move(target=20), Move.then)
+    box.put(Move(delta=25), Move.then)  # a jump from the seek still to run
+    box.put(Move(delta=25), Move.then)
+    assert box.take() == Move(target=20, delta=50) and box.dropped == 0
 
 
 def test_processor_drops_frames_while_busy(qtbot) -> None:

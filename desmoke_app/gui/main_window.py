@@ -502,8 +502,10 @@ class MainWindow(QMainWindow):
             self.seek_frame(self.source_info.frame_count - 1)
 
     def jump(self, seconds: float) -> None:
-        if self.current is not None:
-            self.seek_time(self.current.time + seconds)
+        """The reader counts from the frame last asked for, not the one shown: jumps pressed
+        while a seek is under way add up."""
+        if self.source_info is not None and self.source_info.seekable:
+            self.workers.reader.request_jump(round(seconds * self.source_info.fps))
 
     def mark(self, which: int) -> None:
         if self.current is None or not self._exportable():

@@ -16,6 +16,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ FALLBACKS = (
 
 
 class Latest:
-    """Thread-safe single-item mailbox: put() replaces, take() empties.
+    """Thread-safe single-item mailbox: put() replaces (or merges into) the unread item,
+    take() empties.
 
     put() returns True when the receiver must be woken (no wake-up is pending yet).
     """
@@ -50,9 +52,13 @@ class Latest:
         self._armed = False
         self.dropped = 0
 
-    def put(self, item: Any) -> bool:
+    def put(self, item: Any, merge: Callable[[Any, Any], Any] | None = None) -> bool:
+        """merge(unread, item): what replaces an unread item instead of `item` alone (then
+        nothing counts as dropped)."""
         with self._lock:
-            if self._full:
+            if self._full and merge is not None:
+                item = merge(self._item, item)
+            elif self._full:
                 self.dropped += 1
             self._item, self._full = item, True
             if self._armed:
@@ -72,6 +78,24 @@ class Latest:
 
 
 # -- what travels between the threads ------------------------------------------------------
+@dataclass(frozen=True)
+class Move:
+    """Where the user asked to go: frame `target` (None: from the frame shown) plus `delta`
+    frames. `pause`: a step pauses playback; a seek or a jump plays on."""
+
+    target: int | None = None
+    delta: int = 0
+    pause: bool = False
+
+    def then(self, later: Move) -> Move:
+        """This move followed by `later`, as one: a seek replaces what came before it (the
+        latest intent wins), steps and jumps add up (from the seek before them, if any)."""
+        pause = self.pause or later.pause
+        if later.target is not None:
+            return replace(later, pause=pause)
+        return Move(self.target, self.delta + later.delta, pause)
+
+
 @dataclass
 class SourceSpec:
     """What to open: kind "file" (path), "capture" (device path + format, size, fps and
@@ -212,9 +236,8 @@ class Reader(QObject):
     broke = Signal()  # reading the open source failed (an unplugged device): it is stopped
 
     _open_wanted = Signal(object)
-    _seek_wanted = Signal()
+    _move_wanted = Signal()
     _play_wanted = Signal(bool)
-    _step_wanted = Signal(int)
     _close_wanted = Signal()
     _speed_wanted = Signal(float)
     _loop_wanted = Signal(bool)
@@ -235,14 +258,13 @@ class Reader(QObject):
         self._told_jump = False
         self._read_failed = False  # the last read raised (said): no "end" to report then
         self._anchor = (0.0, 0.0)  # (wall clock, media time) at which playback (re)started
-        self._seeks = Latest()
+        self._moves = Latest()
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._tick)
         self._open_wanted.connect(self._open)
-        self._seek_wanted.connect(self._seek)
+        self._move_wanted.connect(self._move)
         self._play_wanted.connect(self._set_playing)
-        self._step_wanted.connect(self._step)
         self._close_wanted.connect(self._close)
         self._speed_wanted.connect(self._set_speed)
         self._loop_wanted.connect(self._set_loop)
@@ -254,13 +276,22 @@ class Reader(QObject):
     def request_play(self, playing: bool) -> None:
         self._play_wanted.emit(playing)
 
+    # Moves are merged while one runs (a seek can take a second): a held arrow key must not
+    # queue a seek per key repeat, each run long after the key is released.
     def request_seek(self, index: int) -> None:
-        """Seeks are coalesced: while one is running, only the newest target is kept."""
-        if self._seeks.put(int(index)):
-            self._seek_wanted.emit()
+        self._request_move(Move(target=int(index)))
 
     def request_step(self, delta: int) -> None:
-        self._step_wanted.emit(delta)
+        """`delta` frames on from the frame shown (or asked for: see Move.then); pauses."""
+        self._request_move(Move(delta=int(delta), pause=True))
+
+    def request_jump(self, frames: int) -> None:
+        """As request_step, but playback goes on (and a live source ignores it)."""
+        self._request_move(Move(delta=int(frames)))
+
+    def _request_move(self, move: Move) -> None:
+        if self._moves.put(move, Move.then):
+            self._move_wanted.emit()
 
     def request_close(self) -> None:
         self._close_wanted.emit()
@@ -284,7 +315,7 @@ class Reader(QObject):
         self._source = source
         self._current = -1
         self._told_cut_short = self._told_jump = False
-        self._seeks.clear()
+        self._moves.clear()
         seekable = not source.is_live and hasattr(source, "seek_frame")
         self._info = SourceInfo(
             self._source_id,
@@ -474,10 +505,37 @@ class Reader(QObject):
         self._deliver(FramePacket(self._source_id, frame.index, frame.time, frame.rgb))
 
     @Slot()
-    def _seek(self) -> None:
-        index = self._seeks.take()
-        if index is None or self._source is None or not self._info.seekable:
+    def _move(self) -> None:
+        move = self._moves.take()
+        if move is None or self._source is None or not self._can_make(move):
             return
+        if move.pause:
+            self._set_playing(False)
+        next_frame = move.target is None and move.pause and move.delta == 1
+        if next_frame or not self._info.seekable:
+            self._step_forward()  # the next frame decodes: cheaper than any seek
+        elif move.target is not None or move.delta:
+            self._seek_and_play_on(self._landing(move))
+
+    def _can_make(self, move: Move) -> bool:
+        """A live source only steps forward: it has no earlier frame to go back to, nor a
+        way to skip ahead."""
+        return self._info.seekable or (move.pause and move.delta > 0)
+
+    def _landing(self, move: Move) -> int:
+        """The frame `move` goes to. From the shown frame's time, not its count: frames of a
+        variable frame rate file are numbered by count as they play, but seeks go by time."""
+        start = move.target
+        if start is None:
+            start = round(self._current_time * self._info.fps) if self._current >= 0 else 0
+        return start + move.delta
+
+    def _step_forward(self) -> None:
+        if self._read_next() is None and not self._read_failed:
+            self._check_the_end()
+            self._stop_at_the_end()
+
+    def _seek_and_play_on(self, index: int) -> None:
         if not self._seek_to(index):
             self._set_playing(False)
         elif self._playing:  # the next frame is due one frame after this one, not before
@@ -526,18 +584,6 @@ class Reader(QObject):
 
     def _name(self) -> str:
         return Path(self._info.spec.path).name
-
-    @Slot(int)
-    def _step(self, delta: int) -> None:
-        if self._source is None or (delta < 0 and not self._info.seekable):
-            return  # a live source has no earlier frame to go back to
-        self._set_playing(False)
-        if delta == 1 or not self._info.seekable:
-            if self._read_next() is None and not self._read_failed:
-                self._check_the_end()
-                self._stop_at_the_end()
-        else:
-            self._seek_to(self._current + delta)
 
 
 # -- processor -----------------------------------------------------------------------------
