@@ -30,18 +30,11 @@ from tests.frames import tissue, write_video
 from training.checkpoint import CheckpointError, load_module_state, read_checkpoint
 from training.config import ConfigError, config_from_dict, load_config
 from training.data import DataError, SmokeDataset, load_frames
+from training.loop import stop_signals_deferred, train_loader, val_dataset
 from training.patchgan import PatchGAN
+from training.run import Run, RunFolderError, init_from_weights
 from training.smoke import SmokeConfig
-from training.trainer_fast import (
-    Run,
-    fast_loss,
-    init_from_weights,
-    ssim_map,
-    stop_signals_deferred,
-    train_fast,
-    train_loader,
-    val_dataset,
-)
+from training.trainer_fast import fast_loss, ssim_map, train_fast
 from training.trainer_paper import discriminator_loss, generator_loss, train_paper
 
 FAST_ARCH = {"widths": [8, 16, 32]}
@@ -183,7 +176,7 @@ def test_fast_run_writes_weights_and_resumes(clip: Path, tmp_path: Path) -> None
     assert last["metrics"]["val"]["psnr"] == final["psnr"]
     assert weights_config["metrics"]["val"]["step"] == weights_config["training"]["steps"]
 
-    with pytest.raises(CheckpointError, match="already holds a run; use --resume"):
+    with pytest.raises(RunFolderError, match="already holds a run; use --resume"):
         train_fast(config, out)
     resumed = config_from_dict(tiny_config(clip, max_steps=6), tmp_path / "fast.toml")
     assert train_fast(resumed, out, resume=True)["steps"] == 6

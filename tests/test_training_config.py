@@ -10,7 +10,7 @@ import pytest
 
 from engine.pipeline import MIN_WORKING_SHORT_SIDE
 from training.config import ConfigError, config_from_dict, load_config, training_differences
-from training.trainer_fast import budget_minutes
+from training.run import budget_minutes
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -210,3 +210,17 @@ def test_a_run_config_without_paths_as_written_compares_resolved_paths(monkeypat
     monkeypatch.setenv("DESMOKE_DATA", "/mnt/new/data")
     moved = config_from_dict(MOVED, "/home/u/repo/configs/a.toml")
     assert [d.split()[0] for d in training_differences(run, moved)] == ["data.sources"]
+
+
+def test_a_shipped_config_is_taken_by_its_name(tmp_path, monkeypatch) -> None:
+    """An installed project has no training/configs in the user's folder: `--config fast`
+    takes the shipped one; a file of that name in the working folder still comes first."""
+    from training.config import SHIPPED_CONFIGS
+
+    monkeypatch.chdir(tmp_path)
+    assert load_config("paper").model.name == "paper"
+    assert load_config("fast").path == str(SHIPPED_CONFIGS / "fast.toml")
+    (tmp_path / "fast").write_text('[model]\nname = "paper"\n')
+    assert load_config("fast").model.name == "paper"
+    with pytest.raises(ConfigError, match=r"fastt: config file not found \(shipped .*fast, "):
+        load_config("fastt")

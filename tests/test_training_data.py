@@ -195,16 +195,16 @@ def test_images_of_mixed_sizes_are_named(tmp_path: Path) -> None:
 
 def test_video_without_frames_is_named(tmp_path: Path) -> None:
     clip = make_zero_frame_clip(tmp_path / "empty.mkv")
-    with pytest.raises(DataError, match=r"empty\.mkv: no decodable frames"):
+    with pytest.raises(DataError, match=r"empty\.mkv: the video stream has no decodable frame"):
         load_frames(data_config(clip))
-    with pytest.raises(DataError, match=r"empty\.mkv: no decodable frames"):
+    with pytest.raises(DataError, match=r"empty\.mkv: the video stream has no decodable frame"):
         load_frames(data_config(clip, scope_crop=False))
 
 
 def test_garbage_video_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "garbage.mp4"
     bad.write_bytes(b"\x00\x01garbage" * 100)
-    with pytest.raises(DataError, match=r"garbage\.mp4: cannot decode"):
+    with pytest.raises(DataError, match=r"garbage\.mp4: not a readable video \(Invalid data"):
         load_frames(data_config(bad))
 
 
@@ -236,3 +236,58 @@ def test_training_frames_of_anamorphic_video_have_square_pixels(tmp_path) -> Non
     )
     frames = list(_video_frames(path, step=1))
     assert [frame.shape for frame in frames] == [(48, 128, 3)] * 2
+
+
+def all_frames_pass(*sources: Path, **overrides) -> DataConfig:
+    """A config whose quality filters keep every frame (index clips are grey and flat)."""
+    filters = dict(min_sharpness=0.0, min_brightness=0.0, max_brightness=255.0)
+    filters.update(min_colourfulness=0.0, scope_crop=False)
+    return data_config(*sources, **{**filters, **overrides})
+
+
+def test_frame_step_and_max_frames_pick_the_frames_read(tmp_path: Path) -> None:
+    from tests.clips import read_index
+
+    clip = make_index_clip(tmp_path / "index.mp4", n_frames=30, size=(96, 64))
+    frames = load_frames(all_frames_pass(clip, frame_step=3, max_frames=5, store_short_side=0))
+    train = sorted(frames.splits["train"], key=lambda f: f.index)
+    assert [f.index for f in train] == [0, 3, 6, 9, 12]  # 5 frames: too few to hold any out
+    assert [read_index(f.image) for f in train] == [0, 3, 6, 9, 12]
+
+
+def test_a_cut_short_video_is_read_up_to_the_cut_with_one_warning(tmp_path: Path, caplog) -> None:
+    """QA: half an mp4 (`head -c`) was refused ("cannot decode ... avcodec_send_packet()"),
+    while export and synth-smoke use it up to the cut with a warning."""
+    from engine.video import FileSource
+    from tests.clips import corrupt_clip
+
+    whole = make_index_clip(tmp_path / "whole.mp4", n_frames=100, size=(96, 64))
+    cut = corrupt_clip(whole, tmp_path / "cut.mp4", keep=0.5, flips=0)  # states 4 s
+    with FileSource(cut) as source:
+        decodable = sum(1 for _ in source.frames())
+    assert 0 < decodable < 100
+    with caplog.at_level("WARNING"):
+        frames = load_frames(all_frames_pass(cut, scope_crop=True))  # read twice: the scope
+    assert frames.sources[0]["frames"] == decodable
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith("cut.mp4: the video ends at")
+    assert "cut short" in warnings[0]
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # frames before the cut only: no end, no warning
+        load_frames(all_frames_pass(cut, max_frames=decodable // 2))
+    assert not caplog.records
+
+
+def test_a_source_smaller_than_the_training_size_is_said_once(tmp_path: Path, caplog) -> None:
+    """QA: a 64x48 source was upscaled to the training size without a word."""
+    tiny = write_video(tmp_path / "tiny.mp4", [tissue(i, (64, 48)) for i in range(12)])
+    big = write_video(tmp_path / "big.mp4", [tissue(i, (128, 96)) for i in range(12)])
+    with caplog.at_level("WARNING"):
+        load_frames(data_config(tiny, big, store_short_side=64, block_frames=25))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"{tiny}: 64x48 frames are upscaled") and "64 px" in warnings[0]
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # kept at their own size: nothing upscaled
+        load_frames(data_config(tiny, store_short_side=0, block_frames=25))
+    assert not caplog.records

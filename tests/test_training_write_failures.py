@@ -25,7 +25,7 @@ from tests.frames import tissue, write_video
 from tests.test_trainers import tiny_config, write_toml
 from training.checkpoint import RunWriteError, read_checkpoint, save_checkpoint
 from training.config import config_from_dict, load_config
-from training.trainer_fast import LOG_NAME, Run
+from training.run import LOG_NAME, Run
 
 resource = pytest.importorskip("resource", reason="file size limits are POSIX only")
 
@@ -128,12 +128,12 @@ def read_only(*args, **kwargs):
 def test_an_unwritable_out_fails_before_any_data_is_read(
     case: str, tmp_path: Path, capsys, monkeypatch
 ) -> None:
-    import training.trainer_fast as trainer
+    import training.loop as loop
 
     def no_data(*args, **kwargs):
         raise AssertionError("training started")
 
-    monkeypatch.setattr(trainer, "load_frames", no_data)
+    monkeypatch.setattr(loop, "load_frames", no_data)
     out, reason = tmp_path / "run", "a file, not a folder"
     if case == "a file":
         out.write_text("notes")

@@ -15,9 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,48 +64,6 @@ def reported_as_write_error(path: Path) -> Iterator[None]:
         yield
     except (OSError, SafetensorError) as exc:
         raise RunWriteError(path, _os_reason(exc)) from exc
-
-
-@contextmanager
-def removed_if_left_empty(out: Path) -> Iterator[None]:
-    """Within the block, a run folder made for it (and the parents made with it) is removed
-    again when the block fails and leaves it empty: a run refused at start-up (a missing
-    source, mismatched init_weights, Ctrl-C while the data loads) leaves nothing behind. A
-    folder that was there before, or one with files in it, stays."""
-    made = _missing_folders(out)
-    try:
-        yield
-    except BaseException:
-        for folder in made:  # deepest first: a parent is empty once its child is gone
-            with suppress(OSError):  # not empty (or not made after all): it stays
-                folder.rmdir()
-        raise
-
-
-def _missing_folders(out: Path) -> list[Path]:
-    """`out` and its parents that do not exist yet, deepest first."""
-    missing = []
-    for folder in (out, *out.parents):
-        try:
-            if folder.exists():
-                break
-        except OSError:  # a name too long: not made here either
-            break
-        missing.append(folder)
-    return missing
-
-
-def prepare_run_folder(out: Path) -> None:
-    """Make the run folder, and create and remove a file in it: an unwritable --out (a
-    read-only or immutable folder, a file, a name too long) fails here, in a second,
-    rather than at the first checkpoint. Safe on several ranks at once (unique names)."""
-    with reported_as_write_error(out):
-        if out.exists() and not out.is_dir():
-            raise RunWriteError(out, "a file, not a folder")
-        out.mkdir(parents=True, exist_ok=True)
-        handle, probe = tempfile.mkstemp(prefix=".probe-", dir=out)
-        os.close(handle)
-        os.unlink(probe)
 
 
 class _KeepsWriteError:

@@ -29,6 +29,9 @@ from typing import Any
 from engine.pipeline import MIN_WORKING_SHORT_SIDE
 from training.smoke import SmokeConfig
 
+#: The configs that ship with the project; `--config NAME` takes one by its name.
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
 
 class ConfigError(ValueError):
     """A config file that cannot be used: unreadable, unknown key, wrong type or value."""
@@ -409,13 +412,32 @@ def _check_values(config: Config, where: str) -> None:
             raise ConfigError(f"{where}: {key} {message}")
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and check a training config; errors name the file and the key."""
+def shipped_configs() -> list[str]:
+    """The names of the configs that ship with the project (training/configs/NAME.toml)."""
+    return sorted(p.stem for p in SHIPPED_CONFIGS.glob("*.toml"))
+
+
+def config_path(path: str | Path) -> Path:
+    """A config file as given, or a shipped config by its name (`fast`, `paper`): an
+    installed project has no training/configs folder in the user's working folder."""
     path = Path(path)
+    shipped = SHIPPED_CONFIGS / f"{path}.toml"
+    if not path.exists() and path.name == str(path) and not path.suffix and shipped.is_file():
+        return shipped
+    return path
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and check a training config (a file, or a shipped config's name); errors name
+    the file and the key."""
+    path = config_path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        names = ", ".join(shipped_configs())
+        raise ConfigError(
+            f"{path}: config file not found (shipped configs, by name: {names})"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the config ({exc})") from exc
     except tomllib.TOMLDecodeError as exc:

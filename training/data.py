@@ -16,6 +16,7 @@ test samples are whole frames at the pipeline's working resolution with fixed se
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from engine.models import working_shape
 from training.config import DataConfig
 from training.metrics import colourfulness
 from training.smoke import SmokeConfig, SmokeSynthesizer
+
+log = logging.getLogger(__name__)
 
 #: The files data sources and test sources take, by suffix (both read the same kinds).
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg"})
@@ -128,26 +131,29 @@ def _image_frames(path: Path) -> Iterator[np.ndarray]:
         yield image
 
 
-def _video_frames(path: Path, step: int) -> Iterator[np.ndarray]:
-    import av
-
-    from engine.video.file_source import displayed_rgb, pixel_aspect
+def _video_frames(path: Path, step: int, warn: bool = True) -> Iterator[np.ndarray]:
+    """Every `step`-th frame of a video, as the app shows it (square pixels, upright),
+    through the engine's reader: a file cut short (an interrupted copy) gives its frames up
+    to the cut, with a warning (`warn`) once they have all been read."""
+    from engine.video import FileSource, VideoError, cut_short_warning
 
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise DataError(f"{path}: no video stream")
-            sar = pixel_aspect(container.streams.video[0])
-            for index, frame in enumerate(container.decode(video=0)):
-                if index % step == 0:  # as players (and the app) show it: square, upright
-                    yield displayed_rgb(frame, sar)
-    except av.FFmpegError as exc:
-        raise DataError(f"{path}: cannot decode ({exc})") from None
+        with FileSource(path) as source:
+            for index, frame in enumerate(source.frames()):
+                if index % step == 0:
+                    yield frame.rgb
+            warning = cut_short_warning(path, source.end_time or 0.0, source.video_duration)
+    except VideoError as exc:  # FileSource's line names the file and says why
+        raise DataError(str(exc)) from None
+    if warning and warn:
+        log.warning("%s", warning)
 
 
-def _frames_of(path: Path, config: DataConfig) -> Iterator[np.ndarray]:
+def _frames_of(path: Path, config: DataConfig, warn: bool = True) -> Iterator[np.ndarray]:
+    """The frames of a source, up to data.max_frames; `warn`: say what is wrong with them
+    (reading a source twice, say it once)."""
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        frames = _video_frames(path, config.frame_step)
+        frames = _video_frames(path, config.frame_step, warn)
     else:
         frames = _image_frames(path)
     for count, frame in enumerate(frames):
@@ -248,6 +254,53 @@ def split_of_frames(count: int, config: DataConfig) -> list[str | None]:
     return labels
 
 
+def _scope_box_of(path: Path, config: DataConfig) -> tuple[int, int, int, int]:
+    try:
+        return scope_box(_frames_of(path, config, warn=False))  # said as they are stored
+    except DataError:
+        raise
+    except ValueError:  # scope_box saw no frames
+        raise DataError(f"{path}: no decodable frames") from None
+
+
+def _stored_frames(
+    path: Path, config: DataConfig, box: tuple[int, int, int, int] | None, short: int
+) -> list[np.ndarray]:
+    """The frames of a source as training keeps them: the scope cropped, resized to a short
+    side of `short` px; a source smaller than that is said to be upscaled."""
+    raw = []
+    for image in _frames_of(path, config):
+        if not raw:
+            _warn_if_upscaled(path, image, box, short)
+        if box is not None:
+            top, bottom, left, right = box
+            image = image[top:bottom, left:right]
+        raw.append(np.ascontiguousarray(_resize_short(image, short)))
+    if not raw:
+        raise DataError(f"{path}: no decodable frames")
+    return raw
+
+
+def _warn_if_upscaled(
+    path: Path, image: np.ndarray, box: tuple[int, int, int, int] | None, short: int
+) -> None:
+    """A source whose frames (scope) are smaller than the stored size is upscaled: the
+    network would learn from interpolated detail, which real footage does not have."""
+    height, width = image.shape[:2]
+    size = f"{width}x{height} frames"
+    if box is not None and (box[1] - box[0], box[3] - box[2]) != (height, width):
+        height, width = box[1] - box[0], box[3] - box[2]
+        size += f" (their scope: {width}x{height})"
+    if 0 < min(height, width) < short:
+        log.warning(
+            "%s: %s are upscaled to a short side of %d px (data.store_short_side) for "
+            "training: the network learns from detail blurred by the upscaling",
+            path,
+            size,
+            short,
+        )
+
+
 def load_frames(config: DataConfig, store_short_side: int | None = None) -> FrameSet:
     """Read every source, crop the scope, filter, split; errors name the file.
 
@@ -258,22 +311,8 @@ def load_frames(config: DataConfig, store_short_side: int | None = None) -> Fram
     splits: dict[str, list[Frame]] = {name: [] for name in SPLITS}
     described = []
     for path in files:
-        box = None
-        if config.scope_crop:
-            try:
-                box = scope_box(_frames_of(path, config))
-            except DataError:
-                raise
-            except ValueError:  # scope_box saw no frames
-                raise DataError(f"{path}: no decodable frames") from None
-        raw = []
-        for image in _frames_of(path, config):
-            if box is not None:
-                top, bottom, left, right = box
-                image = image[top:bottom, left:right]
-            raw.append(np.ascontiguousarray(_resize_short(image, short)))
-        if not raw:
-            raise DataError(f"{path}: no decodable frames")
+        box = _scope_box_of(path, config) if config.scope_crop else None
+        raw = _stored_frames(path, config, box, short)
         labels = split_of_frames(len(raw), config)
         kept = {name: 0 for name in SPLITS}
         rejected = 0

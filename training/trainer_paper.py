@@ -21,21 +21,10 @@ from torch import nn
 from engine.models import build_network
 from engine.models.paper_unet import PAPER_STRIDE
 from training.config import Config, ConfigError
-from training.data import FrameSet, SmokeDataset, load_frames
+from training.data import FrameSet, SmokeDataset
+from training.loop import Recipe, StepFn, psnr_batch, train_model
 from training.patchgan import PatchGAN
-from training.trainer_fast import (
-    TrainLoop,
-    init_from_weights,
-    leaves_no_empty_run_folder,
-    psnr_batch,
-    restore_run,
-    resume_state,
-    run_cli,
-    run_loop,
-    seeded_for_init,
-    start_run,
-    val_dataset,
-)
+from training.run import run_cli
 
 
 def _condition(x: torch.Tensor, use_dark_channel: bool) -> torch.Tensor:
@@ -72,7 +61,9 @@ def discriminator_loss(
 
 
 @torch.no_grad()
-def validate_paper(generator: nn.Module, val_set: SmokeDataset, device) -> dict[str, float]:
+def validate_paper(
+    generator: nn.Module, val_set: SmokeDataset, config: Config, device: torch.device
+) -> dict[str, float]:
     """Mean PSNR of the generator's output on the val frames, and of the smoky input."""
     generator.eval()
     restored, identity = [], []
@@ -86,46 +77,37 @@ def validate_paper(generator: nn.Module, val_set: SmokeDataset, device) -> dict[
     return {"psnr": sum(restored) / len(restored), "psnr_identity": sum(identity) / len(identity)}
 
 
-@leaves_no_empty_run_folder
-def train_paper(
-    config: Config,
-    out: str | Path,
-    *,
-    resume: bool = False,
-    max_minutes: float | None = None,
-    frames: FrameSet | None = None,
-) -> dict[str, Any]:
-    """Train the `paper` model per `config` into `out`; returns the run summary."""
-    if config.model.name != "paper":
-        raise ConfigError(f"{config.path}: model.name is '{config.model.name}', not 'paper'")
+def _networks(config: Config) -> dict[str, nn.Module]:
+    """The generator ("net", the weights files') and its discriminator, in this order (the
+    seed gives both their initial weights)."""
     if config.train.crop % PAPER_STRIDE:
         raise ConfigError(f"{config.path}: train.crop must be a multiple of {PAPER_STRIDE}")
-    seeded_for_init(config)
-    generator = build_network("paper", config.model.arch)  # bad arch fails before data
-    use_dark = bool(config.model.arch.get("use_dark_channel", True))
-    discriminator = PatchGAN(4 if use_dark else 3, ndf=config.paper.ndf)
-    if not resume:
-        init_from_weights(generator, config)  # before the run folder is made
-    run = start_run(config, Path(out), resume, max_minutes)
-    state = resume_state(run) if resume else None
-    frames = frames if frames is not None else load_frames(config.data)
-    generator, discriminator = generator.to(run.device), discriminator.to(run.device)
+    generator = build_network("paper", config.model.arch)
+    discriminator = PatchGAN(4 if _uses_dark_channel(config) else 3, ndf=config.paper.ndf)
+    return {"net": generator, "disc": discriminator}
+
+
+def _uses_dark_channel(config: Config) -> bool:
+    return bool(config.model.arch.get("use_dark_channel", True))
+
+
+def _optimizers(config: Config, networks: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
     paper = config.paper
     betas = (paper.beta1, paper.beta2)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=paper.lr, betas=betas)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=paper.lr, betas=betas)
-    modules = {"net": generator, "disc": discriminator}
-    optimizers = {"net": opt_g, "disc": opt_d}
-    if state is not None:
-        restore_run(run, state, modules, optimizers)
-    gen, disc = generator, discriminator
-    if run.world_size > 1:
-        ids = [run.device.index] if run.device.type == "cuda" else None
-        gen = nn.parallel.DistributedDataParallel(generator, device_ids=ids)
-        disc = nn.parallel.DistributedDataParallel(discriminator, device_ids=ids)
-        modules = {"net": gen, "disc": disc}
+    return {
+        name: torch.optim.Adam(net.parameters(), lr=paper.lr, betas=betas)
+        for name, net in networks.items()
+    }
 
-    def step_fn(batch: dict[str, torch.Tensor]) -> dict[str, float]:
+
+def _step(
+    config: Config, networks: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer]
+) -> StepFn:
+    gen, disc = networks["net"], networks["disc"]
+    opt_g, opt_d = optimizers["net"], optimizers["disc"]
+    use_dark = _uses_dark_channel(config)
+
+    def step(batch: dict[str, torch.Tensor]) -> dict[str, float]:
         condition = _condition(batch["input"], use_dark)
         fake = gen(batch["input"])
         opt_d.zero_grad(set_to_none=True)
@@ -139,34 +121,26 @@ def train_paper(
         parts["d"] = loss_d.item()
         return parts
 
-    val_set = val_dataset(config, frames)
+    return step
 
-    def validate_fn() -> dict[str, float]:
-        return validate_paper(generator, val_set, run.device) if run.main else {"psnr": 0.0}
 
-    generator.train()
-    discriminator.train()
-    summary, stopped = run_loop(
-        TrainLoop(
-            run,
-            frames,
-            modules,
-            optimizers,
-            step_fn,
-            validate_fn,
-            state,
-            {"net": paper.lr, "disc": paper.lr},
-        )
-    )
-    gen = disc = modules = None  # the DDP wrappers: gone before the process group
-    run.close()
-    if stopped:
-        raise stopped
-    return summary
+PAPER = Recipe("paper", _networks, _optimizers, _step, validate_paper)
+
+
+def train_paper(
+    config: Config,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    max_minutes: float | None = None,
+    frames: FrameSet | None = None,
+) -> dict[str, Any]:
+    """Train the `paper` model per `config` into `out`; returns the run summary."""
+    return train_model(PAPER, config, out, resume=resume, max_minutes=max_minutes, frames=frames)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(train_paper, argv)
+    return run_cli(train_paper, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ def add_parser(subparsers) -> None:
         "--config",
         type=Path,
         metavar="TOML",
-        help="training config: score on the test split of its [data] sources "
+        help="training config (or a shipped one's name: fast): score on the test split of "
+        "its [data] sources "
         "(default: the default split of $DESMOKE_DATA/clear)",
     )
     where.add_argument(

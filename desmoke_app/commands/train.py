@@ -21,7 +21,12 @@ def add_parser(subparsers) -> None:
         "continues from there; Ctrl-C again stops at once, without a new checkpoint. "
         "Multi-GPU: torchrun --nproc-per-node N -m training.trainer_fast --config ...",
     )
-    parser.add_argument("--config", required=True, type=Path, help="training config (TOML)")
+    parser.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        help="training config (TOML), or a shipped one by name: fast, paper, fast_finetune, ...",
+    )
     parser.add_argument("-o", "--out", type=Path, help="run folder (default: runs/CONFIG-NAME)")
     parser.add_argument(
         "--resume",
@@ -37,7 +42,8 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from training.config import load_config
-    from training.trainer_fast import USER_ERRORS, train_fast
+    from training.run import USER_ERRORS
+    from training.trainer_fast import train_fast
     from training.trainer_paper import train_paper
 
     try:
