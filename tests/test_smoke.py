@@ -56,10 +56,11 @@ def test_fbm_field_is_smooth() -> None:
 
 
 def test_fbm_offset_translates_the_field() -> None:
-    # angle 0, zoom 2: the work scale is 1, so an integer shift is exact.
+    # angle 0, zoom 2: the work scale is 1, so an integer shift is exact up to OpenCV 4's
+    # fixed-point warpAffine (5e-3; 2e-7 in OpenCV 5). Off by half a pixel it is ~2e-2.
     shifted = fbm_field(100, 150, np.random.default_rng(3), offset=(8, 5), zoom=2.0)
     base = fbm_field(100, 150, np.random.default_rng(3), zoom=2.0)
-    np.testing.assert_allclose(shifted[:-5, :-8], base[5:, 8:], atol=1e-4)
+    np.testing.assert_allclose(shifted[:-5, :-8], base[5:, 8:], atol=1e-2)
 
 
 def test_fbm_time_evolves_continuously() -> None:
