@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox
 from desmoke_app.gui.export_dialog import ExportDialog, ExportProgress, default_output
 from desmoke_app.gui.export_worker import ExportRequest
 from desmoke_app.gui.outputs import OutputClaims
-from desmoke_app.gui.workers import SourceSpec
+from desmoke_app.gui.reader import SourceSpec
 from engine.video import FileSource
 from tests.clips import corrupt_clip, make_index_clip, read_index
 from tests.gui_support import (

@@ -22,10 +22,12 @@ from PySide6.QtGui import QDropEvent, QKeySequence, QWheelEvent
 from PySide6.QtWidgets import QApplication, QStyle, QStyleOptionSpinBox
 
 from desmoke_app.gui.demo import DEMO_FRAMES, DemoSource
+from desmoke_app.gui.mailbox import Latest
 from desmoke_app.gui.main_window import MainWindow
 from desmoke_app.gui.panes import SplitView, fit_rect
+from desmoke_app.gui.processor import Processor
+from desmoke_app.gui.reader import FramePacket, Move
 from desmoke_app.gui.settings import AppSettings
-from desmoke_app.gui.workers import FramePacket, Latest, Move, Processor
 from tests.clips import read_index
 from tests.gui_support import (
     DCP,
@@ -73,10 +75,12 @@ def test_processor_drops_frames_while_busy(qtbot) -> None:
         qtbot.waitUntil(lambda: processor._desmoker is not None, timeout=WAIT_MS)
         busy, release = threading.Event(), threading.Event()
         process = processor._desmoker.process
+        processed = []
 
         def held(frame):
             busy.set()
             release.wait(5)
+            processed.append(frame)
             return process(frame)
 
         processor._desmoker.process = held
@@ -86,9 +90,9 @@ def test_processor_drops_frames_while_busy(qtbot) -> None:
         for i in range(1, 10):  # arrive while frame 0 is being processed
             processor.submit(FramePacket(1, i, i / 25, frames[i]))
         release.set()
-        qtbot.waitUntil(lambda: processor.frames_done == 2, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: len(processed) == 2, timeout=WAIT_MS)
         qtbot.wait(100)
-        assert processor.frames_done == 2  # frame 0, then only the newest
+        assert len(processed) == 2  # frame 0, then only the newest
         result = processor.outbox.take()
         assert result.index == 9 and np.array_equal(result.original, frames[9])
         assert processor.inbox.dropped == 8
@@ -654,6 +658,41 @@ def test_main_takes_a_file_and_saves_a_screenshot(clip, tmp_path) -> None:
     assert "model=dcp" not in saved  # --model is for this session: the next starts as before
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="X11 and Wayland: Linux's")
+def test_main_without_a_display_says_so_in_one_line(tmp_path) -> None:
+    """QA: with no display (an ssh session: no DISPLAY, WAYLAND_DISPLAY nor QT_QPA_PLATFORM)
+    desmoke-app aborted (exit 134) with Qt's lines blaming a missing xcb-cursor0."""
+    from desmoke_app.gui.main import NO_DISPLAY
+
+    unset = ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    env = {name: value for name, value in os.environ.items() if name not in unset}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
+    done = subprocess.run(
+        [sys.executable, "-m", "desmoke_app.gui.main"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (done.returncode, done.stderr.strip()) == (1, NO_DISPLAY)
+    assert "QT_QPA_PLATFORM=offscreen" in NO_DISPLAY and "\n" not in NO_DISPLAY
+
+
+def test_one_line_keeps_an_error_that_names_its_file_alone() -> None:
+    """The engine's errors, ValueErrors and OSErrors name what failed: shown as they are;
+    others get the context before them, and an empty message the class name."""
+    from desmoke_app.gui.messages import one_line
+    from engine.models.weights import WeightsError
+    from engine.video import VideoOpenError
+
+    for error in (VideoOpenError("a.mp4: no video"), WeightsError("w: bad"), OSError("disk")):
+        assert one_line(error, "opening") == " ".join(str(error).split())
+    assert one_line(RuntimeError("CUDA\n  out of memory"), "processing") == (
+        "processing: CUDA out of memory"
+    )
+    assert one_line(KeyError(), "processing") == "processing: KeyError"
+
+
 def test_installed_pyside_keeps_reference_counts_on_emit() -> None:
     """PySide6 6.12.0 on Python < 3.12 drops a reference to True on every Signal.emit()
     and aborts the interpreter after about a thousand (bool_dealloc): pyproject.toml
@@ -828,11 +867,12 @@ def test_a_network_without_shipped_weights_cannot_be_chosen(qtbot, monkeypatch) 
 def test_remembered_paper_without_weights_gets_the_apps_advice() -> None:
     """QA: a remembered model=paper (no paper weights ship) showed the engine's advice,
     "pass weights=W.safetensors", an API argument the app has no place for."""
-    from desmoke_app.gui import controls, workers
+    from desmoke_app.gui import controls, processor
+    from desmoke_app.gui.messages import one_line
 
     with pytest.raises(ValueError) as error:
-        workers.make_desmoker({"model": "paper", "backend": "auto"})
-    message = workers._one_line(error.value, "processing")
+        processor.make_desmoker({"model": "paper", "backend": "auto"})
+    message = one_line(error.value, "processing")
     assert message == controls.no_weights_advice("paper") and "weights=" not in message
     assert controls.WEIGHTS_ITEM in message
 
@@ -840,7 +880,7 @@ def test_remembered_paper_without_weights_gets_the_apps_advice() -> None:
 def test_a_fallback_never_retries_the_settings_that_failed(monkeypatch) -> None:
     """Remembered settings that cannot run fall back down FALLBACKS; a step that changes
     nothing (the backend already auto) is skipped rather than built and failed again."""
-    from desmoke_app.gui import workers
+    from desmoke_app.gui import processor
 
     tried = []
 
@@ -850,9 +890,9 @@ def test_a_fallback_never_retries_the_settings_that_failed(monkeypatch) -> None:
             raise ValueError("cannot run")
         return "a desmoker"
 
-    monkeypatch.setattr(workers, "make_desmoker", make)
+    monkeypatch.setattr(processor, "make_desmoker", make)
     failed = {"model": "paper", "backend": "auto", "working_short_side": 256, "patch_size": 15}
-    desmoker, chosen = workers._first_that_runs(failed)
+    desmoker, chosen = processor._first_that_runs(failed)
     assert desmoker == "a desmoker" and chosen["model"] == "dcp"
     assert failed not in tried and [s["model"] for s in tried] == ["fast", "dcp"]
 

@@ -131,7 +131,7 @@ def test_no_shipped_weights_is_an_error_carrying_the_model() -> None:
 
 @pytest.mark.usefixtures("nothing_shipped")
 def test_each_front_end_words_its_own_advice(capsys) -> None:
-    from desmoke_app.gui import controls, workers
+    from desmoke_app.gui import controls, processor
     from desmoke_app.gui.main import parse_args
 
     assert main(["info", "--model", "fast"]) == 1
@@ -143,7 +143,7 @@ def test_each_front_end_words_its_own_advice(capsys) -> None:
     err = capsys.readouterr().err.splitlines()[-1]
     assert "pass them as --model W.safetensors" in err and err.endswith("or use --model dcp")
     with pytest.raises(ValueError) as error:
-        workers.make_desmoker({"model": "fast", "backend": "auto"})
+        processor.make_desmoker({"model": "fast", "backend": "auto"})
     assert str(error.value) == controls.no_weights_advice("fast")
 
 

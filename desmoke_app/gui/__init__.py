@@ -1,5 +1,5 @@
 """The desktop app (PySide6): three synchronised panes, playback, live capture, export, plots.
 
-Threads: a reader (decode + pacing) and a processor (Desmoker) each own one small QObject
-moved to its own QThread; the GUI thread only paints. See workers.py.
+Threads: a reader (decode + pacing), a processor (Desmoker) and a recorder each own one
+small QObject moved to its own QThread; the GUI thread only paints. See workers.py.
 """

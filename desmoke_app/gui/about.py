@@ -8,6 +8,7 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from desmoke_app import version
 from engine.models.weights import provenance_summary
 
 PAPER = (
@@ -37,8 +38,6 @@ def provenance(model_name: str, description: str, config: dict[str, Any], notice
 
 
 def about_html(model_name: str, description: str, config: dict[str, Any], notice: str) -> str:
-    from desmoke_app.gui.main import version
-
     return (
         f"<h3>desmoke {version()}</h3>"
         "<p>Real-time surgical smoke removal for laparoscopic video: original, dark-channel "

@@ -11,8 +11,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desmoke_app.gui.reader import SourceSpec
 from desmoke_app.gui.settings import AppSettings
-from desmoke_app.gui.workers import SourceSpec
 
 TEST_PATTERN = ("Test pattern (FFmpeg testsrc)", "testsrc=size=1280x720:rate=30", "lavfi")
 SIZES = (None, (640, 480), (1280, 720), (1920, 1080), (3840, 2160))

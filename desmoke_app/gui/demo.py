@@ -7,7 +7,7 @@ spread and thin out, curled by training.smoke's fBm (the noise the network is tr
 plain smooth noise where that module is missing). Not a full-frame training sample: those
 (dense sheets, edge fades) look like a see-through box when shown as the app's first view.
 
-DemoSource has FileSource's interface (read, seek_frame, seek, frames, close). Frames are
+DemoSource is a SeekableSource (engine/video/source.py), as a FileSource is. Frames are
 rendered on first use and cached, so seeking back is instant and the clip loops seamlessly.
 """
 
@@ -257,13 +257,16 @@ class DemoSource:
     has_audio = False
     codec = "generated"
     frame_count_exact = True
+    # Every frame it states decodes: no end found short of them (SeekableSource's).
+    last_index = None
+    end_time = None
 
     def __init__(self, size: tuple[int, int] = DEMO_SIZE, seed: int = DEMO_SEED) -> None:
         self.path = "demo"
         self.width, self.height = size
         self.fps = DEMO_FPS
         self.frame_count = DEMO_FRAMES
-        self.duration = DEMO_FRAMES / DEMO_FPS
+        self.duration = self.video_duration = DEMO_FRAMES / DEMO_FPS
         self.skipped_frames = 0
         self._frames = _smoky_frames(DemoScene(size, seed), seed)
         self._cache: list[np.ndarray] = []

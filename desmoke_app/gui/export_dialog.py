@@ -70,15 +70,34 @@ class ExportDialog(QDialog):
         self._replace_confirmed = ""  # an existing output the save dialog asked about
         form = QFormLayout(self)
         form.addRow("Source", QLabel(Path(source).name))
+        form.addRow("Output", self._output_row(source))
+        form.addRow("Frames", self._range_row(duration, selection))
+        self._format_rows(form, layout, labels, crf)
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #e05050")
+        form.addRow(self.error)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
+        buttons.accepted.connect(self._accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+        self._update_range()
+
+    def _output_row(self, source: str) -> QHBoxLayout:
+        """The output file's name (the source's, _desmoked), and a button to choose it."""
         self.output = QLineEdit(default_output(source))
         self.output.setToolTip("H.264 MP4; written to a temporary file, renamed when complete")
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
-        out_row = QHBoxLayout()
-        out_row.addWidget(self.output, 1)
-        out_row.addWidget(browse)
-        form.addRow("Output", out_row)
+        row = QHBoxLayout()
+        row.addWidget(self.output, 1)
+        row.addWidget(browse)
+        return row
 
+    def _range_row(self, duration: float, selection: tuple[float, float] | None) -> QHBoxLayout:
+        """Whole file, or a range (the marked one, if any) from start to end (s)."""
         self.whole = QRadioButton("Whole file")
         self.range = QRadioButton("Range")
         self.start = QDoubleSpinBox()
@@ -92,11 +111,13 @@ class ExportDialog(QDialog):
         self.end.setValue(selection[1] if selection else duration)
         (self.range if selection else self.whole).setChecked(True)
         self.whole.toggled.connect(self._update_range)
-        range_row = QHBoxLayout()
+        row = QHBoxLayout()
         for widget in (self.whole, self.range, self.start, QLabel("to"), self.end):
-            range_row.addWidget(widget)
-        form.addRow("Frames", range_row)
+            row.addWidget(widget)
+        return row
 
+    def _format_rows(self, form: QFormLayout, layout: str, labels: bool, crf: int) -> None:
+        """How the export looks: the panes' layout, their labels, the encoder's quality."""
         self.layout_box = QComboBox()
         for name in LAYOUTS:
             self.layout_box.addItem(LAYOUT_NAMES.get(name, name), name)
@@ -117,17 +138,6 @@ class ExportDialog(QDialog):
             "H.264 constant rate factor: lower keeps more detail in a larger file"
         )
         form.addRow("Quality", self.quality)
-        self.error = QLabel()
-        self.error.setStyleSheet("color: #e05050")
-        form.addRow(self.error)
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
-        )
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
-        buttons.accepted.connect(self._accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
-        self._update_range()
 
     def _update_range(self) -> None:
         for box in (self.start, self.end):

@@ -16,8 +16,9 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from desmoke_app.gui.messages import one_line
 from desmoke_app.gui.outputs import CLAIMS
-from desmoke_app.gui.workers import _one_line, make_desmoker
+from desmoke_app.gui.processor import make_desmoker
 
 #: Progress signals at most this often: one per frame could flood the GUI's event queue.
 PROGRESS_INTERVAL_S = 0.1
@@ -87,7 +88,7 @@ class ExportWorker(QObject):
         except ExportCancelled:
             self.cancelled.emit()
         except Exception as error:  # noqa: BLE001 - shown in the window, the app goes on
-            self.failed.emit(_one_line(error, f"export to {request.output} failed"))
+            self.failed.emit(one_line(error, f"export to {request.output} failed"))
         else:
             self.finished.emit(report)
         finally:

@@ -8,18 +8,15 @@ import sys
 from functools import partial
 from pathlib import Path
 
+from desmoke_app import version
+
 ICON = Path(__file__).resolve().parents[2] / "assets" / "icons" / "desmoke.svg"
 #: QTimer counts milliseconds in 32 bits: a longer --after would overflow it.
 LONGEST_AFTER_S = (2**31 - 1) // 1000
-
-
-def version() -> str:
-    try:
-        from importlib.metadata import version as package_version
-
-        return package_version("desmoke")
-    except Exception:  # noqa: BLE001 - running from a source tree that is not installed
-        return "0.1.0"
+NO_DISPLAY = (
+    "desmoke-app: no display to open a window on "
+    "(set DISPLAY, or QT_QPA_PLATFORM=offscreen for --screenshot)"
+)
 
 
 def frame_size(text: str) -> tuple[int, int]:
@@ -127,8 +124,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def no_display() -> bool:
+    """Whether Qt would find no display on Linux: neither an X11 nor a Wayland one, and no
+    platform chosen. Qt then aborts the process with a message that blames a missing
+    xcb-cursor library."""
+    names = ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    return sys.platform.startswith("linux") and not any(os.environ.get(n) for n in names)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if no_display():
+        print(NO_DISPLAY, file=sys.stderr)
+        return 1
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 

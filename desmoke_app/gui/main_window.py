@@ -1,8 +1,8 @@
 """The main window: panes, playback bar, processing controls, plots, status bar, menus.
 
-The GUI thread only paints and routes requests: the Reader (decode, pacing, seek), the
-Processor (Desmoker) and the Recorder (recorder.py) run on their own threads (workers.py);
-exports on another.
+The GUI thread only paints and routes requests: the Reader (reader.py: decode, pacing,
+seek), the Processor (processor.py: the Desmoker) and the Recorder (recorder.py) run on their
+own threads (workers.py); exports on another (export_worker.py).
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from PySide6.QtWidgets import (
     QDialog,
     QDockWidget,
     QFileDialog,
-    QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMenu,
     QSplitter,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -34,18 +33,15 @@ from desmoke_app.gui.about import about_html, show_about
 from desmoke_app.gui.controls import ControlPanel, TransportBar
 from desmoke_app.gui.export_dialog import ExportDialog, ExportProgress, with_mp4_suffix
 from desmoke_app.gui.export_worker import ExportJob, ExportRequest
+from desmoke_app.gui.message_bar import MessageBar
 from desmoke_app.gui.panes import TITLES, FullScreenPane, PaneArea
 from desmoke_app.gui.plots import LATENCY_WARNING_MS, PerformancePlot, SmokeTimeline
+from desmoke_app.gui.processor import ProcessedFrame, ProcessorState
+from desmoke_app.gui.reader import SourceInfo, SourceSpec
 from desmoke_app.gui.recorder import RecordingReport, RecordRequest
 from desmoke_app.gui.settings import AppSettings
 from desmoke_app.gui.shortcuts_dialog import ShortcutsDialog
-from desmoke_app.gui.workers import (
-    ProcessedFrame,
-    ProcessorState,
-    SourceInfo,
-    SourceSpec,
-    WorkerThreads,
-)
+from desmoke_app.gui.workers import WorkerThreads
 from engine.files import write_atomically
 from engine.video.errors import describe
 from engine.video.writer import DEFAULT_CRF
@@ -55,51 +51,12 @@ log = logging.getLogger(__name__)
 VIDEO_FILTER = (
     "Videos (*.mp4 *.mov *.mkv *.avi *.webm *.m4v *.mpg *.mpeg *.ts *.wmv);;All files (*)"
 )
-INFO_TIMEOUT_MS = 8000
 #: The window's size on first start, made smaller where the screen is (a 1366x768 laptop,
 #: or a high-DPI scale factor): FIRST_SCREEN_SHARE of the room the screen has at most.
 FIRST_SIZE = QSize(1280, 760)
 FIRST_SCREEN_SHARE = 0.9
 #: The plots' height on first start: PLOTS_HEIGHT, or PLOTS_SHARE of a smaller window's.
 PLOTS_HEIGHT, PLOTS_SHARE = 240, 0.3
-
-
-class MessageBar(QWidget):
-    """A message line inside the window (errors stay until closed; notes fade)."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(8, 4, 4, 4)
-        self.label = QLabel()
-        self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QToolButton()
-        close.setText("✕")
-        close.setAutoRaise(True)
-        close.setToolTip("Dismiss")
-        close.clicked.connect(self.hide)
-        row.addWidget(self.label, 1)
-        row.addWidget(close)
-        self.level = ""
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.timeout.connect(self.hide)
-        self.hide()
-
-    def show_message(self, text: str, level: str = "error") -> None:
-        self.level = level
-        colour = {"error": "#7a1f1f", "warning": "#6b5312"}.get(level, "#1f4a6b")
-        self.setStyleSheet(f"background: {colour}; color: white;")
-        self.label.setText(text)
-        self.show()
-        if level == "info":
-            self._timer.start(INFO_TIMEOUT_MS)
-        else:
-            self._timer.stop()
-
-    def text(self) -> str:
-        return self.label.text() if self.isVisible() else ""
 
 
 class MainWindow(QMainWindow):
@@ -231,7 +188,13 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
-        file = bar.addMenu("&File")
+        self._build_file_menu(bar.addMenu("&File"))
+        self._build_playback_menu(bar.addMenu("&Playback"))
+        self._enable_export(False)  # no source yet
+        self._build_view_menu(bar.addMenu("&View"))
+        self._build_help_menu(bar.addMenu("&Help"))
+
+    def _build_file_menu(self, file: QMenu) -> None:
         self._action(file, "&Open video…", self.open_file_dialog, QKeySequence.StandardKey.Open)
         self._action(file, "Open &capture device…", self.open_capture_dialog, "Ctrl+D")
         self._action(file, "Open &demo", self.open_demo)
@@ -257,7 +220,8 @@ class MainWindow(QMainWindow):
         ctrl_q = QKeySequence("Ctrl+Q")
         own = QKeySequence.keyBindings(QKeySequence.StandardKey.Quit)
         quit_app.setShortcuts([ctrl_q, *(key for key in own if key != ctrl_q)])
-        play = bar.addMenu("&Playback")
+
+    def _build_playback_menu(self, play: QMenu) -> None:
         self._action(play, "Play / pause", self.toggle_play, Qt.Key.Key_Space)
         self._action(play, "Previous frame", lambda: self.step(-1), Qt.Key.Key_Left)
         self._action(play, "Next frame", lambda: self.step(1), Qt.Key.Key_Right)
@@ -270,8 +234,8 @@ class MainWindow(QMainWindow):
             self._action(play, "Mark range start", lambda: self.mark(0), "I", "Export range start"),
             self._action(play, "Mark range end", lambda: self.mark(1), "O", "Export range end"),
         ]
-        self._enable_export(False)  # no source yet
-        view = bar.addMenu("&View")
+
+    def _build_view_menu(self, view: QMenu) -> None:
         self.split_action = self._action(
             view, "&Split view (before/after)", self.set_split, "Ctrl+\\"
         )
@@ -293,7 +257,8 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         view.addAction(self.controls_dock.toggleViewAction())
         view.addAction(self.plots_dock.toggleViewAction())
-        help_menu = bar.addMenu("&Help")
+
+    def _build_help_menu(self, help_menu: QMenu) -> None:
         keys = self._action(help_menu, "&Keyboard and mouse", self.show_shortcuts)
         # F1 everywhere, and the platform's own help key where that is another (macOS).
         f1, platform_key = QKeySequence("F1"), QKeySequence(QKeySequence.StandardKey.HelpContents)

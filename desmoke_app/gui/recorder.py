@@ -26,8 +26,10 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from desmoke_app.gui.mailbox import Latest
+from desmoke_app.gui.messages import one_line
 from desmoke_app.gui.outputs import CLAIMS
-from desmoke_app.gui.workers import Latest, ProcessedFrame, _one_line
+from desmoke_app.gui.processor import ProcessedFrame
 
 #: Timestamps to the millisecond: frames keep the moments they were shown, even two that
 #: were processed less than a frame apart (after a stall, say).
@@ -136,7 +138,7 @@ class Recorder(QObject):
             )
         except Exception as error:  # noqa: BLE001 - shown in the window, the app goes on
             CLAIMS.release(request.output)
-            self.failed.emit(_one_line(error, f"cannot record to {request.output}"))
+            self.failed.emit(one_line(error, f"cannot record to {request.output}"))
             return
         self._request = request
         self._started_at, self._origin, self._last = time.monotonic(), None, None
@@ -171,7 +173,7 @@ class Recorder(QObject):
             # A folder gone is the cause to name (the encoder opens its file only with its
             # first packet, which then fails with a bare "No such file or directory").
             output = self._request.output
-            problem = self._folder_gone() or _one_line(error, f"recording to {output} failed")
+            problem = self._folder_gone() or one_line(error, f"recording to {output} failed")
             self._abort()  # nothing left behind
             self.failed.emit(problem)
 
@@ -252,4 +254,4 @@ def _save(writer, output: str) -> Path | str:
     try:
         return writer.close()
     except Exception as error:  # noqa: BLE001 - the writer has removed its file
-        return _one_line(error, f"cannot save {output}")
+        return one_line(error, f"cannot save {output}")

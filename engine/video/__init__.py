@@ -1,4 +1,4 @@
-"""Video I/O (PyAV): file and capture sources, pane layout, the MP4 writers."""
+"""Video I/O (PyAV): file and capture sources (their protocol: source.py), pane layout, writers."""
 
 from engine.video.capture_source import (
     CaptureDevice,
@@ -9,6 +9,7 @@ from engine.video.capture_source import (
 from engine.video.errors import VideoError, VideoOpenError, VideoWriteError
 from engine.video.file_source import FileSource, VideoFrame, cut_short_warning
 from engine.video.layout import LAYOUTS, compose_panes, composed_size
+from engine.video.source import SeekableSource, VideoSource
 from engine.video.writer import Mp4Writer, SideBySideWriter
 from engine.video.writer_thread import WriterThread
 
@@ -18,10 +19,12 @@ __all__ = [
     "CaptureSource",
     "FileSource",
     "Mp4Writer",
+    "SeekableSource",
     "SideBySideWriter",
     "VideoError",
     "VideoFrame",
     "VideoOpenError",
+    "VideoSource",
     "VideoWriteError",
     "WriterThread",
     "compose_panes",
