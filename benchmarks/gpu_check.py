@@ -45,7 +45,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.backends.torch_cuda import FramePath, TorchCudaBackend  # noqa: E402
+from engine.backends.frame_path import FramePath  # noqa: E402
+from engine.backends.torch_cuda import TorchCudaBackend  # noqa: E402
 from engine.cuda import kernels as K  # noqa: E402
 from engine.dark_channel import dark_channel, default_patch_size  # noqa: E402
 from engine.models import build_network, default_config, save_weights, working_shape  # noqa: E402

@@ -1,6 +1,6 @@
 """The dark channel: per-pixel minimum over R, G, B, then a square minimum filter.
 
-This module is the reference definition; the torch op and the CUDA kernel match it.
+This module is the reference definition (training's too); the CUDA kernels match it.
 The border is replicated (a min filter over a replicated border equals a min filter
 over the pixels that exist, which is what the brute-force definition in the tests does).
 """
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 #: He et al. use a 15x15 patch; we keep that at a 256 px short side and scale with it.
 REFERENCE_PATCH = 15
@@ -57,25 +55,3 @@ def dark_channel(image: np.ndarray, patch_size: int | None = None) -> np.ndarray
     if patch_size is None:
         patch_size = default_patch_size(image.shape[0], image.shape[1])
     return min_filter(channel_min(np.ascontiguousarray(image)), patch_size)
-
-
-def dark_channel_torch(images: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """Dark channel of an Nx3xHxW tensor -> Nx1xHxW; identical to `dark_channel`.
-
-    Replicate-padding then a max-pool of the negated image is exactly a min filter over a
-    replicated border. Slow on CPU at 1080p (use `dark_channel` there); meant for training
-    batches and GPU tensors.
-    """
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected an Nx3xHxW tensor, got shape {tuple(images.shape)}")
-    if patch_size < 1 or patch_size % 2 == 0:
-        raise ValueError(f"patch size must be a positive odd number, got {patch_size}")
-    plane = images.amin(dim=1, keepdim=True)
-    if patch_size == 1:
-        return plane
-    r = patch_size // 2
-    # max_pool2d has no integer kernels on CPU: run in float (uint8 values are exact in it).
-    work = plane if plane.is_floating_point() else plane.float()
-    padded = F.pad(work, (r, r, r, r), mode="replicate")
-    out = -F.max_pool2d(-padded, kernel_size=patch_size, stride=1)
-    return out.to(plane.dtype)

@@ -8,6 +8,9 @@ many calls, uses them directly. replace_together writes a set of files that belo
 (weights and their description, an engine and its sidecar, an evaluation's reports) so
 that all change or none does. cache_file saves what can be made again (ONNX exports,
 compiled kernels), warning instead of failing where the cache cannot be written.
+
+Also the one answer to "do these names mean one file?" (file_identity, same_file,
+path_key) and the default name of a desmoked video (desmoked_name).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ log = logging.getLogger(__name__)
 NAME_MAX = 255
 #: Characters mkstemp adds to make a name unique (tempfile's random part).
 _RANDOM_CHARS = 8
+
+#: What file_identity gives: an existing file's (device, inode), else its path_key.
+FileKey = tuple[int, int] | str
 
 
 def _process_umask() -> int:
@@ -166,3 +172,36 @@ def cache_file(path: str | Path, data: bytes) -> bool:
         log.warning("cannot cache %s in %s (%s)", path.name, path.parent, error)
         return False
     return True
+
+
+# -- which file a name means --------------------------------------------------------
+def path_key(path: str | Path) -> str:
+    """One spelling per path, whether or not a file is there yet: absolute, links
+    resolved, case folded where the system folds it (os.path.normcase: Windows); the path
+    as given for a name no file can have (a NUL), which the writer then refuses."""
+    try:
+        return os.path.normcase(os.path.realpath(path))
+    except (OSError, ValueError):
+        return str(path)
+
+
+def file_identity(path: str | Path) -> FileKey:
+    """What names one file however it is spelled (./a, /abs/a, a symbolic or hard link to
+    it, another case on a case-insensitive disk): an existing file's device and inode, else
+    its path_key (a file not written yet)."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):  # not there (yet), a name too long, a NUL
+        return path_key(path)
+    return info.st_dev, info.st_ino
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether `a` and `b` name one existing file (False where either does not exist)."""
+    identity = file_identity(a)
+    return isinstance(identity, tuple) and identity == file_identity(b)
+
+
+def desmoked_name(source: str | Path) -> str:
+    """The file name a desmoked export of `source` gets unless told otherwise."""
+    return f"{Path(source).stem}_desmoked.mp4"

@@ -7,16 +7,16 @@ benchmarks and the evaluation rely on it). Every method works at a working resol
 - `dcp`: the classical dark-channel prior estimates the same smoke layer; same restore.
 - `paper`: the pix2pix U-Net predicts the clear image at working resolution; its change to
   the image is upsampled and added to the full-resolution frame (detail stays native).
+
+Whole videos are engine.export's (export_video, ExportReport, ExportCancelled); they are
+importable from here too, as they always were.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import numbers
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from engine.arguments import number, require, whole_number
 from engine.backends import BACKEND_NAMES, Backend, BackendUnavailable, select_backend
 from engine.dark_channel import REFERENCE_PATCH, dark_channel, default_patch_size
+from engine.export import ExportCancelled, ExportReport, export_video, plural  # noqa: F401 - API
 from engine.models import (
     MIN_WORKING_SHORT_SIDE,
     MODEL_NAMES,
@@ -90,26 +92,7 @@ def _not_uint8_message(frame: object) -> str:
     return message
 
 
-# -- argument checks: a wrong value is an error where it comes in, never replaced ---------
-def _number(name: str, value: object) -> float:
-    """`value` as a float; TypeError for anything but a real number (True is no strength)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    return float(value)
-
-
-def _whole_number(name: str, value: object) -> int:
-    """`value` as an int; TypeError for floats (3.5, NaN), bools and anything else."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a whole number, got {value!r}")
-    return int(value)
-
-
-def _require(ok: bool, name: str, allowed: str, value: object) -> None:
-    if not ok:
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-
-
+# -- Desmoker's own argument checks (the general ones: engine.arguments) ---------------
 def _check_backend_name(backend: object) -> None:
     """Every model, dcp too (which runs no network), refuses a name that is no backend."""
     if not isinstance(backend, str) or backend not in BACKEND_NAMES:
@@ -212,10 +195,10 @@ class Desmoker:
 
     @strength.setter
     def strength(self, value: float) -> None:
-        number = _number("strength", value)
-        _require(0.0 <= number <= 1.0, "strength", "from 0 to 1", value)  # NaN fails too
+        strength = number("strength", value)
+        require(0.0 <= strength <= 1.0, "strength", "from 0 to 1", value)  # NaN fails too
         with self._lock:  # not in the middle of another thread's frame
-            self._strength = number
+            self._strength = strength
 
     @property
     def t_min(self) -> float:
@@ -223,11 +206,11 @@ class Desmoker:
 
     @t_min.setter
     def t_min(self, value: float) -> None:
-        number = _number("t_min", value)
+        t_min = number("t_min", value)
         # 0 divides by zero under dense smoke; 1 or more subtracts the smoke undivided.
-        _require(0.0 < number < 1.0, "t_min", "above 0 and below 1", value)
+        require(0.0 < t_min < 1.0, "t_min", "above 0 and below 1", value)
         with self._lock:
-            self._t_min = number
+            self._t_min = t_min
 
     @property
     def reference_patch(self) -> int:
@@ -235,8 +218,8 @@ class Desmoker:
 
     @reference_patch.setter
     def reference_patch(self, value: int) -> None:
-        value = _whole_number("patch_size", value)
-        _require(value >= 1 and value % 2 == 1, "patch_size", "a positive odd number", value)
+        value = whole_number("patch_size", value)
+        require(value >= 1 and value % 2 == 1, "patch_size", "a positive odd number", value)
         with self._lock:  # a frame reads it twice (network input, mask): one value a frame
             self._reference_patch = value
 
@@ -246,9 +229,9 @@ class Desmoker:
 
     @working_short_side.setter
     def working_short_side(self, value: int) -> None:
-        value = _whole_number("working_short_side", value)
+        value = whole_number("working_short_side", value)
         low = MIN_WORKING_SHORT_SIDE
-        _require(value >= low, "working_short_side", f"at least {low} px", value)
+        require(value >= low, "working_short_side", f"at least {low} px", value)
         with self._lock:
             self._working_short_side = value
             self._shapes.clear()  # the working shapes of the frame sizes seen so far change
@@ -277,8 +260,8 @@ class Desmoker:
                 self._failed_backends.append(instance.name)
                 log.warning("%s failed to load (%s); trying the next backend", instance.name, exc)
         self.backend, self.backend_reason = instance, reason
-        # GPU backends run the whole frame on the device (fused pre/post kernels).
-        self._device_frame_path = hasattr(instance, "process_frame")
+        # Asked on the next frame: GPU backends run the whole frame (fused pre/post kernels).
+        self._device_frame_path = True
 
     @property
     def backend_name(self) -> str:
@@ -321,7 +304,7 @@ class Desmoker:
         small = cv2.resize(frame, (work_w, work_h), interpolation=interpolation)
         small_f = small.astype(np.float32) * np.float32(1 / 255)
         small_patch = default_patch_size(work_h, work_w, self.reference_patch)
-        mark = _lap(timings, "preprocess", start)
+        _lap(timings, "preprocess", start)
 
         if self.model_name == "paper":
             desmoked, level = self._run_paper(frame, small_f, small_patch, timings)
@@ -344,7 +327,8 @@ class Desmoker:
         self, frame: np.ndarray, work_shape: tuple[int, int]
     ) -> DesmokeResult | None:
         """The whole frame through the backend's fused kernels; None (and the CPU pre/post
-        path from then on) when they cannot run, e.g. NVRTC missing or out of GPU memory."""
+        path from then on) where the backend has none, or they cannot run (NVRTC missing, out
+        of GPU memory: the notice says so)."""
         height, width = frame.shape[:2]
         try:
             out = self.backend.process_frame(
@@ -359,6 +343,9 @@ class Desmoker:
             self._device_frame_path = False
             self.notice = f"GPU frame path off ({exc}); pre/post-processing on the CPU"
             log.warning(self.notice)
+            return None
+        if out is None:  # a backend without a frame path: never asked again
+            self._device_frame_path = False
             return None
         timings = out.timings
         timings["copies"] = sum(timings.get(k, 0.0) for k in DEVICE_COPY_STAGES)
@@ -387,17 +374,25 @@ class Desmoker:
         x[0, 3] = dark_channel(small_f, patch)
         return x
 
-    def _smoke_layer(self, small_f: np.ndarray, patch: int, timings: dict) -> SmokeLayer:
+    def _network_outputs(
+        self, small_f: np.ndarray, patch: int, timings: dict[str, float]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """(network input, the network's outputs on it); the input's making is timed as
+        "preprocess", the run as "network"."""
         mark = time.perf_counter()
-        if self.model_name == "dcp":
+        x = self._network_input(small_f, patch)
+        mark = _lap(timings, "preprocess", mark)
+        outputs = self._run_network(x)
+        _lap(timings, "network", mark)
+        return x, outputs
+
+    def _smoke_layer(self, small_f: np.ndarray, patch: int, timings: dict) -> SmokeLayer:
+        if self.model_name == "dcp":  # the classical estimate stands in for the network
+            mark = time.perf_counter()
             layer = estimate_smoke_layer(small_f, patch)
             _lap(timings, "network", mark)
             return layer
-        x = self._network_input(small_f, patch)
-        timings["preprocess"] += (time.perf_counter() - mark) * 1000
-        mark = time.perf_counter()
-        alpha, colour = self._run_network(x)
-        _lap(timings, "network", mark)
+        _, (alpha, colour) = self._network_outputs(small_f, patch, timings)
         return SmokeLayer(
             alpha=alpha[0, 0], colour=np.ascontiguousarray(colour[0].transpose(1, 2, 0))
         )
@@ -405,13 +400,9 @@ class Desmoker:
     def _run_paper(
         self, frame: np.ndarray, small_f: np.ndarray, patch: int, timings: dict
     ) -> tuple[np.ndarray, float]:
+        x, (restored,) = self._network_outputs(small_f, patch, timings)
         mark = time.perf_counter()
-        x = self._network_input(small_f, patch)
-        level = float(x[0, 3].mean())
-        timings["preprocess"] += (time.perf_counter() - mark) * 1000
-        mark = time.perf_counter()
-        (restored,) = self._run_network(x)
-        mark = _lap(timings, "network", mark)
+        level = float(x[0, 3].mean())  # the mean dark channel: paper predicts no smoke layer
         # The network's change to the image is low-frequency: upsample it, keep native detail.
         change = (restored[0].transpose(1, 2, 0) - small_f) * np.float32(255 * self.strength)
         height, width = frame.shape[:2]
@@ -427,125 +418,3 @@ def _lap(timings: dict[str, float], stage: str, since: float) -> float:
     now = time.perf_counter()
     timings[stage] = timings.get(stage, 0.0) + (now - since) * 1000
     return now
-
-
-# -- whole videos ------------------------------------------------------------------------
-class ExportCancelled(Exception):
-    """Raised inside `export_video` when `should_stop()` says so; the output is removed."""
-
-
-def _check_range(start: float, end: float | None) -> None:
-    """A range in seconds: start finite and 0 or more, end (None: the video's) after it."""
-    start = _number("start", start)
-    ok = math.isfinite(start) and start >= 0.0
-    _require(ok, "start", "a finite number of seconds, 0 or more", start)
-    if end is not None:
-        end = _number("end", end)
-        _require(math.isfinite(end), "end", "a finite number of seconds or None", end)
-        if end <= start:
-            raise ValueError(f"empty range: end {end:g} s is not after start {start:g} s")
-
-
-def _stated_end(source, end: float | None) -> float:
-    """Where the video stream says the range ends (0 when it states no duration)."""
-    stated = source.video_duration
-    return stated if end is None else min(end, stated)
-
-
-@dataclass
-class ExportReport:
-    output: Path
-    frames: int
-    skipped_frames: int
-    seconds: float
-    encoder: str
-    warning: str = ""  # e.g. the input ends before its stated duration (a cut-short file)
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-    def summary(self) -> str:
-        """'250 frames in 10.0 s, 25.0 frames/s, libx264[, 1 undecodable frame skipped]':
-        the processing rate, not the video's."""
-        text = f"{plural(self.frames, 'frame')} in {self.seconds:.1f} s, {self.fps:.1f} frames/s"
-        text += f", {self.encoder}"
-        if self.skipped_frames:
-            text += f", {plural(self.skipped_frames, 'undecodable frame')} skipped"
-        return text
-
-
-def plural(count: int, noun: str) -> str:
-    """'1 frame', '2 frames'."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def export_video(
-    source_path: str | Path,
-    output_path: str | Path,
-    desmoker: Desmoker,
-    *,
-    layout: str = "3up",
-    labels: bool = False,
-    start: float = 0.0,
-    end: float | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    crf: int | None = None,
-) -> ExportReport:
-    """Desmoke [start, end) of a video file into a side-by-side MP4 (audio copied);
-    start and end in seconds (ValueError unless finite, start >= 0 and end > start);
-    crf: H.264 quality (default engine.video.writer.DEFAULT_CRF; lower is better).
-
-    progress(frames_done, frames_expected) after each frame. The writer works on a temporary
-    file: on any error, cancellation or Ctrl-C, nothing is left at `output_path`.
-    """
-    from engine.video import FileSource, SideBySideWriter, WriterThread, cut_short_warning
-    from engine.video.writer import DEFAULT_CRF, SOURCE_TIME_BASE
-
-    _check_range(start, end)
-    began = time.perf_counter()
-    with FileSource(source_path) as source:
-        stop = source.duration if end is None else min(end, source.duration)
-        expected = max(1, round((stop - start) * source.fps))
-        writer = SideBySideWriter(
-            output_path,
-            fps=source.fps,
-            frame_size=(source.width, source.height),
-            layout=layout,
-            labels=labels,
-            source=source_path,
-            audio_start=start,
-            audio_end=end,
-            crf=DEFAULT_CRF if crf is None else crf,
-            time_base=SOURCE_TIME_BASE,
-            ends_at=stop - start,  # a variable rate's last frame lasts as the source's does
-        )
-        try:
-            encoder = WriterThread(writer)  # encoding overlaps the next frames' desmoking
-        except BaseException:  # Ctrl-C or a kill between the two: the writer's file goes too
-            writer.abort()
-            raise
-        ended_at = start
-        with encoder:
-            for done, frame in enumerate(source.frames(start, end), start=1):
-                if should_stop is not None and should_stop():
-                    raise ExportCancelled(f"export of {source_path} cancelled")
-                result = desmoker.process(frame.rgb)
-                # Each frame at its own time: a variable frame rate (a recorder that dropped
-                # frames) keeps its timing, and its sync with the audio.
-                shown_at = max(0.0, frame.time - start)
-                encoder.write(result.original, result.dark_channel, result.desmoked, shown_at)
-                ended_at = frame.time + 1 / source.fps
-                if progress is not None:
-                    progress(done, max(expected, done))
-            if encoder.frames_queued == 0:
-                raise ValueError(f"{source_path}: no decodable frame in the range asked for")
-        return ExportReport(
-            output=Path(output_path),
-            frames=writer.frames_written,
-            skipped_frames=source.skipped_frames,
-            seconds=time.perf_counter() - began,
-            encoder=writer.encoder_name,
-            warning=cut_short_warning(source_path, ended_at, _stated_end(source, end)),
-        )

@@ -119,24 +119,6 @@ def guided_upsample(
     return np.clip(alpha_full, 0.0, 1.0, out=alpha_full)
 
 
-def invert_compositing(
-    frame: np.ndarray,
-    alpha: np.ndarray,
-    colour: np.ndarray,
-    t_min: float = DEFAULT_T_MIN,
-) -> np.ndarray:
-    """J = (I - A alpha) / max(1 - alpha, t_min) at the frame's resolution, as uint8.
-
-    frame: uint8 HxWx3; alpha: float32 HxW; colour: (3,) or hxwx3 (resized) in [0, 1].
-    """
-    colour = _full_resolution_colour(colour, frame.shape[:2])
-    out = np.empty_like(frame)
-    for rows in row_strips(*frame.shape[:2]):
-        colour_rows = colour if colour.ndim == 1 else colour[:, rows]
-        _invert_rows(frame[rows], alpha[rows], colour_rows, t_min, out[rows])
-    return out
-
-
 def restore(
     frame: np.ndarray,
     layer: SmokeLayer,

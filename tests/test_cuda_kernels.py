@@ -18,7 +18,14 @@ import numpy as np
 import pytest
 import torch
 
-from engine.backends.torch_cuda import FramePath, guided_coefficients
+from engine.backends import frame_path
+from engine.backends.base import BackendUnavailable
+from engine.backends.frame_path import (
+    FramePath,
+    FramePathBackend,
+    cuda_kernels,
+    guided_coefficients,
+)
 from engine.cuda import kernels as K
 from engine.cuda.emulation import EmulatedModule, build_library, compiler
 from engine.cuda.loader import (
@@ -566,7 +573,7 @@ def test_restore_kernel_matches_engine_restore(emulated, global_colour, strength
 
 @pytest.mark.parametrize("threads", [1, 3, 4])
 def test_host_copier_copies_every_row(threads) -> None:
-    from engine.backends.torch_cuda import HostCopier
+    from engine.backends.frame_path import HostCopier
 
     copier = HostCopier(threads=threads)
     src = np.random.default_rng(threads).integers(0, 256, (1083, 1931, 3), dtype=np.uint8)
@@ -650,6 +657,99 @@ def test_frame_path_on_real_footage(emulated, data_dir, tmp_path) -> None:
     result, expected = frame_path_vs_desmoker(emulated, "fast", frame, tmp_path, strength=1.0)
     np.testing.assert_array_equal(result.dark_channel, expected.dark_channel)
     assert_close_levels(result.desmoked, expected.desmoked, max_levels=1, max_fraction=1e-3)
+
+
+class EmulatedFramePathBackend(FramePathBackend):
+    """The GPU backends' shared frame path (FramePathBackend) around a CPU network, on the
+    kernels' host emulation: what they do around their own network, without a GPU."""
+
+    name = "emulated"
+
+    def __init__(self, network: torch.nn.Module | None, model: str) -> None:
+        self.network, self.model = network, model
+
+    @classmethod
+    def is_available(cls) -> tuple[bool, str]:
+        return True, ""
+
+    def load(self, network, config) -> None:
+        raise NotImplementedError("built loaded")
+
+    def run(self, x):
+        raise NotImplementedError("process_frame only")
+
+    def _new_frame_path(self, kernels) -> FramePath:
+        def forward(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            with torch.no_grad():
+                out = self.network(x)
+            return (out,) if isinstance(out, torch.Tensor) else out
+
+        return FramePath(
+            kernels,
+            forward,
+            model=self.model,
+            device=torch.device("cpu"),
+            input_dtype=torch.float32,
+        )
+
+
+def frame_options(desmoker: Desmoker, frame: np.ndarray) -> dict:
+    """process_frame's options for `frame`, as the Desmoker passes them."""
+    height, width = frame.shape[:2]
+    work_h, work_w = desmoker.working_shape_for(height, width)
+    return dict(
+        work_shape=(work_h, work_w),
+        small_patch=default_patch_size(work_h, work_w),
+        mask_patch=default_patch_size(height, width),
+        strength=desmoker.strength,
+        t_min=desmoker.t_min,
+    )
+
+
+def test_a_gpu_backend_builds_its_frame_path_once(emulated, tmp_path, monkeypatch) -> None:
+    """Backend.process_frame on the GPU backends: the kernels are got on the first frame and
+    kept; the frames match the CPU Desmoker's."""
+    asked = []
+
+    def kernels(model: str):
+        asked.append(model)
+        return emulated
+
+    monkeypatch.setattr(frame_path, "cuda_kernels", kernels)
+    network, weights = trained_like("fast", tmp_path)
+    backend = EmulatedFramePathBackend(network, "fast")
+    desmoker = Desmoker(str(weights), "torch")
+    for seed in (10, 11):
+        frame = textured(300, 420, seed=seed)
+        result = backend.process_frame(frame, **frame_options(desmoker, frame))
+        expected = desmoker.process(frame)
+        np.testing.assert_array_equal(result.dark_channel, expected.dark_channel)
+        assert_close_levels(result.desmoked, expected.desmoked, max_levels=1, max_fraction=1e-3)
+    assert asked == ["fast"] and backend.frame_path_reason == ""
+
+
+def test_a_frame_path_that_cannot_be_built_is_tried_once(monkeypatch) -> None:
+    """Kernels that do not compile here: each frame is refused with the reason (the
+    Desmoker then pre/post-processes on the CPU), without trying again."""
+    tried = []
+
+    def no_kernels(model: str):
+        tried.append(model)
+        raise BackendUnavailable("NVRTC missing")
+
+    monkeypatch.setattr(frame_path, "cuda_kernels", no_kernels)
+    backend = EmulatedFramePathBackend(None, "paper")
+    frame = textured(48, 64, seed=12)
+    for _ in range(2):
+        with pytest.raises(BackendUnavailable, match="^fused CUDA kernels unavailable: NVRTC"):
+            backend.process_frame(frame, work_shape=(48, 64), small_patch=3, mask_patch=3)
+    assert tried == ["paper"] and backend.frame_path() is None
+    assert backend.frame_path_reason == "NVRTC missing"
+
+
+def test_no_fused_kernels_for_a_model_they_do_not_restore() -> None:
+    with pytest.raises(BackendUnavailable, match="no fused path for model 'dcp'"):
+        cuda_kernels("dcp")
 
 
 # -- on a GPU -------------------------------------------------------------------------

@@ -1,12 +1,28 @@
-"""The dark channel against its brute-force definition, and the torch op against both."""
+"""The dark channel against its brute-force definition, and a torch op against both."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from engine.dark_channel import dark_channel, dark_channel_torch, default_patch_size
+from engine.dark_channel import dark_channel, default_patch_size
+
+
+def dark_channel_torch(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Dark channel of an Nx3xHxW tensor -> Nx1xHxW, the same definition in torch:
+    replicate-padding then a max-pool of the negated image is exactly a min filter over a
+    replicated border."""
+    plane = images.amin(dim=1, keepdim=True)
+    if patch_size == 1:
+        return plane
+    r = patch_size // 2
+    # max_pool2d has no integer kernels on CPU: run in float (uint8 values are exact in it).
+    work = plane if plane.is_floating_point() else plane.float()
+    padded = F.pad(work, (r, r, r, r), mode="replicate")
+    out = -F.max_pool2d(-padded, kernel_size=patch_size, stride=1)
+    return out.to(plane.dtype)
 
 
 def brute_force_dark_channel(image: np.ndarray, patch: int) -> np.ndarray:

@@ -9,9 +9,9 @@ import onnx
 import pytest
 import torch
 
-from engine.models import WeightsError, build_network, default_config, save_weights
+from engine.models import WeightsError, build_network, default_config, load_network, save_weights
 from engine.models.onnx_export import exported_onnx
-from training.export import ExportError, export_weights, onnx_outputs, reload_matches
+from training.export import ExportError, export_weights, onnx_outputs
 
 ARCHS = {"fast": {"widths": [8, 16, 32]}, "paper": {"ngf": 4}}
 
@@ -26,6 +26,18 @@ def saved(tmp_path: Path, model: str, seed: int = 0) -> tuple[Path, torch.nn.Mod
         tmp_path / f"{model}.safetensors", network, default_config(model, ARCHS[model])
     )
     return path, network
+
+
+def reload_matches(weights: Path, network: torch.nn.Module, shape: tuple[int, int]) -> float:
+    """Max |reloaded - network| on a random input: a weights file round-trip check."""
+    reloaded, _ = load_network(weights)
+    x = torch.rand(1, 4, *shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a = network.eval()(x)
+        b = reloaded(x)
+    a = a if isinstance(a, tuple) else (a,)
+    b = b if isinstance(b, tuple) else (b,)
+    return max(float((p - q).abs().max()) for p, q in zip(a, b, strict=True))
 
 
 @pytest.mark.parametrize("model, shape", [("fast", (48, 80)), ("paper", (256, 256))])

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from engine.files import cache_file, replace_together, replaced_on_success, write_atomically
+from engine.files import (
+    cache_file,
+    desmoked_name,
+    file_identity,
+    path_key,
+    replace_together,
+    replaced_on_success,
+    same_file,
+    write_atomically,
+)
 
 
 def test_a_file_is_replaced_whole(tmp_path) -> None:
@@ -176,3 +185,38 @@ def test_a_cache_that_cannot_be_written_is_a_warning(tmp_path, caplog) -> None:
         assert cache_file(tmp_path / "cache" / "net.onnx", b"model") is False
     assert "cannot cache net.onnx" in caplog.text
     assert (tmp_path / "cache").read_text() == "not a folder"
+
+
+def test_one_file_under_every_spelling(tmp_path, monkeypatch) -> None:
+    """./a, the absolute path, a symbolic link and a hard link name one existing file."""
+    real = tmp_path / "surgery.mp4"
+    real.write_bytes(b"video")
+    (tmp_path / "link.mp4").symlink_to(real)
+    os.link(real, tmp_path / "hard.mp4")
+    (tmp_path / "other.mp4").write_bytes(b"video")
+    monkeypatch.chdir(tmp_path)
+    for spelling in ["surgery.mp4", "./surgery.mp4", "link.mp4", "hard.mp4", str(real)]:
+        assert same_file(spelling, real) and file_identity(spelling) == file_identity(real)
+    assert not same_file("other.mp4", real)  # same bytes, another file
+    assert file_identity("other.mp4") != file_identity(real)
+
+
+def test_names_of_files_not_written_yet(tmp_path, monkeypatch) -> None:
+    """Not there yet: one key per path (links in the folder resolved), and never the same
+    file as an existing one; a name no file can have is a key, not an error."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "folder_link").symlink_to(tmp_path / "real")
+    monkeypatch.chdir(tmp_path)
+    new = tmp_path / "real" / "out.mp4"
+    assert file_identity("folder_link/out.mp4") == file_identity(new) == path_key("real/./out.mp4")
+    assert file_identity(tmp_path / "real" / "b.mp4") != file_identity(new)
+    assert not same_file(new, new)  # nothing there: no file to be the same
+    (tmp_path / "exists.mp4").write_bytes(b"")
+    assert not same_file(new, "exists.mp4") and not same_file("exists.mp4", new)
+    assert path_key("bad\0name.mp4") == "bad\0name.mp4"
+    assert not same_file("bad\0name.mp4", "exists.mp4")
+
+
+def test_the_desmoked_name() -> None:
+    assert desmoked_name("/videos/case 12.avi") == "case 12_desmoked.mp4"
+    assert desmoked_name(Path("clip.mp4")) == "clip_desmoked.mp4"

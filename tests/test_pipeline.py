@@ -119,11 +119,32 @@ def test_gpu_frame_path_failing_mid_run_falls_back_to_the_cpu(fast_weights, monk
     assert "on the CPU" in desmoker.notice
 
 
+def test_a_backend_without_a_frame_path_is_asked_once(fast_weights, monkeypatch) -> None:
+    """Backend.process_frame's None (a CPU backend): the CPU pre/post path, silently, and
+    the backend is not asked again on the next frames."""
+    from engine.backends.base import Backend
+    from engine.backends.torch_backend import TorchBackend
+
+    calls = []
+
+    def no_frame_path(self, frame, **options):
+        calls.append(frame.shape)
+        return Backend.process_frame(self, frame, **options)
+
+    frame = smoky_frame(90, 160)
+    expected = Desmoker("fast", "torch", weights=fast_weights).process(frame)
+    monkeypatch.setattr(TorchBackend, "process_frame", no_frame_path)
+    desmoker = Desmoker("fast", "torch", weights=fast_weights)
+    for _ in range(3):
+        np.testing.assert_array_equal(desmoker.process(frame).desmoked, expected.desmoked)
+    assert calls == [frame.shape] and desmoker.notice == ""
+
+
 def test_gpu_frame_path_results_and_stages(fast_weights, monkeypatch) -> None:
     """What the fused GPU path returns becomes the result; its host and bus copies are
     reported as one stage, "copies", beside "gpu" (the performance plot's two GPU curves)."""
+    from engine.backends.frame_path import FrameOutputs
     from engine.backends.torch_backend import TorchBackend
-    from engine.backends.torch_cuda import FrameOutputs
 
     times = dict(host_in=0.5, upload=0.25, gpu=1.0, download=0.25, host_out=0.5, total=2.75)
 

@@ -8,17 +8,32 @@ import pytest
 
 from engine.models.dcp import estimate_smoke_layer
 from engine.restore import (
+    DEFAULT_T_MIN,
     Restorer,
     SmokeLayer,
+    _full_resolution_colour,
+    _invert_rows,
     composite,
     guide_radius,
     guided_upsample,
-    invert_compositing,
     restore,
     row_strips,
     to_gray,
 )
 from tests.frames import smooth_alpha, textured_frame
+
+
+def invert_compositing(
+    frame: np.ndarray, alpha: np.ndarray, colour: np.ndarray, t_min: float = DEFAULT_T_MIN
+) -> np.ndarray:
+    """The Restorer's inversion alone, J = (I - A alpha) / max(1 - alpha, t_min), with
+    alpha given at the frame's resolution (no guided upsampling) and colour (3,) or hxwx3."""
+    colour = _full_resolution_colour(colour, frame.shape[:2])
+    out = np.empty_like(frame)
+    for rows in row_strips(*frame.shape[:2]):
+        colour_rows = colour if colour.ndim == 1 else colour[:, rows]
+        _invert_rows(frame[rows], alpha[rows], colour_rows, t_min, out[rows])
+    return out
 
 
 @pytest.mark.parametrize("colour", [np.array([0.9, 0.88, 0.8], np.float32), None])

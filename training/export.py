@@ -90,15 +90,3 @@ def _checked(network: nn.Module, model: bytes, onnx_path: Path, fp16: bool) -> d
             f"(> {TOLERANCE[fp16]:.0e}); not saved"
         )
     return {"max_abs_error": errors, "check_shape": list(shape)}
-
-
-def reload_matches(weights: str | Path, network: nn.Module, shape: tuple[int, int]) -> float:
-    """Max |reloaded - network| on a random input: a weights file round-trip check."""
-    reloaded, _ = load_network(weights)
-    x = torch.rand(1, 4, *shape, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        a = network.eval()(x)
-        b = reloaded(x)
-    a = a if isinstance(a, tuple) else (a,)
-    b = b if isinstance(b, tuple) else (b,)
-    return max(float((p - q).abs().max()) for p, q in zip(a, b, strict=True))

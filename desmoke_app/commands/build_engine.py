@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from desmoke_app.commands.common import fail
+from desmoke_app.commands.common import Subcommands, fail
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
         "build-engine",
         help="build a TensorRT engine (NVIDIA GPU + TensorRT) from an ONNX or .safetensors",

@@ -7,11 +7,19 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.backends import BACKEND_NAMES
 from engine.models import MODEL_NAMES, NETWORK_MODELS
 from engine.models.weights import not_weights_reason, runnable_models
 from engine.video.errors import describe
+
+if TYPE_CHECKING:
+    from engine.pipeline import Desmoker
+
+#: What each command's add_parser(subparsers) gets: parser.add_subparsers()'s result (a
+#: class argparse does not name publicly).
+Subcommands = argparse._SubParsersAction
 
 #: The working resolution's short side the CLI accepts: the app's "Working size" range. The
 #: engine only refuses below 16 px, but 2160 is a 4K frame's own short side: more only
@@ -142,7 +150,7 @@ def _no_shipped_weights_advice(model: str) -> str:
     )
 
 
-def make_desmoker(args: argparse.Namespace):
+def make_desmoker(args: argparse.Namespace) -> Desmoker:
     """A Desmoker from the common arguments (ValueError where it would not run as asked);
     prints the engine's notice, if any."""
     from engine.pipeline import Desmoker
@@ -170,5 +178,6 @@ def os_error_message(error: OSError, doing: str, path: Path | None = None) -> st
 
 
 def fail(message: str, code: int = 1) -> int:
+    """Print "desmoke: error: `message`" on stderr; returns the exit code `code`."""
     print(f"desmoke: error: {message}", file=sys.stderr)
     return code

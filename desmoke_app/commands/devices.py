@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from desmoke_app.commands.common import Subcommands
 
-def add_parser(subparsers) -> None:
+
+def add_parser(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser("devices", help="list capture devices (v4l2/dshow/avfoundation)")
     parser.set_defaults(func=run)
 

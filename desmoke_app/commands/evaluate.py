@@ -9,6 +9,7 @@ from pathlib import Path
 
 from desmoke_app.commands.common import (
     SEED_RANGE,
+    Subcommands,
     add_model_arguments,
     check_model_choice,
     fail,
@@ -25,7 +26,7 @@ MAX_SIDE_RANGE = (64, 16_384)
 REAL_FRAMES = 10
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="score a model against the smoky input and dcp (Markdown + JSON + contact sheet)",

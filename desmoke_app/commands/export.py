@@ -7,10 +7,12 @@ import os
 import sys
 from contextlib import closing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from desmoke_app.commands.common import (
+    Subcommands,
     add_model_arguments,
     fail,
     int_in_range,
@@ -18,13 +20,17 @@ from desmoke_app.commands.common import (
     seconds,
 )
 from engine.backends import BackendUnavailable
+from engine.files import FileKey, desmoked_name, file_identity
 from engine.models import WeightsError
 from engine.video.errors import VideoError
 from engine.video.layout import LAYOUTS
 from engine.video.writer import MAX_CRF
 
+if TYPE_CHECKING:
+    from engine.pipeline import Desmoker
 
-def add_parser(subparsers) -> None:
+
+def add_parser(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
         "export", help="write side-by-side comparison MP4s (original | dark channel | desmoked)"
     )
@@ -58,7 +64,9 @@ def add_parser(subparsers) -> None:
 
 
 def output_for(source: Path, output: Path | None, into_folder: bool) -> Path:
-    name = f"{source.stem}_desmoked.mp4"
+    """Where `source`'s export goes: -o itself, or IN_desmoked.mp4 in the -o folder (or,
+    without -o, beside IN)."""
+    name = desmoked_name(source)
     if output is None:
         return source.with_name(name)
     return output / name if into_folder else output
@@ -89,8 +97,6 @@ def _folder_problem(output: str, several: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.pipeline import export_video
-
     several = len(args.inputs) > 1
     if args.end is not None and args.end <= args.start:
         return fail(f"--end must be after --start, got {args.start:g} to {args.end:g} s")
@@ -113,21 +119,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"desmoke: {desmoker.describe()}")
     failures = 0
     for source, target in zip(args.inputs, targets, strict=True):
-        failures += not export_one(source, target, desmoker, args, export_video)
+        failures += not export_one(source, target, desmoker, args)
     return 1 if failures else 0
-
-
-FileKey = tuple[int, int] | Path
-
-
-def _identity(path: Path) -> FileKey:
-    """What names one file however it is spelled: ./a, /abs/a, a link to it or a hard link
-    (an existing file's device and inode), else the absolute path with links resolved."""
-    try:
-        info = os.stat(path)
-    except OSError:  # not there (yet), or a name too long
-        return path.resolve()
-    return info.st_dev, info.st_ino
 
 
 def _repeated_input(sources: list[Path]) -> str:
@@ -135,7 +128,7 @@ def _repeated_input(sources: list[Path]) -> str:
     export replacing the first."""
     seen: dict[FileKey, Path] = {}
     for source in sources:
-        key = _identity(source)
+        key = file_identity(source)
         if key in seen:
             also = "" if str(seen[key]) == str(source) else f" (also as {source})"
             return f"{seen[key]} is given twice{also}: give each input once"
@@ -147,10 +140,10 @@ def _plan_clash(sources: list[Path], targets: list[Path]) -> str:
     """Why the outputs cannot all be written ("" when they can): an output that is an input
     (a video replaced, and read after that if its export comes later), or two inputs
     written to one file (the second replacing the first). Inputs are given once each."""
-    inputs = {_identity(source): source for source in sources}
+    inputs = {file_identity(source): source for source in sources}
     writes: dict[FileKey, Path] = {}
     for source, target in zip(sources, targets, strict=True):
-        key = _identity(target)
+        key = file_identity(target)
         if inputs.get(key) == source:
             return f"{target}: is the source video; choose another output"
         if key in inputs:
@@ -190,7 +183,11 @@ class _ProgressBar:
             self.bar.close()
 
 
-def export_one(source: Path, target: Path, desmoker, args, export_video) -> bool:
+def export_one(source: Path, target: Path, desmoker: Desmoker, args: argparse.Namespace) -> bool:
+    """Export `source` to `target` with a progress bar; False (the error printed) when it
+    fails."""
+    from engine.export import export_video
+
     try:
         # The bar is closed before an error is printed: on a line of its own, not redrawn.
         with closing(_ProgressBar(source.name)) as progress:

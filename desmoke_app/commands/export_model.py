@@ -6,10 +6,10 @@ import argparse
 import os
 from pathlib import Path
 
-from desmoke_app.commands.common import fail, os_error_message
+from desmoke_app.commands.common import Subcommands, fail, os_error_message
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
         "export-model",
         help="export trained weights (.safetensors) to ONNX, checked against torch",

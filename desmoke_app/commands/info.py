@@ -6,13 +6,13 @@ import argparse
 import json
 import platform
 
-from desmoke_app.commands.common import add_model_arguments, fail, make_desmoker
+from desmoke_app.commands.common import Subcommands, add_model_arguments, fail, make_desmoker
 from engine.backends import BACKENDS, BackendUnavailable, backend_status
 from engine.models import WeightsError
 from engine.models.weights import provenance_summary
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser("info", help="backends, devices, and the model's provenance")
     add_model_arguments(parser)
     parser.add_argument(

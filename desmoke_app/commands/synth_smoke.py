@@ -6,11 +6,11 @@ import argparse
 import time
 from pathlib import Path
 
-from desmoke_app.commands.common import SEED_RANGE, fail, int_in_range
-from engine.pipeline import plural
+from desmoke_app.commands.common import SEED_RANGE, Subcommands, fail, int_in_range
+from engine.export import plural
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
         "synth-smoke",
         help="composite synthetic, temporally coherent smoke over a clear video",

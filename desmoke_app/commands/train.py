@@ -6,10 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from desmoke_app.commands.common import fail
+from desmoke_app.commands.common import Subcommands, fail
 
 
-def add_parser(subparsers) -> None:
+def add_parser(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train the fast or paper network on clear footage with synthetic smoke",

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from desmoke_app.gui.export_worker import ExportRequest
 from desmoke_app.gui.outputs import CLAIMS
-from engine.files import name_too_long
+from engine.files import desmoked_name, name_too_long
 from engine.video import LAYOUTS
 from engine.video.writer import DEFAULT_CRF, MP4_SUFFIXES
 
@@ -47,8 +47,8 @@ LAYOUT_NAMES = {
 
 
 def default_output(source: str) -> str:
-    path = Path(source)
-    return str(path.with_name(f"{path.stem}_desmoked.mp4"))
+    """IN_desmoked.mp4 beside IN (the name `desmoke export` gives too)."""
+    return str(Path(source).with_name(desmoked_name(source)))
 
 
 class ExportDialog(QDialog):

@@ -4,22 +4,17 @@ An export and a recording (or two exports) writing one file would each rename th
 temporary file onto it, and the last to finish would silently replace the other's work.
 The app claims a file for each export and recording before it starts writing and refuses
 a second claim on the same file with a message. Claims are taken on the GUI thread
-(exports) and the recorder's thread (recordings), so the register takes a lock.
+(exports) and the recorder's thread (recordings), so the register takes a lock. A claim
+names a file that is not written yet, so files are told apart by engine.files.path_key
+(the path, links resolved), not by what is on disk now.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
-
-def _key(path: str | Path) -> str:
-    """One spelling per file: absolute, links resolved, case folded where the system does."""
-    try:
-        return os.path.normcase(os.path.realpath(path))
-    except (OSError, ValueError):  # a name no file can have (a NUL): the writer says so
-        return str(path)
+from engine.files import path_key
 
 
 class OutputClaims:
@@ -35,13 +30,13 @@ class OutputClaims:
     def problem(self, path: str | Path) -> str:
         """Why `path` cannot be written now (another job writes it), or ""."""
         with self._lock:
-            use = self._uses.get(_key(path))
+            use = self._uses.get(path_key(path))
         return _busy(path, use) if use else ""
 
     def claim(self, path: str | Path, use: str) -> str:
         """Claim `path` for a job that is `use` ("recorded", "exported"): "" when claimed
         (release it when done), else why not (nothing claimed)."""
-        key = _key(path)
+        key = path_key(path)
         with self._lock:
             held = self._uses.get(key)
             if held is None:
@@ -53,7 +48,7 @@ class OutputClaims:
         """Release the claim on `path`, spelled as it was claimed."""
         with self._lock:
             key = self._keys.pop(str(path), None)
-            self._uses.pop(key if key is not None else _key(path), None)
+            self._uses.pop(key if key is not None else path_key(path), None)
 
 
 def _busy(path: str | Path, use: str) -> str:

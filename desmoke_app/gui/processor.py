@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
@@ -15,6 +15,9 @@ from PySide6.QtCore import QObject, Signal, Slot
 from desmoke_app.gui.mailbox import Latest
 from desmoke_app.gui.messages import one_line
 from desmoke_app.gui.reader import FramePacket
+
+if TYPE_CHECKING:  # the engine's pipeline loads torch: imported where a Desmoker is made
+    from engine.pipeline import Desmoker
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,7 @@ class ProcessorState:
 
 
 def state_of(
-    desmoker, settings: dict[str, Any], asked: dict[str, Any] | None = None
+    desmoker: Desmoker, settings: dict[str, Any], asked: dict[str, Any] | None = None
 ) -> ProcessorState:
     """What a Desmoker built from `settings` runs now, for the GUI; `asked`: the settings
     requested, where `settings` is a fallback from them."""
@@ -200,7 +203,7 @@ def _first_that_runs(settings: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     return make_desmoker(candidate), candidate
 
 
-def make_desmoker(settings: dict[str, Any]):
+def make_desmoker(settings: dict[str, Any]) -> Desmoker:
     """A Desmoker from the app's settings dict (model, backend, working_short_side,
     patch_size, strength)."""
     from engine.models import NoShippedWeights

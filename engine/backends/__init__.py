@@ -26,7 +26,6 @@ __all__ = [
     "BACKEND_NAMES",
     "backend_class",
     "backend_status",
-    "available_backends",
     "select_backend",
 ]
 
@@ -50,10 +49,6 @@ def backend_status(name: str) -> tuple[bool, str]:
         return False, str(exc)
     except Exception as exc:  # a broken optional library must not take the app down
         return False, f"{type(exc).__name__}: {exc}"
-
-
-def available_backends() -> list[str]:
-    return [name for name in BACKENDS if backend_status(name)[0]]
 
 
 def select_backend(name: str = "auto", exclude: tuple[str, ...] = ()) -> tuple[Backend, str]:

@@ -31,7 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.backends.base import Backend, BackendUnavailable
+from engine.backends.base import BackendUnavailable
+from engine.backends.frame_path import FramePath, FramePathBackend
+from engine.cuda import kernels as K
 from engine.models.weights import weights_digest
 
 log = logging.getLogger(__name__)
@@ -165,7 +167,7 @@ def tensorrt_status() -> tuple[bool, str]:
     return True, f"TensorRT {trt.__version__}"
 
 
-class TensorRTBackend(Backend):
+class TensorRTBackend(FramePathBackend):
     name = "tensorrt"
     device = "cuda"
 
@@ -177,8 +179,6 @@ class TensorRTBackend(Backend):
         self._engine = None
         self._context = None
         self._outputs: dict[tuple[int, ...], tuple[torch.Tensor, ...]] = {}
-        self._frame_path = None
-        self._frame_path_error = ""
 
     @classmethod
     def is_available(cls) -> tuple[bool, str]:
@@ -277,29 +277,18 @@ class TensorRTBackend(Backend):
             self.stream.synchronize()
         return tuple(o.cpu().numpy() for o in outputs)
 
-    def process_frame(self, frame: np.ndarray, **options: Any):
-        """The fused GPU frame path (engine.backends.torch_cuda.FramePath) on the engine."""
-        if self._frame_path is None and not self._frame_path_error:
-            from engine.backends.torch_cuda import FramePath
-            from engine.cuda.loader import CudaError, CudaModule
-
-            try:
-                module = CudaModule(torch.cuda.current_device())
-                self._frame_path = FramePath(
-                    module,
-                    self.run_device,
-                    model=self.model,
-                    device=torch.device("cuda"),
-                    input_dtype=self.input_dtype,
-                    channels_last=False,
-                    use_graphs=False,
-                    stream=self.stream,
-                )
-            except (ImportError, CudaError, ValueError) as exc:
-                self._frame_path_error = str(exc)
-        if self._frame_path is None:
-            raise BackendUnavailable(f"fused CUDA kernels unavailable: {self._frame_path_error}")
-        return self._frame_path.process(frame, **options)
+    # -- the fused frame path (FramePathBackend.process_frame) ---------------------------
+    def _new_frame_path(self, kernels: K.KernelModule) -> FramePath:
+        return FramePath(
+            kernels,
+            self.run_device,
+            model=self.model,
+            device=torch.device("cuda"),
+            input_dtype=self.input_dtype,
+            channels_last=False,
+            use_graphs=False,
+            stream=self.stream,
+        )
 
     def describe(self) -> str:
         try:

@@ -4,411 +4,25 @@ once shapes are fixed, and the fused kernels of engine/cuda around it.
 Two ways in:
 - `run(x)`: the Backend interface (NCHW float32 in, float32 outputs), for the pipeline's
   CPU pre/post-processing. One graph per input shape.
-- `process_frame(frame, ...)`: the whole frame on the GPU (`FramePath`): one host->device
-  copy of the uint8 frame; pre-kernels (resize, normalise, dark channel, the display mask:
-  two launches); network; guided-filter coefficients (torch, at
-  the working resolution); post-kernel (edge-aware upsampling, inversion of the
-  compositing, uint8); one device->host copy of the desmoked frame, the mask and the smoke
-  level together.
-
-`FramePath` only needs a kernel module with `launch(...)`, a device and a network
-function, so the same code runs the TensorRT backend's engine, and (with the kernels'
-host emulation and CPU tensors) the tests on machines without a GPU.
+- `process_frame(frame, ...)`: the whole frame on the GPU (engine.backends.frame_path).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import os
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from engine.backends.base import Backend, BackendUnavailable
+from engine.backends.base import BackendUnavailable
+from engine.backends.frame_path import GRAPH_WARMUP_RUNS, FramePath, FramePathBackend
 from engine.cuda import kernels as K
-from engine.cuda.loader import CudaError
-from engine.restore import DEFAULT_GUIDE_EPS, guide_radius
 
 log = logging.getLogger(__name__)
-
-#: Eager runs of a new shape before it is captured into a CUDA graph (cuDNN picks its
-#: algorithms and the caching allocator settles during these).
-GRAPH_WARMUP_RUNS = 2
-
-
-# -- host copies ------------------------------------------------------------------------
-class HostCopier:
-    """Copies between NumPy arrays and pinned staging memory, in row strips on a few
-    threads when the arrays are large and the machine has the cores: the frame path's host
-    copies bound its frame rate. Measured on the 16-core host of an H200: 4 threads copy a
-    1080p frame 1.45x and a 4K frame 2x faster than one, while 2 threads were slower than
-    one at 4K; so machines with fewer than 8 cores copy on one thread."""
-
-    MIN_BYTES = 4 << 20  # below this, thread hand-offs cost more than they save
-
-    def __init__(self, threads: int | None = None) -> None:
-        self.threads = threads or (4 if (os.cpu_count() or 1) >= 8 else 1)
-        self._pool = (
-            ThreadPoolExecutor(self.threads, thread_name_prefix="desmoke-copy")
-            if self.threads > 1
-            else None
-        )
-
-    def copy(self, dst: np.ndarray, src: np.ndarray) -> None:
-        """dst[...] = src (same shape); NumPy releases the GIL while it copies."""
-        if self._pool is None or dst.nbytes < self.MIN_BYTES:
-            np.copyto(dst, src)
-            return
-        step = -(-dst.shape[0] // self.threads)
-        strips = [slice(top, top + step) for top in range(0, dst.shape[0], step)]
-        for done in [self._pool.submit(np.copyto, dst[s], src[s]) for s in strips]:
-            done.result()
-
-    def fresh_copy(self, src: np.ndarray) -> np.ndarray:
-        out = np.empty_like(src)
-        self.copy(out, src)
-        return out
-
-
-# -- the guided filter's coefficients, on the device -----------------------------------
-def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Mean over a (2r+1)^2 box with a replicated border (cv2.boxFilter, BORDER_REPLICATE)."""
-    padded = F.pad(x, (radius, radius, radius, radius), mode="replicate")
-    return F.avg_pool2d(padded, kernel_size=2 * radius + 1, stride=1)
-
-
-def guided_coefficients(
-    guide: torch.Tensor, source: torch.Tensor, radius: int, eps: float = DEFAULT_GUIDE_EPS
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """engine.restore.guided_filter_coefficients on Nx1xHxW float32 tensors."""
-    mean_i, mean_p = box_filter(guide, radius), box_filter(source, radius)
-    cov_ip = box_filter(guide * source, radius) - mean_i * mean_p
-    var_i = box_filter(guide * guide, radius) - mean_i * mean_i
-    a = cov_ip / (var_i + eps)
-    b = mean_p - a * mean_i
-    return box_filter(a, radius), box_filter(b, radius)
-
-
-# -- the frame path -------------------------------------------------------------------
-@dataclass
-class FrameOutputs:
-    """One frame's GPU results on the host (fresh arrays, safe to keep)."""
-
-    dark_channel: np.ndarray  # uint8 HxW
-    desmoked: np.ndarray  # uint8 HxWx3
-    smoke_level: float
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class _Buffers:
-    """Device (and pinned host) buffers of one frame/working shape; fixed addresses, so a
-    CUDA graph captured over them stays valid."""
-
-    height: int
-    width: int
-    work_h: int
-    work_w: int
-    frame: torch.Tensor  # uint8 HxWx3
-    net_input: torch.Tensor  # 1x4xhxw, the network's dtype and memory format
-    guide: torch.Tensor  # float32 1x1xhxw
-    scratch: torch.Tensor  # uint8 H x scratch_pitch(W)
-    out: torch.Tensor  # uint8: desmoked (3HW) | mask (HW) | smoke level (float32)
-    strength: torch.Tensor  # float32 scalar on the device (changes without a recapture)
-    host_frame: torch.Tensor | None = None  # pinned
-    host_out: torch.Tensor | None = None  # pinned
-    runs: int = 0
-    graph: Any = None
-    graph_failed: bool = False
-
-    def views(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        pixels = self.height * self.width
-        desmoked = out[: 3 * pixels].view(self.height, self.width, 3)
-        mask = out[3 * pixels : 4 * pixels].view(self.height, self.width)
-        level = out[4 * pixels : 4 * pixels + 4].view(torch.float32)
-        return desmoked, mask, level
-
-
-class FramePath:
-    """The whole frame on the device: uint8 frame in, mask + desmoked + level out.
-
-    kernels: engine.cuda.loader.CudaModule (or the host emulation, with a CPU device).
-    network: device tensor (1x4xhxw, `input_dtype`) -> the network's output tensors.
-    model: "fast" (outputs alpha, colour) or "paper" (output the restored image).
-    """
-
-    def __init__(
-        self,
-        kernels: K.KernelModule,
-        network: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
-        *,
-        model: str,
-        device: torch.device,
-        input_dtype: torch.dtype = torch.float16,
-        channels_last: bool = True,
-        use_graphs: bool = True,
-        stream: Any = None,
-    ) -> None:
-        if model not in ("fast", "paper"):
-            raise ValueError(f"the GPU frame path runs 'fast' and 'paper', not '{model}'")
-        self.kernels = kernels
-        self.network = network
-        self.model = model
-        self.device = torch.device(device)
-        self.cuda = self.device.type == "cuda"
-        self.input_dtype = input_dtype
-        self.channels_last = channels_last
-        self.use_graphs = use_graphs and self.cuda
-        self.stream = stream if stream is not None or not self.cuda else torch.cuda.Stream()
-        self._buffers: dict[tuple, _Buffers] = {}
-        self._copier = HostCopier() if self.cuda else HostCopier(threads=1)
-
-    # -- buffers ------------------------------------------------------------------------
-    def _allocate(self, height: int, width: int, work_h: int, work_w: int) -> _Buffers:
-        device = self.device
-        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        pixels = height * width
-        buffers = _Buffers(
-            height=height,
-            width=width,
-            work_h=work_h,
-            work_w=work_w,
-            frame=torch.empty((height, width, 3), dtype=torch.uint8, device=device),
-            net_input=torch.empty(
-                (1, 4, work_h, work_w), dtype=self.input_dtype, device=device
-            ).contiguous(memory_format=memory_format),
-            guide=torch.empty((1, 1, work_h, work_w), dtype=torch.float32, device=device),
-            scratch=torch.empty((height, K.scratch_pitch(width)), dtype=torch.uint8, device=device),
-            out=torch.empty(4 * pixels + 4, dtype=torch.uint8, device=device),
-            strength=torch.ones((), dtype=torch.float32, device=device),
-        )
-        if self.cuda:
-            buffers.host_frame = torch.empty_like(buffers.frame, device="cpu").pin_memory()
-            buffers.host_out = torch.empty_like(buffers.out, device="cpu").pin_memory()
-        return buffers
-
-    def _buffers_for(self, key: tuple) -> _Buffers:
-        if key not in self._buffers:
-            self._buffers[key] = self._allocate(*key[:4])
-        return self._buffers[key]
-
-    def _stream_handle(self) -> int:
-        return torch.cuda.current_stream(self.device).cuda_stream if self.cuda else 0
-
-    # -- the device work (graph-capturable: fixed buffers, no host syncs) ----------------
-    def _device_work(self, b: _Buffers, key: tuple, marks: list | None = None) -> None:
-        """Pre-kernels (network input and display mask), network, restore. `marks` (eager
-        profiling) collects a CUDA event after each of the first two stages."""
-        _, _, _, _, small_patch, mask_patch, t_min, paper_strength = key
-        self._preprocess(b, small_patch, mask_patch)
-        self._mark(marks)
-        outputs = self.network(b.net_input)
-        self._mark(marks)
-        if self.model == "paper":
-            self._restore_paper(b, outputs[0], paper_strength)
-        else:
-            self._restore_layer(b, outputs[0], outputs[1], t_min)
-
-    def _net_input_planes(self, b: _Buffers) -> K.Planes:
-        x = b.net_input
-        return K.Planes(x.data_ptr(), x.dtype == torch.float16, tuple(x.stride()[1:]))
-
-    def _preprocess(self, b: _Buffers, small_patch: int, mask_patch: int) -> None:
-        _, mask, _ = b.views(b.out)
-        K.preprocess(
-            self.kernels,
-            self._stream_handle(),
-            frame=K.Image(b.frame.data_ptr(), 3 * b.width),
-            height=b.height,
-            width=b.width,
-            net_input=self._net_input_planes(b),
-            work_h=b.work_h,
-            work_w=b.work_w,
-            small_patch=small_patch,
-            guide=b.guide.data_ptr(),
-            mask=K.Image(mask.data_ptr(), b.width),
-            scratch=K.Image(b.scratch.data_ptr(), b.scratch.shape[1]),
-            mask_patch=mask_patch,
-        )
-
-    def _restore_paper(self, b: _Buffers, restored: torch.Tensor, strength: float) -> None:
-        desmoked, _, level = b.views(b.out)
-        restored = restored.float().contiguous()
-        level.copy_(b.net_input[:, 3].float().mean().reshape(1))  # as the CPU pipeline
-        K.restore_paper(
-            self.kernels,
-            self._stream_handle(),
-            frame=K.Image(b.frame.data_ptr(), 3 * b.width),
-            height=b.height,
-            width=b.width,
-            restored=restored.data_ptr(),
-            work_h=b.work_h,
-            work_w=b.work_w,
-            net_input=self._net_input_planes(b),
-            strength=strength,
-            out=K.Image(desmoked.data_ptr(), 3 * b.width),
-        )
-
-    def _restore_layer(
-        self, b: _Buffers, alpha: torch.Tensor, colour: torch.Tensor, t_min: float
-    ) -> None:
-        desmoked, _, level = b.views(b.out)
-        alpha, colour = alpha.float(), colour.float().contiguous()
-        level.copy_(alpha.mean().reshape(1))  # before strength, as SmokeLayer.level
-        alpha = alpha * b.strength
-        if alpha.shape[-2:] != (b.work_h, b.work_w):
-            alpha = F.interpolate(
-                alpha, size=(b.work_h, b.work_w), mode="bilinear", align_corners=False
-            )
-        a, c = guided_coefficients(b.guide, alpha, guide_radius(b.work_h, b.work_w))
-        # `a` applies to the uint8 grey frame in the kernel, as in engine.restore.
-        coef = torch.cat([a * (1.0 / 255.0), c], dim=1).contiguous()
-        K.restore_smoke_layer(
-            self.kernels,
-            self._stream_handle(),
-            frame=K.Image(b.frame.data_ptr(), 3 * b.width),
-            height=b.height,
-            width=b.width,
-            coef=coef.data_ptr(),
-            coef_h=b.work_h,
-            coef_w=b.work_w,
-            colour=colour.data_ptr(),
-            colour_h=colour.shape[-2],
-            colour_w=colour.shape[-1],
-            t_min=t_min,
-            out=K.Image(desmoked.data_ptr(), 3 * b.width),
-        )
-
-    def _mark(self, marks: list | None) -> None:
-        if marks is not None:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            marks.append(event)
-
-    def _run_device(self, b: _Buffers, key: tuple, profile: bool = False) -> dict[str, float]:
-        """The device work: graph replay once captured; profile runs it eagerly with
-        per-stage events (preprocess, network, restore) and returns their milliseconds."""
-        if profile and self.cuda:
-            marks: list = []
-            self._mark(marks)
-            self._device_work(b, key, marks)
-            self._mark(marks)
-            marks[-1].synchronize()
-            stages = ("preprocess", "network", "restore")
-            return {s: marks[i].elapsed_time(marks[i + 1]) for i, s in enumerate(stages)}
-        self._run(b, key)
-        return {}
-
-    def _run(self, b: _Buffers, key: tuple) -> None:
-        if b.graph is not None:
-            b.graph.replay()
-            return
-        self._device_work(b, key)
-        b.runs += 1
-        if self.use_graphs and not b.graph_failed and b.runs >= GRAPH_WARMUP_RUNS:
-            self._capture(b, key)
-
-    def _capture(self, b: _Buffers, key: tuple) -> None:
-        graph = torch.cuda.CUDAGraph()
-        try:
-            with torch.cuda.graph(graph, stream=self.stream):
-                self._device_work(b, key)
-        except Exception as exc:  # some op cannot be captured: stay eager, say so once
-            b.graph_failed = True
-            log.warning("CUDA graph capture failed (%s); running eagerly", exc)
-            return
-        b.graph = graph
-
-    # -- per frame ----------------------------------------------------------------------
-    def process(
-        self,
-        frame: np.ndarray,
-        *,
-        work_shape: tuple[int, int],
-        small_patch: int,
-        mask_patch: int,
-        strength: float = 1.0,
-        t_min: float = 0.1,
-        profile: bool = False,
-    ) -> FrameOutputs:
-        """One uint8 HxWx3 RGB frame through the GPU path (synchronous). Timings (ms):
-        host_in (frame into pinned memory), upload, gpu, download (+ preprocess, network,
-        restore with `profile`, which runs eagerly with an event between the stages,
-        instead of replaying the CUDA graph),
-        host_out (results out of pinned memory) and total (host wall clock)."""
-        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f"expected a uint8 HxWx3 frame, got {frame.dtype} {frame.shape}")
-        height, width = frame.shape[:2]
-        work_h, work_w = work_shape
-        paper_strength = float(strength) if self.model == "paper" else 1.0
-        key = (height, width, work_h, work_w, small_patch, mask_patch, float(t_min), paper_strength)
-        started = time.perf_counter()
-        try:
-            timings = self._process(key, frame, strength, profile)
-        except torch.cuda.OutOfMemoryError as exc:
-            self._buffers.pop(key, None)
-            torch.cuda.empty_cache()
-            raise BackendUnavailable(f"out of GPU memory for {width}x{height} frames") from exc
-        except CudaError as exc:
-            raise BackendUnavailable(f"GPU kernels failed: {exc}") from exc
-        b = self._buffers[key]
-        host = b.host_out if self.cuda else b.out
-        desmoked, mask, level = b.views(host)
-        copied = time.perf_counter()
-        result = FrameOutputs(
-            dark_channel=self._copier.fresh_copy(mask.numpy()),
-            desmoked=self._copier.fresh_copy(desmoked.numpy()),
-            smoke_level=float(level.item()),
-            timings=timings,
-        )
-        done = time.perf_counter()
-        result.timings["host_out"] = (done - copied) * 1000
-        result.timings["total"] = (done - started) * 1000
-        return result
-
-    def _process(
-        self, key: tuple, frame: np.ndarray, strength: float, profile: bool
-    ) -> dict[str, float]:
-        if self.cuda:
-            with torch.cuda.stream(self.stream):  # buffers too: made on the stream that uses them
-                return self._process_cuda(self._buffers_for(key), key, frame, strength, profile)
-        b = self._buffers_for(key)
-        b.frame.copy_(torch.from_numpy(np.ascontiguousarray(frame)))
-        b.strength.fill_(strength)
-        self._run_device(b, key)
-        return {}
-
-    def _process_cuda(
-        self, b: _Buffers, key: tuple, frame: np.ndarray, strength: float, profile: bool
-    ) -> dict[str, float]:
-        events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
-        began = time.perf_counter()
-        self._copier.copy(b.host_frame.numpy(), frame)  # pinned memory: a true async upload
-        host_in = (time.perf_counter() - began) * 1000
-        events[0].record()
-        b.frame.copy_(b.host_frame, non_blocking=True)
-        b.strength.fill_(strength)
-        events[1].record()
-        stages = self._run_device(b, key, profile)
-        events[2].record()
-        b.host_out.copy_(b.out, non_blocking=True)
-        events[3].record()
-        events[3].synchronize()
-        return {
-            "host_in": host_in,
-            "upload": events[0].elapsed_time(events[1]),
-            "gpu": events[1].elapsed_time(events[2]),
-            "download": events[2].elapsed_time(events[3]),
-            **stages,
-        }
 
 
 # -- the backend ----------------------------------------------------------------------
@@ -437,7 +51,7 @@ class _Static:
     graph_failed: bool = False
 
 
-class TorchCudaBackend(Backend):
+class TorchCudaBackend(FramePathBackend):
     name = "torch-cuda"
     device = "cuda"
 
@@ -446,8 +60,6 @@ class TorchCudaBackend(Backend):
         self.model = ""
         self.stream: Any = None
         self._static: dict[tuple[int, ...], _Static] = {}
-        self._frame_path: FramePath | None = None
-        self._frame_path_error = ""
 
     @classmethod
     def is_available(cls) -> tuple[bool, str]:
@@ -529,38 +141,15 @@ class TorchCudaBackend(Backend):
                 s.graph_failed = True
                 log.warning("CUDA graph capture failed (%s); running eagerly", exc)
 
-    # -- the fused frame path -----------------------------------------------------------
-    def frame_path(self) -> FramePath | None:
-        """The fused GPU frame path, or None (with `frame_path_reason`) when the kernels
-        cannot be compiled or loaded here; built once."""
-        if self._frame_path is not None or self._frame_path_error:
-            return self._frame_path
-        if self.network is None or self.model not in ("fast", "paper"):
-            self._frame_path_error = f"no fused path for model '{self.model}'"
-            return None
-        try:
-            from engine.cuda.loader import CudaModule
-
-            module = CudaModule(torch.cuda.current_device())
-        except (ImportError, CudaError) as exc:
-            self._frame_path_error = str(exc)
-            log.warning("fused CUDA kernels unavailable (%s): pre/post-processing on the CPU", exc)
-            return None
-        self._frame_path = FramePath(
-            module, self._forward, model=self.model, device=torch.device("cuda"), stream=self.stream
+    # -- the fused frame path (FramePathBackend.process_frame) ---------------------------
+    def _new_frame_path(self, kernels: K.KernelModule) -> FramePath:
+        return FramePath(
+            kernels,
+            self._forward,
+            model=self.model,
+            device=torch.device("cuda"),
+            stream=self.stream,
         )
-        return self._frame_path
-
-    @property
-    def frame_path_reason(self) -> str:
-        return self._frame_path_error
-
-    def process_frame(self, frame: np.ndarray, **options: Any) -> FrameOutputs:
-        """FramePath.process on this backend's network; BackendUnavailable without kernels."""
-        path = self.frame_path()
-        if path is None:
-            raise BackendUnavailable(f"fused CUDA kernels unavailable: {self._frame_path_error}")
-        return path.process(frame, **options)
 
     def describe(self) -> str:
         available, gpu = cuda_status()

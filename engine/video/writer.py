@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import Colorspace, Interpolation
 
-from engine.files import discard, move_into_place, new_temporary
+from engine.files import discard, move_into_place, new_temporary, same_file
 from engine.video.errors import VideoWriteError, describe
 from engine.video.layout import LAYOUTS, compose_panes, composed_size
 
@@ -347,7 +347,7 @@ class Mp4Writer:
     def _check_target(self, source: str | Path | None) -> None:
         """Refuse, before anything is encoded, an output that could not be saved."""
         folder = self.path.parent
-        if source is not None and _same_file(source, self.path):
+        if source is not None and same_file(source, self.path):
             raise VideoWriteError(f"{self.path}: is the source video; choose another output")
         if os.path.isdir(self.path):  # Path.is_dir raises on a name too long (Python 3.11)
             raise VideoWriteError(f"{self.path}: is a folder, not an output file")
@@ -587,11 +587,3 @@ class SideBySideWriter(Mp4Writer):
             )
         image = compose_panes(original, dark_channel, desmoked, self.layout, self.labels)
         self.write_image(image, time)
-
-
-def _same_file(a: str | Path, b: str | Path) -> bool:
-    """Whether two paths name one file (links and relative paths included)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # either does not exist (yet)
-        return False
