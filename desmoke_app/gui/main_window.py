@@ -2,7 +2,7 @@
 
 The GUI thread only paints and routes requests: the Reader (reader.py: decode, pacing,
 seek), the Processor (processor.py: the Desmoker) and the Recorder (recorder.py) run on their
-own threads (workers.py); exports on another (export_worker.py).
+own threads (WorkerThreads, workers.py); exports on another (export_worker.py).
 """
 
 from __future__ import annotations
