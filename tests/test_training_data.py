@@ -66,6 +66,12 @@ def test_too_many_held_out_blocks_is_an_error() -> None:
         split_of_frames(30, DataConfig(block_frames=10, val_fraction=0.4, test_fraction=0.4))
 
 
+def test_a_source_too_short_to_split_is_named(clip: Path) -> None:
+    config = data_config(clip, block_frames=10, val_fraction=0.4, test_fraction=0.4)
+    with pytest.raises(DataError, match=r"tissue\.mp4: 40 frames make 4 blocks of 10: too few"):
+        load_frames(config)
+
+
 def test_load_frames_splits_by_source_frame(clip: Path, tmp_path: Path) -> None:
     image = write_image(tmp_path / "still.png", tissue(99, (80, 60)))
     frames = load_frames(data_config(clip, image))

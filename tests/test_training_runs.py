@@ -177,3 +177,21 @@ def test_a_run_stopped_before_its_first_checkpoint_says_how_to_start_again(
     assert code == 1 and "holds an earlier run's results" in refused[0]
     shutil.rmtree(out)
     assert train_cli(argv[1:], capsys)[0] == 0
+
+
+def test_a_resume_removes_what_a_killed_save_left_half_written(
+    clip: Path, tmp_path: Path, capsys
+) -> None:
+    """A run killed while saving leaves .NAME.RANDOM.part; the next run of the folder (which
+    holds its lock, so no writer owns them) removes them; the user's own files stay."""
+    out = tmp_path / "run"
+    config = write_toml(tiny_config(clip, max_steps=1, val_every_steps=0), tmp_path / "a.toml")
+    assert train_cli(["--config", str(config), "--out", str(out)], capsys)[0] == 0
+    left = [out / ".checkpoint.pt.k2j4x9.part", out / ".best.safetensors.a8b7c6.part"]
+    own = [out / ".notes.txt.1.part", out / "notes.txt"]
+    for path in left + own:
+        path.write_bytes(b"half")
+    longer = write_toml(tiny_config(clip, max_steps=2, val_every_steps=0), tmp_path / "a.toml")
+    assert train_cli(["--config", str(longer), "--out", str(out), "--resume"], capsys)[0] == 0
+    assert not any(path.exists() for path in left)
+    assert all(path.read_bytes() == b"half" for path in own)

@@ -313,7 +313,10 @@ def load_frames(config: DataConfig, store_short_side: int | None = None) -> Fram
     for path in files:
         box = _scope_box_of(path, config) if config.scope_crop else None
         raw = _stored_frames(path, config, box, short)
-        labels = split_of_frames(len(raw), config)
+        try:
+            labels = split_of_frames(len(raw), config)
+        except DataError as exc:  # the split's own words: which source is too short
+            raise DataError(f"{path}: {exc}") from None
         kept = {name: 0 for name in SPLITS}
         rejected = 0
         for index, (image, label) in enumerate(zip(raw, labels, strict=True)):

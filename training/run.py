@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import glob
 import json
+import logging
 import math
 import os
 import signal
@@ -58,6 +60,8 @@ RUN_OUTPUTS = (
     "last.json",
     LOG_NAME,
 )
+
+log = logging.getLogger(__name__)
 
 
 class RunFolderError(ValueError):
@@ -222,6 +226,8 @@ def started_run(
     with removed_if_left_empty(out):
         prepare_run_folder(out)  # before any work: every rank, before the process group
         with run_folder_locked(out) if rank == 0 else _nothing():
+            if rank == 0:
+                remove_killed_runs_temporaries(out)
             check_run_folder(out, resume)
             device, world_size = _join_process_group()
             if device.type == "cpu":
@@ -247,6 +253,17 @@ def _join_process_group() -> tuple[torch.device, int]:
         device = torch.device("cpu")
     torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return device, world_size
+
+
+def remove_killed_runs_temporaries(out: Path) -> None:
+    """Remove the half-written outputs (.NAME.RANDOM.part) a run killed while saving left:
+    with the folder locked, no live writer owns them, and nothing else would ever remove
+    them. Only the run's own output names are matched, never the user's files."""
+    for name in RUN_OUTPUTS:
+        for temporary in out.glob(f".{glob.escape(name)}.*.part"):
+            with suppress(OSError):  # gone already, or not ours to remove: left
+                temporary.unlink()
+                log.info("removed %s, left by a run killed while writing it", temporary)
 
 
 def check_run_folder(out: Path, resume: bool) -> None:
