@@ -53,15 +53,29 @@ def test_latest_keeps_only_the_newest_and_wakes_once() -> None:
 def test_moves_merge_while_one_runs_and_the_latest_seek_wins() -> None:
     box = Latest()
     for _ in range(3):
-        box.put(Move(delta=-1, pause=True), Move.then)
-    assert box.take() == Move(delta=-3, pause=True)  # held Left: one seek, 3 frames back
-    box.put(Move(delta=-1, pause=True), Move.then)
+        box.put(Move(delta=-1, play=False), Move.then)
+    assert box.take() == Move(delta=-3, play=False)  # held Left: one seek, 3 frames back
+    box.put(Move(delta=-1, play=False), Move.then)
     box.put(Move(target=0), Move.then)  # Home after it
-    assert box.take() == Move(target=0, pause=True)
+    assert box.take() == Move(target=0, play=False)
     box.put(Move(target=20), Move.then)
     box.put(Move(delta=25), Move.then)  # a jump from the seek still to run
     box.put(Move(delta=25), Move.then)
     assert box.take() == Move(target=20, delta=50) and box.dropped == 0
+
+
+def test_play_and_pause_keep_their_place_among_merged_moves() -> None:
+    """Play or pause asked between moves that merge: the latest asked is how it ends."""
+    box = Latest()
+    box.put(Move(target=40), Move.then)  # a seek still to run
+    box.put(Move(play=True), Move.then)  # Space
+    box.put(Move(delta=1, play=False), Move.then)  # Right: a step, which pauses
+    assert box.take() == Move(target=40, delta=1, play=False)
+    box.put(Move(delta=1, play=False), Move.then)
+    box.put(Move(play=True), Move.then)
+    box.put(Move(delta=-1, play=False), Move.then)
+    box.put(Move(play=True), Move.then)
+    assert box.take() == Move(delta=0, play=True)
 
 
 def test_processor_drops_frames_while_busy(qtbot) -> None:

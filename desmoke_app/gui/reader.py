@@ -38,20 +38,23 @@ MAX_LAG_S = 0.25
 # -- what the GUI asks for and hears back, and what goes on to the processor ---------------
 @dataclass(frozen=True)
 class Move:
-    """Where the user asked to go: frame `target` (None: from the frame shown) plus `delta`
-    frames. `pause`: a step pauses playback; a seek or a jump plays on."""
+    """What the user asked for: frame `target` (None: from the frame shown) plus `delta`
+    frames, then playing or paused as `play` says (None: as it was). A step pauses; a seek
+    or a jump plays on; play/pause alone moves nowhere. They share one mailbox so that
+    they happen in the order asked, however they merge."""
 
     target: int | None = None
     delta: int = 0
-    pause: bool = False
+    play: bool | None = None
 
     def then(self, later: Move) -> Move:
-        """This move followed by `later`, as one: a seek replaces what came before it (the
-        latest intent wins), steps and jumps add up (from the seek before them, if any)."""
-        pause = self.pause or later.pause
+        """This move followed by `later`, as one: a seek replaces where earlier moves went
+        (the latest intent wins), steps and jumps add up (from the seek before them, if
+        any), and the latest play/pause wins."""
+        play = self.play if later.play is None else later.play
         if later.target is not None:
-            return replace(later, pause=pause)
-        return Move(self.target, self.delta + later.delta, pause)
+            return replace(later, play=play)
+        return Move(self.target, self.delta + later.delta, play)
 
 
 @dataclass
@@ -143,7 +146,6 @@ class Reader(QObject):
 
     _open_wanted = Signal(object)
     _move_wanted = Signal()
-    _play_wanted = Signal(bool)
     _speed_wanted = Signal(float)
     _loop_wanted = Signal(bool)
 
@@ -169,7 +171,6 @@ class Reader(QObject):
         self._timer.timeout.connect(self._tick)
         self._open_wanted.connect(self._open)
         self._move_wanted.connect(self._move)
-        self._play_wanted.connect(self._set_playing)
         self._speed_wanted.connect(self._set_speed)
         self._loop_wanted.connect(self._set_loop)
 
@@ -177,17 +178,17 @@ class Reader(QObject):
     def request_open(self, spec: SourceSpec) -> None:
         self._open_wanted.emit(spec)
 
-    def request_play(self, playing: bool) -> None:
-        self._play_wanted.emit(playing)
-
     # Moves are merged while one runs (a seek can take a second): a held arrow key must not
     # queue a seek per key repeat, each run long after the key is released.
+    def request_play(self, playing: bool) -> None:
+        self._request_move(Move(play=bool(playing)))
+
     def request_seek(self, index: int) -> None:
         self._request_move(Move(target=int(index)))
 
     def request_step(self, delta: int) -> None:
         """`delta` frames on from the frame shown (or asked for: see Move.then); pauses."""
-        self._request_move(Move(delta=int(delta), pause=True))
+        self._request_move(Move(delta=int(delta), play=False))
 
     def request_jump(self, frames: int) -> None:
         """As request_step, but playback goes on (and a live source ignores it)."""
@@ -216,7 +217,7 @@ class Reader(QObject):
         self._source = source
         self._current = -1
         self._told_cut_short = self._told_jump = False
-        self._moves.clear()
+        asked = self._moves.take()  # a move was for the old source; play/pause still holds
         seekable = not source.is_live and isinstance(source, SeekableSource)
         self._info = SourceInfo(
             self._source_id,
@@ -230,7 +231,9 @@ class Reader(QObject):
             seekable,
         )
         self.opened.emit(self._info)
-        if source.is_live or spec.autoplay:
+        if asked is not None and asked.play is not None:
+            self._set_playing(asked.play)
+        elif source.is_live or spec.autoplay:
             self._set_playing(True)
         else:
             self._read_and_deliver()
@@ -406,20 +409,26 @@ class Reader(QObject):
     @Slot()
     def _move(self) -> None:
         move = self._moves.take()
-        if move is None or self._source is None or not self._can_make(move):
+        if move is None or self._source is None:
             return
-        if move.pause:
+        if move.play is False:  # a step shows its frame paused: stop first
             self._set_playing(False)
-        next_frame = move.target is None and move.pause and move.delta == 1
-        if next_frame or not self._info.seekable:
+        if self._info.seekable:
+            self._go(move)
+        elif move.play is False and move.delta > 0:
+            # A live source only steps forward (it has no earlier frame to go back to,
+            # nor a way to skip ahead): one frame read per step asked.
+            for _ in range(move.delta):
+                if not self._step_forward():
+                    break
+        if move.play:
+            self._set_playing(True)
+
+    def _go(self, move: Move) -> None:
+        if move.target is None and move.play is False and move.delta == 1:
             self._step_forward()  # the next frame decodes: cheaper than any seek
         elif move.target is not None or move.delta:
             self._seek_and_play_on(self._landing(move))
-
-    def _can_make(self, move: Move) -> bool:
-        """A live source only steps forward: it has no earlier frame to go back to, nor a
-        way to skip ahead."""
-        return self._info.seekable or (move.pause and move.delta > 0)
 
     def _landing(self, move: Move) -> int:
         """The frame `move` goes to. From the shown frame's time, not its count: frames of a
@@ -429,10 +438,14 @@ class Reader(QObject):
             start = round(self._current_time * self._info.fps) if self._current >= 0 else 0
         return start + move.delta
 
-    def _step_forward(self) -> None:
-        if self._read_next() is None and not self._read_failed:
+    def _step_forward(self) -> bool:
+        """Show the next frame; False where there is none (the end, or a failed read)."""
+        if self._read_next() is not None:
+            return True
+        if not self._read_failed:
             self._check_the_end()
             self._stop_at_the_end()
+        return False
 
     def _seek_and_play_on(self, index: int) -> None:
         if not self._seek_to(index):
