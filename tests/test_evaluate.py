@@ -211,8 +211,8 @@ def test_frames_from_sources_and_bad_input(tmp_path: Path) -> None:
 
 
 def test_video_frames_are_picked_while_decoding(tmp_path: Path) -> None:
-    """Evenly spread picks, the frames a full read would pick, chosen from the stated frame
-    count as they are decoded (a long clip used to be decoded whole into memory first)."""
+    """Evenly spread picks, the frames a full read would pick, chosen as they are decoded (a
+    long clip used to be decoded whole into memory first), however wrong its stated count."""
     from engine.video import FileSource
 
     video = tmp_path / "clip.mp4"
@@ -225,15 +225,21 @@ def test_video_frames_are_picked_while_decoding(tmp_path: Path) -> None:
         np.testing.assert_array_equal(frame, every[index])
     assert len(ev.read_video_frames(video)) == 30 == len(ev.read_video_frames(video, 99))
 
-    class Stated:  # a source that states more frames than it has (a cut-short file)
-        frame_count = 40
+    class Stated:  # a source stating another frame count than it has
+        def __init__(self, frame_count: int, exact: bool) -> None:
+            self.frame_count, self.frame_count_exact = frame_count, exact
 
         def frames(self):
             yield from FileSource(video).frames()
 
-    kept = ev._picked_frames(Stated(), 4)  # picks 0, 13, 26, 39: 39 is past its end
-    assert len(kept) == 4
-    np.testing.assert_array_equal(kept[-1], every[-1])
+    # Cut short (states 40, has 30), a rate-based guess far too high (an MKV or WebM of
+    # variable rate: 614 for 30) or too low: always 4 frames spread over the whole clip.
+    for stated in (Stated(40, True), Stated(614, False), Stated(8, False)):
+        kept = ev._picked_frames(stated, 4)
+        assert len(kept) == 4
+        np.testing.assert_array_equal(kept[0], every[0])
+        last = next(i for i in range(29, -1, -1) if np.array_equal(kept[-1], every[i]))
+        assert last >= 24  # the end of the clip is sampled
 
 
 def test_evaluate_takes_the_image_types_training_takes(tmp_path: Path) -> None:

@@ -107,19 +107,30 @@ def read_video_frames(path: Path, count: int | None = None) -> list[np.ndarray]:
 
 
 def _picked_frames(source: Any, count: int | None) -> list[np.ndarray]:
-    """The frames at `count` indices spread over the source's stated frame count; a video
-    that ends before the last pick adds its last frame in place of the picks it missed."""
-    total = source.frame_count
-    wanted = total if count is None else min(count, total)
-    picks = set(np.linspace(0, total - 1, wanted).round().astype(int).tolist())
-    frames, last = [], None
+    """`count` frames evenly spread over the source (all when None), kept as they decode.
+
+    Picks come from the frame count where the container states it; where it is only
+    duration x rate (MKV, WebM: wrong for a variable rate) or the file ends before it, every
+    k-th frame is kept and k doubles whenever more than 2 x count are held, so memory stays
+    bounded either way."""
+    if count is None:
+        return [frame.rgb for frame in source.frames()]
+    if source.frame_count_exact:
+        total = source.frame_count
+        picks = set(np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist())
+        picked = [frame.rgb for index, frame in enumerate(source.frames()) if index in picks]
+        if len(picked) == len(picks):
+            return picked
+        # Cut short: it ends before the frames it states; spread the picks over what decodes.
+    kept, step = [], 1
     for index, frame in enumerate(source.frames()):
-        last = frame.rgb
-        if count is None or index in picks:
-            frames.append(last)
-    if len(frames) < wanted and last is not None and (not frames or frames[-1] is not last):
-        frames.append(last)
-    return frames
+        if index % step == 0:
+            kept.append(frame.rgb)
+            if len(kept) > 2 * count:
+                kept, step = kept[::2], step * 2
+    if len(kept) <= count:
+        return kept
+    return [kept[i] for i in np.linspace(0, len(kept) - 1, count).round().astype(int)]
 
 
 def frames_from_sources(
