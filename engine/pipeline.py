@@ -35,7 +35,6 @@ from engine.models import (
     NETWORK_MODELS,
     default_weights,
     load_network,
-    network_stride,
     read_config,
     working_shape,
 )
@@ -181,7 +180,7 @@ class Desmoker:
         if self.model_name in NETWORK_MODELS:
             self._load_network(backend)
         # The network's own (fast's depends on its architecture: unshuffle); 1 for dcp.
-        self._stride = network_stride(self.model_name, self.config.get("arch"))
+        self._stride = self._network.stride if self.model_name in NETWORK_MODELS else 1
         if working_short_side is None:  # the weights' own, else the model's default
             working_short_side = (
                 self.config.get("working_short_side") or MODELS[self.model_name].working_short_side

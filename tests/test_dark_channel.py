@@ -1,28 +1,11 @@
-"""The dark channel against its brute-force definition, and a torch op against both."""
+"""The dark channel against its brute-force definition."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 from engine.dark_channel import dark_channel, default_patch_size
-
-
-def dark_channel_torch(images: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """Dark channel of an Nx3xHxW tensor -> Nx1xHxW, the same definition in torch:
-    replicate-padding then a max-pool of the negated image is exactly a min filter over a
-    replicated border."""
-    plane = images.amin(dim=1, keepdim=True)
-    if patch_size == 1:
-        return plane
-    r = patch_size // 2
-    # max_pool2d has no integer kernels on CPU: run in float (uint8 values are exact in it).
-    work = plane if plane.is_floating_point() else plane.float()
-    padded = F.pad(work, (r, r, r, r), mode="replicate")
-    out = -F.max_pool2d(-padded, kernel_size=patch_size, stride=1)
-    return out.to(plane.dtype)
 
 
 def brute_force_dark_channel(image: np.ndarray, patch: int) -> np.ndarray:
@@ -44,8 +27,6 @@ def test_matches_brute_force(shape: tuple[int, int], patch: int) -> None:
     image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
     expected = brute_force_dark_channel(image, patch)
     np.testing.assert_array_equal(dark_channel(image, patch), expected)
-    tensor = torch.from_numpy(image).permute(2, 0, 1)[None]
-    np.testing.assert_array_equal(dark_channel_torch(tensor, patch)[0, 0].numpy(), expected)
 
 
 def test_large_odd_frame_matches_brute_force_on_rows() -> None:
@@ -60,17 +41,13 @@ def test_large_odd_frame_matches_brute_force_on_rows() -> None:
         for x in (0, 5, 960, 1919, 1920):
             window = plane[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1]
             assert out[y, x] == window.min()
-    tensor = torch.from_numpy(image).permute(2, 0, 1)[None]
-    np.testing.assert_array_equal(dark_channel_torch(tensor, patch)[0, 0].numpy(), out)
 
 
-def test_float_images_and_torch_agree() -> None:
+def test_float_images_match_brute_force() -> None:
     rng = np.random.default_rng(2)
     image = rng.random((37, 53, 3), dtype=np.float32)
     expected = brute_force_dark_channel(image, 5)
     np.testing.assert_array_equal(dark_channel(image, 5), expected)
-    tensor = torch.from_numpy(image).permute(2, 0, 1)[None]
-    np.testing.assert_array_equal(dark_channel_torch(tensor, 5)[0, 0].numpy(), expected)
 
 
 def test_default_patch_scales_with_short_side() -> None:

@@ -851,8 +851,8 @@ def test_command_line_overrides_are_not_saved(qtbot, window) -> None:
 
 def test_about_sums_up_the_weights_in_a_line() -> None:
     from desmoke_app.gui.about import about_html
+    from engine.models import shipped_weights
     from engine.models.weights import provenance_summary, read_config
-    from engine.pipeline import shipped_weights
 
     config = read_config(shipped_weights("fast"))
     html = about_html("fast", "model fast", config, "")
@@ -866,7 +866,7 @@ def test_a_network_without_shipped_weights_cannot_be_chosen(qtbot, monkeypatch) 
     """No `paper` weights ship: chosen, it could only fail (the engine refuses to run dcp
     in its place). Its entry is disabled and says how to get weights; fast's ships."""
     from desmoke_app.gui import controls
-    from engine.pipeline import shipped_weights
+    from engine.models import shipped_weights
 
     assert shipped_weights("paper") is None and shipped_weights("fast") is not None
     panel = controls.ControlPanel()

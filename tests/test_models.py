@@ -12,7 +12,6 @@ from engine.models import (
     build_network,
     default_config,
     load_network,
-    network_stride,
     read_config,
     save_weights,
     working_shape,
@@ -70,14 +69,11 @@ def test_working_shape_keeps_aspect_and_stride() -> None:
         ("fast", {"unshuffle": 2}, 8),
         ("fast", {"unshuffle": 8, "widths": [8, 8, 8]}, 32),
         ("paper", {"ngf": 4}, 256),
-        ("dcp", None, 1),
     ],
 )
 def test_the_stride_depends_on_the_architecture(model, arch, stride) -> None:
     """Always 16 for `fast` before, whatever its unshuffle."""
-    assert network_stride(model, arch) == stride
-    if model != "dcp":
-        assert build_network(model, arch).stride == stride
+    assert build_network(model, arch).stride == stride
 
 
 @pytest.mark.parametrize("stride", [1, 16, 256])

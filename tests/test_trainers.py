@@ -676,7 +676,7 @@ def test_training_and_validation_smoke_follow_the_config(clip: Path) -> None:
     raw["smoke"] = {"tint_probability": 1.0, "colour_brightness": [0.5, 0.6]}
     config = config_from_dict(raw)
     frames = load_frames(config.data)
-    assert val_dataset(config, frames).synth.config is config.smoke
+    assert val_dataset(config, frames, stride=16).synth.config is config.smoke
     run = Run(config, Path("unused"), torch.device("cpu"), 0, 1, budget_s=1.0)
     assert train_loader(config, frames, run, 0).dataset.synth.config is config.smoke
 

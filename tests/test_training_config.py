@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.pipeline import MIN_WORKING_SHORT_SIDE
+from engine.models import MIN_WORKING_SHORT_SIDE
 from training.config import ConfigError, config_from_dict, load_config, training_differences
 from training.run import budget_minutes
 

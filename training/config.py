@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.pipeline import MIN_WORKING_SHORT_SIDE
+from engine.models import MIN_WORKING_SHORT_SIDE
 from training.smoke import SmokeConfig
 
 #: The configs that ship with the project; `--config NAME` takes one by its name.

@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from engine.models import default_config, network_stride, save_weights
+from engine.models import default_config, save_weights
 from engine.stop_signals import first_stop_signal, ignore_stop_signals
 from training.checkpoint import (
     CHECKPOINT_NAME,
@@ -443,12 +443,13 @@ class TrainLoop:
         self._checkpoint_step = self.step  # only once the file is whole (and renamed)
 
 
-def val_dataset(config: Config, frames: FrameSet) -> SmokeDataset:
+def val_dataset(config: Config, frames: FrameSet, stride: int) -> SmokeDataset:
+    """The validation set, at working shapes the network's `stride` divides."""
     return SmokeDataset(
         frames.splits["val"] or frames.splits["train"],
         train=False,
         working_short_side=config.model.working_short_side,
-        stride=network_stride(config.model.name, config.model.arch),
+        stride=stride,
         length=config.train.val_frames,
         seed=config.train.seed,
         split="val",
@@ -523,7 +524,7 @@ def _train_in(
     if state is not None:
         restore_run(run, state, networks, optimizers)  # the learning rates too: read before
     trained = distributed(networks, run)
-    val_set = val_dataset(config, frames)
+    val_set = val_dataset(config, frames, networks["net"].stride)
 
     def validate_fn() -> dict[str, float]:
         if not run.main:

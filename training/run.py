@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -225,7 +225,7 @@ def started_run(
     rank = int(os.environ.get("RANK", "0"))
     with removed_if_left_empty(out):
         prepare_run_folder(out)  # before any work: every rank, before the process group
-        with run_folder_locked(out) if rank == 0 else _nothing():
+        with run_folder_locked(out) if rank == 0 else nullcontext():
             if rank == 0:
                 remove_killed_runs_temporaries(out)
             check_run_folder(out, resume)
@@ -233,11 +233,6 @@ def started_run(
             if device.type == "cpu":
                 torch.set_num_threads(config.train.threads)
             yield Run(config, out, device, rank, world_size, budget_s=minutes * 60.0)
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def _join_process_group() -> tuple[torch.device, int]:

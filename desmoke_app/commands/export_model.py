@@ -49,8 +49,7 @@ def run(args: argparse.Namespace) -> int:
 def _weights_file(weights: Path) -> Path:
     """The file to export: `weights`, or for a model name the weights shipped for it, as
     `desmoke export --model fast` runs them (ValueError saying what to give otherwise)."""
-    from engine.models import NETWORK_MODELS
-    from engine.pipeline import shipped_weights
+    from engine.models import NETWORK_MODELS, shipped_weights
 
     if os.path.exists(weights):  # a file called "fast" is that file
         return weights

@@ -1,7 +1,7 @@
 """Export on its own thread: the engine's export_video with progress and cancel.
 
 The worker builds its own Desmoker (a Desmoker is not shared across threads) and runs
-engine.pipeline.export_video, whose writer works on a temporary file: cancel, error or a
+engine.export.export_video, whose writer works on a temporary file: cancel, error or a
 full disk leave nothing at the output path. The output is claimed (outputs.CLAIMS) for the
 export's run: no recording or other export writes the same file meanwhile.
 """
@@ -38,7 +38,7 @@ class ExportRequest:
 
 class ExportWorker(QObject):
     progress = Signal(int, int)  # frames done, frames expected
-    finished = Signal(object)  # engine.pipeline.ExportReport
+    finished = Signal(object)  # engine.export.ExportReport
     failed = Signal(str)
     cancelled = Signal()
 
@@ -68,7 +68,7 @@ class ExportWorker(QObject):
 
     @Slot()
     def run(self) -> None:
-        from engine.pipeline import ExportCancelled, export_video
+        from engine.export import ExportCancelled, export_video
 
         request = self.request
         try:

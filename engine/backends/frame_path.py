@@ -420,8 +420,7 @@ def cuda_kernels(model: str) -> K.KernelModule:
         from engine.cuda.loader import CudaModule
 
         return CudaModule(torch.cuda.current_device())
-    except (ImportError, CudaError) as exc:
-        log.warning("fused CUDA kernels unavailable (%s): pre/post-processing on the CPU", exc)
+    except (ImportError, CudaError) as exc:  # the pipeline's notice says it, once
         raise BackendUnavailable(str(exc)) from exc
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from engine.models.registry import (
@@ -49,7 +48,6 @@ __all__ = [
     "default_config",
     "default_weights",
     "load_network",
-    "network_stride",
     "read_config",
     "runnable_models",
     "save_weights",
@@ -88,17 +86,6 @@ def load_network(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     network = build_network(config["model"], config.get("arch"))
     load_state_into(path, network)
     return network.eval(), config
-
-
-def network_stride(name: str, arch: dict[str, Any] | None = None) -> int:
-    """Spatial multiple model `name` with architecture `arch` wants its input in (the
-    pipeline resizes to it): the network's own `stride`, which depends on its architecture
-    (fast's unshuffle), built on the meta device (no memory); 1 for a classical method.
-    Where the network is at hand, its `.stride` is the same."""
-    if name in MODELS and MODELS[name].network is None:
-        return 1
-    with torch.device("meta"):
-        return build_network(name, arch).stride
 
 
 def working_shape(height: int, width: int, short_side: int, stride: int) -> tuple[int, int]:
