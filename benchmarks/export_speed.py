@@ -3,18 +3,17 @@ thread of its own (engine.video.WriterThread, what `export_video` does), in one 
 
 The clip is the shared 720p clear clip with synthesised smoke, upscaled to 1080p as in
 cpu_pipeline.py (a capture card's size); `fast` on onnxruntime, 3-up layout, libx264.
-Each variant runs four times, alternating; the median counts (this machine is shared).
-Results: benchmarks/results/export_speed.{md,json}.
+Each variant runs once a round, first in every other round; the median counts (this machine is
+shared). Recorded: benchmarks/results/export_speed.{md,json}.
 
     DESMOKE_DATA=../shared/data python benchmarks/export_speed.py [--frames 100]
+        [--rounds 4] [--write | --out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -25,12 +24,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from footage import clear_clip, smoky_clip  # noqa: E402
+from provenance import (  # noqa: E402
+    add_output_arguments,
+    finished,
+    header,
+    machine_record,
+    output_folder,
+)
 
-from engine.pipeline import Desmoker, export_video  # noqa: E402
+from engine.export import export_video  # noqa: E402
+from engine.pipeline import Desmoker  # noqa: E402
 from engine.video import FileSource, SideBySideWriter  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
-ROUNDS = 4
 
 
 def export_serial(clip: Path, out: Path, desmoker: Desmoker, seconds: float) -> int:
@@ -49,13 +53,18 @@ def export_threaded(clip: Path, out: Path, desmoker: Desmoker, seconds: float) -
     return export_video(clip, out, desmoker, layout="3up", end=seconds).frames
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=100)
-    args = parser.parse_args()
+    parser.add_argument("--frames", type=int, default=100, help="frames a run (100)")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds (4)")
+    add_output_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.frames < 1 or args.rounds < 1:
+        parser.error("--frames and --rounds must be at least 1")
     source = clear_clip()
     if source is None:
         return 1
+    record = machine_record()
     variants = {"serial": export_serial, "writer thread": export_threaded}
     runs: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,36 +72,40 @@ def main() -> int:
         with FileSource(clip) as opened:
             seconds = args.frames / opened.fps
         desmoker = Desmoker("fast", "onnxruntime")
-        desmoker.process(FileSource(clip).read().rgb)  # warm-up outside the timing
-        for _ in range(ROUNDS):
-            for name, export in variants.items():
+        with FileSource(clip) as opened:
+            desmoker.process(opened.read().rgb)  # warm-up outside the timing
+        for r in range(args.rounds):
+            order = list(variants) if r % 2 == 0 else list(variants)[::-1]
+            for name in order:
+                export = variants[name]
                 start = time.perf_counter()
                 frames = export(clip, Path(tmp) / "out.mp4", desmoker, seconds)
                 fps = frames / (time.perf_counter() - start)
                 runs[name].append(fps)
                 print(f"{name}: {frames} frames, {fps:.1f} fps", flush=True)
-    write_results(runs, args.frames)
+    folder = output_folder(args)
+    if folder is not None:
+        record = finished(record) | {"frames": args.frames, "rounds": args.rounds}
+        write_results(folder, record, runs)
     return 0
 
 
-def write_results(runs: dict[str, list[float]], frames: int) -> None:
+def write_results(folder: Path, record: dict, runs: dict[str, list[float]]) -> None:
     median = {name: statistics.median(values) for name, values in runs.items()}
-    cpu = platform.processor() or platform.machine()
-    record = {
-        "machine": f"{os.cpu_count()} CPU cores ({cpu}), {platform.system()}",
-        "date": time.strftime("%Y-%m-%d"),
-        "frames": frames,
+    record |= {
         "fps_median": median,
         "fps_runs": runs,
         "speed_up": median["writer thread"] / median["serial"],
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "export_speed.json").write_text(json.dumps(record, indent=2) + "\n")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "export_speed.json").write_text(json.dumps(record, indent=2) + "\n")
     lines = [
         "# Side-by-side export, 1080p in -> 5760x1080 3-up out (fast, onnxruntime, libx264)",
         "",
-        f"Machine: {record['machine']}. Date: {record['date']}. {frames} frames, decode, "
-        f"desmoke and encode included; median of {ROUNDS} alternating runs per variant.",
+        header(record),
+        "",
+        f"{record['frames']} frames a run, decode, desmoke and encode included; median of "
+        f"{record['rounds']} runs per variant, alternating (each first in every other round).",
         "",
         "| encoding | fps (median) | runs |",
         "|---|---|---|",
@@ -101,9 +114,10 @@ def write_results(runs: dict[str, list[float]], frames: int) -> None:
             for name, values in runs.items()
         ),
         "",
-        f"Writer thread over serial: x{record['speed_up']:.2f}.",
+        f"Writer thread over serial (medians): x{record['speed_up']:.2f}; slowest writer-thread "
+        f"run over fastest serial run: x{min(runs['writer thread']) / max(runs['serial']):.2f}.",
     ]
-    (RESULTS / "export_speed.md").write_text("\n".join(lines) + "\n")
+    (folder / "export_speed.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

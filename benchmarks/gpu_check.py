@@ -49,8 +49,14 @@ from engine.backends.frame_path import FramePath  # noqa: E402
 from engine.backends.torch_cuda import TorchCudaBackend  # noqa: E402
 from engine.cuda import kernels as K  # noqa: E402
 from engine.dark_channel import dark_channel, default_patch_size  # noqa: E402
-from engine.models import build_network, default_config, save_weights, working_shape  # noqa: E402
-from engine.pipeline import Desmoker, shipped_weights  # noqa: E402
+from engine.models import (  # noqa: E402
+    build_network,
+    default_config,
+    save_weights,
+    shipped_weights,
+    working_shape,
+)
+from engine.pipeline import Desmoker  # noqa: E402
 from engine.restore import (  # noqa: E402
     SmokeLayer,
     guide_radius,
@@ -1014,8 +1020,20 @@ def write_report(report: dict[str, Any], out: Path) -> None:
 
 
 def extract_frames(folder: Path) -> int:
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        print(f"gpu_check: {folder} is a file, not a folder for the frames", file=sys.stderr)
+        return 1
     frames = real_frames(None)
+    if not frames:
+        data = os.environ.get("DESMOKE_DATA")
+        where = f"no clip or image under DESMOKE_DATA={data}" if data else "DESMOKE_DATA unset"
+        print(f"gpu_check: no real frames to extract ({where}; clips need PyAV)", file=sys.stderr)
+        return 1
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"gpu_check: cannot make {folder}: {error.strerror}", file=sys.stderr)
+        return 1
     for name, frame in frames:
         path = folder / f"{slug(name)}.png"
         cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))

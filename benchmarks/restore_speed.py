@@ -1,23 +1,32 @@
-"""Full-resolution restore on the CPU, in one run at 720p, 1080p and 4K (ratios hold across
-machines): the implementation before 2026-11-27 (whole-frame passes, new arrays on every
-call), whole-frame passes into reused buffers, row strips, and row strips on threads.
+"""Full-resolution restore on the CPU at 720p, 1080p and 4K: the implementation before
+2026-11-27 (whole-frame passes, new arrays on every call), whole-frame passes into reused
+buffers, row strips, and row strips on threads.
+
+The old way's time depends on the state of the memory allocator, which depends on what the
+process allocated before (glibc hands freed blocks back to the OS, and maps them afresh,
+until a larger block has raised its thresholds). So each frame size is measured in two
+fresh processes: "cold", where nothing larger than the frame was allocated before, and
+"warm", after one 4K frame restored the old way. In each, the variants are timed in
+alternating rounds (the order rotated each round) and the median of the round medians
+counts; the ratios are within one process.
 
 The frame is a real one (the shared 720p clear clip, resized); the smoke layer is a smooth
 random alpha and colour map at 1/4 of a 256 px working resolution, the `fast` network's
 output shape (the restore's cost does not depend on the values). Every variant's output is
-checked to be identical to the one-shot `restore`. Results:
+checked to be identical to the one-shot `restore`. Recorded:
 benchmarks/results/restore_speed.{md,json}.
 
-    DESMOKE_DATA=../shared/data python benchmarks/restore_speed.py
+    DESMOKE_DATA=../shared/data python benchmarks/restore_speed.py [--rounds 5]
+        [--repeats 20] [--heights 720 1080 2160] [--write | --out DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import os
-import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +38,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from footage import clear_clip  # noqa: E402
+from provenance import (  # noqa: E402
+    add_output_arguments,
+    finished,
+    header,
+    machine_record,
+    output_folder,
+)
 
 from engine.restore import (  # noqa: E402
     Restorer,
@@ -41,10 +57,14 @@ from engine.restore import (  # noqa: E402
 )
 from engine.video import FileSource  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 HEIGHTS = (720, 1080, 2160)
-REPEATS = 100
+PRIMING_HEIGHT = 2160
+STATES = {
+    "cold": "a fresh process: nothing larger than the frame allocated before",
+    "warm": f"the same after one {PRIMING_HEIGHT}p frame restored the old way",
+}
 WHOLE_FRAME = 1 << 40  # strip_bytes so large that one strip is the whole frame
+BASELINE = "before: whole frame, new arrays"
 
 
 def restore_with_new_arrays(
@@ -66,29 +86,30 @@ def restore_with_new_arrays(
     return cv2.merge(channels)
 
 
-def variants() -> dict[str, Callable[[], Restorer | Callable | None]]:
-    """name -> how to make it (None: the module's one-shot restore)."""
+def variants() -> dict[str, Callable[..., np.ndarray]]:
+    """name -> the restore call, each Restorer made once as a processing thread would."""
     threads = default_threads()
     return {
-        "before: whole frame, new arrays": lambda: restore_with_new_arrays,
-        "whole frame, reused buffers": lambda: Restorer(threads=1, strip_bytes=WHOLE_FRAME),
-        "one-shot restore()": lambda: None,
-        "strips, 1 thread": lambda: Restorer(threads=1),
-        f"strips, {threads} threads": lambda: Restorer(threads=threads),
+        BASELINE: restore_with_new_arrays,
+        "whole frame, reused buffers": Restorer(threads=1, strip_bytes=WHOLE_FRAME).restore,
+        "one-shot restore()": restore,
+        "strips, 1 thread": Restorer(threads=1).restore,
+        f"strips, {threads} threads": Restorer(threads=threads).restore,
     }
 
 
-def measure(run: Callable[..., np.ndarray], *args: object) -> tuple[float, float]:
-    """Median ms per call, and minor page faults per call (memory the OS had to map)."""
+def timed_calls(run: Callable[..., np.ndarray], args: tuple, repeats: int) -> tuple[float, int]:
+    """Median ms of `repeats` calls after an untimed one, and the minor page faults they
+    caused (memory the OS had to map)."""
     run(*args)
     times = []
     faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         start = time.perf_counter()
         run(*args)
         times.append(time.perf_counter() - start)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
-    return statistics.median(times) * 1000, faults / REPEATS
+    return statistics.median(times) * 1000, faults
 
 
 def inputs(frame: np.ndarray, height: int) -> tuple[np.ndarray, SmokeLayer, np.ndarray]:
@@ -103,60 +124,117 @@ def inputs(frame: np.ndarray, height: int) -> tuple[np.ndarray, SmokeLayer, np.n
     return full, SmokeLayer(alpha, colour), guide_low
 
 
-def main() -> int:
+def first_frame(clip: Path) -> np.ndarray:
+    with FileSource(clip) as source:
+        return source.read().rgb
+
+
+def measure_in_this_process(clip: Path, height: int, state: str, rounds: int, repeats: int) -> dict:
+    """One frame size in one allocator state: every variant in `rounds` alternating rounds."""
+    frame = first_frame(clip)
+    if state == "warm":
+        restore_with_new_arrays(*inputs(frame, PRIMING_HEIGHT))
+    args = inputs(frame, height)
+    expected = restore(*args)
+    runs = variants()
+    for name, run in runs.items():
+        if not np.array_equal(run(*args), expected):
+            raise AssertionError(f"{name} at {height}p differs from restore()")
+    names = list(runs)
+    ms: dict[str, list[float]] = {name: [] for name in names}
+    faults = dict.fromkeys(names, 0)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            median, pf = timed_calls(runs[name], args, repeats)
+            ms[name].append(median)
+            faults[name] += pf
+    return {
+        "height": height,
+        "width": args[0].shape[1],
+        "state": state,
+        "ms": {name: statistics.median(values) for name, values in ms.items()},
+        "round_ms": ms,
+        "page_faults": {name: faults[name] / (rounds * repeats) for name in names},
+    }
+
+
+def measure_in_fresh_process(height: int, state: str, rounds: int, repeats: int) -> dict:
+    command = [sys.executable, __file__, "--child", str(height), state]
+    command += ["--rounds", str(rounds), "--repeats", str(repeats)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{height}p {state}: {done.stderr.strip().splitlines()[-1]}")
+    return json.loads(done.stdout)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (5)")
+    parser.add_argument("--repeats", type=int, default=20, help="calls per round (20)")
+    parser.add_argument("--heights", type=int, nargs="+", default=list(HEIGHTS))
+    add_output_arguments(parser)
+    parser.add_argument("--child", nargs=2, metavar=("HEIGHT", "STATE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.repeats < 1:
+        parser.error("--rounds and --repeats must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     clip = clear_clip()
     if clip is None:
         return 1
-    with FileSource(clip) as source:
-        frame = source.read().rgb
-    rows = []
-    for height in HEIGHTS:
-        full, layer, guide_low = inputs(frame, height)
-        expected = restore(full, layer, guide_low)
-        row = {"height": height, "width": full.shape[1], "ms": {}, "page_faults": {}}
-        for name, make in variants().items():
-            made = make()
-            run = made.restore if isinstance(made, Restorer) else made or restore
-            if not np.array_equal(run(full, layer, guide_low), expected):
-                raise AssertionError(f"{name} at {height}p differs from restore()")
-            row["ms"][name], row["page_faults"][name] = measure(run, full, layer, guide_low)
-        rows.append(row)
-        print(height, " ".join(f"{k}: {v:.1f}" for k, v in row["ms"].items()))
-    write_results(rows)
+    if args.child:
+        height, state = int(args.child[0]), args.child[1]
+        row = measure_in_this_process(clip, height, state, args.rounds, args.repeats)
+        print(json.dumps(row))
+        return 0
+    record = {**machine_record(), "rounds": args.rounds, "repeats": args.repeats, "rows": []}
+    for height in args.heights:
+        for state in STATES:
+            row = measure_in_fresh_process(height, state, args.rounds, args.repeats)
+            record["rows"].append(row)
+            print(f"{height}p {state}: " + ", ".join(f"{k} {v:.1f}" for k, v in row["ms"].items()))
+    folder = output_folder(args)
+    if folder is not None:
+        write_results(finished(record), folder)
     return 0
 
 
-def write_results(rows: list[dict]) -> None:
-    cpu = platform.processor() or platform.machine()
-    record = {
-        "machine": f"{os.cpu_count()} CPU cores ({cpu}), {platform.system()}",
-        "opencv": cv2.__version__,
-        "date": time.strftime("%Y-%m-%d"),
-        "repeats": REPEATS,
-        "rows": rows,
-    }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "restore_speed.json").write_text(json.dumps(record, indent=2) + "\n")
-    names = list(rows[0]["ms"])
-    baseline = names[0]
+def cell(row: dict, name: str) -> str:
+    ms, rounds = row["ms"][name], row["round_ms"][name]
+    speed_up = row["ms"][BASELINE] / ms
+    return (
+        f"{ms:.1f} (x{speed_up:.1f}; {row['page_faults'][name]:.0f} pf; "
+        f"{min(rounds):.1f}-{max(rounds):.1f})"
+    )
+
+
+def write_results(record: dict, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "restore_speed.json").write_text(json.dumps(record, indent=2) + "\n")
+    names = list(record["rows"][0]["ms"])
     lines = [
         "# Full-resolution restore on the CPU",
         "",
-        f"Machine: {record['machine']}, OpenCV {record['opencv']}. Date: {record['date']}.",
-        f"Median of {REPEATS} calls in ms (x: speed-up over '{baseline}', same run; pf: "
-        "minor page faults per call). Every variant's output is identical to `restore()`'s.",
+        header(record),
         "",
-        "| frame | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
+        f"Each cell: median ms per call (median of {record['rounds']} alternating rounds of "
+        f"{record['repeats']} calls each, after an untimed call); x: speed-up over "
+        f"'{BASELINE}' in the same process; pf: minor page faults per call; the range of "
+        "the round medians. Every variant's output is identical to `restore()`'s. Each "
+        "frame size and allocator state runs in a fresh process:",
+        "",
+        *(f"- {state}: {meaning}." for state, meaning in STATES.items()),
+        "",
+        "| frame | allocator | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
     ]
-    for row in rows:
-        base = row["ms"][baseline]
-        cells = [
-            f"{row['ms'][n]:.1f} (x{base / row['ms'][n]:.1f}, {row['page_faults'][n]:.0f} pf)"
-            for n in names
-        ]
-        lines.append(f"| {row['width']}x{row['height']} | " + " | ".join(cells) + " |")
-    (RESULTS / "restore_speed.md").write_text("\n".join(lines) + "\n")
+    for row in record["rows"]:
+        cells = " | ".join(cell(row, name) for name in names)
+        lines.append(f"| {row['width']}x{row['height']} | {row['state']} | {cells} |")
+    (folder / "restore_speed.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Smoke synthesis speed on one CPU core: fBm field, opacity, training sample, clip frame.
 
-Usage: python benchmarks/smoke_synthesis.py [--repeats N] [--write]
+Usage: python benchmarks/smoke_synthesis.py [--repeats N] [--write | --out DIR]
 --write records the table in benchmarks/results/smoke_synthesis.md.
 Target (issue 5): a 512x512 smoke field in under 50 ms on one CPU core.
 Also compares upsampling a float field with cv2.resize against pygame's smoothscale
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
 import statistics
 import sys
 import time
@@ -26,27 +25,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from provenance import (  # noqa: E402
+    add_output_arguments,
+    finished,
+    header,
+    machine_record,
+    output_folder,
+)
 
 from training.smoke import SmokeSynthesizer, fbm_field  # noqa: E402
 
-RESULT = Path(__file__).resolve().parent / "results" / "smoke_synthesis.md"
+RESULT_NAME = "smoke_synthesis.md"
 
 
-def one_core() -> str:
-    """Pin the process to one core and the libraries to one thread; describe the CPU."""
+def one_core() -> None:
+    """Pin the process to one core and the libraries to one thread."""
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} logical CPUs on the machine, pinned to 1"
 
 
 def median_ms(fn: Callable[[int], object], repeats: int) -> tuple[float, float]:
@@ -97,12 +94,28 @@ def pygame_vs_cv2(repeats: int) -> list[tuple[str, float, float, str]]:
     return rows
 
 
+def pygame_note(measured: bool) -> str:
+    timing = (
+        "and smoothscale is slower than cv2.resize on float32 (last two rows)"
+        if measured
+        else "(pygame is not installed here: the speed comparison was not run)"
+    )
+    return (
+        "pygame (python-clouds' library) is not used for the fields: its surfaces are 8-bit "
+        f"per channel, so an alpha field would be quantised to 256 levels, {timing}. The "
+        "synthesis stays in float32 NumPy/OpenCV."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--write", action="store_true", help=f"record the table in {RESULT}")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
-    machine = one_core()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    one_core()
+    record = machine_record()
     synth = SmokeSynthesizer(seed=0)
     frame_512 = np.full((512, 512, 3), (170, 70, 60), np.uint8)
     frame_720 = np.full((720, 1280, 3), (170, 70, 60), np.uint8)
@@ -131,9 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Smoke synthesis speed (one CPU core)",
         "",
-        f"Machine: {machine}. cv2 and torch set to 1 thread. Python {platform.python_version()}, "
-        f"OpenCV {cv2.__version__}, NumPy {np.__version__}. {args.repeats} repeats, median.",
-        "Command: `python benchmarks/smoke_synthesis.py --write`",
+        header(finished(record)),
+        "",
+        f"The process pinned to one core, cv2 and torch set to 1 thread. {args.repeats} "
+        "repeats after a warm-up call; median and max.",
         "",
         "| case | median ms | max ms | note |",
         "|---|---|---|---|",
@@ -142,20 +156,15 @@ def main(argv: list[str] | None = None) -> int:
         f"Target: a 512x512 field in under 50 ms: "
         f"{'met' if rows[0][1] < 50 else 'NOT met'} ({rows[0][1]:.1f} ms).",
         "",
-        "pygame (python-clouds' library) is not used for the fields: its surfaces are 8-bit "
-        "per channel, so an alpha field would be quantised to 256 levels, and smoothscale "
-        "is slower than cv2.resize on float32 (last two rows). The synthesis stays in "
-        "float32 NumPy/OpenCV.",
-        "",
-        f"Load average when measured (1/5/15 min): "
-        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} (other jobs may share the cores).",
+        pygame_note(any("pygame" in row[0] for row in rows)),
         "",
     ]
     text = "\n".join(lines)
     print(text)
-    if args.write:
-        RESULT.parent.mkdir(parents=True, exist_ok=True)
-        RESULT.write_text(text)
+    folder = output_folder(args)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / RESULT_NAME).write_text(text)
     return 0
 
 

@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from provenance import finished, header, machine_record  # noqa: E402
 
 from training.config import load_config  # noqa: E402
 from training.evaluate import (  # noqa: E402
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"also write the Markdown table here (keeping the file's '{NOTES_HEADING}' section)",
     )
     args = parser.parse_args(argv)
+    record = machine_record()
 
     frames = test_split_frames(load_config(CONFIG).data)
     known = variants(min(frames[0][1].shape[:2]))
@@ -106,11 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         "# Restoration on variants of the synthetic smoke (held-out test split)",
         "",
         f"{len(frames)} test frames ({frames[0][1].shape[1]}x{frames[0][1].shape[0]}), smoke "
-        f"seed {EVAL_SEED}, backend {args.backend}; machine: {platform.machine()}. The "
-        "variants are described in the script's docstring. Command: `python "
-        "benchmarks/smoke_variants.py "
-        + " ".join(f"--weights {w}" for w in args.weights)
-        + f" --variants {' '.join(chosen)}`",
+        f"seed {EVAL_SEED}, backend {args.backend}, variants {', '.join(chosen)} (described "
+        "in the script's docstring).",
         "",
         "| smoke | weights | PSNR dB | SSIM | CIEDE2000 |",
         "|---|---|---|---|---|",
@@ -121,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             row = f"| {name} | {path} | {scores['psnr']:.2f} | {scores['ssim']:.4f} | "
             lines.append(row + f"{scores['ciede2000']:.2f} |")
             print(lines[-1], flush=True)
+    lines += ["", header(finished(record))]
     text = "\n".join(lines) + "\n"
     if args.write:
         args.write.write_text(text + kept_notes(args.write))

@@ -15,13 +15,14 @@ Usage (DESMOKE_DATA=/path/to/shared/data):
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from provenance import finished, header, machine_record  # noqa: E402
 
 from training import metrics  # noqa: E402
 from training.config import load_config  # noqa: E402
@@ -67,21 +68,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", type=Path, help="also write the Markdown table here")
     args = parser.parse_args(argv)
 
+    record = machine_record()
     frames = [frame for _, frame in test_split_frames(load_config(CONFIG).data)]
     methods, _ = make_methods("fast", weights=args.weights, backend=args.backend)
     names = list(methods)
-    header = " | ".join(f"{n} temporal / PSNR" for n in names)
+    columns = " | ".join(f"{n} temporal / PSNR" for n in names)
     lines = [
         "# Temporal stability (held-out test split as a clip, per-frame restoration)",
         "",
         f"{len(frames)} consecutive test frames ({frames[0].shape[1]}x{frames[0].shape[0]}), "
         f"one drifting, evolving smoke plume per clip (seeds {EVAL_SEED}+k), backend "
-        f"{args.backend}; machine: {platform.machine()}. Temporal error: mean |change of the "
-        "output - change of the clear clip| between consecutive frames, 0-255 levels (lower "
-        "is steadier); PSNR: mean per frame, dB. Command: `python "
-        f"benchmarks/temporal_stability.py --clips {args.clips}`",
+        f"{args.backend}. Temporal error: mean |change of the output - change of the clear "
+        "clip| between consecutive frames, 0-255 levels (lower is steadier); PSNR: mean per "
+        "frame, dB.",
         "",
-        f"| clip seed | mean alpha | {header} |",
+        f"| clip seed | mean alpha | {columns} |",
         "|---|---|" + "---|" * len(names),
     ]
     totals: dict[str, list[float]] = {n: [] for n in names}
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(lines[-1], flush=True)
     means = " | ".join(f"**{np.mean(totals[n]):.2f}**" for n in names)
     lines.append(f"| mean | | {means} |")
+    lines += ["", header(finished(record))]
     text = "\n".join(lines) + "\n"
     if args.write:
         args.write.write_text(text)

@@ -144,9 +144,9 @@ class Restorer:
 
     Measured on 2 cores (benchmarks/results/restore_speed.md): new full-resolution arrays
     on every frame cost thousands of page faults a call whenever the allocator had given
-    the memory back (15-17 ms instead of 5 at 720p), so every plane is kept between frames;
-    and the per-pixel passes run in strips of rows on a few threads (OpenCV releases the
-    GIL): 1.3x at 1080p, 1.5x at 4K over one thread. Not for use by two threads at once:
+    the memory back (16.5 ms instead of 4.7 at 720p), so every plane is kept between
+    frames; and the per-pixel passes run in strips of rows on a few threads (OpenCV
+    releases the GIL): about 1.4x over one thread at 1080p and 4K. Not for use by two threads at once:
     each processing thread owns its own.
     """
 

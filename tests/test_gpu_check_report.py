@@ -7,22 +7,20 @@ measurements themselves need CUDA; here they are stand-in numbers of the same sh
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.test_benchmark_cli import benchmark_module
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("gpu_check")
 
 
 def bandwidth(gpu_check, pre_ms: float = 0.1) -> dict:
