@@ -6,6 +6,7 @@ import argparse
 import errno
 import json
 import math
+import re
 import tempfile
 from pathlib import Path
 
@@ -279,6 +280,11 @@ def test_cli_evaluate_writes_report(
     assert "| crushed |" in text
     assert data["real"][0]["crushed"] == 0.0  # the input itself, unchanged
     assert (out / "contact_sheet.png").is_file()
+    # A recorded report says when, where and how it was made.
+    assert re.fullmatch(
+        r"run \d{4}-\d\d-\d\d with desmoke \S+ on .+ CPUs\), Python .+: `desmoke.*`",
+        data["notes"][-1],
+    )
 
 
 def test_cli_evaluate_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

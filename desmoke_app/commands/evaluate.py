@@ -179,7 +179,24 @@ def _evaluate(args: argparse.Namespace):
         real_sources=real,
         clear_images=clear_images,
         frames_per_clip=REAL_FRAMES if args.real_frames is None else args.real_frames,
-        notes=notes,
+        notes=[*notes, run_record()],
+    )
+
+
+def run_record() -> str:
+    """When, where and how this evaluation ran: a recorded report says where it came from."""
+    import os
+    import platform
+    import shlex
+    import sys
+    import time
+
+    from desmoke_app import version
+
+    command = shlex.join(["desmoke", *sys.argv[1:]])
+    return (
+        f"run {time.strftime('%Y-%m-%d')} with desmoke {version()} on {platform.platform()} "
+        f"({os.cpu_count()} logical CPUs), Python {platform.python_version()}: `{command}`"
     )
 
 
