@@ -115,6 +115,31 @@ def test_processor_drops_frames_while_busy(qtbot) -> None:
         thread.wait(5000)
 
 
+def test_strength_patch_and_working_size_retune_the_running_desmoker(qtbot) -> None:
+    """They are set on the Desmoker that runs (a new one reloaded the weights and the
+    backend, stalling the video); another model makes a new one."""
+    processor = Processor()
+    with qtbot.waitSignal(processor.configured, timeout=WAIT_MS):
+        processor.request_configure(DCP)
+    running = processor._desmoker
+    for change in ({"strength": 0.4}, {"patch_size": 9}, {"working_short_side": 128}):
+        with qtbot.waitSignal(processor.configured, timeout=WAIT_MS) as blocker:
+            processor.request_configure({**processor._state.settings, **change})
+        assert processor._desmoker is running
+        assert blocker.args[0].settings == {**blocker.args[0].asked, **change}
+    assert (running.strength, running.reference_patch, running.working_short_side) == (
+        0.4,
+        9,
+        128,
+    )
+    with qtbot.waitSignal(processor.configured, timeout=WAIT_MS):  # the default: rebuilt
+        processor.request_configure({**processor._state.settings, "working_short_side": None})
+    assert processor._desmoker is not running
+    with qtbot.waitSignal(processor.failed, timeout=WAIT_MS) as blocker:  # said, as before
+        processor.request_configure({**processor._state.settings, "strength": 2.0})
+    assert "strength" in blocker.args[0]
+
+
 def test_processor_reports_a_bad_configuration(qtbot) -> None:
     processor = Processor()
     with qtbot.waitSignal(processor.failed, timeout=WAIT_MS) as blocker:

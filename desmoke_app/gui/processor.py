@@ -44,6 +44,15 @@ class ProcessedFrame:
     read_at: float | None = None  # as its FramePacket's
 
 
+#: Settings a running Desmoker takes through its setters (no new Desmoker): the app's
+#: setting -> the Desmoker's attribute.
+RETUNABLE = {
+    "working_short_side": "working_short_side",
+    "patch_size": "reference_patch",
+    "strength": "strength",
+}
+
+
 @dataclass
 class ProcessorState:
     """What the processor runs now (after a configure), and what that configure asked for:
@@ -164,6 +173,10 @@ class Processor(QObject):
 
     @Slot(object)
     def _configure(self, settings: dict[str, Any]) -> None:
+        if self._retuned(settings):
+            self.configured.emit(self._state)
+            self._show_the_last_frame_again()
+            return
         # The state goes out before the error, so that whoever sees the error also sees
         # the controls set back to what runs.
         problem = ""
@@ -184,8 +197,33 @@ class Processor(QObject):
         self.configured.emit(self._state)
         if problem:
             self.failed.emit(problem)
-        if self._last is not None:  # show the current frame with the new settings at once
+        self._show_the_last_frame_again()
+
+    def _show_the_last_frame_again(self) -> None:
+        if self._last is not None:  # the current frame with the new settings, at once
             self._process(replace(self._last, read_at=None))
+
+    def _retuned(self, settings: dict[str, Any]) -> bool:
+        """Settings that differ from what runs only in RETUNABLE values, set on the running
+        Desmoker: a new one reloads the weights and the backend (0.1-0.5 s measured on 2
+        cores, the video stalled meanwhile). False where a new one must be made: another
+        model or backend, a fallback running, or a value left to the default."""
+        state = self._state
+        if self._desmoker is None or state is None or not state.runs_what_was_asked:
+            return False
+        keys = settings.keys() | state.settings.keys()
+        changed = {k for k in keys if settings.get(k) != state.settings.get(k)}
+        if not changed or not changed <= RETUNABLE.keys():
+            return False
+        if any(settings.get(key) in (None, 0) for key in changed - {"strength"}):
+            return False  # "the weights' own" / "the default": a new Desmoker works it out
+        try:
+            for key in sorted(changed):
+                setattr(self._desmoker, RETUNABLE[key], settings[key])
+        except (TypeError, ValueError):
+            return False  # a new Desmoker says what is wrong with it
+        self._state = state_of(self._desmoker, settings, asked=settings)
+        return True
 
 
 def _first_that_runs(settings: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
