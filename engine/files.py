@@ -10,12 +10,14 @@ that all change or none does. cache_file saves what can be made again (ONNX expo
 compiled kernels), warning instead of failing where the cache cannot be written.
 
 Also the one answer to "do these names mean one file?" (file_identity, same_file,
-path_key) and the default name of a desmoked video (desmoked_name).
+path_key), a file's sha256 (file_sha256) and the default name of a desmoked video
+(desmoked_name).
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import tempfile
@@ -200,6 +202,12 @@ def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether `a` and `b` name one existing file (False where either does not exist)."""
     identity = file_identity(a)
     return isinstance(identity, tuple) and identity == file_identity(b)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes (hex), read in blocks: engines are hundreds of MB."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def desmoked_name(source: str | Path) -> str:

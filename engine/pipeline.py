@@ -266,8 +266,11 @@ class Desmoker:
     def backend_name(self) -> str:
         return self.backend.name if self.backend else "none"
 
-    def describe(self) -> str:
-        source = f" from {self.weights_path}" if self.weights_path else ""
+    def describe(self, weights_label: str | None = None) -> str:
+        """What runs, in one line. weights_label names the weights in place of their path
+        (a recorded result names them by content, not by where they lay when it ran)."""
+        weights = weights_label or self.weights_path
+        source = f" from {weights}" if self.weights_path else ""
         backend = self.backend.describe() if self.backend else "no network"
         return (
             f"model {self.model_name}{source}; backend {backend}; working short side "

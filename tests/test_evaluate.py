@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import hashlib
 import json
 import math
 import re
@@ -158,6 +159,10 @@ def test_contact_sheet_columns_line_up_across_aspect_ratios() -> None:
 def test_evaluation_table_lists_the_three_methods(fast_weights: Path, tmp_path: Path) -> None:
     methods, notes = ev.make_methods(str(fast_weights), backend="torch")
     assert list(methods) == ["identity", "dcp", "fast (fast.safetensors)"]
+    # The weights by name and content: their path is the machine's, not the result's.
+    digest = hashlib.sha256(fast_weights.read_bytes()).hexdigest()[:16]
+    assert f"from fast.safetensors (sha256 {digest})" in notes[-1]
+    assert str(fast_weights.parent) not in "".join(notes)
     frames = [(f"f{i}", _tissue(seed=i)) for i in range(4)]
     report, sheet = ev.evaluate(
         methods, frames, seed=1, clear_images=[("tool", _tissue(seed=9))], notes=notes

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from engine.dark_channel import dark_channel
-from engine.files import replace_together
+from engine.files import file_sha256, replace_together
 from training import metrics
 from training.data import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_image
 from training.smoke import SmokeConfig, SmokeSynthesizer, bright_grey_mask
@@ -240,13 +240,18 @@ def make_methods(
     desmoker = Desmoker(model, backend, weights=weights, **options, strength=strength)
     if desmoker.notice:
         notes.append(desmoker.notice)
-    notes.append(desmoker.describe())  # "model fast from ...; backend ..."
+    notes.append(desmoker.describe(weights_label(desmoker.weights_path)))
     if desmoker.model_name != "dcp":
         label = desmoker.model_name
         if desmoker.weights_path is not None:
             label = f"{label} ({desmoker.weights_path.name})"
         methods[label] = _runner(desmoker)
     return methods, notes
+
+
+def weights_label(path: Path | None) -> str | None:
+    """Weights as a report names them: file name and sha256 (its path is the machine's)."""
+    return None if path is None else f"{path.name} (sha256 {file_sha256(path)[:16]})"
 
 
 def _runner(desmoker: Any) -> Method:

@@ -20,7 +20,6 @@ one there).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from torch import nn
 from engine.backends.base import BackendUnavailable
 from engine.backends.frame_path import FramePath, FramePathBackend
 from engine.cuda import kernels as K
+from engine.files import file_sha256
 from engine.models.weights import weights_digest
 
 log = logging.getLogger(__name__)
@@ -51,14 +51,6 @@ def engine_dir() -> Path:
 def sidecar_path(engine_path: str | Path) -> Path:
     engine_path = Path(engine_path)
     return engine_path.with_name(engine_path.name + ".json")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- the sidecar ----------------------------------------------------------------------
