@@ -3,6 +3,7 @@ bad configs and checkpoints fail with the file's name before training."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import multiprocessing
@@ -25,6 +26,7 @@ from engine.models import (
     load_network,
     read_config,
     save_weights,
+    shipped_weights,
 )
 from tests.frames import tissue, write_video
 from training.checkpoint import CheckpointError, load_module_state, read_checkpoint
@@ -32,7 +34,13 @@ from training.config import ConfigError, config_from_dict, load_config
 from training.data import DataError, SmokeDataset, load_frames
 from training.loop import stop_signals_deferred, train_loader, val_dataset
 from training.patchgan import PatchGAN
-from training.run import Run, RunFolderError, init_from_weights
+from training.run import (
+    Run,
+    RunFolderError,
+    add_run_arguments,
+    configured_run,
+    init_from_weights,
+)
 from training.smoke import SmokeConfig
 from training.trainer_fast import fast_loss, ssim_map, train_fast
 from training.trainer_paper import discriminator_loss, generator_loss, train_paper
@@ -540,11 +548,10 @@ def test_fine_tuning_starts_from_init_weights(clip: Path, tmp_path: Path) -> Non
 
 
 def test_init_weights_missing_or_of_another_arch_fails_before_data(tmp_path: Path) -> None:
-    from engine.models import WeightsError
 
     missing_data = tmp_path / "missing.mp4"
     raw = tiny_config(missing_data, init_weights=str(tmp_path / "none.safetensors"))
-    with pytest.raises(WeightsError, match=r"none\.safetensors: weights file not found"):
+    with pytest.raises(ConfigError, match=r"none\.safetensors: no such file .*--init-weights"):
         train_fast(config_from_dict(raw), tmp_path / "run1")
     other = build_network("fast", {"widths": [8, 16, 16]})
     save_weights(
@@ -554,6 +561,39 @@ def test_init_weights_missing_or_of_another_arch_fails_before_data(tmp_path: Pat
     with pytest.raises(ConfigError, match=r"train\.init_weights .*other\.safetensors holds"):
         train_fast(config_from_dict(raw), tmp_path / "run2")
     assert not (tmp_path / "run1").exists() and not (tmp_path / "run2").exists()
+
+
+def test_init_weights_on_the_command_line(clip: Path, tmp_path: Path) -> None:
+    """--init-weights replaces the config's start: a shipped stage config's init_weights
+    points into a checkout's runs/, which an installed project lacks; `fast` names the
+    shipped weights (fine-tuning them), a file its own; not with --resume."""
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser)
+    raw = tiny_config(clip, init_weights="../../runs/fast_stage1.safetensors")
+    config_file = write_toml(raw, tmp_path / "stage.toml")
+
+    def configured(*extra: str):
+        return configured_run(parser.parse_args(["--config", str(config_file), *extra]))
+
+    config, out = configured("--init-weights", "fast")
+    assert Path(config.train.init_weights) == shipped_weights("fast")
+    assert config.paths_as_written["train.init_weights"] == "fast"
+    assert out == Path("runs/stage")
+    mine = save_weights(
+        tmp_path / "mine.safetensors",
+        build_network("fast", FAST_ARCH),
+        default_config("fast", FAST_ARCH),
+    )
+    config, _ = configured("--init-weights", str(mine), "-o", str(tmp_path / "run"))
+    assert config.train.init_weights == str(mine)
+    assert train_fast(config, tmp_path / "run")["steps"] == 4
+    with pytest.raises(ConfigError, match="ships no weights for 'paper'"):
+        configured("--init-weights", "paper")
+    with pytest.raises(ConfigError, match="--init-weights starts a new run"):
+        configured("--init-weights", "fast", "--resume")
+    config, _ = configured()  # the config's own start, missing here: said with the way out
+    with pytest.raises(ConfigError, match=r"fast_stage1\.safetensors: no such file"):
+        init_from_weights(build_network("fast", FAST_ARCH), config)
 
 
 def toml_value(value) -> str:

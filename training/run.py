@@ -34,7 +34,8 @@ from torch import nn
 
 from engine.files import replaced_on_success
 from engine.models import WeightsError
-from engine.models.weights import load_state_into, read_config
+from engine.models.registry import NETWORK_MODELS
+from engine.models.weights import load_state_into, read_config, shipped_weights
 from engine.stop_signals import first_stop_signal
 from training.checkpoint import (
     CHECKPOINT_NAME,
@@ -444,7 +445,12 @@ def init_from_weights(net: nn.Module, config: Config) -> None:
     path = config.train.init_weights
     if not path:
         return
-    stored = read_config(path)  # names the file when it is missing or not a desmoke model
+    if not Path(path).is_file():
+        raise ConfigError(
+            f"{config.path}: train.init_weights {path}: no such file (to start from other "
+            "weights: --init-weights W.safetensors, or --init-weights fast for the shipped ones)"
+        )
+    stored = read_config(path)  # names the file when it is not a desmoke model
     if stored["model"] != config.model.name or stored.get("arch", {}) != config.model.arch:
         raise ConfigError(
             f"{config.path}: train.init_weights {path} holds model '{stored['model']}' with "
@@ -501,23 +507,68 @@ def restore_modules(
 # ----------------------------------------------------------------------------- command line
 
 
-def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=description.strip().splitlines()[0])
-    parser.add_argument("--config", required=True, type=Path)
-    parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/NAME)")
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--max-minutes", type=float, default=None)
-    return parser.parse_args(argv)
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of a training run: `desmoke train` and the trainers' own command line
+    (torchrun) take the same ones."""
+    parser.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        help="training config (TOML), or a shipped one by name: fast, paper, fast_finetune, ...",
+    )
+    parser.add_argument("-o", "--out", type=Path, help="run folder (default: runs/CONFIG-NAME)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/checkpoint.pt with the run's own config (its time budget "
+        "and intervals may change)",
+    )
+    parser.add_argument(
+        "--max-minutes", type=float, default=None, metavar="M", help="time budget override"
+    )
+    parser.add_argument(
+        "--init-weights",
+        metavar="W",
+        help="start a new run from these weights in place of the config's "
+        "train.init_weights: a .safetensors file, or a model's name (fast) for the weights "
+        "the project ships (fine-tuning them on your own footage)",
+    )
+
+
+def configured_run(args: argparse.Namespace) -> tuple[Config, Path]:
+    """The config and the run folder the arguments (add_run_arguments) name."""
+    config = load_config(args.config)
+    if args.init_weights:
+        if args.resume:
+            raise ConfigError(
+                "--init-weights starts a new run and --resume continues a run from its "
+                "checkpoint: give one of them"
+            )
+        config.train.init_weights = str(init_weights_file(args.init_weights))
+        config.paths_as_written["train.init_weights"] = args.init_weights
+    return config, args.out or Path("runs") / args.config.stem
+
+
+def init_weights_file(name: str) -> Path:
+    """--init-weights: a weights file, or a network model's name for its shipped weights."""
+    path = Path(name)
+    if path.exists() or name not in NETWORK_MODELS:
+        return path
+    shipped = shipped_weights(name)
+    if shipped is None:
+        raise ConfigError(f"--init-weights {name}: the project ships no weights for '{name}'")
+    return shipped
 
 
 def run_cli(train: Callable[..., dict[str, Any]], argv: list[str] | None, description: str) -> int:
     """The command line both trainers share: `train(config, out, resume=, max_minutes=)`;
     progress goes to stderr, the run's summary (JSON) alone to stdout. `description`: the
     trainer's (its first line)."""
-    args = parse_args(argv, description)
+    parser = argparse.ArgumentParser(description=description.strip().splitlines()[0])
+    add_run_arguments(parser)
+    args = parser.parse_args(argv)
     try:
-        config = load_config(args.config)
-        out = args.out or Path("runs") / args.config.stem
+        config, out = configured_run(args)
         summary = train(config, out, resume=args.resume, max_minutes=args.max_minutes)
     except TrainingInterrupted as stop:  # said where --resume continues (at once or not)
         return 128 + stop.signum

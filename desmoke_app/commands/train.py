@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from desmoke_app.commands.common import Subcommands, fail
 
 
 def add_parser(subparsers: Subcommands) -> None:
+    from training.run import add_run_arguments  # the trainers' command line takes the same
+
     parser = subparsers.add_parser(
         "train",
         help="train the fast or paper network on clear footage with synthetic smoke",
@@ -21,34 +22,17 @@ def add_parser(subparsers: Subcommands) -> None:
         "continues from there; Ctrl-C again stops at once, without a new checkpoint. "
         "Multi-GPU: torchrun --nproc-per-node N -m training.trainer_fast --config ...",
     )
-    parser.add_argument(
-        "--config",
-        required=True,
-        type=Path,
-        help="training config (TOML), or a shipped one by name: fast, paper, fast_finetune, ...",
-    )
-    parser.add_argument("-o", "--out", type=Path, help="run folder (default: runs/CONFIG-NAME)")
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from OUT/checkpoint.pt with the run's own config (its time budget "
-        "and intervals may change)",
-    )
-    parser.add_argument(
-        "--max-minutes", type=float, default=None, metavar="M", help="time budget override"
-    )
+    add_run_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.config import load_config
-    from training.run import USER_ERRORS
+    from training.run import USER_ERRORS, configured_run
     from training.trainer_fast import train_fast
     from training.trainer_paper import train_paper
 
     try:
-        config = load_config(args.config)
-        out = args.out or Path("runs") / args.config.stem
+        config, out = configured_run(args)
         trainer = train_fast if config.model.name == "fast" else train_paper
         summary = trainer(config, out, resume=args.resume, max_minutes=args.max_minutes)
     except USER_ERRORS as exc:  # bad input, or a run folder that cannot be written
