@@ -5,7 +5,9 @@ Synthesis composites smoke as I = J (1 - alpha) + A alpha. Every smoke-layer met
 working resolution; this module upsamples alpha edge-aware (a guided filter whose linear
 coefficients are computed at low resolution and applied with the full-resolution frame as
 guide: He & Sun's "fast guided filter") and inverts the compositing at full resolution:
-J = (I - A alpha) / max(1 - alpha, t_min). Only a handful of per-pixel passes run at full
+J = (I - A alpha) / (1 - alpha) with alpha at most 1 - t_min (He et al.'s t >= t0: where
+the smoke is too dense to invert, the frame is cleared as far as t_min allows and no
+further, so a pixel of the smoke's own colour keeps it). Only a handful of per-pixel passes run at full
 resolution, so the cost is nearly independent of the network's.
 """
 
@@ -251,13 +253,18 @@ def _guided_alpha_rows(
 def _invert_rows(
     frame: np.ndarray, alpha: np.ndarray, colour: np.ndarray, t_min: float, out: np.ndarray
 ) -> None:
-    """J = g I + c A into `out`, with g = 1 / max(1 - alpha, t_min) and c = -255 alpha g,
-    one channel at a time with OpenCV's saturating arithmetic (3x fewer passes than
-    broadcasting three-channel float arrays in NumPy). colour: (3,) or 3xHxW."""
+    """J = g I + c A into `out`, with alpha at most 1 - t_min, g = 1 / (1 - alpha)
+    and c = -255 alpha g, one channel at a time with OpenCV's saturating arithmetic (3x
+    fewer passes than broadcasting three-channel float arrays in NumPy). colour: (3,) or
+    3xHxW. Clamping alpha, not only the divisor: dividing I - A alpha by t_min with alpha
+    past 1 - t_min darkened what it could not invert (a white frame under dcp came out
+    mid-grey, a flat frame under `fast` a dark rectangle)."""
     height, width = frame.shape[:2]
+    alpha = np.minimum(
+        alpha, np.float32(1.0) - np.float32(t_min), out=_scratch("opacity", height, width)
+    )
     gain = _scratch("gain", height, width)
     np.subtract(np.float32(1.0), alpha, out=gain)
-    np.maximum(gain, np.float32(t_min), out=gain)
     cv2.divide(1.0, gain, dst=gain)
     offset = _scratch("offset", height, width)
     cv2.multiply(alpha, gain, dst=offset, scale=-255.0)

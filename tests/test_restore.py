@@ -26,7 +26,8 @@ from tests.frames import smooth_alpha, textured_frame
 def invert_compositing(
     frame: np.ndarray, alpha: np.ndarray, colour: np.ndarray, t_min: float = DEFAULT_T_MIN
 ) -> np.ndarray:
-    """The Restorer's inversion alone, J = (I - A alpha) / max(1 - alpha, t_min), with
+    """The Restorer's inversion alone, J = (I - A alpha) / (1 - alpha) with alpha at most
+    1 - t_min, with
     alpha given at the frame's resolution (no guided upsampling) and colour (3,) or hxwx3."""
     colour = _full_resolution_colour(colour, frame.shape[:2])
     out = np.empty_like(frame)
@@ -43,11 +44,25 @@ def test_inversion_matches_float64_formula(colour: np.ndarray | None) -> None:
     alpha = rng.random((45, 77), dtype=np.float32) * 0.99
     if colour is None:
         colour = rng.random((45, 77, 3), dtype=np.float32)
-    expected = (frame / 255.0 - colour * alpha[..., None]) / np.maximum(1 - alpha, 0.1)[..., None]
+    invertible = np.minimum(alpha, 0.9)[..., None]
+    expected = (frame / 255.0 - colour * invertible) / (1 - invertible)
     expected = np.clip(expected * 255, 0, 255)
     out = invert_compositing(frame, alpha, colour)
     assert out.dtype == np.uint8 and out.shape == frame.shape
     assert np.abs(out - expected).max() <= 0.51  # rounding to the nearest integer only
+
+
+def test_smoke_too_dense_to_invert_is_cleared_as_far_as_t_min_allows() -> None:
+    """He et al.'s t >= t0: past alpha = 1 - t_min the frame is inverted with alpha = 1 -
+    t_min. Dividing by t_min alone darkened what could not be inverted: a pixel of the
+    smoke's own colour (a white frame under white smoke) came out half as bright."""
+    colour = np.array([250, 250, 250], np.float32) / 255
+    alpha = np.full((8, 8), 0.97, np.float32)
+    smoke_coloured = np.full((8, 8, 3), 250, np.uint8)
+    np.testing.assert_array_equal(invert_compositing(smoke_coloured, alpha, colour), 250)
+    darker = np.full((8, 8, 3), 240, np.uint8)  # J = A + (I - A) / t_min = 250 - 10 / 0.1
+    np.testing.assert_allclose(invert_compositing(darker, alpha, colour), 150, atol=1)
+    assert (alpha == np.float32(0.97)).all()  # the caller's alpha is left as it was
 
 
 def test_composite_then_invert_recovers_the_clear_frame() -> None:

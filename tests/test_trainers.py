@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,6 +29,7 @@ from engine.models import (
     save_weights,
     shipped_weights,
 )
+from engine.restore import _invert_rows
 from tests.frames import tissue, write_video
 from training.checkpoint import CheckpointError, load_module_state, read_checkpoint
 from training.config import ConfigError, config_from_dict, load_config
@@ -42,7 +44,7 @@ from training.run import (
     init_from_weights,
 )
 from training.smoke import SmokeConfig
-from training.trainer_fast import fast_loss, ssim_map, train_fast
+from training.trainer_fast import fast_loss, invert, ssim_map, train_fast
 from training.trainer_paper import discriminator_loss, generator_loss, train_paper
 
 FAST_ARCH = {"widths": [8, 16, 32]}
@@ -101,6 +103,27 @@ def fixed_batch(clip: Path, config, size: int) -> dict[str, torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------- losses
+
+
+def test_training_inverts_the_smoke_layer_as_the_engine_does() -> None:
+    """The loss's J_hat is the engine's restoration (alpha at the image's size): trained
+    with another inversion, the network would learn a smoke layer the app undoes otherwise.
+    Alpha spans dense smoke (past 1 - t_min) too."""
+    rng = np.random.default_rng(5)
+    frame = rng.integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    alpha = rng.random((16, 24), dtype=np.float32)
+    colour = rng.random(3, dtype=np.float32)
+    engine_out = np.empty_like(frame)
+    _invert_rows(frame, alpha, colour, 0.1, engine_out)
+    smoky = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
+    restored, _ = invert(
+        smoky,
+        torch.from_numpy(alpha)[None, None],
+        torch.from_numpy(colour)[None, :, None, None],
+        0.1,
+    )
+    trained = (restored.clamp(0, 1) * 255)[0].permute(1, 2, 0).numpy()
+    assert np.abs(trained - engine_out).max() <= 0.51  # the engine's rounding to uint8
 
 
 def test_fast_loss_goes_down_on_64px_crops(clip: Path) -> None:

@@ -2,7 +2,7 @@
 
 Loss (lessons measured here, NOTES.md "Training a smoke-layer network"):
 - restoration on J: alpha and colour upsampled to the crop, J_hat = (I - A alpha) /
-  max(1 - alpha, t_min); L1 (+ SSIM) to the clear frame, weighted by (1 - alpha_true) so
+  (1 - alpha) with alpha at most 1 - t_min (as the engine inverts); L1 (+ SSIM) to the clear frame, weighted by (1 - alpha_true) so
   dense-smoke pixels (which cannot be inverted) do not blow up the gradient;
 - alpha supervision: L1 to alpha_true averaged down to the network's 1/4 resolution;
 - colour supervision where the true alpha is significant (elsewhere A is undefined).
@@ -50,11 +50,13 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, window: int = SSIM_WINDOW) -> tor
 def invert(
     smoky: torch.Tensor, alpha: torch.Tensor, colour: torch.Tensor, t_min: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """J_hat from the low-resolution smoke layer (bilinear up to the image); also alpha up."""
+    """J_hat from the low-resolution smoke layer (bilinear up to the image), inverted as
+    engine.restore inverts it (alpha at most 1 - t_min); also alpha up."""
     size = smoky.shape[-2:]
     alpha_up = F.interpolate(alpha, size=size, mode="bilinear", align_corners=False)
     colour_up = F.interpolate(colour, size=size, mode="bilinear", align_corners=False)
-    restored = (smoky - colour_up * alpha_up) / (1 - alpha_up).clamp_min(t_min)
+    invertible = alpha_up.clamp_max(1 - t_min)
+    restored = (smoky - colour_up * invertible) / (1 - invertible)
     return restored, alpha_up
 
 
