@@ -31,7 +31,9 @@ class ExportReport:
     skipped_frames: int
     seconds: float
     encoder: str
-    warning: str = ""  # e.g. the input ends before its stated duration (a cut-short file)
+    # e.g. the input ends before its stated duration (a cut-short file), or changes its
+    # frame size midway; several are joined by "; ".
+    warning: str = ""
 
     @property
     def fps(self) -> float:
@@ -69,6 +71,8 @@ def export_video(
     start and end in seconds (ValueError unless finite, start >= 0 and end > start);
     crf: H.264 quality (default engine.video.writer.DEFAULT_CRF; lower is better).
 
+    Frames of a size other than the range's first (a stream whose size changes midway) are
+    scaled to it, as FFmpeg does; the report's warning says where the size first changed.
     progress(frames_done, frames_expected) after each frame. The writer works on a temporary
     file: on any error, cancellation or Ctrl-C, nothing is left at `output_path`.
     """
@@ -99,13 +103,17 @@ def export_video(
                 progress=progress,
                 should_stop=should_stop,
             )
+        warnings = (
+            _size_change_warning(source_path, encoder.writer, start),
+            cut_short_warning(source_path, ended_at, _stated_end(source, end)),
+        )
         return ExportReport(
             output=Path(output_path),
             frames=encoder.writer.frames_written,
             skipped_frames=source.skipped_frames,
             seconds=time.perf_counter() - began,
             encoder=encoder.writer.encoder_name,
-            warning=cut_short_warning(source_path, ended_at, _stated_end(source, end)),
+            warning="; ".join(warning for warning in warnings if warning),
         )
 
 
@@ -185,6 +193,19 @@ def _desmoke_range(
     if encoder.frames_queued == 0:
         raise ValueError(f"{source_path}: no decodable frame in the range asked for")
     return ended_at
+
+
+def _size_change_warning(source_path: str | Path, writer: SideBySideWriter, start: float) -> str:
+    """One line where frames of another size than the output's were scaled to it, or ""."""
+    change = writer.size_change
+    if change is None:
+        return ""
+    width, height = writer.frame_size
+    return (
+        f"{Path(source_path).name}: the frame size changes from {width}x{height} to "
+        f"{change.size[0]}x{change.size[1]} at {start + change.time:.2f} s; frames of other "
+        f"sizes are scaled to {width}x{height} (the output's size)"
+    )
 
 
 def _stated_end(source: FileSource, end: float | None) -> float:

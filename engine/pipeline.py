@@ -29,6 +29,7 @@ from engine.backends import BACKEND_NAMES, Backend, BackendUnavailable, select_b
 from engine.dark_channel import REFERENCE_PATCH, dark_channel, default_patch_size
 from engine.export import ExportCancelled, ExportReport, export_video, plural  # noqa: F401 - API
 from engine.models import (
+    MAX_WORKING_SHORT_SIDE,
     MIN_WORKING_SHORT_SIDE,
     MODEL_NAMES,
     MODELS,
@@ -64,17 +65,27 @@ def as_rgb_uint8(frame: np.ndarray) -> np.ndarray:
     """Accept HxWx3 RGB, HxW or HxWx1 grey, HxWx4 RGBA (uint8); anything else is an error."""
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
         raise ValueError(_not_uint8_message(frame))
-    if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
-        frame = cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2RGB)
-    elif frame.ndim == 3 and frame.shape[2] == 4:
-        frame = np.ascontiguousarray(frame[:, :, :3])
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
-        raise ValueError(f"expected an HxWx3 RGB frame, got shape {frame.shape}")
-    return np.ascontiguousarray(frame)
+    # The shape is checked as given, before any conversion (OpenCV asserts on an empty one).
+    if not _is_image_shape(frame.shape):
+        raise ValueError(
+            f"expected an HxWx3 RGB, HxW grey or HxWx4 RGBA frame, got shape {frame.shape}"
+        )
+    if frame.ndim == 2 or frame.shape[2] == 1:
+        return cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2RGB)
+    return np.ascontiguousarray(frame[:, :, :3])  # RGBA's alpha dropped
+
+
+def _is_image_shape(shape: tuple[int, ...]) -> bool:
+    """HxW, or HxWxC with C 1, 3 or 4 channels; H and W at least 1."""
+    if len(shape) not in (2, 3) or min(shape[:2]) < 1:
+        return False
+    return len(shape) == 2 or shape[2] in (1, 3, 4)
 
 
 def _not_uint8_message(frame: object) -> str:
     """What was given instead of uint8 and, for floats and 16-bit integers, how to convert."""
+    if isinstance(frame, np.generic):  # np.uint8(3): a dtype of its own, but no image
+        return f"expected a uint8 image array, got a single {frame.dtype} number (no HxW shape)"
     if not isinstance(frame, np.ndarray):
         return f"expected a uint8 image array, got {type(frame).__name__}"
     message = f"expected a uint8 image array, got {frame.dtype}"
@@ -137,8 +148,8 @@ class Desmoker:
     weights: weights for "fast"/"paper" (default: the shipped ones in assets/; a
         NoShippedWeights, a WeightsError, where none are shipped: no method is ever swapped
         for another).
-    working_short_side: the working resolution's short side, at least 16 px (None: the
-        weights' own, else 256).
+    working_short_side: the working resolution's short side, 16 to MAX_WORKING_SHORT_SIDE
+        (2160) px (None: the weights' own, else 256).
     patch_size: dark-channel patch at a 256 px short side, odd (None: 15, He et al.);
         scaled per image.
     strength: 0 to 1; 0 leaves the frame untouched, 1 removes the estimated smoke fully.
@@ -229,8 +240,9 @@ class Desmoker:
     @working_short_side.setter
     def working_short_side(self, value: int) -> None:
         value = whole_number("working_short_side", value)
-        low = MIN_WORKING_SHORT_SIDE
+        low, high = MIN_WORKING_SHORT_SIDE, MAX_WORKING_SHORT_SIDE
         require(value >= low, "working_short_side", f"at least {low} px", value)
+        require(value <= high, "working_short_side", f"at most {high} px (4K's short side)", value)
         with self._lock:
             self._working_short_side = value
             self._shapes.clear()  # the working shapes of the frame sizes seen so far change

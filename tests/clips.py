@@ -266,3 +266,17 @@ def damaged_clip(folder: Path, size: tuple[int, int] = (160, 96)) -> Path:
     data[start:stop] = random.Random(0).randbytes(stop - start)
     path.write_bytes(bytes(data))
     return path
+
+
+def size_changing_clip(folder: Path) -> Path:
+    """A raw H.264 stream of 10 frames of 160x96, 10 of 96x64, then 5 of 160x96 (three
+    streams appended, as a recorder restarted at another resolution writes them); each part's
+    frames show the indices 0, 1, ... of their own."""
+    sizes = [(10, (160, 96)), (10, (96, 64)), (5, (160, 96))]
+    parts = [
+        make_index_clip(folder / f"part{i}.h264", n_frames=n, size=size)
+        for i, (n, size) in enumerate(sizes)
+    ]
+    clip = folder / "sizes.h264"
+    clip.write_bytes(b"".join(part.read_bytes() for part in parts))
+    return clip

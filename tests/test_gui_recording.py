@@ -146,6 +146,32 @@ def test_recording_a_paused_video_keeps_the_frame_on_screen(qtbot, window, tmp_p
     assert duration >= held
 
 
+def test_a_source_whose_frame_size_changes_is_recorded_whole(qtbot, window, tmp_path) -> None:
+    """The source shown changes its frame size midway (a raw stream, a capture switching
+    resolution): its frames are recorded scaled to the size the recording started at. The
+    first frame of another size once failed the recording, and nothing was kept."""
+    from tests.clips import size_changing_clip
+
+    open_clip(qtbot, window, size_changing_clip(tmp_path))  # paused on frame 0, 160x96
+    out = tmp_path / "sizes.mp4"
+    window.start_recording(out)
+    qtbot.waitUntil(lambda: window.workers.recorder.frames_written >= 1, timeout=WAIT_MS)
+    recorder = window.workers.recorder
+    for frame in (13, 22):  # 96x64 (its part's index 3), then 160x96 again (index 2)
+        written = recorder.frames_written
+        window.seek_frame(frame)
+        qtbot.waitUntil(lambda written=written: recorder.frames_written > written, timeout=WAIT_MS)
+    window.stop_recording()
+    qtbot.waitUntil(lambda: not window.record_action.isChecked(), timeout=WAIT_MS)
+    assert window.message_bar.text().startswith("recorded ")
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (3 * CLIP_SIZE[0], CLIP_SIZE[1])
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+    indices = [read_index(frame[:, : CLIP_SIZE[0]]) for frame in frames]
+    assert indices in ([0, 3, 2], [0, 3, 2, 2])  # the last again at the stop, if it held
+
+
 def test_an_unwritable_target_is_an_error_and_nothing_runs(qtbot, window, tmp_path) -> None:
     start_live(qtbot, window)
     window.start_recording(tmp_path / "missing" / "x.mp4")

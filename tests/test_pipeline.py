@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -82,6 +84,40 @@ def test_grey_and_rgba_frames_are_accepted(frame: np.ndarray) -> None:
 def test_bad_frames_are_clear_errors(frame) -> None:
     with pytest.raises(ValueError, match="expected"):
         Desmoker("dcp").process(frame)
+
+
+@pytest.mark.parametrize(
+    "frame, message",
+    [
+        # Grey ones were converted to RGB first, where OpenCV asserted on them (a cv2.error).
+        (np.zeros((5, 0), np.uint8), "got shape (5, 0)"),
+        (np.zeros((0, 5), np.uint8), "got shape (0, 5)"),
+        (np.zeros((5, 0, 1), np.uint8), "got shape (5, 0, 1)"),
+        (np.zeros((0, 5, 4), np.uint8), "got shape (0, 5, 4)"),  # was (0, 5, 3): not the one given
+        (np.zeros((5, 5, 2), np.uint8), "got shape (5, 5, 2)"),
+        (np.array(3, np.uint8), "got shape ()"),
+        (np.uint8(3), "got a single uint8 number (no HxW shape)"),  # was "got uint8"
+    ],
+)
+def test_frames_of_no_image_shape_say_the_shape_given(frame, message) -> None:
+    with pytest.raises(ValueError) as caught:
+        pipeline.as_rgb_uint8(frame)
+    assert str(caught.value).startswith("expected a") and str(caught.value).endswith(message)
+
+
+def test_the_working_short_side_has_the_clis_bound() -> None:
+    """25600 px once asked for a 25600x45504 working image of a 720p frame (13 GiB)."""
+    from desmoke_app.commands.common import WORKING_SIZE_RANGE
+
+    high = pipeline.MAX_WORKING_SHORT_SIDE
+    assert WORKING_SIZE_RANGE[1] == high == 2160  # one limit, the CLI's and the engine's
+    message = f"working_short_side must be at most {high} px (4K's short side), got 25600"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Desmoker("dcp", working_short_side=25600)
+    desmoker = Desmoker("dcp", working_short_side=high)
+    with pytest.raises(ValueError, match="at most"):
+        desmoker.working_short_side = high + 1
+    assert desmoker.working_short_side == high
 
 
 def test_fast_backends_agree_end_to_end(fast_weights) -> None:
@@ -305,3 +341,27 @@ def test_audio_longer_than_the_video_is_no_cut_short_file(tmp_path) -> None:
         assert opened.duration > 2.5 and opened.video_duration == 0.0  # the case at hand
     report = pipeline.export_video(source, tmp_path / "out.mp4", Desmoker("dcp"))
     assert report.frames == 25 and report.warning == ""
+
+
+def test_a_stream_whose_frame_size_changes_is_exported_scaled_to_its_first(tmp_path) -> None:
+    """A raw H.264 stream of 160x96, then 96x64, then 160x96 frames (as one that a recorder
+    restarted at another resolution, appended): every frame is exported, at 160x96, and the
+    warning names the file and the time of the change. It failed with "frame is 96x64, the
+    writer was opened for 160x96", naming neither."""
+    from engine.video import FileSource
+    from tests.clips import read_index, size_changing_clip
+
+    source = size_changing_clip(tmp_path)
+    report = pipeline.export_video(source, tmp_path / "out.mp4", Desmoker("dcp"))
+    assert report.frames == 25
+    assert report.warning == (
+        "sizes.h264: the frame size changes from 160x96 to 96x64 at 0.40 s; frames of other "
+        "sizes are scaled to 160x96 (the output's size)"
+    )
+    with FileSource(report.output) as video:
+        originals = [frame.rgb[:, :160] for frame in video.frames()]
+    assert (video.width, video.height) == (3 * 160, 96)
+    assert [read_index(rgb) for rgb in originals] == [*range(10), *range(10), *range(5)]
+    # A range starting after the change names the source's time, not the output's.
+    later = pipeline.export_video(source, tmp_path / "later.mp4", Desmoker("dcp"), start=0.2)
+    assert "at 0.40 s" in later.warning and later.frames == 20

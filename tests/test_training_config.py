@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.models import MIN_WORKING_SHORT_SIDE
+from engine.models import MAX_WORKING_SHORT_SIDE, MIN_WORKING_SHORT_SIDE
 from training.config import ConfigError, config_from_dict, load_config, training_differences
 from training.run import budget_minutes
 
@@ -44,8 +44,11 @@ def write(tmp_path: Path, text: str) -> Path:
         ("[data]\nmax_frames = -1\n", r"data\.max_frames must be >= 0"),
         ("[data]\ngap_frames = -1\n", r"data\.gap_frames must be >= 0"),
         # Weights nothing could load: the pipeline's own minimum.
-        ("[model]\nworking_short_side = -5\n", r"model\.working_short_side must be >= 16 .*-5"),
-        ("[model]\nworking_short_side = 0\n", r"model\.working_short_side must be >= 16 .*0"),
+        (
+            "[model]\nworking_short_side = -5\n",
+            r"model\.working_short_side must be 16 to 2160 .*-5",
+        ),
+        ("[model]\nworking_short_side = 0\n", r"model\.working_short_side must be 16 to 2160 .*0"),
         ("[train]\nseed = -1\n", r"train\.seed must be >= 0, got -1"),
         ("[train]\nweight_decay = -1\n", r"train\.weight_decay must be >= 0 .*got -1"),
         ("[train]\ngrad_clip = -1\n", r"train\.grad_clip must be > 0, got -1"),
@@ -110,10 +113,13 @@ def test_the_shipped_defaults_and_edge_values_pass() -> None:
 
 def test_working_short_side_follows_the_pipelines_rule() -> None:
     """The rule the pipeline applies to the weights' working_short_side, at load."""
-    low = MIN_WORKING_SHORT_SIDE
-    assert config_from_dict({"model": {"working_short_side": low}}).model.working_short_side == low
-    with pytest.raises(ConfigError, match=f"must be >= {low}"):
-        config_from_dict({"model": {"working_short_side": low - 1}})
+    low, high = MIN_WORKING_SHORT_SIDE, MAX_WORKING_SHORT_SIDE
+    for side in (low, high):
+        config = config_from_dict({"model": {"working_short_side": side}})
+        assert config.model.working_short_side == side
+    for side in (low - 1, high + 1):
+        with pytest.raises(ConfigError, match=f"must be {low} to {high}"):
+            config_from_dict({"model": {"working_short_side": side}})
 
 
 @pytest.mark.parametrize("minutes", [-1.0, math.nan, math.inf])
@@ -218,6 +224,7 @@ def test_a_shipped_config_is_taken_by_its_name(tmp_path, monkeypatch) -> None:
     from training.config import SHIPPED_CONFIGS
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DESMOKE_DATA", str(tmp_path))  # the shipped sources name it
     assert load_config("paper").model.name == "paper"
     assert load_config("fast").path == str(SHIPPED_CONFIGS / "fast.toml")
     (tmp_path / "fast").write_text('[model]\nname = "paper"\n')

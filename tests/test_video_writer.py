@@ -481,11 +481,22 @@ def test_a_transposed_frame_is_told_apart_from_the_size_expected(tmp_path):
     assert "frame is shape (64, 48, 3) uint8; expected shape (48, 64, 3) uint8" in str(error.value)
 
 
-def test_wrong_frame_size_is_refused(tmp_path):
-    with SideBySideWriter(tmp_path / "out.mp4", fps=25, frame_size=(64, 48)) as writer:
+def test_panes_of_another_size_are_scaled_to_the_writers(tmp_path):
+    """A stream whose frame size changes midway (a raw H.264 stream, a capture device
+    switching resolution) is written whole, as FFmpeg writes it: scaled to the first size.
+    It was an error ("frame is 32x48, the writer was opened for 64x48"): no file at all."""
+    out = tmp_path / "out.mp4"
+    with SideBySideWriter(out, fps=25, frame_size=(64, 48)) as writer:
         writer.write(*panes(0))
-        with pytest.raises(ValueError, match="32x48"):
-            writer.write(*panes(0, (32, 48)))
+        assert writer.size_change is None
+        writer.write(*panes(1, (32, 24)), time=0.04)
+        writer.write(*panes(2, (96, 80)), time=0.08)  # larger, another aspect
+        writer.write(*panes(3))
+    assert writer.size_change == writer_module.SizeChange((32, 24), 0.04)  # the first only
+    with FileSource(out) as video:
+        frames = list(video.frames())
+    assert (video.width, video.height) == (3 * 64, 48)
+    assert [read_index(f.rgb[:, :64]) for f in frames] == [0, 1, 2, 3]
 
 
 def test_auto_encoder_falls_back_in_order(monkeypatch):

@@ -45,7 +45,8 @@ DAMAGE = {
     "arch huge": ({"arch": {"widths": [8, 16, 10**9]}}, "widths must be a list of 3"),
     "arch channels": ({"arch": {"in_channels": 3, **ARCH}}, "in_channels must be 4"),
     "side text": ({"working_short_side": "big"}, "working_short_side must be a whole number"),
-    "side small": ({"working_short_side": 8}, "at least 16, got 8"),
+    "side small": ({"working_short_side": 8}, "16 to 2160, got 8"),
+    "side large": ({"working_short_side": 25600}, "16 to 2160, got 25600"),
     "side bool": ({"working_short_side": True}, "working_short_side must be a whole"),
     "training": ({"training": "yes"}, "its config's training is not a table"),
 }

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.models import MIN_WORKING_SHORT_SIDE
+from engine.models import MAX_WORKING_SHORT_SIDE, MIN_WORKING_SHORT_SIDE
 from training.smoke import SmokeConfig
 
 #: The configs that ship with the project; `--config NAME` takes one by its name.
@@ -230,13 +230,14 @@ Check = tuple[bool, str, str]
 
 
 def _model_checks(model: ModelConfig) -> list[Check]:
-    low = MIN_WORKING_SHORT_SIDE  # the pipeline's own rule: weights below it cannot be run
+    # The pipeline's own range: weights outside it cannot be run.
+    low, high = MIN_WORKING_SHORT_SIDE, MAX_WORKING_SHORT_SIDE
     return [
         (model.name in ("fast", "paper"), "model.name", "must be 'fast' or 'paper'"),
         (
-            model.working_short_side >= low,
+            low <= model.working_short_side <= high,
             "model.working_short_side",
-            f"must be >= {low} (the pipeline's smallest working size), "
+            f"must be {low} to {high} (the pipeline's working sizes), "
             f"got {model.working_short_side}",
         ),
     ]

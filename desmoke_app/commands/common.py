@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.backends import BACKEND_NAMES
-from engine.models import MODEL_NAMES, NETWORK_MODELS
+from engine.models import MAX_WORKING_SHORT_SIDE, MODEL_NAMES, NETWORK_MODELS
 from engine.models.weights import not_weights_reason, runnable_models
 from engine.video.errors import describe
 
@@ -21,10 +21,9 @@ if TYPE_CHECKING:
 #: class argparse does not name publicly).
 Subcommands = argparse._SubParsersAction
 
-#: The working resolution's short side the CLI accepts: the app's "Working size" range. The
-#: engine only refuses below 16 px, but 2160 is a 4K frame's own short side: more only
-#: upsamples the frame before the network (and 100000 px asks OpenCV for ~30 GB).
-WORKING_SIZE_RANGE = (64, 2160)
+#: The working resolution's short side the CLI accepts: the app's "Working size" range (the
+#: engine's own runs from MIN_WORKING_SHORT_SIDE, 16 px).
+WORKING_SIZE_RANGE = (64, MAX_WORKING_SHORT_SIDE)
 #: Dark-channel patch sizes the app's "Patch" control allows (odd values; the engine checks).
 PATCH_RANGE = (3, 61)
 #: Smoke seeds (synth-smoke, evaluate): numpy takes non-negative seeds; 32 bits are plenty.

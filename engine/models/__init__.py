@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from engine.models.registry import (
+    MAX_WORKING_SHORT_SIDE,
     MIN_WORKING_SHORT_SIDE,
     MODEL_NAMES,
     MODELS,
@@ -37,6 +38,7 @@ from engine.models.weights import (
 MAX_WORKING_ASPECT = 8
 
 __all__ = [
+    "MAX_WORKING_SHORT_SIDE",
     "MIN_WORKING_SHORT_SIDE",
     "MODELS",
     "MODEL_NAMES",

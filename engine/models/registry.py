@@ -15,8 +15,11 @@ from torch import nn
 from engine.models.paper_unet import PaperDesmoker
 from engine.models.smoke_layer_net import SmokeLayerNet
 
-#: The smallest working short side the pipeline runs at (weights asking for less are refused).
+#: The working short sides the pipeline runs at (weights asking for others are refused).
+#: The largest is a 4K frame's own short side: more only upsamples frames before the
+#: network, at a cost without bound (25600 px asked for a 13 GiB working image of a 720p frame).
 MIN_WORKING_SHORT_SIDE = 16
+MAX_WORKING_SHORT_SIDE = 2160
 
 
 class ArchArg(NamedTuple):
@@ -114,10 +117,11 @@ def config_problem(config: Any) -> str:
     if problem:
         return f"its config's {problem}"
     side = config.get("working_short_side")
-    if side is not None and not (_is_whole(side) and side >= MIN_WORKING_SHORT_SIDE):
+    low, high = MIN_WORKING_SHORT_SIDE, MAX_WORKING_SHORT_SIDE
+    if side is not None and not (_is_whole(side) and low <= side <= high):
         return (
-            f"its config's working_short_side must be a whole number of pixels, at least "
-            f"{MIN_WORKING_SHORT_SIDE}, got {side!r}"
+            f"its config's working_short_side must be a whole number of pixels, {low} to "
+            f"{high}, got {side!r}"
         )
     for key in ("training", "metrics"):  # provenance, shown by `desmoke info` and the app
         if not isinstance(config.get(key) or {}, dict):

@@ -18,6 +18,7 @@ import logging
 import numbers
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -530,10 +531,36 @@ class Mp4Writer:
             self.abort()
 
 
+def scaled_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` (HxW or HxWx3) resized to `size` (width, height), aspect not kept, as FFmpeg
+    scales a stream's frames to its output's size; `image` itself where it has that size."""
+    height, width = image.shape[:2]
+    if (width, height) == size:
+        return image
+    # Shrinking, INTER_AREA averages the pixels it merges (no aliasing); else bicubic, as
+    # FFmpeg scales by default (file_source.square_pixels makes the same choice).
+    shrinking = size[0] <= width and size[1] <= height
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+
+
+@dataclass(frozen=True)
+class SizeChange:
+    """The first frame of a size other than the writer's: its (width, height), and when it
+    is shown (s, the output's time)."""
+
+    size: tuple[int, int]
+    time: float
+
+
 class SideBySideWriter(Mp4Writer):
     """The comparison video: each frame is the panes (original | dark channel | desmoked,
     or a `layout` of them, optionally labelled) of one source frame of `frame_size`
-    (width, height). Other options as Mp4Writer's."""
+    (width, height). Other options as Mp4Writer's.
+
+    A stream's frame size can change midway (a raw H.264 stream, a capture device switching
+    resolution); the panes of a frame of another size are scaled to `frame_size`, as FFmpeg
+    scales them to its output's, and `size_change` says where that first happened.
+    """
 
     def __init__(
         self,
@@ -547,6 +574,7 @@ class SideBySideWriter(Mp4Writer):
     ) -> None:
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         self.layout, self.labels = layout, labels
+        self.size_change: SizeChange | None = None
         size = composed_size(*self.frame_size, layout)  # also validates the layout
         problem = self._layout_problem(size)
         if problem:
@@ -578,12 +606,14 @@ class SideBySideWriter(Mp4Writer):
         desmoked: np.ndarray,
         time: float | None = None,
     ) -> None:
-        """Compose the panes (each `frame_size`) and encode them as the next frame (`time`
-        as write_image's)."""
-        if original.shape[:2] != self.frame_size[::-1]:
-            raise ValueError(
-                f"frame is {original.shape[1]}x{original.shape[0]}, "
-                f"the writer was opened for {self.frame_size[0]}x{self.frame_size[1]}"
+        """Compose the panes (each `frame_size`, else scaled to it) and encode them as the
+        next frame (`time` as write_image's)."""
+        size = (original.shape[1], original.shape[0])
+        if size != self.frame_size:
+            original, dark_channel, desmoked = (
+                scaled_to(pane, self.frame_size) for pane in (original, dark_channel, desmoked)
             )
         image = compose_panes(original, dark_channel, desmoked, self.layout, self.labels)
         self.write_image(image, time)
+        if size != self.frame_size and self.size_change is None:
+            self.size_change = SizeChange(size, float(self._last_pts * self._time_base))
