@@ -37,6 +37,7 @@ from engine.models import (
     default_weights,
     load_network,
     read_config,
+    working_interpolation,
     working_shape,
 )
 from engine.models.dcp import estimate_smoke_layer
@@ -314,7 +315,7 @@ class Desmoker:
             result = self._process_on_device(frame, (work_h, work_w))
             if result is not None:
                 return result
-        interpolation = cv2.INTER_AREA if work_h <= height else cv2.INTER_LINEAR
+        interpolation = working_interpolation(height, width, work_h, work_w)
         small = cv2.resize(frame, (work_w, work_h), interpolation=interpolation)
         small_f = small.astype(np.float32) * np.float32(1 / 255)
         small_patch = default_patch_size(work_h, work_w, self.reference_patch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -365,3 +366,22 @@ def test_a_stream_whose_frame_size_changes_is_exported_scaled_to_its_first(tmp_p
     # A range starting after the change names the source's time, not the output's.
     later = pipeline.export_video(source, tmp_path / "later.mp4", Desmoker("dcp"), start=0.2)
     assert "at 0.40 s" in later.warning and later.frames == 20
+
+
+def test_a_frame_is_area_averaged_only_where_both_sides_shrink(monkeypatch) -> None:
+    """The rule the GPU pre-kernel follows too: 258x270 -> 256x272 grows a side, and was
+    area-averaged here but bilinear there (12.9% of the network input a level apart)."""
+    from engine.models import working_interpolation
+
+    assert working_interpolation(720, 1280, 256, 448) == cv2.INTER_AREA
+    assert working_interpolation(258, 270, 256, 272) == cv2.INTER_LINEAR
+    assert working_interpolation(100, 100, 256, 256) == cv2.INTER_LINEAR
+    used, original = [], cv2.resize
+
+    def resize(image, size, **how):
+        used.append(how.get("interpolation"))
+        return original(image, size, **how)
+
+    monkeypatch.setattr(pipeline.cv2, "resize", resize)
+    Desmoker("fast").process(np.zeros((258, 270, 3), np.uint8))  # 256x272: stride 16
+    assert used[0] == cv2.INTER_LINEAR  # the frame to its working shape, first

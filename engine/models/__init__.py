@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import cv2
 from torch import nn
 
 from engine.models.registry import (
@@ -55,6 +56,7 @@ __all__ = [
     "save_weights",
     "shipped_weights",
     "weights_digest",
+    "working_interpolation",
     "working_shape",
 ]
 
@@ -109,3 +111,11 @@ def working_shape(height: int, width: int, short_side: int, stride: int) -> tupl
         return max(stride, int(round(x / stride)) * stride)
 
     return snap(height * scale), snap(width * scale)
+
+
+def working_interpolation(height: int, width: int, work_h: int, work_w: int) -> int:
+    """How a height x width frame is resized to its working shape (a cv2 flag): area
+    averaging where both sides shrink (no aliasing), else bilinear (a side that grows, as
+    258x270 -> 256x272 does). The GPU pre-kernel (engine.cuda.kernels.resize_mode) follows
+    the same rule."""
+    return cv2.INTER_AREA if work_h <= height and work_w <= width else cv2.INTER_LINEAR
