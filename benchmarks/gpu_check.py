@@ -17,6 +17,9 @@ Every phase runs even if an earlier one failed (a GPU lease is short); the repor
 the phases that failed. Writes gpu_<gpu-name>.md and .json to --out (default
 benchmarks/results/).
 
+--emulate (no GPU): the kernels' host emulation, correctness only; its report (printed,
+and written to --out when given, never to benchmarks/results) says so.
+
     DESMOKE_DATA=../shared/data python benchmarks/gpu_check.py [--frames DIR] [--out DIR]
 
 Real footage: PNG/JPG files in --frames, plus DESMOKE_DATA's images and (when PyAV is
@@ -54,6 +57,7 @@ from engine.models import (  # noqa: E402
     default_config,
     save_weights,
     shipped_weights,
+    working_interpolation,
     working_shape,
 )
 from engine.pipeline import Desmoker  # noqa: E402
@@ -66,6 +70,10 @@ from engine.restore import (  # noqa: E402
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: The "GPU" of an --emulate report (its files: gpu_host-emulation-no-gpu.md/.json).
+EMULATION = "host emulation (no GPU)"
+#: What an --emulate run without --out prints.
+EMULATION_SUMMARY = ("max_abs_error", "failures", "end_to_end", "phase_errors")
 RESOLUTIONS = {"720p": (720, 1280), "1080p": (1080, 1920), "4K": (2160, 3840)}
 PAPER_FPS = 92.0  # Salazar-Colores et al. 2020, hardware not stated
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -170,7 +178,7 @@ def levels_error(actual: np.ndarray, expected: np.ndarray) -> tuple[float, float
 
 
 def reference_small(frame: np.ndarray, work_h: int, work_w: int) -> np.ndarray:
-    interpolation = cv2.INTER_AREA if work_h <= frame.shape[0] else cv2.INTER_LINEAR
+    interpolation = working_interpolation(*frame.shape[:2], work_h, work_w)
     small = cv2.resize(frame, (work_w, work_h), interpolation=interpolation)
     return small.astype(np.float32) * np.float32(1 / 255)
 
@@ -717,6 +725,19 @@ def environment() -> dict[str, Any]:
     }
 
 
+def emulation_environment() -> dict[str, Any]:
+    """environment()'s keys for an --emulate run: what ran instead of a GPU."""
+    return {
+        "gpu": EMULATION,
+        "compute_capability": [],
+        "driver": "no GPU",
+        "nvrtc": "not used",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "kernels": "kernels.cu built for the CPU with g++, a thread per CUDA thread",
+    }
+
+
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
@@ -726,10 +747,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# GPU check: {env['gpu']}",
         "",
-        f"Recorded {report['date']} by `benchmarks/gpu_check.py`; compute "
-        f"{'.'.join(map(str, env['compute_capability']))}, {env['driver']}, {env['nvrtc']}, "
-        f"torch {env['torch']}; kernels: {env['kernels']}; weights: {report['weights']}.",
-        f"TensorRT: {report['tensorrt'] or ABSENT_TRT}.",
+        *recorded_lines(report),
         "",
         "## Correctness (max abs error against the CPU reference, poisoned outputs)",
         "",
@@ -741,16 +759,37 @@ def markdown(report: dict[str, Any]) -> str:
         f"{'; '.join(report['failures']) if report['failures'] else 'none'}.",
         *end_to_end_lines(report.get("end_to_end") or {}),
         *speed_lines(report),
-        "",
-        "Targets (issue 4): fast 1080p >= 240 fps -> "
-        f"{figure(report['fast_1080p_fps'], '.0f')}; pre-kernel >= 50% of copy bandwidth -> "
-        f"{figure(report['pre_kernel_bandwidth_fraction'], '.0%')}; paper 256 >= 920 fps -> "
-        f"{figure(report['paper_256_fps'], '.0f')}.",
     ]
+    if not report.get("emulated"):
+        lines += [
+            "",
+            "Targets (issue 4): fast 1080p >= 240 fps -> "
+            f"{figure(report['fast_1080p_fps'], '.0f')}; pre-kernel >= 50% of copy bandwidth "
+            f"-> {figure(report['pre_kernel_bandwidth_fraction'], '.0%')}; paper 256 >= 920 "
+            f"fps -> {figure(report['paper_256_fps'], '.0f')}.",
+        ]
     if report.get("phase_errors"):
         lines += ["", "## Phases that failed", ""]
         lines += [f"- {name}: {why}" for name, why in report["phase_errors"].items()]
     return "\n".join(lines) + "\n"
+
+
+def recorded_lines(report: dict[str, Any]) -> list[str]:
+    """Where and how the check ran: the GPU, or (--emulate) that none did."""
+    env = report["environment"]
+    if report.get("emulated"):
+        return [
+            f"Recorded {report['date']} by `benchmarks/gpu_check.py --emulate`: NO GPU RAN. "
+            f"The kernels ran in their host emulation ({env['kernels']}; torch {env['torch']}; "
+            f"weights: {report['weights']}): their results against the CPU reference only, "
+            "no timings, no TensorRT.",
+        ]
+    return [
+        f"Recorded {report['date']} by `benchmarks/gpu_check.py`; compute "
+        f"{'.'.join(map(str, env['compute_capability']))}, {env['driver']}, {env['nvrtc']}, "
+        f"torch {env['torch']}; kernels: {env['kernels']}; weights: {report['weights']}.",
+        f"TensorRT: {report['tensorrt'] or ABSENT_TRT}.",
+    ]
 
 
 def figure(value: float | None, spec: str) -> str:
@@ -929,12 +968,19 @@ def speed(module, weights: Path, frame: np.ndarray, phases: Phases) -> dict[str,
 def run_check(args: argparse.Namespace) -> int:
     global DEVICE
     phases = Phases()
+    if args.emulate and args.out and Path(args.out).resolve() == RESULTS:
+        print(
+            f"gpu_check: --emulate does not write to {RESULTS} (it holds GPU results): "
+            "give another --out",
+            file=sys.stderr,
+        )
+        return 2
     if args.emulate:
         from engine.cuda.emulation import EmulatedModule, build_library
 
         DEVICE = "cpu"
         module = EmulatedModule(build_library(Path(tempfile.mkdtemp(prefix="desmoke-emu-"))))
-        env = {"gpu": "host emulation (no GPU)"}
+        env = emulation_environment()
     elif not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU visible to torch: nothing to check", file=sys.stderr)
         return 2
@@ -952,25 +998,33 @@ def run_check(args: argparse.Namespace) -> int:
         weights, weights_note = fast_weights(Path(scratch))
         errors, e2e = correctness(module, frames, weights, args.emulate, phases)
         if args.emulate:
-            print(
-                json.dumps(
-                    {
-                        "max_abs_error": errors.worst,
-                        "failures": errors.failures,
-                        "end_to_end": e2e,
-                        "phase_errors": phases.errors,
-                    },
-                    indent=2,
-                )
-            )
-            return 1 if errors.failures or phases.errors else 0
+            return emulation_report(args, env, weights_note, frames, errors, e2e, phases)
         real = [f for f in frames if not f[0].startswith("random")] or frames
         e2e["app"] = phases.run("app pipeline (backend auto)", app_path, weights, real[:4])
         e2e["out_of_memory"] = phases.run("out of GPU memory at 4K", out_of_memory, weights)
         trt = phases.run("TensorRT", tensorrt_check, weights, frames, Path(scratch))
         measured = phases.run("speed", speed, module, weights, frames[0][1], phases) or {}
     report = assemble_report(env, weights_note, frames, errors, e2e, trt, measured, phases)
-    write_report(report, Path(args.out))
+    write_report(report, Path(args.out or RESULTS))
+    return 1 if errors.failures or phases.errors else 0
+
+
+def emulation_report(
+    args: argparse.Namespace,
+    env: dict[str, Any],
+    weights_note: str,
+    frames: list[tuple[str, np.ndarray]],
+    errors: Errors,
+    e2e: dict[str, Any],
+    phases: Phases,
+) -> int:
+    """The --emulate run's findings, printed, and written to --out when given."""
+    report = assemble_report(env, weights_note, frames, errors, e2e, None, {}, phases)
+    report["emulated"] = True
+    if args.out:
+        write_report(report, Path(args.out))
+    else:
+        print(json.dumps({k: report[k] for k in EMULATION_SUMMARY}, indent=2, default=str))
     return 1 if errors.failures or phases.errors else 0
 
 
@@ -1044,7 +1098,9 @@ def extract_frames(folder: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=Path, help="folder of real PNG/JPG frames")
-    parser.add_argument("--out", default=str(RESULTS), help="where the results go")
+    parser.add_argument(
+        "--out", help=f"where the results go (default {RESULTS}; --emulate: printed only)"
+    )
     parser.add_argument(
         "--extract-frames",
         type=Path,

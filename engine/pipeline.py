@@ -26,6 +26,7 @@ import numpy as np
 
 from engine.arguments import number, require, whole_number
 from engine.backends import BACKEND_NAMES, Backend, BackendUnavailable, select_backend
+from engine.backends.base import FrameUnsupported
 from engine.dark_channel import REFERENCE_PATCH, dark_channel, default_patch_size
 from engine.export import ExportCancelled, ExportReport, export_video, plural  # noqa: F401 - API
 from engine.models import (
@@ -176,6 +177,7 @@ class Desmoker:
         t_min: float = DEFAULT_T_MIN,
     ) -> None:
         self.notice = ""
+        self._settings_notice = ""  # the notice of settings the GPU frame path cannot run
         self.config: dict[str, Any] = {}
         self.backend: Backend | None = None
         self._failed_backends: list[str] = []
@@ -343,7 +345,8 @@ class Desmoker:
     ) -> DesmokeResult | None:
         """The whole frame through the backend's fused kernels; None (and the CPU pre/post
         path from then on) where the backend has none, or they cannot run (NVRTC missing, out
-        of GPU memory: the notice says so)."""
+        of GPU memory: the notice says so); None for this frame alone where its sizes or
+        settings are past the kernels' limits (a large patch)."""
         height, width = frame.shape[:2]
         try:
             out = self.backend.process_frame(
@@ -354,6 +357,9 @@ class Desmoker:
                 strength=self.strength,
                 t_min=self.t_min,
             )
+        except FrameUnsupported as exc:  # these settings only: others go back to the GPU
+            self.notice = self._settings_notice = f"pre/post-processing on the CPU ({exc})"
+            return None
         except BackendUnavailable as exc:
             self._device_frame_path = False
             self.notice = f"GPU frame path off ({exc}); pre/post-processing on the CPU"
@@ -362,6 +368,8 @@ class Desmoker:
         if out is None:  # a backend without a frame path: never asked again
             self._device_frame_path = False
             return None
+        if self.notice and self.notice == self._settings_notice:  # back within the limits
+            self.notice = ""
         timings = out.timings
         timings["copies"] = sum(timings.get(k, 0.0) for k in DEVICE_COPY_STAGES)
         return DesmokeResult(frame, out.dark_channel, out.desmoked, out.smoke_level, timings)

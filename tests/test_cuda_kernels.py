@@ -39,7 +39,7 @@ from engine.cuda.loader import (
     pick_target,
 )
 from engine.dark_channel import dark_channel, default_patch_size
-from engine.models import build_network, default_config, save_weights
+from engine.models import build_network, default_config, save_weights, working_interpolation
 from engine.pipeline import Desmoker
 from engine.restore import (
     DEFAULT_T_MIN,
@@ -64,8 +64,7 @@ def textured(height: int, width: int, seed: int) -> np.ndarray:
 
 def reference_small(frame: np.ndarray, work_h: int, work_w: int) -> np.ndarray:
     """engine.pipeline.Desmoker.process's small_f."""
-    height = frame.shape[0]
-    interpolation = cv2.INTER_AREA if work_h <= height else cv2.INTER_LINEAR
+    interpolation = working_interpolation(*frame.shape[:2], work_h, work_w)
     small = cv2.resize(frame, (work_w, work_h), interpolation=interpolation)
     return small.astype(np.float32) * np.float32(1 / 255)
 
@@ -750,6 +749,232 @@ def test_a_frame_path_that_cannot_be_built_is_tried_once(monkeypatch) -> None:
 def test_no_fused_kernels_for_a_model_they_do_not_restore() -> None:
     with pytest.raises(BackendUnavailable, match="no fused path for model 'dcp'"):
         cuda_kernels("dcp")
+
+
+def cpu_frame_path(kernels, network: torch.nn.Module, model: str) -> FramePath:
+    """A FramePath around a CPU network on `kernels` (the host emulation, or a wrapper)."""
+
+    def forward(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with torch.no_grad():
+            out = network(x)
+        return (out,) if isinstance(out, torch.Tensor) else out
+
+    return FramePath(
+        kernels, forward, model=model, device=torch.device("cpu"), input_dtype=torch.float32
+    )
+
+
+def test_settings_past_the_kernels_limits_fall_back_to_the_cpu(
+    emulated, tmp_path, monkeypatch
+) -> None:
+    """Working size 512 with patch 61, or 2160 with the default patch, ask the working-
+    resolution dark channel for a patch the kernels cannot take (over 99): the frame goes
+    through the CPU pre/post-processing with a notice saying why, not a traceback."""
+    network, weights = trained_like("fast", tmp_path)
+    frame = textured(135, 240, seed=13)
+    for working, patch in ((512, 61), (1800, None)):
+        counting = CountingModule(emulated)
+        monkeypatch.setattr(frame_path, "cuda_kernels", lambda model, k=counting: k)
+        backend = EmulatedFramePathBackend(network, "fast")
+        options = dict(working_short_side=working, patch_size=patch)
+        desmoker = Desmoker(str(weights), "torch", **options)
+        desmoker.backend.process_frame = backend.process_frame  # as a GPU backend's
+        desmoker._device_frame_path = True
+        result = desmoker.process(frame)
+        expected = Desmoker(str(weights), "torch", **options).process(frame)
+        np.testing.assert_array_equal(result.desmoked, expected.desmoked)
+        assert "on the CPU (working-resolution patch" in desmoker.notice
+        assert f"limit of {K.MAX_SMALL_PATCH}: a smaller patch size" in desmoker.notice
+        assert counting.launches == [] and backend.frame_path()._held is None
+        # These settings only: back within the limits, the frame goes to the GPU again.
+        desmoker.working_short_side, desmoker.reference_patch = 256, 15
+        desmoker.process(frame)
+        assert "restore_smoke_layer" in counting.launches and desmoker.notice == ""
+
+
+def test_kernel_limits_are_refused_before_anything_runs(emulated, tmp_path) -> None:
+    network, _ = trained_like("fast", tmp_path)
+    counting = CountingModule(emulated)
+    path = cpu_frame_path(counting, network, "fast")
+    frame = textured(48, 64, seed=14)
+    too_large = K.MAX_SMALL_PATCH + 2
+    with pytest.raises(BackendUnavailable, match=f"^working-resolution patch {too_large} is"):
+        path.process(frame, work_shape=(48, 64), small_patch=too_large, mask_patch=3)
+    wide = np.zeros((1, 40_000, 3), np.uint8)  # resize products past the kernels' 32-bit ints
+    with pytest.raises(BackendUnavailable, match="^40000x1 frames at a 60000x1 working size"):
+        path.process(wide, work_shape=(1, 60_000), small_patch=1, mask_patch=1)
+    assert counting.launches == [] and path._held is None
+    path.process(frame, work_shape=(48, 64), small_patch=K.MAX_SMALL_PATCH, mask_patch=3)
+    assert counting.launches == ["pre_pass_one", "pre_pass_two", "restore_smoke_layer"]
+
+
+def test_a_failure_on_the_device_is_backend_unavailable_and_frees_the_buffers(emulated) -> None:
+    """Any torch error on the device (not only out of memory) ends in BackendUnavailable,
+    which the Desmoker turns into its CPU path, and nothing stays held for a path now off."""
+
+    def lost_device(x: torch.Tensor):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    path = FramePath(emulated, lost_device, model="fast", device=torch.device("cpu"))
+    frame = textured(48, 64, seed=15)
+    with pytest.raises(BackendUnavailable, match="^the GPU frame path failed: CUDA error: an"):
+        path.process(frame, work_shape=(48, 64), small_patch=3, mask_patch=3)
+    assert path._held is None
+
+
+class ReplayedWork:
+    """A CUDA graph's stand-in on the CPU: replaying runs the device work with the launch
+    arguments it was captured with (a graph bakes them in) on the buffers as they are then
+    (the strength scalar among them)."""
+
+    def __init__(self, path: FramePath, buffers, launch) -> None:
+        self.path, self.buffers, self.launch = path, buffers, launch
+        self.replays = self.reset_calls = 0
+
+    def replay(self) -> None:
+        self.replays += 1
+        self.path._device_work(self.buffers, self.launch)
+
+    def reset(self) -> None:
+        self.reset_calls += 1
+
+
+def graphs_on_the_cpu(path: FramePath, monkeypatch) -> list[ReplayedWork]:
+    """Let `path` capture ReplayedWork graphs; returns those captured, in order."""
+    captured = []
+
+    def capture(buffers, launch) -> None:
+        captured.append(ReplayedWork(path, buffers, launch))
+        buffers.graph = captured[-1]
+
+    path.use_graphs = True
+    monkeypatch.setattr(path, "_capture", capture)
+    return captured
+
+
+def test_strength_is_read_from_the_device_by_the_captured_graph(
+    emulated, tmp_path, monkeypatch
+) -> None:
+    """The GUI's strength slider on a running Desmoker: `paper`'s graph replays with the
+    new strength (no capture, no buffers of its own) and gives what an eager run gives."""
+    network, _ = trained_like("paper", tmp_path)
+    path = cpu_frame_path(emulated, network, "paper")
+    captured = graphs_on_the_cpu(path, monkeypatch)
+    frame = textured(48, 64, seed=16)
+    options = dict(work_shape=(256, 256), small_patch=15, mask_patch=9)
+    for strength in (1.0, 1.0, 0.4):  # eager, eager + capture, replay
+        got = path.process(frame, strength=strength, **options)
+    assert len(captured) == 1 and captured[0].replays == 1
+    eager = cpu_frame_path(emulated, network, "paper").process(frame, strength=0.4, **options)
+    np.testing.assert_array_equal(got.desmoked, eager.desmoked)
+
+
+def test_moving_the_sliders_holds_one_buffer_set(emulated, tmp_path, monkeypatch) -> None:
+    """New patches are captured again once settled, on the same buffers; a new working
+    size frees the old one's buffers and graph."""
+    network, _ = trained_like("fast", tmp_path)
+    path = cpu_frame_path(emulated, network, "fast")
+    captured = graphs_on_the_cpu(path, monkeypatch)
+    frame = textured(48, 64, seed=16)
+    options = dict(work_shape=(32, 48), small_patch=15, mask_patch=9)
+    for strength in (1.0, 1.0, 0.5, 0.0):
+        path.process(frame, strength=strength, **options)
+    held = path._held
+    for patch, t_min in ((3, 0.1), (5, 0.1), (5, 0.1), (5, 0.2), (5, 0.2), (5, 0.2)):
+        path.process(frame, t_min=t_min, **{**options, "small_patch": patch})
+    launches = [(g.launch.small_patch, g.launch.t_min) for g in captured]
+    assert launches == [(15, 0.1), (5, 0.1), (5, 0.2)]
+    assert path._held is held
+    graph = held.graph
+    path.process(frame, **{**options, "work_shape": (48, 64)})
+    assert path._held is not held and held.graph is None and graph.reset_calls == 1
+
+
+def test_out_of_memory_frees_everything_held_then_tries_once_more(
+    emulated, tmp_path, monkeypatch
+) -> None:
+    network, _ = trained_like("fast", tmp_path)
+    path = cpu_frame_path(emulated, network, "fast")
+    frame = textured(48, 64, seed=17)
+    options = dict(work_shape=(48, 64), small_patch=3, mask_patch=3)
+    expected = path.process(frame, **options).desmoked
+    held, forward, failures = path._held, path.network, [1]
+
+    def short_of_memory(x: torch.Tensor):
+        if failures:
+            failures.pop()
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(x)
+
+    path.network = short_of_memory
+    np.testing.assert_array_equal(path.process(frame, **options).desmoked, expected)
+    assert path._held is not held  # freed, then allocated afresh for the retry
+    failures[:] = [1, 1]
+    with pytest.raises(BackendUnavailable, match="^out of GPU memory for 64x48 frames"):
+        path.process(frame, **options)
+    assert path._held is None
+
+
+def test_graphs_are_captured_in_thread_local_mode(monkeypatch) -> None:
+    """Another thread's Desmoker (the export worker) may allocate on its own stream while
+    this one captures: "global" mode would fail its calls and this capture."""
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    from engine.backends.torch_cuda import TorchCudaBackend, _Static
+
+    modes = []
+
+    @contextmanager
+    def graph(cuda_graph, **options):
+        modes.append(options["capture_error_mode"])
+        yield
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: "graph")
+    monkeypatch.setattr(torch.cuda, "graph", graph)
+    path = FramePath(CountingModule(None), lambda x: (), model="fast", device="cpu")
+    monkeypatch.setattr(path, "_device_work", lambda buffers, launch: None)
+    buffers = SimpleNamespace(graph=None, graph_failed=False)
+    path._capture(buffers, None)
+    backend = TorchCudaBackend()
+    monkeypatch.setattr(backend, "_static_work", lambda s: None)
+    static = _Static(input=torch.zeros(1), host_input=torch.zeros(1), runs=1)
+    backend._run_static(static)
+    assert modes == ["thread_local", "thread_local"]
+    assert buffers.graph == static.graph == "graph"
+
+
+def test_the_torch_cuda_backend_holds_one_input_shape(monkeypatch) -> None:
+    """`run` at a new working size frees the previous size's buffers and graph."""
+    from engine.backends.torch_cuda import TorchCudaBackend, _Static
+
+    backend = TorchCudaBackend()
+    backend.network = torch.nn.Identity()
+    made = []
+
+    def new_static(shape):  # CPU tensors standing in for the device and pinned ones
+        made.append(shape)
+        return _Static(input=torch.zeros(shape), host_input=torch.zeros(shape))
+
+    def run_static(s) -> None:
+        s.outputs = s.host_outputs = (s.input.clone(),)
+
+    monkeypatch.setattr(backend, "_new_static", new_static)
+    monkeypatch.setattr(backend, "_run_static", run_static)
+    monkeypatch.setattr(backend, "stream", SimpleStream())
+    for height in (32, 48, 32):
+        x = np.full((1, 4, height, 64), 0.5, np.float32)
+        (out,) = backend.run(x)
+        np.testing.assert_array_equal(out, x)
+        assert list(backend._static) == [x.shape]
+    assert len(made) == 3
+
+
+class SimpleStream:
+    """A stream's stand-in where CUDA is absent (torch.cuda.stream ignores it then)."""
+
+    def synchronize(self) -> None:
+        pass
 
 
 # -- on a GPU -------------------------------------------------------------------------

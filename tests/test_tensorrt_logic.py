@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -288,6 +289,129 @@ def test_an_onnx_build_without_an_output_is_refused_before_building(tmp_path, mo
     with pytest.raises(BuildError, match="give -o ENGINE"):
         build_engine(onnx)
     assert ("build",) not in trt.calls
+
+
+def test_an_exported_onnx_builds_an_engine_the_backend_takes(
+    fast_network, tmp_path, monkeypatch
+) -> None:
+    """The README's `desmoke build-engine fast.onnx -o fast.engine`: the export records its
+    weights, so the engine's sidecar names them and the backend's checks pass."""
+    from training.build_engine import build_engine
+
+    fake_tensorrt(monkeypatch)
+    onnx_path = tmp_path / "fast.onnx"
+    onnx_path.write_bytes(exported_onnx(fast_network, fp16=True))
+    _, sidecar = build_engine(onnx_path, tmp_path / "fast.engine", fp16=True)
+    digest = weights_digest(fast_network)
+    assert sidecar["weights_digest"] == digest and sidecar["model"] == "fast"
+    here = dict(tensorrt_version="10.13.0", capability=(9, 0), output_names=("alpha", "colour"))
+    assert sidecar_problems(sidecar, weights_digest=digest, **here) == []
+
+
+def without_provenance(model: bytes) -> bytes:
+    """An ONNX as another tool (or an older desmoke) writes it: no desmoke metadata."""
+    proto = onnx.load_from_string(model)
+    del proto.metadata_props[:]
+    return proto.SerializeToString()
+
+
+def test_an_onnx_naming_no_weights_is_refused_before_building(
+    fast_network, tmp_path, monkeypatch, capsys
+) -> None:
+    """No engine the backend would always refuse: without recorded weights an ONNX needs
+    --weights (said in one line, before TensorRT builds), and those must be its own."""
+    from training.build_engine import build_engine
+
+    trt = fake_tensorrt(monkeypatch)
+    onnx_path = tmp_path / "other.onnx"
+    onnx_path.write_bytes(without_provenance(exported_onnx(fast_network)))
+    engine = tmp_path / "other.engine"
+    assert main(["build-engine", str(onnx_path), "-o", str(engine)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"desmoke: error: {onnx_path}: names no weights") and "\n" not in err
+    assert "--weights" in err and ("build",) not in trt.calls and not engine.exists()
+
+    weights = save_weights(tmp_path / "w.safetensors", fast_network, default_config("fast"))
+    _, sidecar = build_engine(onnx_path, engine, weights=weights)
+    assert sidecar["weights_digest"] == weights_digest(fast_network)
+
+    stranger = save_weights(
+        tmp_path / "x.safetensors", build_network("fast"), default_config("fast")
+    )
+    onnx_path.write_bytes(exported_onnx(fast_network))  # records fast_network's weights
+    with pytest.raises(BuildError, match=f"exported from other weights than {stranger}"):
+        build_engine(onnx_path, engine, weights=stranger)
+
+
+def test_a_paper_engine_takes_the_paper_strides(tmp_path, monkeypatch) -> None:
+    """The paper U-Net's inputs are multiples of 256: the profile of an engine built from
+    its ONNX alone, and a --shape, follow the stride the export records."""
+    from training.build_engine import build_engine
+
+    trt = fake_tensorrt(monkeypatch)
+    onnx_path = tmp_path / "paper.onnx"
+    onnx_path.write_bytes(exported_onnx(build_network("paper", {"ngf": 4})))
+    _, sidecar = build_engine(onnx_path, tmp_path / "paper.engine")
+    for dims in (sidecar["inputs"]["input"][k] for k in ("min", "opt", "max")):
+        assert dims[2] % 256 == 0 and dims[3] % 256 == 0, dims
+    trt.calls.clear()
+    with pytest.raises(
+        BuildError,
+        match=r"256x448 must be a multiple of the network's stride 256 \(e\.g\. 256x512\)",
+    ):
+        build_engine(onnx_path, tmp_path / "paper.engine", shape=(256, 448))
+    assert ("build",) not in trt.calls
+
+
+class FakeContext:
+    """The execution context calls run_device makes, answering the input's shape back."""
+
+    def __init__(self) -> None:
+        self.shape = None
+
+    def set_input_shape(self, name, shape):
+        self.shape = shape
+        return True
+
+    def get_tensor_shape(self, name):
+        return self.shape
+
+    def set_tensor_address(self, name, address):
+        pass
+
+    def execute_async_v3(self, stream_handle):
+        return True
+
+
+def loaded_backend(tmp_path) -> TensorRTBackend:
+    """A TensorRTBackend as load() leaves it, on a fake context and a profile engine."""
+    backend = TensorRTBackend()
+    backend.sidecar = read_sidecar(write_engine(tmp_path, "profile", shape=None))
+    backend._context, backend.input_names = FakeContext(), ["input"]
+    backend.output_names = ("alpha",)
+    backend.dtypes = {"input": torch.float32, "alpha": torch.float32}
+    return backend
+
+
+def test_the_backend_holds_the_outputs_of_one_shape(tmp_path, monkeypatch) -> None:
+    backend = loaded_backend(tmp_path)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: SimpleNamespace(cuda_stream=0))
+    for width in (448, 512, 448):
+        backend.run_device(torch.zeros(1, 4, 256, width))
+        assert list(backend._outputs) == [(1, 4, 256, width)]
+
+
+def test_run_turns_a_gpu_failure_into_backend_unavailable(tmp_path, monkeypatch) -> None:
+    """Out of memory putting the input on the GPU (or any torch error there): the pipeline
+    moves to the next backend, as with torch-cuda."""
+    backend = loaded_backend(tmp_path)
+
+    def out_of_memory(tensor, *args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 MiB")
+
+    monkeypatch.setattr(torch.Tensor, "to", out_of_memory)
+    with pytest.raises(BackendUnavailable, match="^the engine failed on the GPU: CUDA out of"):
+        backend.run(np.zeros((1, 4, 256, 448), np.float32))
 
 
 # -- the sidecar ----------------------------------------------------------------------

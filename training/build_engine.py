@@ -10,8 +10,11 @@ the machines this was written on; the shape, precision and sidecar logic is unit
 - Fixed shapes (--shape HxW: the working resolution, fastest) or one optimisation profile
   covering the usual working sizes.
 - A JSON sidecar (`<engine>.json`) records what the TensorRT backend checks before use:
-  the ONNX's sha256, the weights' digest (when known), TensorRT version, GPU name and
-  compute capability, precision, I/O names and shapes, the engine file's sha256.
+  the ONNX's sha256, the weights' digest, TensorRT version, GPU name and compute
+  capability, precision, I/O names and shapes, the engine file's sha256.
+- The weights (digest, model, input stride) come from the .safetensors, or from what
+  `desmoke export-model` records in the ONNX; an ONNX that names none needs --weights
+  (an engine the backend cannot match to weights would never be used).
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import onnx
+from torch import nn
 
 from engine.backends.tensorrt_backend import (
     SIDECAR_FORMAT,
@@ -32,6 +36,8 @@ from engine.backends.tensorrt_backend import (
     sidecar_path,
 )
 from engine.files import replace_together, write_atomically
+from engine.models.onnx_export import exported_onnx, recorded_provenance
+from engine.models.weights import weights_digest
 
 #: Default profile (no --shape): short sides 128..512 around the default 256 working size.
 DEFAULT_OPT = (256, 448)
@@ -49,6 +55,16 @@ class OnnxInfo:
     channels: int
     output_names: tuple[str, ...]
     sha256: str
+    provenance: dict[str, str] = field(default_factory=dict)  # recorded_provenance
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The weights an engine computes: what the TensorRT backend matches it by."""
+
+    model: str
+    weights_digest: str
+    stride: int
 
 
 def parse_shape(text: str) -> tuple[int, int]:
@@ -73,7 +89,10 @@ def profile_shapes(
     if shape is not None:
         h, w = shape
         if h % stride or w % stride:
-            raise BuildError(f"shape {h}x{w} must be a multiple of the network's stride {stride}")
+            raise BuildError(
+                f"shape {h}x{w} must be a multiple of the network's stride {stride} "
+                f"(e.g. {snap(h)}x{snap(w)})"
+            )
         fixed = (1, channels, h, w)
         return {"min": fixed, "opt": fixed, "max": fixed}
     opt_h, opt_w = DEFAULT_OPT
@@ -110,7 +129,29 @@ def onnx_info(data: bytes, name: str) -> OnnxInfo:
         channels=channels,
         output_names=tuple(o.name for o in model.graph.output),
         sha256=hashlib.sha256(data).hexdigest(),
+        provenance=recorded_provenance(model),
     )
+
+
+def engine_origin(
+    info: OnnxInfo, name: str, weights: tuple[nn.Module, dict[str, Any], Path] | None = None
+) -> Origin:
+    """The weights the engine will compute: `weights` (network, config, file) when given,
+    which the ONNX's recorded ones must then be; else those the ONNX records. BuildError
+    when neither names any, before minutes of building an engine no backend would use."""
+    recorded = info.provenance
+    if weights is not None:
+        network, config, path = weights
+        origin = Origin(config["model"], weights_digest(network), network.stride)
+        if recorded.get("weights_digest", origin.weights_digest) != origin.weights_digest:
+            raise BuildError(f"{name}: exported from other weights than {path}")
+        return origin
+    if "weights_digest" not in recorded or not recorded.get("stride", "").isdigit():
+        raise BuildError(
+            f"{name}: names no weights (not exported by `desmoke export-model`): give the "
+            "weights it came from with --weights W.safetensors, or export it again"
+        )
+    return Origin(recorded.get("model", ""), recorded["weights_digest"], int(recorded["stride"]))
 
 
 def precision_plan(trt_major: int, onnx_dtype: str, fp16: bool) -> tuple[bool, bool, str]:
@@ -234,10 +275,9 @@ def build_engine(
     weights: str | Path | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Build an engine from an ONNX file or a .safetensors weights file; returns the
-    engine's path and its sidecar. Nothing is left at `output` when the build fails."""
+    engine's path and its sidecar. Nothing is left at `output` when the build fails.
+    `weights`: the .safetensors an ONNX came from, where the ONNX does not record it."""
     from engine.models import load_network
-    from engine.models.onnx_export import exported_onnx
-    from engine.models.weights import weights_digest
 
     source = Path(source)
     if not source.is_file():
@@ -247,23 +287,24 @@ def build_engine(
         raise BuildError("give -o ENGINE (or build from .safetensors weights)")
     trt = import_tensorrt()
     gpu = gpu_identity()
-    digest = model = None
+    weights_given = None
     if weights_file is not None:
         network, config = load_network(weights_file)
-        digest, model = weights_digest(network), config["model"]
+        weights_given = (network, config, Path(weights_file))
     if source.suffix == ".safetensors":  # exported in memory: no ONNX file is kept
         onnx_bytes, onnx_name = exported_onnx(network, fp16=fp16), f"{source} (as ONNX)"
     else:
         onnx_bytes, onnx_name = source.read_bytes(), str(source)
     info = onnx_info(onnx_bytes, onnx_name)
+    origin = engine_origin(info, onnx_name, weights_given)
     strongly_typed, fp16_flag, precision = precision_plan(
         int(trt.__version__.split(".")[0]), info.input_dtype, fp16
     )
-    stride = network.stride if weights_file is not None else 16  # an ONNX file alone: fast's
-    shapes = profile_shapes(shape, stride, info.channels)
+    shapes = profile_shapes(shape, origin.stride, info.channels)
     if output is None:
         cc = "".join(map(str, gpu["compute_capability"]))
-        output = engine_dir() / f"{model}-{digest[:12]}-sm{cc}-trt{trt.__version__}.engine"
+        name = f"{origin.model}-{origin.weights_digest[:12]}-sm{cc}-trt{trt.__version__}"
+        output = engine_dir() / f"{name}.engine"
     cache_path = Path(timing_cache) if timing_cache else None
     cache = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
     engine, new_cache = build_serialized(
@@ -284,8 +325,8 @@ def build_engine(
         precision=precision,
         strongly_typed=strongly_typed,
         engine_sha256=hashlib.sha256(engine).hexdigest(),
-        weights_digest=digest,
-        model=model,
+        weights_digest=origin.weights_digest,
+        model=origin.model,
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     sidecar_text = json.dumps(sidecar, indent=2) + "\n"

@@ -33,13 +33,15 @@ def add_parser(subparsers: Subcommands) -> None:
     parser.add_argument(
         "--shape",
         metavar="HxW",
-        help="fixed working resolution, e.g. 256x448 (default: a profile for 128..512 px)",
+        help="fixed working resolution, e.g. 256x448, in multiples of the network's stride "
+        "(16 for the default fast, 256 for paper; default: a profile for 128..512 px)",
     )
     parser.add_argument(
         "--weights",
         type=Path,
         metavar="FILE",
-        help="the .safetensors an ONNX was exported from (lets the backend find the engine)",
+        help="the .safetensors an ONNX came from, for one not made by `desmoke export-model` "
+        "(which records its weights in the ONNX)",
     )
     parser.set_defaults(func=run)
 

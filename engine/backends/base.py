@@ -16,6 +16,11 @@ class BackendUnavailable(RuntimeError):
     """A backend that cannot run here (library missing, no GPU, engine does not fit)."""
 
 
+class FrameUnsupported(BackendUnavailable):
+    """A fused GPU frame path that cannot run these sizes or settings (a patch past its
+    kernels' limits), checked before anything runs: other sizes and settings still can."""
+
+
 class Backend(ABC):
     """Runs a network on NCHW float32 input; outputs in the network's `output_names` order.
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.backends.base import Backend, BackendUnavailable
+from engine.backends.base import Backend, BackendUnavailable, FrameUnsupported
 from engine.cuda import kernels as K
 from engine.cuda.loader import CudaError
 from engine.restore import DEFAULT_GUIDE_EPS, guide_radius
@@ -106,6 +106,17 @@ class FrameOutputs:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Launch:
+    """The kernels' launch arguments a CUDA graph bakes in: a change is captured afresh.
+    Strength is not one of them: a device scalar (_Buffers.strength) the graph reads, so
+    the GUI's slider changes it without a recapture."""
+
+    small_patch: int
+    mask_patch: int
+    t_min: float
+
+
 @dataclass
 class _Buffers:
     """Device (and pinned host) buffers of one frame/working shape; fixed addresses, so a
@@ -123,9 +134,14 @@ class _Buffers:
     strength: torch.Tensor  # float32 scalar on the device (changes without a recapture)
     host_frame: torch.Tensor | None = None  # pinned
     host_out: torch.Tensor | None = None  # pinned
-    runs: int = 0
+    launch: _Launch | None = None  # of the runs counted and the graph
+    runs: int = 0  # eager runs with `launch` (a graph is captured after GRAPH_WARMUP_RUNS)
     graph: Any = None
     graph_failed: bool = False
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return self.height, self.width, self.work_h, self.work_w
 
     def views(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pixels = self.height * self.width
@@ -134,6 +150,34 @@ class _Buffers:
         level = out[4 * pixels : 4 * pixels + 4].view(torch.float32)
         return desmoked, mask, level
 
+    def use_launch(self, launch: _Launch) -> None:
+        """Run with `launch` from now: another one drops the graph of the old (settled
+        settings are captured again, GRAPH_WARMUP_RUNS frames later)."""
+        if launch != self.launch:
+            self.drop_graph()
+            self.launch, self.runs = launch, 0
+
+    def drop_graph(self) -> None:
+        if self.graph is not None:
+            self.graph.reset()  # its private memory pool goes with it
+            self.graph = None
+
+
+def free_cached_memory() -> None:
+    """Hand the blocks torch's caching allocators keep back to the driver: device memory,
+    and pinned host memory where this torch can (torch.accelerator.empty_host_cache).
+    Best effort: callers free after a failure, and a device in a sticky error state fails
+    these calls too."""
+    if not torch.cuda.is_initialized():  # nothing was ever allocated
+        return
+    empty_host_cache = getattr(getattr(torch, "accelerator", None), "empty_host_cache", None)
+    try:
+        torch.cuda.empty_cache()
+        if empty_host_cache is not None:
+            empty_host_cache()
+    except RuntimeError as exc:
+        log.debug("could not free cached GPU memory: %s", exc)
+
 
 class FramePath:
     """The whole frame on the device: uint8 frame in, mask + desmoked + level out.
@@ -141,6 +185,10 @@ class FramePath:
     kernels: engine.cuda.loader.CudaModule (or the host emulation, with a CPU device).
     network: device tensor (1x4xhxw, `input_dtype`) -> the network's output tensors.
     model: "fast" (outputs alpha, colour) or "paper" (output the restored image).
+
+    Holds the buffers (and CUDA graph) of one frame/working shape, the last one run: a new
+    shape frees the old one's, so moving the GUI's sliders never piles up GPU or pinned
+    memory.
     """
 
     def __init__(
@@ -166,7 +214,7 @@ class FramePath:
         self.channels_last = channels_last
         self.use_graphs = use_graphs and self.cuda
         self.stream = stream if stream is not None or not self.cuda else torch.cuda.Stream()
-        self._buffers: dict[tuple, _Buffers] = {}
+        self._held: _Buffers | None = None
         self._copier = HostCopier() if self.cuda else HostCopier(threads=1)
 
     # -- buffers ------------------------------------------------------------------------
@@ -193,27 +241,40 @@ class FramePath:
             buffers.host_out = torch.empty_like(buffers.out, device="cpu").pin_memory()
         return buffers
 
-    def _buffers_for(self, key: tuple) -> _Buffers:
-        if key not in self._buffers:
-            self._buffers[key] = self._allocate(*key[:4])
-        return self._buffers[key]
+    def _buffers_for(self, shape: tuple[int, int, int, int]) -> _Buffers:
+        """The held buffers if they have this shape, else new ones (the old freed first)."""
+        if self._held is None or self._held.shape != shape:
+            self.release()
+            self._held = self._allocate(*shape)
+        return self._held
+
+    def release(self) -> None:
+        """Free the buffers and graph held (the next frame allocates afresh). Every frame is
+        synchronous, so no device work still uses them."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        try:
+            held.drop_graph()
+        except RuntimeError as exc:  # after a failure on the device, as free_cached_memory
+            log.debug("could not free a CUDA graph: %s", exc)
+        free_cached_memory()
 
     def _stream_handle(self) -> int:
         return torch.cuda.current_stream(self.device).cuda_stream if self.cuda else 0
 
     # -- the device work (graph-capturable: fixed buffers, no host syncs) ----------------
-    def _device_work(self, b: _Buffers, key: tuple, marks: list | None = None) -> None:
+    def _device_work(self, b: _Buffers, launch: _Launch, marks: list | None = None) -> None:
         """Pre-kernels (network input and display mask), network, restore. `marks` (eager
         profiling) collects a CUDA event after each of the first two stages."""
-        _, _, _, _, small_patch, mask_patch, t_min, paper_strength = key
-        self._preprocess(b, small_patch, mask_patch)
+        self._preprocess(b, launch.small_patch, launch.mask_patch)
         self._mark(marks)
         outputs = self.network(b.net_input)
         self._mark(marks)
         if self.model == "paper":
-            self._restore_paper(b, outputs[0], paper_strength)
+            self._restore_paper(b, outputs[0])
         else:
-            self._restore_layer(b, outputs[0], outputs[1], t_min)
+            self._restore_layer(b, outputs[0], outputs[1], launch.t_min)
 
     def _net_input_planes(self, b: _Buffers) -> K.Planes:
         x = b.net_input
@@ -237,10 +298,13 @@ class FramePath:
             mask_patch=mask_patch,
         )
 
-    def _restore_paper(self, b: _Buffers, restored: torch.Tensor, strength: float) -> None:
+    def _restore_paper(self, b: _Buffers, restored: torch.Tensor) -> None:
         desmoked, _, level = b.views(b.out)
-        restored = restored.float().contiguous()
         level.copy_(b.net_input[:, 3].float().mean().reshape(1))  # as the CPU pipeline
+        # The kernel adds (restored - input) upsampled; strength scales that change here,
+        # from the device scalar, so the graph need not bake it into the launch.
+        before = b.net_input[:, :3].float()
+        restored = (before + (restored.float() - before) * b.strength).contiguous()
         K.restore_paper(
             self.kernels,
             self._stream_handle(),
@@ -251,7 +315,7 @@ class FramePath:
             work_h=b.work_h,
             work_w=b.work_w,
             net_input=self._net_input_planes(b),
-            strength=strength,
+            strength=1.0,
             out=K.Image(desmoked.data_ptr(), 3 * b.width),
         )
 
@@ -291,34 +355,38 @@ class FramePath:
             event.record()
             marks.append(event)
 
-    def _run_device(self, b: _Buffers, key: tuple, profile: bool = False) -> dict[str, float]:
+    def _run_device(self, b: _Buffers, launch: _Launch, profile: bool = False) -> dict[str, float]:
         """The device work: graph replay once captured; profile runs it eagerly with
         per-stage events (preprocess, network, restore) and returns their milliseconds."""
         if profile and self.cuda:
             marks: list = []
             self._mark(marks)
-            self._device_work(b, key, marks)
+            self._device_work(b, launch, marks)
             self._mark(marks)
             marks[-1].synchronize()
             stages = ("preprocess", "network", "restore")
             return {s: marks[i].elapsed_time(marks[i + 1]) for i, s in enumerate(stages)}
-        self._run(b, key)
+        self._run(b, launch)
         return {}
 
-    def _run(self, b: _Buffers, key: tuple) -> None:
+    def _run(self, b: _Buffers, launch: _Launch) -> None:
+        b.use_launch(launch)
         if b.graph is not None:
             b.graph.replay()
             return
-        self._device_work(b, key)
+        self._device_work(b, launch)
         b.runs += 1
         if self.use_graphs and not b.graph_failed and b.runs >= GRAPH_WARMUP_RUNS:
-            self._capture(b, key)
+            self._capture(b, launch)
 
-    def _capture(self, b: _Buffers, key: tuple) -> None:
+    def _capture(self, b: _Buffers, launch: _Launch) -> None:
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph, stream=self.stream):
-                self._device_work(b, key)
+            # thread_local: another thread's Desmoker (the export worker) may allocate or
+            # synchronise on its own stream meanwhile; the default "global" mode would fail
+            # its calls and this capture. This thread's own unsafe calls still fail.
+            with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
+                self._device_work(b, launch)
         except Exception as exc:  # some op cannot be captured: stay eager, say so once
             b.graph_failed = True
             log.warning("CUDA graph capture failed (%s); running eagerly", exc)
@@ -341,23 +409,24 @@ class FramePath:
         host_in (frame into pinned memory), upload, gpu, download (+ preprocess, network,
         restore with `profile`, which runs eagerly with an event between the stages,
         instead of replaying the CUDA graph),
-        host_out (results out of pinned memory) and total (host wall clock)."""
+        host_out (results out of pinned memory) and total (host wall clock).
+
+        FrameUnsupported (the caller pre/post-processes this frame on the CPU) for sizes or
+        patches past the kernels' limits, checked before anything runs; BackendUnavailable
+        (the CPU from then on) for any failure on the device; out of memory first frees
+        what is held and tries once more."""
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"expected a uint8 HxWx3 frame, got {frame.dtype} {frame.shape}")
-        height, width = frame.shape[:2]
-        work_h, work_w = work_shape
-        paper_strength = float(strength) if self.model == "paper" else 1.0
-        key = (height, width, work_h, work_w, small_patch, mask_patch, float(t_min), paper_strength)
-        started = time.perf_counter()
+        shape = (*frame.shape[:2], *work_shape)
         try:
-            timings = self._process(key, frame, strength, profile)
-        except torch.cuda.OutOfMemoryError as exc:
-            self._buffers.pop(key, None)
-            torch.cuda.empty_cache()
-            raise BackendUnavailable(f"out of GPU memory for {width}x{height} frames") from exc
-        except CudaError as exc:
-            raise BackendUnavailable(f"GPU kernels failed: {exc}") from exc
-        b = self._buffers[key]
+            K.check_frame(*shape, small_patch, mask_patch)
+        except K.KernelLimit as exc:
+            raise FrameUnsupported(str(exc)) from exc
+        # t_min is a launch argument of `fast`'s restore only: paper's graph does not hang on it.
+        launch = _Launch(small_patch, mask_patch, float(t_min) if self.model == "fast" else 0.0)
+        started = time.perf_counter()
+        timings = self._process_or_unavailable(shape, launch, frame, strength, profile)
+        b = self._held
         host = b.host_out if self.cuda else b.out
         desmoked, mask, level = b.views(host)
         copied = time.perf_counter()
@@ -372,20 +441,50 @@ class FramePath:
         result.timings["total"] = (done - started) * 1000
         return result
 
+    def _process_or_unavailable(
+        self, shape: tuple, launch: _Launch, frame: np.ndarray, strength: float, profile: bool
+    ) -> dict[str, float]:
+        """_process; any failure frees what is held and becomes BackendUnavailable."""
+        try:
+            return self._process_retrying(shape, launch, frame, strength, profile)
+        except BackendUnavailable:
+            self.release()
+            raise
+        except CudaError as exc:
+            self.release()
+            raise BackendUnavailable(f"GPU kernels failed: {exc}") from exc
+        except RuntimeError as exc:  # torch's errors: a driver problem, a lost device
+            self.release()
+            raise BackendUnavailable(f"the GPU frame path failed: {exc}") from exc
+
+    def _process_retrying(
+        self, shape: tuple, launch: _Launch, frame: np.ndarray, strength: float, profile: bool
+    ) -> dict[str, float]:
+        try:
+            return self._process(shape, launch, frame, strength, profile)
+        except torch.cuda.OutOfMemoryError:
+            self.release()  # all of it: what a new shape or a graph's pool needs may fit now
+        try:
+            return self._process(shape, launch, frame, strength, profile)
+        except torch.cuda.OutOfMemoryError as exc:
+            height, width = shape[:2]
+            raise BackendUnavailable(f"out of GPU memory for {width}x{height} frames") from exc
+
     def _process(
-        self, key: tuple, frame: np.ndarray, strength: float, profile: bool
+        self, shape: tuple, launch: _Launch, frame: np.ndarray, strength: float, profile: bool
     ) -> dict[str, float]:
         if self.cuda:
             with torch.cuda.stream(self.stream):  # buffers too: made on the stream that uses them
-                return self._process_cuda(self._buffers_for(key), key, frame, strength, profile)
-        b = self._buffers_for(key)
+                b = self._buffers_for(shape)
+                return self._process_cuda(b, launch, frame, strength, profile)
+        b = self._buffers_for(shape)
         b.frame.copy_(torch.from_numpy(np.ascontiguousarray(frame)))
         b.strength.fill_(strength)
-        self._run_device(b, key)
+        self._run_device(b, launch)
         return {}
 
     def _process_cuda(
-        self, b: _Buffers, key: tuple, frame: np.ndarray, strength: float, profile: bool
+        self, b: _Buffers, launch: _Launch, frame: np.ndarray, strength: float, profile: bool
     ) -> dict[str, float]:
         events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
         began = time.perf_counter()
@@ -395,7 +494,7 @@ class FramePath:
         b.frame.copy_(b.host_frame, non_blocking=True)
         b.strength.fill_(strength)
         events[1].record()
-        stages = self._run_device(b, key, profile)
+        stages = self._run_device(b, launch, profile)
         events[2].record()
         b.host_out.copy_(b.out, non_blocking=True)
         events[3].record()

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from engine.backends.base import BackendUnavailable
-from engine.backends.frame_path import FramePath, FramePathBackend
+from engine.backends.frame_path import FramePath, FramePathBackend, free_cached_memory
 from engine.cuda import kernels as K
 from engine.files import file_sha256
 from engine.models.weights import weights_digest
@@ -245,7 +245,8 @@ class TensorRTBackend(FramePathBackend):
         if not context.set_input_shape(self.input_names[0], shape):
             raise BackendUnavailable(f"TensorRT refused input shape {shape}")
         outputs = self._outputs.get(shape)
-        if outputs is None:
+        if outputs is None:  # one shape's at a time: a new working size frees the old one's
+            self._outputs.clear()
             outputs = tuple(
                 torch.empty(
                     tuple(context.get_tensor_shape(name)), dtype=self.dtypes[name], device=x.device
@@ -261,13 +262,22 @@ class TensorRTBackend(FramePathBackend):
         return outputs
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
-        with torch.cuda.stream(self.stream):
-            device_x = torch.from_numpy(np.ascontiguousarray(x)).to(
-                "cuda", dtype=self.input_dtype, non_blocking=False
-            )
-            outputs = [o.float() for o in self.run_device(device_x)]
-            self.stream.synchronize()
-        return tuple(o.cpu().numpy() for o in outputs)
+        if self._context is None:
+            raise BackendUnavailable("tensorrt backend used before load()")
+        try:
+            with torch.cuda.stream(self.stream):
+                device_x = torch.from_numpy(np.ascontiguousarray(x)).to(
+                    "cuda", dtype=self.input_dtype, non_blocking=False
+                )
+                outputs = [o.float() for o in self.run_device(device_x)]
+                self.stream.synchronize()
+            return tuple(o.cpu().numpy() for o in outputs)
+        except BackendUnavailable:
+            raise
+        except RuntimeError as exc:  # out of memory, a driver problem: the next backend
+            self._outputs.clear()
+            free_cached_memory()
+            raise BackendUnavailable(f"the engine failed on the GPU: {exc}") from exc
 
     # -- the fused frame path (FramePathBackend.process_frame) ---------------------------
     def _new_frame_path(self, kernels: K.KernelModule) -> FramePath:

@@ -3,7 +3,7 @@ once shapes are fixed, and the fused kernels of engine/cuda around it.
 
 Two ways in:
 - `run(x)`: the Backend interface (NCHW float32 in, float32 outputs), for the pipeline's
-  CPU pre/post-processing. One graph per input shape.
+  CPU pre/post-processing. The buffers and graph of one input shape (the last) are held.
 - `process_frame(frame, ...)`: the whole frame on the GPU (engine.backends.frame_path).
 """
 
@@ -19,7 +19,12 @@ import torch
 from torch import nn
 
 from engine.backends.base import BackendUnavailable
-from engine.backends.frame_path import GRAPH_WARMUP_RUNS, FramePath, FramePathBackend
+from engine.backends.frame_path import (
+    GRAPH_WARMUP_RUNS,
+    FramePath,
+    FramePathBackend,
+    free_cached_memory,
+)
 from engine.cuda import kernels as K
 
 log = logging.getLogger(__name__)
@@ -95,7 +100,9 @@ class TorchCudaBackend(FramePathBackend):
         x = np.ascontiguousarray(x, dtype=np.float32)
         try:
             s = self._static.get(x.shape)
-            if s is None:
+            if s is None:  # one shape at a time: a new working size frees the old one's
+                self._static.clear()
+                free_cached_memory()
                 s = self._static[x.shape] = self._new_static(x.shape)
             with torch.cuda.stream(self.stream):
                 s.host_input.numpy()[...] = x
@@ -106,6 +113,7 @@ class TorchCudaBackend(FramePathBackend):
                 self.stream.synchronize()
         except RuntimeError as exc:  # out of memory, a driver problem: the next backend
             self._static.pop(x.shape, None)
+            free_cached_memory()
             raise BackendUnavailable(f"the network failed on the GPU: {exc}") from exc
         return tuple(h.numpy().copy() for h in s.host_outputs)
 
@@ -133,8 +141,8 @@ class TorchCudaBackend(FramePathBackend):
         s.runs += 1
         if not s.graph_failed and s.runs >= GRAPH_WARMUP_RUNS:
             graph = torch.cuda.CUDAGraph()
-            try:
-                with torch.cuda.graph(graph, stream=self.stream):
+            try:  # thread_local: see FramePath._capture
+                with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
                     self._static_work(s)
                 s.graph = graph
             except Exception as exc:

@@ -13,10 +13,19 @@ import ctypes
 from dataclasses import dataclass
 from typing import Protocol
 
+import cv2
+
+from engine.models import working_interpolation
+
 #: The default per-block dynamic shared memory every CUDA GPU gives without opting in.
 SHARED_LIMIT = 48 * 1024
 BLOCK_2D = (32, 8, 1)  # the post-processing kernels'
 MODE_AREA, MODE_LINEAR = 0, 1
+
+
+class KernelLimit(ValueError):
+    """Sizes the kernels cannot run (shared memory, 32-bit indexing): the caller falls back
+    to another path; the message says which value is too large and what fits."""
 
 
 class KernelModule(Protocol):
@@ -76,8 +85,9 @@ def _radius(patch: int) -> int:
 
 
 def resize_mode(height: int, width: int, work_h: int, work_w: int) -> int:
-    """Area averaging when shrinking (cv2.INTER_AREA), bilinear when enlarging."""
-    return MODE_AREA if work_h <= height and work_w <= width else MODE_LINEAR
+    """The pipeline's choice (engine.models.working_interpolation) as the kernel's mode."""
+    area = working_interpolation(height, width, work_h, work_w) == cv2.INTER_AREA
+    return MODE_AREA if area else MODE_LINEAR
 
 
 # -- pre-processing: four jobs, two launches (see kernels.cu) ---------------------------
@@ -164,14 +174,35 @@ def _launch_pair(module: KernelModule, stream: int, kernel: str, first: Job, sec
     )
 
 
+DARK_TILES = ((32, 8), (16, 8), (8, 8))  # input_dark's tiles, widest first
+
+
+def _dark_shared(tile: tuple[int, int], radius: int) -> int:
+    span_w, span_h = tile[0] + 2 * radius, tile[1] + 2 * radius
+    return 4 * (span_w * span_h + span_h * tile[0])
+
+
+def _largest_dark_radius() -> int:
+    radius = 0
+    while _dark_shared(DARK_TILES[-1], radius + 1) <= SHARED_LIMIT:
+        radius += 1
+    return radius
+
+
+#: The largest working-resolution patch input_dark takes (its smallest tile + halo fit).
+MAX_SMALL_PATCH = 2 * _largest_dark_radius() + 1
+
+
 def small_dark_geometry(radius: int) -> tuple[tuple[int, int], int]:
     """Tile and shared bytes of input_dark: a tile plus its halo must fit."""
-    for tile in ((32, 8), (16, 8), (8, 8)):
-        span_w, span_h = tile[0] + 2 * radius, tile[1] + 2 * radius
-        shared = 4 * (span_w * span_h + span_h * tile[0])
+    for tile in DARK_TILES:
+        shared = _dark_shared(tile, radius)
         if shared <= SHARED_LIMIT:
             return tile, shared
-    raise ValueError(f"working-resolution patch {2 * radius + 1} is too large for the kernel")
+    raise KernelLimit(
+        f"working-resolution patch {2 * radius + 1} is over the GPU kernels' limit of "
+        f"{MAX_SMALL_PATCH}: a smaller patch size or working size keeps the frame on the GPU"
+    )
 
 
 #: Segment lengths (outputs a thread) of the mask's row and column passes; a segment of
@@ -191,7 +222,7 @@ def mask_rows_geometry(radius: int, segment: int = ROW_SEGMENT) -> tuple[int, in
     per_row = 2 * segments * length + 2 * radius
     rows = min(BLOCK_THREADS // segments, 32, SHARED_LIMIT // per_row)
     if rows < 1:
-        raise ValueError(f"display patch {win} is too large for the kernel")
+        raise KernelLimit(f"display patch {win} is too large for the GPU kernels")
     return length, segments, rows, rows * per_row
 
 
@@ -203,6 +234,26 @@ def mask_cols_geometry(radius: int, segment: int = COL_SEGMENT) -> tuple[int, in
     if threads >= 32:
         threads -= threads % 32
     return length, threads, 4 * length * threads
+
+
+def check_indexing(height: int, width: int, work_h: int, work_w: int) -> None:
+    """KernelLimit where the resize's products of sizes overflow the kernels' 32-bit ints."""
+    if max(work_w * width, work_h * height) >= 2**31:
+        raise KernelLimit(
+            f"{width}x{height} frames at a {work_w}x{work_h} working size are too large for "
+            "the GPU kernels: a smaller working size keeps the frame on the GPU"
+        )
+
+
+def check_frame(
+    height: int, width: int, work_h: int, work_w: int, small_patch: int, mask_patch: int
+) -> None:
+    """Whether `preprocess` can run these sizes and patches (with the display mask), before
+    anything is allocated or launched: KernelLimit saying what is too large, ValueError
+    for a patch that is not a positive odd number."""
+    check_indexing(height, width, work_h, work_w)
+    small_dark_geometry(_radius(small_patch))
+    mask_rows_geometry(_radius(mask_patch))
 
 
 def scratch_pitch(width: int) -> int:
@@ -220,8 +271,7 @@ def _input_jobs(
     small_patch: int,
     guide: int,
 ) -> tuple[Job, Job]:
-    if max(work_w * width, work_h * height) >= 2**31:
-        raise ValueError(f"{height}x{width} -> {work_h}x{work_w} is too large for the kernels")
+    check_indexing(height, width, work_h, work_w)
     sc, sy, sx = net_input.strides
     half = int(net_input.half)
     rgb = InputRgbJob(
