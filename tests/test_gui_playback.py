@@ -19,7 +19,7 @@ from engine.backends.torch_backend import TorchBackend
 from engine.models import build_network, default_config, save_weights
 from engine.video import FileSource
 from tests.backend_failures import lost_device, out_of_gpu_memory
-from tests.clips import corrupt_clip, make_index_clip
+from tests.clips import corrupt_clip, make_index_clip, make_vfr_clip
 from tests.gui_support import (
     CLIP_FRAMES,
     CLIP_SIZE,
@@ -375,7 +375,10 @@ def test_live_lavfi_source(qtbot, window) -> None:
     )
     assert window.is_playing
     assert not window.transport.slider.isEnabled()
-    assert not window.export_action.isEnabled()
+    window.export_dialog()  # Ctrl+E: says why not, and what keeps a live capture
+    assert window.message_bar.text() == (
+        "export works on video files: a live capture is kept by recording the view (Ctrl+R)"
+    )
     assert "live" in window.status_labels["source"].text()
     assert window.timeline.live  # the smoke level scrolls over the last minute
     qtbot.waitUntil(lambda: len(window.timeline._live_levels) >= 10, timeout=WAIT_MS)
@@ -501,6 +504,27 @@ def test_marked_range_feeds_the_export_dialog(qtbot, window, clip, monkeypatch) 
     assert window.export_job is None
 
 
+def test_end_shows_the_last_frame_of_a_variable_frame_rate_file(qtbot, window, tmp_path):
+    """The app's own recordings have a variable frame rate: End showed the frame before
+    the last (sought by the average rate). It shows the last, numbered as the last, and
+    Right from it is the end."""
+    times = [0.0, 0.5, 1.0, 1.5, 1.52, 1.54, 1.56]
+    path = make_vfr_clip(tmp_path / "vfr.mp4", times)
+    window.open_file(path)
+    qtbot.waitUntil(lambda: window.current is not None, timeout=WAIT_MS)
+    window.pane_area.setFocus()
+    qtbot.keyClick(window, Qt.Key.Key_End)
+    last = len(times) - 1
+    wait_for_index(qtbot, window, last)
+    assert window.current.time == pytest.approx(times[-1])
+    assert window.transport.time_label.text().endswith(f"frame {last} / {len(times)}")
+    qtbot.keyClick(window, Qt.Key.Key_Right)
+    qtbot.waitUntil(
+        lambda: window.statusBar().currentMessage() == "end of the video", timeout=WAIT_MS
+    )
+    assert window.current.index == last
+
+
 def test_play_at_the_last_frame_starts_again(qtbot, window, clip) -> None:
     open_clip(qtbot, window, clip)
     window.transport.loop.setChecked(False)
@@ -617,23 +641,83 @@ def test_an_edit_made_while_another_is_applied_is_kept(qtbot, window, clip, monk
     assert window.processor_state.settings["strength"] == 0.3
 
 
-def test_stepping_back_on_a_live_source_does_nothing(qtbot, window) -> None:
+def live_frames_come(qtbot, window) -> None:
+    """Until the live view shows a newer frame than now (it plays)."""
+    shown = window.current.index
+    qtbot.waitUntil(lambda: window.current.index > shown + 2, timeout=WAIT_MS)
+
+
+def test_a_live_view_never_freezes_on_a_move(qtbot, window) -> None:
+    """A live capture has no frame to step, jump or seek to: the arrows, Shift+arrows,
+    Home and End do nothing, and above all do not pause it (a stray Right froze the view,
+    which still read "live": a still image that looks live, in surgery). The status bar
+    says why nothing happened."""
     window.open_capture(LIVE, format="lavfi")
     qtbot.waitUntil(
         lambda: window.current is not None and window.current.index >= 3, timeout=WAIT_MS
     )
-    window.pause()
-    qtbot.waitUntil(lambda: not window.is_playing, timeout=WAIT_MS)
-    qtbot.wait(200)  # the last frame read reaches the panes
-    shown = window.current.index
     window.pane_area.setFocus()
-    qtbot.keyClick(window, Qt.Key.Key_Left)
-    window.workers.reader.request_step(-1)  # the reader refuses it too, whoever asks
-    window.workers.reader.request_jump(-25)  # nor does it jump
-    qtbot.wait(300)
-    assert window.current.index == shown and not window.is_playing
-    window.step(1)  # forward still reads the next frame
-    qtbot.waitUntil(lambda: window.current.index > shown, timeout=WAIT_MS)
+    shift = Qt.KeyboardModifier.ShiftModifier
+    for key, modifier in [
+        (Qt.Key.Key_Right, Qt.KeyboardModifier.NoModifier),
+        (Qt.Key.Key_Left, Qt.KeyboardModifier.NoModifier),
+        (Qt.Key.Key_Right, shift),
+        (Qt.Key.Key_Home, Qt.KeyboardModifier.NoModifier),
+        (Qt.Key.Key_End, Qt.KeyboardModifier.NoModifier),
+    ]:
+        qtbot.keyClick(window, key, modifier)
+        assert "no frames to step" in window.statusBar().currentMessage()
+        live_frames_come(qtbot, window)
+        assert window.is_playing, key
+    window.transport.forward.click()  # disabled: a live source has nothing to step to
+    window.workers.reader.request_step(1)  # the reader refuses it too, whoever asks
+    window.workers.reader.request_jump(-25)
+    live_frames_come(qtbot, window)
+    assert window.is_playing and window.windowTitle() == f"desmoke - live: {LIVE}"
+
+
+def test_a_paused_live_view_says_so_everywhere(qtbot, window) -> None:
+    """A deliberate pause stays possible, and is unmistakable: the title, the time label,
+    the source label and every pane (the full-screen one too) say PAUSED, not live, until
+    it plays again; a capture lost says STOPPED."""
+    window.open_capture(LIVE, format="lavfi")
+    qtbot.waitUntil(lambda: window.current is not None and window.is_playing, timeout=WAIT_MS)
+    views = [*window.panes.values(), window.pane_area.split_view]
+    assert window.pane_area.notice == "" and "/ live" in window.transport.time_label.text()
+    window.show_full_screen("desmoked")
+    window.toggle_play()  # Space
+    qtbot.waitUntil(lambda: not window.is_playing, timeout=WAIT_MS)
+    assert window.windowTitle() == f"desmoke - PAUSED (not live): {LIVE}"
+    assert window.transport.time_label.text().endswith("/ PAUSED")
+    assert window.status_labels["source"].text().startswith("PAUSED (not live)")
+    assert all(view.notice == "PAUSED — not live" for view in views)
+    assert window._full_screen.view.notice == "PAUSED — not live"
+    window.toggle_play()
+    qtbot.waitUntil(lambda: window.is_playing, timeout=WAIT_MS)
+    assert window.windowTitle() == f"desmoke - live: {LIVE}"
+    assert not any(view.notice for view in (*views, window._full_screen.view))
+    assert window.transport.time_label.text().endswith("/ live")
+    window._full_screen.close()
+    window.open_capture("testsrc=size=160x96:rate=30:duration=0.5", format="lavfi")
+    qtbot.waitUntil(lambda: window.message_bar.level == "error", timeout=WAIT_MS)
+    assert window.pane_area.notice == "STOPPED — not live"
+    assert window.windowTitle().startswith("desmoke - STOPPED (not live): ")
+
+
+def test_a_paused_notice_is_drawn_over_the_pane(qtbot) -> None:
+    from desmoke_app.gui.panes import PaneView
+
+    view = PaneView("original")
+    qtbot.addWidget(view)
+    view.resize(300, 200)
+    view.set_array(np.zeros((100, 150, 3), np.uint8))
+    band = (10, 100)  # the middle row, left of the text
+    assert view.grab().toImage().pixelColor(*band).red() < 30  # the pane's dark border
+    view.set_notice("PAUSED — not live")
+    colour = view.grab().toImage().pixelColor(*band)
+    assert colour.red() > 150 and colour.green() < 60  # a red band across the pane
+    view.set_notice("")
+    assert view.grab().toImage().pixelColor(*band).red() < 30
 
 
 @pytest.mark.parametrize(
@@ -703,11 +787,8 @@ def test_a_capture_that_stops_sending_frames_is_lost(qtbot, window) -> None:
     )
     assert window.message_bar.level == "error" and not window.is_playing
     assert window.statusBar().currentMessage() == ""  # no "end of the video"
-    assert window.current is not None  # the last frame stays on screen
-    window.message_bar.hide()
-    window.step(1)  # reading on finds nothing either: said the same way
-    qtbot.waitUntil(lambda: window.message_bar.isVisible(), timeout=WAIT_MS)
-    assert "stopped sending frames" in window.message_bar.text()
+    assert window.current is not None  # the last frame stays on screen, marked stopped
+    assert window.pane_area.notice == "STOPPED — not live"
 
 
 def test_range_marks_and_their_note_belong_to_the_file(qtbot, window, clip) -> None:
@@ -723,6 +804,6 @@ def test_range_marks_and_their_note_belong_to_the_file(qtbot, window, clip) -> N
     qtbot.waitUntil(
         lambda: window.current is not None and window.current.source_id == 3, timeout=WAIT_MS
     )
-    assert not any(action.isEnabled() for action in window.mark_actions)
-    window.mark(0)
-    assert window.selection == [None, None] and window.message_bar.text() == ""
+    window.mark(0)  # I: enabled, to say why it cannot mark here
+    assert window.selection == [None, None]
+    assert window.message_bar.text() == "export range marks work on video files: open one (Ctrl+O)"

@@ -273,3 +273,74 @@ def test_a_worker_that_does_not_stop_in_time_does_not_abort_the_exit(tmp_path) -
     assert done.returncode == 0, done.stderr
     assert "did not stop in time" in done.stderr and "Destroyed while" not in done.stderr
     assert shot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_reader_blocked_opening_a_source_does_not_hold_up_stop(qtbot) -> None:
+    """stop() waited for the reader's close without a limit: a reader blocked opening a
+    source (a FIFO no one writes to) hung the quit forever, ignoring SIGTERM."""
+    import threading
+
+    from PySide6.QtCore import QTimer
+
+    from desmoke_app.gui.workers import WorkerThreads
+
+    workers = WorkerThreads()
+    release = threading.Event()
+    QTimer.singleShot(0, workers.reader, lambda: release.wait(30))  # as a blocked open is
+    qtbot.waitUntil(lambda: workers.reader.thread().isRunning(), timeout=WAIT_MS)
+    time.sleep(0.2)  # the reader is in its wait
+    began = time.monotonic()
+    workers.stop(300)
+    assert time.monotonic() - began < 5
+    assert workers.stuck() == ["reader"]
+    release.set()
+    assert workers.reader.thread().wait(WAIT_MS)  # its close then quit were still queued
+    assert workers.stuck() == []
+
+
+# desmoke-app's main with a stop that gives up after 1 s instead of 8.
+APP_WITH_A_QUICK_STOP = """
+import functools, sys
+from desmoke_app.gui import main, workers
+
+workers.WorkerThreads.stop = functools.partialmethod(workers.WorkerThreads.stop, 1000)
+sys.exit(main.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a FIFO")
+def test_quitting_while_a_source_is_still_opening_exits(tmp_path) -> None:
+    """A FIFO no one writes to blocks its open: quitting hung forever (only kill -9)."""
+    fifo = tmp_path / "stream"
+    os.mkfifo(fifo)
+    shot = tmp_path / "shot.png"
+    args = ("--capture", str(fifo), "--format", "mjpeg", "--screenshot", str(shot))
+    done = run_script(APP_WITH_A_QUICK_STOP, *args, "--after", "0.5", tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stderr.splitlines() if "desmoke-app" in line]
+    assert said == ["desmoke-app: the reader thread did not stop in time; exiting without waiting"]
+    assert shot.read_bytes().startswith(b"\x89PNG")
+
+
+APP_FAILING_TO_BUILD_ITS_WINDOW = """
+import sys
+from desmoke_app.gui import main, main_window
+
+
+def broken(self):
+    raise RuntimeError("the view broke")
+
+
+main_window.MainWindow._restore_view = broken  # after the worker threads have started
+sys.exit(main.main(sys.argv[1:]))
+"""
+
+
+def test_a_window_that_fails_to_build_stops_its_threads_and_exits_1(tmp_path) -> None:
+    """The window was built outside main's clean-up: its running worker threads aborted the
+    process (rc 134, 'QThread: Destroyed while thread ... is still running') after a
+    traceback."""
+    done = run_script(APP_FAILING_TO_BUILD_ITS_WINDOW, tmp_path=tmp_path)
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "propagateSizeHints" not in line]
+    assert lines == ["desmoke-app: error: cannot open the window: the view broke"]

@@ -505,6 +505,7 @@ PLAYER_KEYS = {
     Qt.Key.Key_Home: "First frame",
     Qt.Key.Key_End: "Last frame",
     Qt.Key.Key_I: "Mark range start",
+    Qt.Key.Key_L: "Loop",
 }
 
 
@@ -656,6 +657,85 @@ def test_f1_lists_every_shortcut_of_the_window(qtbot, window) -> None:
         assert f"\n{keys}\n{what}\n" in text, what
     assert "Ctrl++, Ctrl+=" in text and "\nF1\nKeyboard and mouse\n" in text
     assert text.index("\nWheel\n") > text.index("Keyboard and mouse")  # then the mouse
+
+
+def test_the_window_keys_work_in_the_f1_dialog(qtbot, window, clip) -> None:
+    """F1's dialog is not modal, to try the keys beside it: with the keyboard in it, they
+    still play, step and go full screen (they did nothing)."""
+    open_clip(qtbot, window, clip)
+    (dialog,) = open_shortcuts(qtbot, window)
+    run = shortcuts_run(window)
+    dialog.activateWindow()
+    dialog.browser.setFocus()
+    qtbot.waitUntil(dialog.browser.hasFocus, timeout=WAIT_MS)
+    for key in (Qt.Key.Key_Right, Qt.Key.Key_Space, Qt.Key.Key_Space, Qt.Key.Key_F9):
+        press(qtbot, window, key)
+    assert run == ["Next frame", "Play / pause", "Play / pause", "Full screen: Original"]
+    window._full_screen.close()
+
+
+def test_loop_from_the_menu_and_the_keyboard(qtbot, window, clip) -> None:
+    """The Loop check box's Space is the window's play/pause: Playback > Loop (L) is its
+    keyboard twin, in step with it both ways, listed by F1, off with it for a live source."""
+    loop, action = window.transport.loop, window.loop_action
+    assert action.isCheckable() and action.isChecked() == loop.isChecked()
+    open_clip(qtbot, window, clip)
+    for expected in (not loop.isChecked(), loop.isChecked()):
+        window.pane_area.setFocus()
+        qtbot.keyClick(window, Qt.Key.Key_L)
+        assert loop.isChecked() == action.isChecked() == expected
+    loop.click()
+    assert action.isChecked() == loop.isChecked()
+    (dialog,) = open_shortcuts(qtbot, window)
+    assert "\nL\nLoop\n" in dialog.browser.toPlainText()
+    window.open_capture("testsrc=size=160x96:rate=30", format="lavfi")
+    qtbot.waitUntil(lambda: window.source_info.is_live, timeout=WAIT_MS)
+    assert not loop.isEnabled() and not action.isEnabled()
+
+
+def test_a_full_screen_key_again_leaves(qtbot, window, clip) -> None:
+    open_clip(qtbot, window, clip)
+    press(qtbot, window, Qt.Key.Key_F9)
+    qtbot.waitUntil(lambda: window._full_screen is not None, timeout=WAIT_MS)
+    pane = window._full_screen
+    press(qtbot, pane, Qt.Key.Key_F10)  # another pane's key: that pane instead
+    assert window._full_screen.kind == "dark_channel" and not pane.isVisible()
+    press(qtbot, window._full_screen, Qt.Key.Key_F10)  # the same key again: leaves
+    assert window._full_screen is None
+
+
+def test_frame_rates_read_as_plain_numbers(qtbot, window, clip) -> None:
+    from desmoke_app.gui.controls import format_fps
+
+    assert [format_fps(f) for f in (1000, 25, 29.97003, 23.976, 0.5)] == [
+        "1000",
+        "25",
+        "29.97",
+        "23.98",
+        "0.5",
+    ]  # --fps 1000 read "1e+03 fps"
+    open_clip(qtbot, window, clip)
+    assert window.status_labels["resolution"].text() == "160x96 @ 25 fps"
+
+
+def test_a_working_size_above_the_source_is_said_once(qtbot, window, clip) -> None:
+    """A working size above the source's short side enlarges its frames before the network:
+    slower (seconds a frame at 2160 for a 288p source, the panes black meanwhile), no detail
+    gained. Said once for that size and source; the engine's rule stays."""
+    open_clip(qtbot, window, clip)  # 160x96, working size 96: nothing to say
+    assert window.message_bar.text() == ""
+    window.set_processing(working_short_side=128)
+    expected = (
+        "working size 128 px is above the source's short side (96 px): its frames are "
+        "enlarged before the network, which is slower and gains no detail"
+    )
+    assert window.message_bar.text() == expected
+    window.message_bar.hide()
+    window.set_processing(strength=0.4)  # the same working size: not again
+    assert window.message_bar.text() == ""
+    qtbot.waitUntil(
+        lambda: window.processor_state.settings["working_short_side"] == 128, timeout=WAIT_MS
+    )
 
 
 def test_f1_twice_shows_one_dialog(qtbot, window) -> None:

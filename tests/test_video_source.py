@@ -122,6 +122,8 @@ def test_seek_in_other_containers(tmp_path, suffix):
             assert (frame.index, read_index(frame.rgb)) == (index, index)
             following = source.read()
             assert following is None if index == 59 else read_index(following.rgb) == index + 1
+        last = source.seek_frame(59)  # sought by the stated end: from time 0 (AVI's delay)
+        assert (last.index, read_index(last.rgb)) == (59, 59)
         assert source.seek_frame(60) is None
 
 
@@ -278,6 +280,25 @@ def test_variable_frame_rate(tmp_path):
             frame = source.seek(time)
             assert read_index(frame.rgb) == expected, time
             assert frame.time == pytest.approx(times[expected])
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_the_last_frame_of_a_variable_frame_rate_file_is_found_by_its_end(tmp_path, suffix):
+    """Frames bunched at the end (a recording that caught up): by the average rate the last
+    frame's index points seconds before it, where End showed frame 2 of 7 (the app's own
+    recordings showed the last but one). Sought by the stated end (MP4) or the measured
+    one (Matroska states none, nor a frame count: an estimate), numbered as the last, and
+    read() ends after it."""
+    times = [0.0, 0.5, 1.0, 1.5, 1.52, 1.54, 1.56]
+    path = make_vfr_clip(tmp_path / f"vfr{suffix}", times)
+    with FileSource(path) as source:
+        last = source.frame_count - 1
+        frame = source.seek_frame(last)
+        assert (frame.index, read_index(frame.rgb)) == (last, len(times) - 1)
+        assert frame.time == pytest.approx(times[-1])
+        assert source.read() is None and source.last_index == last
+        again = source.seek_frame(last)  # the end now known: straight to it
+        assert (again.index, read_index(again.rgb)) == (last, len(times) - 1)
 
 
 def test_frames_after_a_damaged_stretch_are_numbered_by_their_time(tmp_path):

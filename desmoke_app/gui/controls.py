@@ -1,7 +1,7 @@
 """Processing controls (model, backend, working resolution, patch, strength) and the
 playback bar (play/pause, step, seek slider with time and frame, speed, loop).
 
-The keyboard: the window's shortcuts (Space, the arrows, Home/End, I/O; main_window.py)
+The keyboard: the window's shortcuts (Space, the arrows, Home/End, I/O, L; main_window.py)
 work whatever control has the focus; a control keeps only keys that are no shortcut (a
 combo box's Up/Down). A spin box is the one control typed into (NumberBox): it keeps the
 keys that edit a number while it is being typed into, and gives the keyboard back once the
@@ -42,6 +42,11 @@ WEIGHTS_ITEM = "Weights file…"
 SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
 #: Settings changes are applied after this pause, so dragging a spin box rebuilds once.
 APPLY_DELAY_MS = 250
+
+
+def format_fps(fps: float) -> str:
+    """A frame rate as people write it: 25, 29.97, 1000 (not 1e+03), at most 2 decimals."""
+    return f"{fps:.2f}".rstrip("0").rstrip(".")
 
 
 def format_time(seconds: float | None) -> str:
@@ -305,7 +310,7 @@ class TransportBar(QWidget):
         self.speed.setCurrentIndex(SPEEDS.index(1.0))
         self.speed.setToolTip("Playback speed (files)")
         self.loop = QCheckBox("Loop")
-        self.loop.setToolTip("Start again at the end of the file")
+        self.loop.setToolTip("Start again at the end of the file (L)")
         row = QHBoxLayout(self)
         row.setContentsMargins(4, 2, 4, 2)
         for widget in (self.back, self.play, self.forward):
@@ -316,6 +321,8 @@ class TransportBar(QWidget):
         self._frame_count = 0
         self._fps = 25.0
         self._duration: float | None = None
+        self._position = (0, 0.0)  # the frame shown: index, time
+        self._still = ""  # see set_still
         self.play.clicked.connect(self.play_toggled)
         self.back.clicked.connect(lambda: self.step_requested.emit(-1))
         self.forward.clicked.connect(lambda: self.step_requested.emit(1))
@@ -344,12 +351,13 @@ class TransportBar(QWidget):
         self.slider.setValue(0)
         self.slider.blockSignals(False)
         self._enable(opened=True, seekable=seekable)
+        self._still = ""
         self.set_position(0, 0.0)
 
     def _enable(self, opened: bool, seekable: bool) -> None:
-        for widget in (self.play, self.forward):
-            widget.setEnabled(opened)
-        for widget in (self.slider, self.back):
+        self.play.setEnabled(opened)
+        # A live source has no frame to step to: the view must not freeze on a click.
+        for widget in (self.slider, self.back, self.forward):
             widget.setEnabled(seekable)
         # A live source has no speed or end; before any source they are preferences, set
         # for the first file.
@@ -357,13 +365,20 @@ class TransportBar(QWidget):
             widget.setEnabled(seekable or not opened)
 
     def set_position(self, index: int, time: float) -> None:
+        self._position = (index, time)
         self.slider.blockSignals(True)
         self.slider.setValue(index)
         self.slider.blockSignals(False)
-        frames = f"{self._frame_count}" if self._frame_count else "live"
+        frames = f"{self._frame_count}" if self._frame_count else self._still or "live"
         self.time_label.setText(
             f"{format_time(time)} / {format_time(self._duration)}  ·  frame {index} / {frames}"
         )
+
+    def set_still(self, state: str) -> None:
+        """A live source that does not play: the time label says `state` ("PAUSED") where
+        it says "live" otherwise; "" while it plays."""
+        self._still = state
+        self.set_position(*self._position)
 
     def set_playing(self, playing: bool) -> None:
         self.play.setIcon(self._pause_icon if playing else self._play_icon)

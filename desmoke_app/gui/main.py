@@ -140,7 +140,6 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
-    from desmoke_app.gui.main_window import MainWindow
     from desmoke_app.gui.settings import APPLICATION, ORGANISATION
     from desmoke_app.gui.termination import TerminationSignals
 
@@ -150,14 +149,35 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationName(APPLICATION)
     if ICON.is_file():
         app.setWindowIcon(QIcon(str(ICON)))
-    window = MainWindow()
+    window = _make_window()
+    if window is None:
+        return 1
     code = 1  # where start-up raises
     try:
         code = _run(app, window, args)
         return code
     finally:
-        if not _tear_down(window):
-            _exit_now(code)
+        stuck = _tear_down(window)
+        if stuck:
+            _exit_now(code, stuck)
+
+
+def _make_window():
+    """The main window, or None where building it raised (said in one line): the worker
+    threads it had started are stopped first, as a QThread destroyed while it runs aborts
+    the process."""
+    from desmoke_app.gui.main_window import MainWindow
+    from desmoke_app.gui.messages import one_line
+    from desmoke_app.gui.workers import WorkerThreads
+
+    try:
+        return MainWindow()
+    except Exception as error:  # noqa: BLE001 - one line, the threads stopped, exit 1
+        print(f"desmoke-app: error: {one_line(error, 'cannot open the window')}", file=sys.stderr)
+        stuck = WorkerThreads.stop_all()
+        if stuck:
+            _exit_now(1, stuck)
+        return None
 
 
 def _run(app, window, args: argparse.Namespace) -> int:
@@ -181,11 +201,11 @@ def _run(app, window, args: argparse.Namespace) -> int:
     return app.exec()
 
 
-def _tear_down(window) -> bool:
+def _tear_down(window) -> list[str]:
     """Stop the worker threads (already done where the app quit; not where start-up
     raised) and delete the window now, while the interpreter is whole. Qt then deletes its
-    widgets and plot items in its own order, each parent before its children. False where
-    a worker thread is still running.
+    widgets and plot items in its own order, each parent before its children. The threads
+    still running: those that did not stop in time ("reader", "export", ...).
 
     Left alive (the aboutToQuit connection and the screenshot timer refer to it), the
     window was deleted by PySide's clean-up at interpreter exit, which deletes the objects
@@ -196,18 +216,19 @@ def _tear_down(window) -> bool:
 
     window.shutdown()
     export = window.export_job  # its thread, too, aborts the process destroyed running
-    stopped = not window.workers.still_running and (export is None or not export.is_running())
+    stuck = window.workers.stuck() + (["export"] if export and export.is_running() else [])
     shiboken6.delete(window)
-    return stopped
+    return stuck
 
 
-def _exit_now(code: int) -> None:
-    """Exit without Python's clean-up: a worker thread that did not stop in time (a
-    processor busy building a TensorRT engine) aborts the process when its QThread is
-    destroyed, which that clean-up would do."""
+def _exit_now(code: int, stuck: list[str]) -> None:
+    """Exit without Python's clean-up, saying which threads did not stop in time (a reader
+    blocked opening a source, a processor busy building a TensorRT engine): a QThread
+    destroyed while it runs aborts the process, which that clean-up would do."""
+    left = " (its unfinished temporary file may be left beside its output)"
     print(
-        "desmoke-app: a worker thread did not stop in time; exiting without waiting for it "
-        "(an export's unfinished temporary file may be left beside its output)",
+        f"desmoke-app: the {', '.join(stuck)} thread{'s' if len(stuck) > 1 else ''} did not "
+        f"stop in time; exiting without waiting{left if 'export' in stuck else ''}",
         file=sys.stderr,
     )
     sys.stdout.flush()

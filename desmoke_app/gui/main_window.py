@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from desmoke_app.gui.about import about_html, show_about
-from desmoke_app.gui.controls import ControlPanel, TransportBar
+from desmoke_app.gui.controls import ControlPanel, TransportBar, format_fps
 from desmoke_app.gui.export_dialog import ExportDialog, ExportProgress, with_mp4_suffix
 from desmoke_app.gui.export_worker import ExportJob, ExportRequest
 from desmoke_app.gui.message_bar import MessageBar
@@ -57,6 +57,8 @@ FIRST_SIZE = QSize(1280, 760)
 FIRST_SCREEN_SHARE = 0.9
 #: The plots' height on first start: PLOTS_HEIGHT, or PLOTS_SHARE of a smaller window's.
 PLOTS_HEIGHT, PLOTS_SHARE = 240, 0.3
+#: Restored plots higher than their share by more than this (px) get the first-start sizes.
+PLOTS_SLACK = 8
 
 
 class MainWindow(QMainWindow):
@@ -81,6 +83,8 @@ class MainWindow(QMainWindow):
         self._full_screen: FullScreenPane | None = None
         self._shortcuts_dialog: ShortcutsDialog | None = None
         self._shut_down = False
+        self._capture_lost = False  # the live capture stopped sending: its view is stopped
+        self._told_enlarged: tuple[int, int] | None = None  # see _tell_if_enlarged
         self._recording_ended_by = ""  # the source's failure that stopped the recording
         self._build_widgets()
         self._build_docks()
@@ -229,10 +233,23 @@ class MainWindow(QMainWindow):
         self._action(play, "Forward 1 second", lambda: self.jump(1.0), "Shift+Right")
         self._action(play, "First frame", lambda: self.seek_frame(0), Qt.Key.Key_Home)
         self._action(play, "Last frame", self.seek_last, Qt.Key.Key_End)
+        # The Loop check box's twin: the box cannot be toggled from the keyboard (Space on
+        # it is the window's play/pause, as everywhere).
+        loop = self.transport.loop
+        self.loop_action = self._action(
+            play, "Loop", lambda: loop.setChecked(self.loop_action.isChecked()), "L", loop.toolTip()
+        )
+        self.loop_action.setCheckable(True)
+        self.loop_action.setChecked(loop.isChecked())
+        loop.toggled.connect(self.loop_action.setChecked)
         play.addSeparator()
         self.mark_actions = [
-            self._action(play, "Mark range start", lambda: self.mark(0), "I", "Export range start"),
-            self._action(play, "Mark range end", lambda: self.mark(1), "O", "Export range end"),
+            self._action(
+                play, "Mark range start", lambda: self.mark(0), "I", "Export range start (files)"
+            ),
+            self._action(
+                play, "Mark range end", lambda: self.mark(1), "O", "Export range end (files)"
+            ),
         ]
 
     def _build_view_menu(self, view: QMenu) -> None:
@@ -244,8 +261,9 @@ class MainWindow(QMainWindow):
             self._action(
                 view,
                 f"Full screen: {TITLES[kind]}",
-                lambda _c=False, k=kind: self.show_full_screen(k),
+                lambda _c=False, k=kind: self.toggle_full_screen(k),
                 f"F{i + 8}",
+                "The same key again, Esc or a double-click leaves",
             )
         zoom = self.pane_area.zoom
         view.addSeparator()
@@ -289,23 +307,50 @@ class MainWindow(QMainWindow):
         return FIRST_SIZE.boundedTo(room * FIRST_SCREEN_SHARE)
 
     def _restore_view(self) -> None:
-        geometry = self.settings.store.value("window/geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        else:
+        """The window, its docks and the view as last saved; the defaults for what was not
+        saved, or was saved damaged (named in the message bar: the app starts anyway)."""
+        # Qt refuses a geometry that does not fit this screen (saved on a bigger one).
+        geometry = self.settings.byte_array("window/geometry")
+        as_saved = geometry is not None and self.restoreGeometry(geometry)
+        if not as_saved:
             self.resize(self._first_size())
-        state = self.settings.store.value("window/state")
-        if state is None or not self.restoreState(state):
-            plots_height = min(PLOTS_HEIGHT, round(PLOTS_SHARE * self.height()))
-            self.resizeDocks([self.plots_dock], [plots_height], Qt.Orientation.Vertical)
-            self.resizeDocks(
-                [self.controls_dock, self.plots_dock], [270, 1000], Qt.Orientation.Horizontal
-            )
+        state = self.settings.byte_array("window/state")
+        if state is not None and self.restoreState(state):
+            if not as_saved:  # docks as many pixels high as in a bigger window: fit them
+                QTimer.singleShot(0, self, self._fit_restored_docks)
+        else:
+            self._default_dock_sizes()
         self.transport.loop.setChecked(self.settings.flag("playback/loop", True))
         speed = self.transport.speed.findData(self.settings.value("playback/speed", 1.0))
         if speed >= 0:
             self.transport.speed.setCurrentIndex(speed)
+        else:  # not one of the speeds offered
+            self.settings.mark_unusable("playback/speed")
         self.set_split(self.settings.flag("view/split", False))
+        note = self.settings.unusable_note()
+        if note:  # a fading note: a warning would be cleared by the processor's first answer
+            log.warning("%s", note)
+            self.show_message(note, "info")
+
+    def _default_dock_sizes(self) -> None:
+        """The docks' first-start sizes: the plots PLOTS_HEIGHT high, at most PLOTS_SHARE
+        of the window; the controls as narrow as they read well, the plots the rest."""
+        plots_height = min(PLOTS_HEIGHT, round(PLOTS_SHARE * self.height()))
+        self.resizeDocks([self.plots_dock], [plots_height], Qt.Orientation.Vertical)
+        self.resizeDocks(
+            [self.controls_dock, self.plots_dock], [270, 1000], Qt.Orientation.Horizontal
+        )
+
+    def _fit_restored_docks(self) -> None:
+        """The first-start dock sizes again where the restored plots take more than their
+        share of a window that could not come back as saved: a view saved on a bigger screen
+        comes back in a smaller window with docks as high as they were, leaving the panes a
+        strip. (A window back at its size keeps the docks as the user left them.)"""
+        plots = self.plots_dock
+        if not plots.isVisible() or plots.isFloating():
+            return
+        if plots.height() > PLOTS_SHARE * self.height() + PLOTS_SLACK:
+            self._default_dock_sizes()
 
     # -- sources ----------------------------------------------------------------------------
     def open_file(self, path: str | Path, autoplay: bool = False) -> None:
@@ -394,19 +439,20 @@ class MainWindow(QMainWindow):
         )
         self.performance.clear()
         self.pane_area.zoom.reset()  # another video: start from the whole frame
-        name = "demo" if info.spec.kind == "demo" else Path(info.spec.path).name
-        if info.spec.kind == "capture":
-            name = f"live: {info.spec.path}"
-        self.setWindowTitle(f"desmoke - {name}")
-        self.status_labels["source"].setText(name)
-        self.status_labels["resolution"].setText(f"{info.width}x{info.height} @ {info.fps:.3g} fps")
-        self._enable_export(self._exportable())
+        self._capture_lost = False
+        self._show_live_state()  # the title and source label too
+        self.status_labels["resolution"].setText(
+            f"{info.width}x{info.height} @ {format_fps(info.fps)} fps"
+        )
+        self._enable_export(True)
+        self.loop_action.setEnabled(self.transport.loop.isEnabled())
         self.stop_recording()  # one recording, one source
         if info.spec.kind == "file":
             self.settings.add_recent_file(info.spec.path)
             self._fill_recent_menu()
         if self.message_bar.level == "error":
             self.message_bar.hide()  # the new source works: the old error no longer applies
+        self._tell_if_enlarged()
         self._show_first_frame(info)
 
     def _show_first_frame(self, info: SourceInfo) -> None:
@@ -428,7 +474,15 @@ class MainWindow(QMainWindow):
         """Export, and the range marks that feed it, work on video files only."""
         return self.source_info is not None and self.source_info.spec.kind == "file"
 
+    def _export_advice(self) -> str:
+        """What to do where the source is no video file (export and marks refused)."""
+        if self.source_info is not None and self.source_info.is_live:
+            return "a live capture is kept by recording the view (Ctrl+R)"
+        return "open one (Ctrl+O)"
+
     def _enable_export(self, enabled: bool) -> None:
+        """Enabled once a source is open, whatever it is: Ctrl+E, I and O on a live capture
+        or the demo say why they cannot work there (a disabled action's key says nothing)."""
         self.export_action.setEnabled(enabled)
         for action in self.mark_actions:
             action.setEnabled(enabled)
@@ -452,10 +506,11 @@ class MainWindow(QMainWindow):
         self.workers.reader.request_play(not self.is_playing)
 
     def step(self, delta: int) -> None:
-        self.workers.reader.request_step(delta)  # the reader ignores a step back when live
+        if self._can_move():
+            self.workers.reader.request_step(delta)
 
     def seek_frame(self, index: int) -> None:
-        if self.source_info is not None and self.source_info.seekable:
+        if self._can_move():
             self.workers.reader.request_seek(index)
 
     def seek_time(self, seconds: float) -> None:
@@ -463,17 +518,32 @@ class MainWindow(QMainWindow):
             self.seek_frame(round(seconds * self.source_info.fps))
 
     def seek_last(self) -> None:
-        if self.source_info is not None and self.source_info.frame_count:
+        if self._can_move() and self.source_info.frame_count:
             self.seek_frame(self.source_info.frame_count - 1)
 
     def jump(self, seconds: float) -> None:
         """The reader counts from the frame last asked for, not the one shown: jumps pressed
         while a seek is under way add up."""
-        if self.source_info is not None and self.source_info.seekable:
+        if self._can_move():
             self.workers.reader.request_jump(round(seconds * self.source_info.fps))
 
+    def _can_move(self) -> bool:
+        """Whether the source has frames to step, jump or seek to: a file or the demo. A
+        live capture has none: the move does nothing (nor pauses it: a still frame that
+        looks live is a risk in surgery), and the status bar says so."""
+        info = self.source_info
+        if info is not None and not info.seekable:
+            space = "pauses" if self.is_playing else "resumes"
+            self.statusBar().showMessage(
+                f"a live capture has no frames to step or seek to (Space {space} it)", 4000
+            )
+        return info is not None and info.seekable
+
     def mark(self, which: int) -> None:
-        if self.current is None or not self._exportable():
+        if not self._exportable():
+            self.show_error(f"export range marks work on video files: {self._export_advice()}")
+            return
+        if self.current is None:
             return
         self.selection[which] = self.current.time
         start, end = self.selection
@@ -498,6 +568,29 @@ class MainWindow(QMainWindow):
     def _playing_changed(self, playing: bool) -> None:
         self.is_playing = playing
         self.transport.set_playing(playing)
+        self._show_live_state()
+
+    def _show_live_state(self) -> None:
+        """Name the source in the title and status bar. A live capture that does not play
+        shows a still frame, which must never pass for the live picture: the title, the
+        time label and every pane then say PAUSED (or STOPPED: the capture was lost)."""
+        info = self.source_info
+        if info is None:
+            return
+        state = ""
+        if info.is_live and not self.is_playing:
+            state = "STOPPED" if self._capture_lost else "PAUSED"
+        if info.spec.kind == "capture":
+            name = f"{state} (not live): {info.spec.path}" if state else f"live: {info.spec.path}"
+        else:
+            name = "demo" if info.spec.kind == "demo" else Path(info.spec.path).name
+        self.setWindowTitle(f"desmoke - {name}")
+        self.status_labels["source"].setText(name)
+        self.transport.set_still(state)
+        notice = f"{state} — not live" if state else ""
+        self.pane_area.set_notice(notice)
+        if self._full_screen is not None:
+            self._full_screen.view.set_notice(notice)
 
     def _ended(self) -> None:
         self.statusBar().showMessage("end of the video", 3000)
@@ -576,6 +669,23 @@ class MainWindow(QMainWindow):
         )
         self._asked = dict(settings)
         self.workers.processor.request_configure(settings)
+        self._tell_if_enlarged()
+
+    def _tell_if_enlarged(self) -> None:
+        """Say once (for a working size and source) where the working size is above the
+        source's short side: its frames are enlarged before the network, slower (a 288p
+        source at 2160 took seconds a frame, the panes black meanwhile) for no detail."""
+        info, working = self.source_info, self._asked.get("working_short_side")
+        if info is None or not working:
+            return
+        short = min(info.width, info.height)
+        if working <= short or self._told_enlarged == (working, short):
+            return
+        self._told_enlarged = (working, short)
+        self.show_message(
+            f"working size {working} px is above the source's short side ({short} px): "
+            "its frames are enlarged before the network, which is slower and gains no detail"
+        )
 
     def set_processing(self, remember: bool = True, **changes: Any) -> None:
         """Change some processing settings as the controls would (shown in them too);
@@ -660,19 +770,29 @@ class MainWindow(QMainWindow):
             self._full_screen.close()
         pane = FullScreenPane(kind, zoom=self.pane_area.zoom)
         pane.view.set_array(self._pane_array(kind))
+        pane.view.set_notice(self.pane_area.notice)
         pane.closed.connect(self._full_screen_closed)
         for action in self.actions():  # playback shortcuts keep working there
             pane.addAction(action)
         self._full_screen = pane
         pane.showFullScreen()
 
+    def toggle_full_screen(self, kind: str) -> None:
+        """F9-F11: pane `kind` full screen; its key again leaves (another key switches)."""
+        if self._full_screen is not None and self._full_screen.kind == kind:
+            self._full_screen.close()
+        else:
+            self.show_full_screen(kind)
+
     def _full_screen_closed(self) -> None:
         self._full_screen = None
 
     def show_shortcuts(self) -> None:
-        """Help > Keyboard and mouse: one dialog, made at first use and then raised."""
+        """Help > Keyboard and mouse: one dialog, made at first use and then raised. Not
+        modal (the keys can be tried beside it): the window's shortcuts work in it too."""
         if self._shortcuts_dialog is None:
             self._shortcuts_dialog = ShortcutsDialog(self.menuBar(), self)
+            self._shortcuts_dialog.addActions(self.actions())
         self._shortcuts_dialog.show()
         self._shortcuts_dialog.raise_()
         self._shortcuts_dialog.activateWindow()
@@ -727,7 +847,7 @@ class MainWindow(QMainWindow):
     def export_dialog(self) -> None:
         info = self.source_info
         if not self._exportable():
-            self.show_error("export works on video files: open one first (Ctrl+O)")
+            self.show_error(f"export works on video files: {self._export_advice()}")
             return
         if self.export_job is not None:
             self.show_error("an export is running: wait for it or cancel it")
@@ -819,7 +939,10 @@ class MainWindow(QMainWindow):
         self.workers.recorder.request_stop()
 
     def _source_broke(self) -> None:
-        """Keep what was recorded before the loss; its report keeps the loss in view."""
+        """Keep what was recorded before the loss; its report keeps the loss in view. The
+        panes keep the last frame: marked STOPPED, not live."""
+        self._capture_lost = True
+        self._show_live_state()
         if self.workers.recorder.recording:
             self._recording_ended_by = self.message_bar.text()
         self.stop_recording()

@@ -184,6 +184,30 @@ def draw_zoomed(
     return visible
 
 
+#: The notice over a view that is not what it seems (a paused live capture): a red band.
+NOTICE_COLOUR = QColor(200, 30, 30, 210)
+
+
+def draw_notice(painter: QPainter, area: QRect, text: str) -> None:
+    """`text` large, white on a red band across the middle of `area`, and a red frame
+    around it: seen at a glance, at any pane size. Nothing where `text` is ""."""
+    if not text:
+        return
+    painter.save()
+    painter.setPen(QPen(NOTICE_COLOUR, 4))
+    painter.drawRect(QRectF(area).adjusted(2, 2, -2, -2))
+    font = painter.font()
+    font.setBold(True)
+    font.setPixelSize(max(10, min(area.height() // 8, round(1.6 * area.width() / len(text)))))
+    painter.setFont(font)
+    band_height = painter.fontMetrics().height() * 1.6
+    band = QRectF(area.x(), area.center().y() - band_height / 2, area.width(), band_height)
+    painter.fillRect(band, NOTICE_COLOUR)
+    painter.setPen(QColor(255, 255, 255))
+    painter.drawText(band, Qt.AlignmentFlag.AlignCenter, text)
+    painter.restore()
+
+
 def zoom_caption(title: str, zoom: ZoomState) -> str:
     return title if zoom.scale == 1.0 else f"{title} · {zoom.scale * 100:.0f}%"
 
@@ -256,8 +280,14 @@ class PaneView(_ZoomMouse, QWidget):
         self.setMouseTracking(True)  # hovering reports the pixel under the mouse
         self._array: np.ndarray | None = None
         self._image: QImage | None = None
+        self.notice = ""  # see set_notice
         self.zoom = zoom or ZoomState(self)
         self.zoom.changed.connect(self.update)
+
+    def set_notice(self, text: str) -> None:
+        """Draw `text` over the image (draw_notice), e.g. "PAUSED — not live"; "" none."""
+        self.notice = text
+        self.update()
 
     def set_array(self, array: np.ndarray | None) -> None:
         self._array = None if array is None else np.ascontiguousarray(array)
@@ -282,6 +312,7 @@ class PaneView(_ZoomMouse, QWidget):
         if self._image is not None:
             draw_zoomed(painter, self._image, self._fit(), QRectF(self.rect()), self.zoom)
         _draw_caption(painter, zoom_caption(self.title, self.zoom), QPointF(8, 6))
+        draw_notice(painter, self.rect(), self.notice)
         painter.end()
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
@@ -319,6 +350,7 @@ class SplitView(_ZoomMouse, QWidget):
         self.zoom = zoom or ZoomState(self)
         self.zoom.changed.connect(self.update)
         self.divider = 0.5  # fraction of the image width
+        self.notice = ""  # as PaneView's
         self._before: np.ndarray | None = None
         self._after: np.ndarray | None = None
         self._images: tuple[QImage, QImage] | None = None
@@ -326,6 +358,11 @@ class SplitView(_ZoomMouse, QWidget):
     def set_arrays(self, before: np.ndarray, after: np.ndarray) -> None:
         self._before, self._after = before, after
         self._images = (to_qimage(before), to_qimage(after))
+        self.update()
+
+    def set_notice(self, text: str) -> None:
+        """As PaneView.set_notice."""
+        self.notice = text
         self.update()
 
     def set_divider(self, fraction: float) -> None:
@@ -364,6 +401,7 @@ class SplitView(_ZoomMouse, QWidget):
             after_caption = zoom_caption("Desmoked", self.zoom)
             caption_w = painter.fontMetrics().horizontalAdvance(after_caption) + 16
             _draw_caption(painter, after_caption, QPointF(shown.right() - caption_w, shown.y() + 6))
+        draw_notice(painter, self.rect(), self.notice)
         painter.end()
 
     def _drag(self, event: QMouseEvent) -> None:
@@ -401,6 +439,13 @@ class PaneArea(QStackedWidget):
         self.split_view.hovered.connect(self.hovered)
         self.addWidget(splitter)
         self.addWidget(self.split_view)
+        self.notice = ""  # over every view: see set_notice
+
+    def set_notice(self, text: str) -> None:
+        """`text` over every view (PaneView.set_notice); "" clears it."""
+        self.notice = text
+        for view in (*self.panes.values(), self.split_view):
+            view.set_notice(text)
 
     def show_frame(self, original: np.ndarray, dark: np.ndarray, desmoked: np.ndarray) -> None:
         # Only the visible page is painted; both keep the current frame for switching.

@@ -187,11 +187,12 @@ class Reader(QObject):
         self._request_move(Move(target=int(index)))
 
     def request_step(self, delta: int) -> None:
-        """`delta` frames on from the frame shown (or asked for: see Move.then); pauses."""
+        """`delta` frames on from the frame shown (or asked for: see Move.then); pauses. A
+        live source ignores it (see _move)."""
         self._request_move(Move(delta=int(delta), play=False))
 
     def request_jump(self, frames: int) -> None:
-        """As request_step, but playback goes on (and a live source ignores it)."""
+        """As request_step, but playback goes on."""
         self._request_move(Move(delta=int(frames)))
 
     def _request_move(self, move: Move) -> None:
@@ -411,18 +412,22 @@ class Reader(QObject):
         move = self._moves.take()
         if move is None or self._source is None:
             return
+        if not self._info.seekable:
+            self._move_live(move)
+            return
         if move.play is False:  # a step shows its frame paused: stop first
             self._set_playing(False)
-        if self._info.seekable:
-            self._go(move)
-        elif move.play is False and move.delta > 0:
-            # A live source only steps forward (it has no earlier frame to go back to,
-            # nor a way to skip ahead): one frame read per step asked.
-            for _ in range(move.delta):
-                if not self._step_forward():
-                    break
+        self._go(move)
         if move.play:
             self._set_playing(True)
+
+    def _move_live(self, move: Move) -> None:
+        """A live source has no frame to step, jump or seek to: only play/pause counts. A
+        step's pause is no pause here: a stray arrow key froze the live view (a still image
+        that looks live, in surgery). A pause merged with a step is lost with it (the view
+        stays live, the safe side); play always counts (no step asks for it)."""
+        if move.play or (move.play is False and move.target is None and not move.delta):
+            self._set_playing(move.play)
 
     def _go(self, move: Move) -> None:
         if move.target is None and move.play is False and move.delta == 1:

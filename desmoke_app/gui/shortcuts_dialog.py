@@ -26,7 +26,7 @@ MOUSE_GESTURES: Rows = [
     ("Wheel", "Zoom all panes about the cursor (up to 32x)"),
     ("Drag", "Pan the zoomed panes"),
     ("Split view: drag", "Move the divider (right-drag pans)"),
-    ("Double-click a pane", "That pane full screen (Esc leaves)"),
+    ("Double-click a pane", "That pane full screen (Esc, a double-click or its F9-F11 key leaves)"),
     ("Click the timeline", "Seek to that time"),
     ("Drop a video file", "Open it"),
 ]
@@ -93,7 +93,8 @@ def groups_html(groups: list[tuple[str, Rows]]) -> str:
 
 class ShortcutsDialog(QDialog):
     """The shortcuts of the menus of `menu_bar`, then the mouse gestures. Not modal: it
-    can stay open beside the player while the keys are tried."""
+    can stay open beside the player while the keys are tried (the window gives it its
+    actions, so that they work with the keyboard in it too)."""
 
     def __init__(self, menu_bar: QMenuBar, parent: QWidget | None = None) -> None:
         super().__init__(parent)

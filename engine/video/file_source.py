@@ -6,7 +6,9 @@ frame displayed at the target. Targets are computed in the stream's time base wi
 
 Frame indices count frames from the start of the stream. After a seek the index is the seek
 frame's time times the average rate, rounded: exact at a constant frame rate, an estimate
-for variable frame rate sources (their `time` is always the true presentation time).
+for variable frame rate sources (their `time` is always the true presentation time). The
+last frame the file states is the one exception: sought by decoding to the end of the
+stream (the average rate puts a variable frame rate file's last frame anywhere near it).
 
 A file that states no duration (an interrupted live recording: Matroska gets its duration
 only when the recorder finishes; a raw .h264/.hevc stream) is measured once at open by a pass
@@ -392,6 +394,11 @@ class FileSource:
         # What the video stream itself states (0: only the container's, which covers every
         # stream): the end a cut-short file is told by.
         self.video_duration = float(stream.duration * self._time_base) if stream.duration else 0.0
+        # Stream ticks where the last frame ends, as the video stream states it (from time
+        # 0, as frame times count: an AVI's dts clock starts at the decoder's delay) or the
+        # scan measures it; None when unknown (only the container's duration, which covers
+        # every stream). The search for the last frame starts there: see _seek_last.
+        self._end_ticks = self._origin + stream.duration if stream.duration else None
         self.duration = self.video_duration or max(0.0, (container.duration or 0) / av.time_base)
         self.frame_count_exact = bool(stream.frames)
         self.frame_count = stream.frames
@@ -418,6 +425,7 @@ class FileSource:
             self._keyframes = scan.keyframes
         elif scan.end is not None:
             self.duration = max(0.0, float((scan.end - self._origin) * self._time_base))
+            self._end_ticks = scan.end
 
     def _count_skip(self) -> None:
         self.skipped_frames += 1
@@ -529,7 +537,8 @@ class FileSource:
         return self._seek_pts(self._origin + ticks)
 
     def seek_frame(self, index: int) -> VideoFrame | None:
-        """Frame number `index` (at the average rate); read() continues after it.
+        """Frame number `index` (at the average rate; the last, `frame_count` - 1, is the
+        last that decodes, in a variable frame rate file too); read() continues after it.
 
         Past the last frame that decodes, for an index below `frame_count` (a file cut short,
         or a frame count that is an estimate): that last frame, found by a dozen seeks the
@@ -552,11 +561,35 @@ class FileSource:
         if self._unstamped:
             return self._seek_counting(index)
         # Aim at the middle of the frame's interval: robust to pts rounded by a tick or two.
-        ticks = Fraction(2 * index + 1, 2) / self.rate / self._time_base
-        return self._seek_pts(self._origin + int(ticks))
+        ticks = self._origin + int(Fraction(2 * index + 1, 2) / self.rate / self._time_base)
+        if index == self.frame_count - 1:
+            return self._seek_last(index, ticks if self._end_ticks is None else self._end_ticks)
+        return self._seek_pts(ticks)
 
     def _seek_pts(self, target: int) -> VideoFrame | None:
         """Seek to the keyframe before `target` (stream ticks), decode forward to it."""
+        shown = self._seek_and_decode(target, self._decode_until)
+        return None if shown is None else self._wrap(shown, self._index_of(shown))
+
+    def _seek_last(self, index: int, target: int) -> VideoFrame | None:
+        """The last frame that decodes, numbered `index` (the last the file states; by its
+        time where the file is cut short), decoded from the keyframe before `target` (stream
+        ticks: where the stream states it ends) to the end of the stream; its end is then
+        known (`last_index`). Neither the average rate nor a stated duration tells where a
+        variable frame rate file's last frame is (End showed the one before it)."""
+        shown = self._seek_and_decode(target, lambda _target: self._decode_to_the_end())
+        if shown is None:
+            return None
+        cut_short = missing_tail(self._time_of(shown, index) + 1 / self.fps, self.duration)
+        frame = self._wrap(shown, self._index_of(shown) if cut_short else index)
+        self._end = (frame.index, frame.time)
+        return frame
+
+    def _seek_and_decode(
+        self, target: int, decode: Callable[[int], tuple[av.VideoFrame | None, str]]
+    ) -> av.VideoFrame | None:
+        """Seek to the keyframe before `target` (stream ticks), then `decode(target)` (as
+        `_decode_until`): the frame it shows, or None (read() then finds none)."""
         self._check_open()
         self._fresh = False
         margin = 0
@@ -564,7 +597,7 @@ class FileSource:
         while True:
             start = max(target - margin, floor)
             self._restart_at(start, stream=self._stream, backward=True)
-            shown, state = self._decode_until(target)
+            shown, state = decode(target)
             if state in ("found", "past_end"):
                 break
             if start <= floor:  # cannot start earlier than this
@@ -576,8 +609,7 @@ class FileSource:
             margin = max(2 * margin, int(1 / self._time_base))
         if shown is None:
             self._shown = None  # the decoder is past the end: a read now finds no frame
-            return None
-        return self._wrap(shown, self._index_of(shown))
+        return shown
 
     def _seek_counting(self, index: int) -> VideoFrame | None:
         """Frame `index` of a raw stream (no timestamps), from the last keyframe at or before
@@ -662,6 +694,14 @@ class FileSource:
         if target >= self._ts(shown) + self._frame_ticks(shown):
             return None, "past_end"
         return shown, "found"
+
+    def _decode_to_the_end(self) -> tuple[av.VideoFrame | None, str]:
+        """Decode to the last frame; state "found", or "empty" (no frame)."""
+        shown = None
+        for frame in self._frames:
+            if self._ts(frame) is not None:
+                shown = frame
+        return shown, "empty" if shown is None else "found"
 
     def _frame_ticks(self, frame: av.VideoFrame) -> int:
         return frame.duration or self._interval_ticks()
