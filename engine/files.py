@@ -10,7 +10,7 @@ that all change or none does. cache_file saves what can be made again (ONNX expo
 compiled kernels), warning instead of failing where the cache cannot be written.
 
 Also the one answer to "do these names mean one file?" (file_identity, same_file,
-path_key), a file's sha256 (file_sha256) and the default name of a desmoked video
+path_key), a file's sha256 (file_sha256), where caches go (cache_root) and the default name of a desmoked video
 (desmoked_name).
 """
 
@@ -202,6 +202,36 @@ def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether `a` and `b` name one existing file (False where either does not exist)."""
     identity = file_identity(a)
     return isinstance(identity, tuple) and identity == file_identity(b)
+
+
+#: The DESMOKE_CACHE values already warned about (once each: every backend load asks).
+_refused_cache_values: set[str] = set()
+
+
+def cache_root() -> Path:
+    """The folder of desmoke's caches (ONNX exports, compiled CUDA kernels, TensorRT
+    engines: all made again when missing): $DESMOKE_CACHE with ~ expanded, else
+    ~/.cache/desmoke. A relative $DESMOKE_CACHE is
+    refused for the default, with a warning: it would mean another folder in each working
+    folder."""
+    value = os.environ.get("DESMOKE_CACHE", "")
+    default = Path.home() / ".cache" / "desmoke"
+    if not value:
+        return default
+    try:
+        root = Path(value).expanduser()
+    except RuntimeError:  # "~name" of no such user: refused below as relative
+        root = Path(value)
+    if root.is_absolute():
+        return root
+    if value not in _refused_cache_values:
+        _refused_cache_values.add(value)
+        log.warning(
+            "DESMOKE_CACHE=%s is not an absolute path (give a full one); caching in %s instead",
+            value,
+            default,
+        )
+    return default
 
 
 def file_sha256(path: str | Path) -> str:

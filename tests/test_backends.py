@@ -18,6 +18,7 @@ from engine.backends import (
     select_backend,
 )
 from engine.models import build_network, default_config
+from engine.models.onnx_export import exported_onnx
 from engine.models.paper_unet import PaperDesmoker
 
 
@@ -145,3 +146,61 @@ def test_the_export_needs_no_file_anywhere(fast_network, tmp_path, monkeypatch) 
     backend = loaded_onnxruntime(fast_network)
     assert backend.onnx_path is None
     assert_agrees_with_torch(backend, fast_network)
+
+
+def test_an_onnxruntime_error_is_backend_unavailable(fast_network) -> None:
+    """onnxruntime's own exceptions (here: an input its session does not take) used to
+    reach the caller as they were, past the pipeline's fallback."""
+    backend = loaded_onnxruntime(fast_network)
+    backend.session = onnxruntime_backend.new_session(exported_onnx(fast_network, fp16=True))
+    x = np.zeros((1, 4, 64, 112), np.float32)
+    with pytest.raises(BackendUnavailable, match=r"^onnxruntime cannot run the network \(.*float"):
+        backend.run(x)
+
+
+def test_an_onnxruntime_error_mid_run_hands_over_to_the_next_backend(fast_network) -> None:
+    """The app said "processing frame 0 failed: [ONNXRuntimeError] ..." for every frame:
+    the next backend takes over and the notice says so."""
+    from engine.pipeline import Desmoker
+
+    desmoker = Desmoker("fast", "onnxruntime")
+    desmoker.backend.session = onnxruntime_backend.new_session(
+        exported_onnx(fast_network, fp16=True)
+    )
+    frame = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    result = desmoker.process(frame)
+    now = desmoker.backend_name
+    assert now != "onnxruntime"
+    expected = Desmoker("fast", now).process(frame)
+    np.testing.assert_array_equal(result.desmoked, expected.desmoked)
+    assert desmoker.notice.startswith("onnxruntime stopped working (onnxruntime cannot run")
+    assert desmoker.notice.endswith(f"; now running on {now}") and "\n" not in desmoker.notice
+
+
+@pytest.mark.parametrize(
+    "module_text, reason",
+    [
+        (None, "onnxruntime is not installed"),
+        (
+            "raise ImportError('libonnxruntime.so.1: cannot open shared object file')",
+            "onnxruntime cannot be imported (ImportError: libonnxruntime.so.1: cannot open",
+        ),
+        ("import no_such_dependency_h1", "onnxruntime cannot be imported (No module named"),
+    ],
+    ids=["missing", "broken", "a dependency missing"],
+)
+def test_onnxruntime_that_does_not_import_says_why(
+    module_text, reason, tmp_path, monkeypatch
+) -> None:
+    """An installed onnxruntime that fails to import was said to be "not installed"."""
+    import sys
+
+    if module_text is None:
+        monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import raises: not found
+    else:
+        (tmp_path / "onnxruntime").mkdir()
+        (tmp_path / "onnxruntime" / "__init__.py").write_text(module_text + "\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.delitem(sys.modules, "onnxruntime")
+    available, why = onnxruntime_backend.OnnxRuntimeBackend.is_available()
+    assert not available and why.startswith(reason) and "\n" not in why

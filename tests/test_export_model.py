@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,16 @@ def test_onnx_matches_torch(tmp_path: Path, model: str, shape) -> None:
     for got, want in zip(onnx_outputs(out.read_bytes(), x.numpy()), expected, strict=True):
         assert got.shape == tuple(want.shape)
         np.testing.assert_allclose(got, want.numpy(), atol=1e-4)
+    # Outputs name their sizes apart from the input's: fast's are a quarter of it.
+    assert [d.dim_param for d in graph.graph.input[0].type.tensor_type.shape.dim] == [
+        "batch",
+        "",
+        "height",
+        "width",
+    ]
+    for output in graph.graph.output:
+        dims = [d.dim_param for d in output.type.tensor_type.shape.dim]
+        assert dims == ["batch", "", "out_height", "out_width"]
 
 
 def test_fp16_export(tmp_path: Path) -> None:
@@ -119,6 +130,10 @@ def test_cli_export_model(tmp_path: Path, capsys) -> None:
     assert code == 1 and len(err) == 1 and "weights file not found" in err[0]
     code = main(["export-model", str(path), "--onnx", str(tmp_path / "nodir" / "a.onnx")])
     assert code == 1 and "output folder does not exist" in capsys.readouterr().err
+    # A file where the folder goes was said not to exist.
+    code = main(["export-model", str(path), "--onnx", str(out / "a.onnx")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err == [f"desmoke: error: {out}: output folder is a file, not a folder"]
 
 
 @pytest.mark.parametrize(
@@ -225,10 +240,32 @@ def test_cli_export_model_takes_a_shipped_model_name(tmp_path: Path, monkeypatch
     monkeypatch.chdir(tmp_path)  # no file called "fast" here
     assert main(["export-model", "fast", "--onnx", "fast.onnx"]) == 0
     assert capsys.readouterr().out.startswith("wrote fast.onnx (fast, fp32)")
-    for name in ("dcp", "nothing"):
-        assert main(["export-model", name, "--onnx", "x.onnx"]) == 1
-        assert capsys.readouterr().err.splitlines() == [
-            f"desmoke: error: {name}: weights file not found; give a .safetensors file, or "
-            "fast for the shipped weights"
-        ]
+    assert main(["export-model", "nothing", "--onnx", "x.onnx"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "desmoke: error: nothing: weights file not found; give a .safetensors file, or fast "
+        "for the shipped weights"
+    ]
+    # dcp is a model, a classical one: it was said to be a weights file not found.
+    assert main(["export-model", "dcp", "--onnx", "x.onnx"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "desmoke: error: dcp has no network to export (a classical method); give a "
+        ".safetensors file, or fast for the shipped weights"
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fast.onnx"]
+
+
+def test_cli_export_model_refuses_to_write_over_its_input(tmp_path: Path, capsys) -> None:
+    """Weights under a .onnx name, exported onto themselves, were replaced by the export."""
+    from desmoke_app.cli import main
+
+    path, _ = saved(tmp_path, "fast")
+    weights = tmp_path / "w0x.onnx"
+    weights.write_bytes(path.read_bytes())
+    link = tmp_path / "link.onnx"
+    os.link(weights, link)
+    for output in (weights, link):
+        assert main(["export-model", str(weights), "--onnx", str(output)]) == 1
+        assert capsys.readouterr().err.splitlines() == [
+            f"desmoke: error: {output}: the output is the input (the weights); give another name"
+        ]
+    assert weights.read_bytes() == path.read_bytes()

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from engine.backends.onnxruntime_backend import new_session
-from engine.files import write_atomically
+from engine.files import same_file, write_atomically
 from engine.models import load_network
 from engine.models.onnx_export import INPUT_NAME, exported_onnx
 
@@ -62,8 +62,10 @@ def export_weights(
 ) -> dict[str, Any]:
     """weights (.safetensors with config) -> ONNX at onnx_path, checked; returns a report.
     On any failure `onnx_path` is as it was (an earlier export there is kept)."""
-    network, config = load_network(weights)  # WeightsError names the file (NaN too)
     onnx_path = Path(onnx_path)
+    if same_file(weights, onnx_path):  # the export would replace the weights it came from
+        raise ExportError(f"{onnx_path}: the output is the input (the weights); give another name")
+    network, config = load_network(weights)  # WeightsError names the file (NaN too)
     if onnx_path.suffix.lower() != ".onnx":
         raise ExportError(f"{onnx_path}: the output must be a .onnx file")
     report: dict[str, Any] = {"model": config["model"], "onnx": str(onnx_path), "fp16": fp16}

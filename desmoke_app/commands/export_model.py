@@ -31,8 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from engine.models import WeightsError
     from training.export import ExportError, export_weights
 
-    if not os.path.isdir(args.onnx.parent):  # Path.is_dir raises on a name too long (3.11)
-        return fail(f"{args.onnx.parent}: output folder does not exist")
+    folder = args.onnx.parent
+    if not os.path.isdir(folder):  # Path.is_dir raises on a name too long (3.11)
+        problem = "is a file, not a folder" if os.path.exists(folder) else "does not exist"
+        return fail(f"{folder}: output folder {problem}")
     try:
         weights = _weights_file(args.weights)
         report = export_weights(weights, args.onnx, fp16=args.fp16)
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 def _weights_file(weights: Path) -> Path:
     """The file to export: `weights`, or for a model name the weights shipped for it, as
     `desmoke export --model fast` runs them (ValueError saying what to give otherwise)."""
-    from engine.models import NETWORK_MODELS, shipped_weights
+    from engine.models import MODEL_NAMES, NETWORK_MODELS, shipped_weights
 
     if os.path.exists(weights):  # a file called "fast" is that file
         return weights
@@ -58,4 +60,9 @@ def _weights_file(weights: Path) -> Path:
         return shipped
     names = [name for name in NETWORK_MODELS if shipped_weights(name)]
     or_shipped = f", or {' or '.join(names)} for the shipped weights" if names else ""
+    if str(weights) in MODEL_NAMES and str(weights) not in NETWORK_MODELS:
+        raise ValueError(
+            f"{weights} has no network to export (a classical method); give a .safetensors "
+            f"file{or_shipped}"
+        )
     raise ValueError(f"{weights}: weights file not found; give a .safetensors file{or_shipped}")

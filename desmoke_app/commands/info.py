@@ -8,6 +8,7 @@ import platform
 
 from desmoke_app.commands.common import Subcommands, add_model_arguments, fail, make_desmoker
 from engine.backends import BACKENDS, BackendUnavailable, backend_status
+from engine.files import cache_root
 from engine.models import WeightsError
 from engine.models.weights import provenance_summary
 
@@ -32,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"torch {torch.__version__}, PyAV {av.__version__}, OpenCV {cv2.__version__}")
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     print(f"CUDA device: {cuda}")
+    print(f"cache: {cache_root()} (ONNX exports, compiled kernels; safe to delete)")
     print("backends:")
     for name in BACKENDS:
         available, reason = backend_status(name)

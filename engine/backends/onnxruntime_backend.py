@@ -1,10 +1,14 @@
 """onnxruntime backend: the CPU fast path (measured ~4x faster than torch eager here).
 
 The network is exported to ONNX once (dynamic height and width) and cached on disk by a
-hash of its weights, so later starts skip the export. A cache that cannot be written (a
+hash of its weights, so later starts skip the export. A cached file is used only where it
+is what exporting the network now would give (engine.models.onnx_export.reuse_problem: the
+same model, weights and exporter code, its graph's recorded sha256, a float32 Nx4xHxW
+input); any other (corrupt, truncated, of other weights, made by an older desmoke) is
+exported again and replaced, with a warning saying why. A cache that cannot be written (a
 read-only home, a full disk) costs only that: the export is run from memory, with a
-warning. A cached file that does not load (corrupt, truncated) is exported again and
-replaced.
+warning; so does something other than a file at the cached name (a FIFO, a folder), which
+is left as it is.
 """
 
 from __future__ import annotations
@@ -18,16 +22,14 @@ import numpy as np
 from torch import nn
 
 from engine.backends.base import Backend, BackendUnavailable
-from engine.files import cache_file
-from engine.models.onnx_export import exported_onnx
-from engine.models.weights import weights_digest
+from engine.files import cache_file, cache_root
+from engine.models.onnx_export import exported_onnx, provenance_of, reuse_problem
 
 log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("DESMOKE_CACHE") or Path.home() / ".cache" / "desmoke"
-    return Path(root) / "onnx"
+    return cache_root() / "onnx"
 
 
 def new_session(model: bytes) -> Any:
@@ -43,6 +45,10 @@ def new_session(model: bytes) -> Any:
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     device = "cpu"
@@ -55,50 +61,71 @@ class OnnxRuntimeBackend(Backend):
     def is_available(cls) -> tuple[bool, str]:
         try:
             import onnxruntime  # noqa: F401
-        except ImportError as exc:
+        except ModuleNotFoundError as exc:
+            if exc.name != "onnxruntime":  # one of its own dependencies is missing
+                return False, f"onnxruntime cannot be imported ({exc})"
             return False, f"onnxruntime is not installed ({exc})"
+        except Exception as exc:  # installed, but broken (a library it links, numpy's ABI)
+            return False, f"onnxruntime cannot be imported ({type(exc).__name__}: {_one_line(exc)})"
         return True, ""
 
     def load(self, network: nn.Module, config: dict[str, Any]) -> None:
-        model = config.get("model", "net")
-        path = cache_dir() / f"{model}-{weights_digest(network)}.onnx"
-        if not self._start_cached(path):
-            self._start_exported(network, path)
+        wanted = provenance_of(network)
+        path = cache_dir() / f"{config.get('model', 'net')}-{wanted['weights_digest']}.onnx"
+        # Reading a FIFO would wait forever; a folder or a device is not the cache's to replace.
+        if os.path.exists(path) and not os.path.isfile(path):
+            log.warning(
+                "%s is not a regular file; exporting the network to memory (remove it to "
+                "cache the export)",
+                path,
+            )
+            self._start_exported(network, cache_at=None)
+        elif not self._start_cached(path, wanted):
+            self._start_exported(network, cache_at=path)
         self.input_name = self.session.get_inputs()[0].name
 
-    def _start_cached(self, path: Path) -> bool:
-        """Start a session on the export cached at `path`; False when there is none that
-        loads."""
+    def _start_cached(self, path: Path, wanted: dict[str, str]) -> bool:
+        """Start a session on the export cached at `path`; False when there is none that is
+        what exporting the network of provenance `wanted` now would give (warned: why)."""
         try:
             model = path.read_bytes()
         except OSError:  # not cached yet (or unreadable): export
             return False
-        try:
-            self.session = new_session(model)
-        except Exception as exc:  # onnxruntime raises its own classes, not OSError
-            # Corrupt or truncated (a crash mid-copy, a bad disk): export again, once.
-            log.warning("cached %s did not load (%s); exporting the network again", path, exc)
+        problem = reuse_problem(model, wanted)
+        if not problem:
+            try:
+                self.session = new_session(model)
+            except Exception as exc:  # onnxruntime raises its own classes, not OSError
+                problem = f"did not load ({_one_line(exc)})"
+        if problem:  # a crash mid-copy, a bad disk, an older desmoke: export again, once
+            log.warning("cached %s %s; exporting the network again", path, problem)
             return False
         self.onnx_path = path
         return True
 
-    def _start_exported(self, network: nn.Module, path: Path) -> None:
-        """Export `network` in memory, start a session on it, cache it at `path` where
-        possible (the session needs no file: a cache that cannot be written is no matter)."""
+    def _start_exported(self, network: nn.Module, cache_at: Path | None) -> None:
+        """Export `network` in memory, start a session on it, cache it at `cache_at` where
+        given and possible (the session needs no file: a cache that cannot be written is no
+        matter)."""
         model = exported_onnx(network)
         try:
             self.session = new_session(model)
         except Exception as exc:  # onnxruntime's own classes; auto then moves on to torch
             raise BackendUnavailable(
-                f"onnxruntime cannot load the exported network: {exc}"
+                f"onnxruntime cannot load the exported network: {_one_line(exc)}"
             ) from exc
-        if cache_file(path, model):  # replaces a corrupt file whole
-            self.onnx_path = path
+        if cache_at is not None and cache_file(cache_at, model):  # replaces a bad file whole
+            self.onnx_path = cache_at
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
         if self.session is None:
             raise BackendUnavailable("onnxruntime backend used before load()")
-        return tuple(self.session.run(None, {self.input_name: np.ascontiguousarray(x)}))
+        try:
+            return tuple(self.session.run(None, {self.input_name: np.ascontiguousarray(x)}))
+        except Exception as exc:  # onnxruntime's own classes: the pipeline falls back on this
+            raise BackendUnavailable(
+                f"onnxruntime cannot run the network ({_one_line(exc)})"
+            ) from exc
 
     def describe(self) -> str:
         import onnxruntime as ort

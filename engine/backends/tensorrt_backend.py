@@ -33,7 +33,7 @@ from torch import nn
 from engine.backends.base import BackendUnavailable
 from engine.backends.frame_path import FramePath, FramePathBackend, free_cached_memory
 from engine.cuda import kernels as K
-from engine.files import file_sha256
+from engine.files import cache_root, file_sha256
 from engine.models.weights import weights_digest
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,7 @@ TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16}
 
 
 def engine_dir() -> Path:
-    root = os.environ.get("DESMOKE_CACHE") or Path.home() / ".cache" / "desmoke"
-    return Path(root) / "tensorrt"
+    return cache_root() / "tensorrt"
 
 
 def sidecar_path(engine_path: str | Path) -> Path:

@@ -17,13 +17,12 @@ import contextlib
 import ctypes
 import hashlib
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from engine.files import cache_file
+from engine.files import cache_file, cache_root
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +42,7 @@ class CudaError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("DESMOKE_CACHE") or Path.home() / ".cache" / "desmoke"
-    return Path(root) / "cuda"
+    return cache_root() / "cuda"
 
 
 def _bindings() -> tuple[Any, Any]:
