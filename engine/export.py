@@ -71,8 +71,8 @@ def export_video(
     start and end in seconds (ValueError unless finite, start >= 0 and end > start);
     crf: H.264 quality (default engine.video.writer.DEFAULT_CRF; lower is better).
 
-    Frames of a size other than the range's first (a stream whose size changes midway) are
-    scaled to it, as FFmpeg does; the report's warning says where the size first changed.
+    Frames of a size other than the one the video states (a stream whose size changes
+    midway) are scaled to it, as FFmpeg does; the report's warning says from when.
     progress(frames_done, frames_expected) after each frame. The writer works on a temporary
     file: on any error, cancellation or Ctrl-C, nothing is left at `output_path`.
     """
@@ -202,9 +202,9 @@ def _size_change_warning(source_path: str | Path, writer: SideBySideWriter, star
         return ""
     width, height = writer.frame_size
     return (
-        f"{Path(source_path).name}: the frame size changes from {width}x{height} to "
-        f"{change.size[0]}x{change.size[1]} at {start + change.time:.2f} s; frames of other "
-        f"sizes are scaled to {width}x{height} (the output's size)"
+        f"{Path(source_path).name}: frames from {start + change.time:.2f} s are "
+        f"{change.size[0]}x{change.size[1]}, not the video's {width}x{height} (its size "
+        "changes midway): frames of other sizes are scaled to it"
     )
 
 

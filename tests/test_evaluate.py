@@ -287,7 +287,8 @@ def test_cli_evaluate_writes_report(
     assert (out / "contact_sheet.png").is_file()
     # A recorded report says when, where and how it was made.
     assert re.fullmatch(
-        r"run \d{4}-\d\d-\d\d with desmoke \S+ on .+ CPUs\), Python .+: `desmoke.*`",
+        r"run \d{4}-\d\d-\d\d with desmoke \S+ on .+ CPUs, load average [\d., ]+ as it began\), "
+        r"Python .+: `desmoke.*`",
         data["notes"][-1],
     )
 

@@ -298,12 +298,40 @@ def test_a_reader_blocked_opening_a_source_does_not_hold_up_stop(qtbot) -> None:
     assert workers.stuck() == []
 
 
-# desmoke-app's main with a stop that gives up after 1 s instead of 8.
+def test_a_recording_slow_to_finish_is_waited_for(qtbot, tmp_path, monkeypatch) -> None:
+    """stop()'s deadline is for the reader and processor: a recording finishing past it
+    (an hour's file rewritten for fast start on a slow drive) was cut off by the exit,
+    leaving no file. The save stands in for that here, slower than the deadline."""
+    import numpy as np
+
+    from desmoke_app.gui import recorder
+    from desmoke_app.gui.processor import ProcessedFrame
+    from desmoke_app.gui.workers import WorkerThreads
+
+    save = recorder._save
+
+    def slow_save(writer, output):
+        time.sleep(1.0)
+        return save(writer, output)
+
+    monkeypatch.setattr(recorder, "_save", slow_save)
+    workers = WorkerThreads()
+    image = np.full((96, 160, 3), 100, np.uint8)
+    shown = ProcessedFrame(0, 0, 0.0, image, image[..., 0].copy(), image, 0.1)
+    output = tmp_path / "kept.mp4"
+    request = recorder.RecordRequest(str(output), 0, (160, 96), 25.0, shown=shown)
+    workers.recorder.request_start(request)
+    qtbot.waitUntil(lambda: workers.recorder.frames_written >= 1, timeout=WAIT_MS)
+    workers.stop(200)
+    assert workers.stuck() == [] and FileSource(output).frame_count >= 1
+
+
+# desmoke-app's main with a stop that gives up after 3 s instead of 8.
 APP_WITH_A_QUICK_STOP = """
 import functools, sys
 from desmoke_app.gui import main, workers
 
-workers.WorkerThreads.stop = functools.partialmethod(workers.WorkerThreads.stop, 1000)
+workers.WorkerThreads.stop = functools.partialmethod(workers.WorkerThreads.stop, 3000)
 sys.exit(main.main(sys.argv[1:]))
 """
 
@@ -318,7 +346,9 @@ def test_quitting_while_a_source_is_still_opening_exits(tmp_path) -> None:
     done = run_script(APP_WITH_A_QUICK_STOP, *args, "--after", "0.5", tmp_path=tmp_path)
     assert done.returncode == 0, done.stderr
     said = [line for line in done.stderr.splitlines() if "desmoke-app" in line]
-    assert said == ["desmoke-app: the reader thread did not stop in time; exiting without waiting"]
+    # The reader, blocked; on a loaded machine the processor may still be loading its network.
+    assert len(said) == 1 and said[0].startswith("desmoke-app: the reader"), said
+    assert said[0].endswith("did not stop in time; exiting without waiting")
     assert shot.read_bytes().startswith(b"\x89PNG")
 
 

@@ -238,5 +238,6 @@ def test_info_says_where_the_cache_is(tmp_path, capsys) -> None:
     assert main(["info", "--model", "dcp"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("cache:")]
     assert lines == [
-        f"cache: {tmp_path / 'cache'} (ONNX exports, compiled kernels; safe to delete)"
+        f"cache: {tmp_path / 'cache'} (ONNX exports, compiled kernels, TensorRT engines; "
+        "safe to delete: made again when needed, engines by desmoke build-engine)"
     ]

@@ -356,8 +356,8 @@ def test_a_stream_whose_frame_size_changes_is_exported_scaled_to_its_first(tmp_p
     report = pipeline.export_video(source, tmp_path / "out.mp4", Desmoker("dcp"))
     assert report.frames == 25
     assert report.warning == (
-        "sizes.h264: the frame size changes from 160x96 to 96x64 at 0.40 s; frames of other "
-        "sizes are scaled to 160x96 (the output's size)"
+        "sizes.h264: frames from 0.40 s are 96x64, not the video's 160x96 (its size changes "
+        "midway): frames of other sizes are scaled to it"
     )
     with FileSource(report.output) as video:
         originals = [frame.rgb[:, :160] for frame in video.frames()]
@@ -365,7 +365,10 @@ def test_a_stream_whose_frame_size_changes_is_exported_scaled_to_its_first(tmp_p
     assert [read_index(rgb) for rgb in originals] == [*range(10), *range(10), *range(5)]
     # A range starting after the change names the source's time, not the output's.
     later = pipeline.export_video(source, tmp_path / "later.mp4", Desmoker("dcp"), start=0.2)
-    assert "at 0.40 s" in later.warning and later.frames == 20
+    assert "frames from 0.40 s are 96x64" in later.warning and later.frames == 20
+    # A range starting on the other size: from its start, not the stream's change before it.
+    within = pipeline.export_video(source, tmp_path / "within.mp4", Desmoker("dcp"), start=0.5)
+    assert "frames from 0.50 s are 96x64, not the video's 160x96" in within.warning
 
 
 def test_a_frame_is_area_averaged_only_where_both_sides_shrink(monkeypatch) -> None:

@@ -612,6 +612,14 @@ def test_init_weights_on_the_command_line(clip: Path, tmp_path: Path) -> None:
     assert train_fast(config, tmp_path / "run")["steps"] == 4
     with pytest.raises(ConfigError, match="ships no weights for 'paper'"):
         configured("--init-weights", "paper")
+    with pytest.raises(ConfigError, match=r"^--init-weights nowhere\.safetensors: no such file"):
+        configured("--init-weights", "nowhere.safetensors")  # said as the option, not the config
+    (tmp_path / "fast").mkdir()  # a folder of that name (a run's, -o fast) is not weights
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        assert Path(configured("--init-weights", "fast")[0].train.init_weights) == shipped_weights(
+            "fast"
+        )
     with pytest.raises(ConfigError, match="--init-weights starts a new run"):
         configured("--init-weights", "fast", "--resume")
     config, _ = configured()  # the config's own start, missing here: said with the way out

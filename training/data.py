@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from engine.dark_channel import dark_channel, default_patch_size
-from engine.models import working_shape
+from engine.models import working_interpolation, working_shape
 from training.config import DataConfig
 from training.metrics import colourfulness
 from training.smoke import SmokeConfig, SmokeSynthesizer
@@ -440,7 +440,7 @@ class SmokeDataset(Dataset):
     def _eval_frame(self, index: int) -> np.ndarray:
         image = self.frames[index % len(self.frames)].image
         height, width = working_shape(*image.shape[:2], self.working_short_side, self.stride)
-        interpolation = cv2.INTER_AREA if height <= image.shape[0] else cv2.INTER_LINEAR
+        interpolation = working_interpolation(*image.shape[:2], height, width)
         return cv2.resize(image, (width, height), interpolation=interpolation)
 
     def __getitem__(self, index: int) -> dict:

@@ -552,8 +552,12 @@ def configured_run(args: argparse.Namespace) -> tuple[Config, Path]:
 def init_weights_file(name: str) -> Path:
     """--init-weights: a weights file, or a network model's name for its shipped weights."""
     path = Path(name)
-    if path.exists() or name not in NETWORK_MODELS:
+    if path.is_file():
         return path
+    if name not in NETWORK_MODELS:
+        raise ConfigError(
+            f"--init-weights {name}: no such file (a .safetensors, or fast for the shipped weights)"
+        )
     shipped = shipped_weights(name)
     if shipped is None:
         raise ConfigError(f"--init-weights {name}: the project ships no weights for '{name}'")

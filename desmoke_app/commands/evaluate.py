@@ -194,9 +194,12 @@ def run_record() -> str:
     from desmoke_app import version
 
     command = shlex.join(["desmoke", *sys.argv[1:]])
+    # The ms/frame columns depend on what else ran: the load says how busy the machine was.
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return (
         f"run {time.strftime('%Y-%m-%d')} with desmoke {version()} on {platform.platform()} "
-        f"({os.cpu_count()} logical CPUs), Python {platform.python_version()}: `{command}`"
+        f"({os.cpu_count()} logical CPUs, load average {load} as it began), Python "
+        f"{platform.python_version()}: `{command}`"
     )
 
 

@@ -33,7 +33,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"torch {torch.__version__}, PyAV {av.__version__}, OpenCV {cv2.__version__}")
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     print(f"CUDA device: {cuda}")
-    print(f"cache: {cache_root()} (ONNX exports, compiled kernels; safe to delete)")
+    print(
+        f"cache: {cache_root()} (ONNX exports, compiled kernels, TensorRT engines; safe to "
+        "delete: made again when needed, engines by desmoke build-engine)"
+    )
     print("backends:")
     for name in BACKENDS:
         available, reason = backend_status(name)

@@ -66,9 +66,11 @@ class WorkerThreads:
 
     def stop(self, timeout_ms: int = 8000) -> None:
         """Close the source, finish a running recording (quitting keeps what was
-        recorded) and end the threads, giving up on those still running after
-        `timeout_ms`: a reader blocked opening a source (a FIFO nobody writes to, a stream
-        that does not answer) runs nothing until the open returns, if ever."""
+        recorded) and end the threads, giving up on the reader and processor still running
+        after `timeout_ms`: a reader blocked opening a source (a FIFO nobody writes to, a
+        stream that does not answer) runs nothing until the open returns, if ever. The
+        recorder is waited for as long as finishing its file takes (an hour's recording
+        rewritten for fast start on a slow drive can take longer than any deadline)."""
         if not self._threads:
             return
         reader, processor, recorder = self._threads
@@ -80,7 +82,8 @@ class WorkerThreads:
         processor.quit()
         deadline = QDeadlineTimer(timeout_ms)
         for thread in self._threads:
-            if not thread.wait(deadline):
+            forever = QDeadlineTimer(QDeadlineTimer.ForeverConstant.Forever)
+            if not thread.wait(forever if thread is recorder else deadline):
                 # A QThread destroyed while it runs aborts the process (a processor still
                 # building a TensorRT engine): kept referenced; desmoke-app's main exits
                 # without Python's clean-up while one runs.
