@@ -110,7 +110,9 @@ def test_a_saved_view_cut_short_anywhere_still_starts(qtbot, tmp_path) -> None:
         path = tmp_path / f"cut{cut}.ini"
         path.write_bytes(whole[:cut])
         window = built(qtbot, AppSettings(QSettings(str(path), QSettings.Format.IniFormat)))
-        assert window.height() > 0
+        # Built, and running: its processor answers (the demo plays), the window laid out.
+        qtbot.waitUntil(lambda w=window: w.processor_state is not None, timeout=WAIT_MS)
+        assert window.isVisible() and window.height() > 0
         window.shutdown()
 
 
