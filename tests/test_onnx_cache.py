@@ -8,16 +8,17 @@ import os
 import threading
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 import torch
 
 from engine import files
-from engine.backends import onnxruntime_backend, select_backend
-from engine.models import build_network, default_config
+from engine.backends import onnxruntime_backend
+from engine.models import build_network
 from engine.models.onnx_export import exported_onnx, provenance_of, reuse_problem
 from engine.models.smoke_layer_net import SmokeLayerNet
+from tests.test_backends import loaded_onnxruntime as loaded
+from tests.test_backends import max_difference_from_torch
 
 LOGGER = "engine.backends.onnxruntime_backend"
 SMALL = {"widths": [8, 16, 32]}  # quick to export
@@ -40,21 +41,6 @@ def perturbed(network: torch.nn.Module) -> torch.nn.Module:
         for parameter in network.parameters():
             parameter.add_(0.3 * torch.randn_like(parameter))
     return network.eval()
-
-
-def loaded(network: torch.nn.Module):
-    backend, _ = select_backend("onnxruntime")
-    backend.load(network, default_config("fast"))
-    return backend
-
-
-def max_difference_from_torch(backend, network) -> float:
-    reference, _ = select_backend("torch")
-    reference.load(network, default_config("fast"))
-    x = np.random.default_rng(0).random((1, 4, 64, 112), dtype=np.float32)
-    return max(
-        float(np.abs(a - b).max()) for a, b in zip(reference.run(x), backend.run(x), strict=True)
-    )
 
 
 @pytest.fixture(scope="module")
