@@ -253,21 +253,20 @@ def _guided_alpha_rows(
 def _invert_rows(
     frame: np.ndarray, alpha: np.ndarray, colour: np.ndarray, t_min: float, out: np.ndarray
 ) -> None:
-    """J = g I + c A into `out`, with alpha at most 1 - t_min, g = 1 / (1 - alpha)
-    and c = -255 alpha g, one channel at a time with OpenCV's saturating arithmetic (3x
-    fewer passes than broadcasting three-channel float arrays in NumPy). colour: (3,) or
-    3xHxW. Clamping alpha, not only the divisor: dividing I - A alpha by t_min with alpha
-    past 1 - t_min darkened what it could not invert (a white frame under dcp came out
-    mid-grey, a flat frame under `fast` a dark rectangle)."""
+    """J = g I + c A into `out`, with alpha at most 1 - t_min: g = 1 / max(1 - alpha, t_min)
+    and c = -255 alpha g = 255 (1 - g) (the same, with alpha clamped: no pass of its own),
+    one channel at a time with OpenCV's saturating arithmetic (3x fewer passes than
+    broadcasting three-channel float arrays in NumPy). colour: (3,) or 3xHxW. Clamping
+    alpha, not only the divisor: dividing I - A alpha by t_min with alpha past 1 - t_min
+    darkened what it could not invert (a white frame under dcp came out mid-grey, a flat
+    frame under `fast` a dark rectangle)."""
     height, width = frame.shape[:2]
-    alpha = np.minimum(
-        alpha, np.float32(1.0) - np.float32(t_min), out=_scratch("opacity", height, width)
-    )
     gain = _scratch("gain", height, width)
     np.subtract(np.float32(1.0), alpha, out=gain)
+    np.maximum(gain, np.float32(t_min), out=gain)
     cv2.divide(1.0, gain, dst=gain)
     offset = _scratch("offset", height, width)
-    cv2.multiply(alpha, gain, dst=offset, scale=-255.0)
+    cv2.addWeighted(gain, -255.0, gain, 0.0, 255.0, dst=offset)
     planes = cv2.split(frame, [_scratch(f"in{c}", height, width, np.uint8) for c in range(3)])
     weighted = _scratch("weighted", height, width)
     scaled = _scratch("scaled", height, width)

@@ -20,8 +20,9 @@
 //                     pixel whatever the patch size (63 px at 1080p, 127 px at 4K).
 //   restore_smoke_layer  engine.restore: alpha = clip(a_up * gray + b_up, 0, 1) with the
 //                     guided-filter coefficients a (pre-scaled by 1/255: gray is the uint8
-//                     grey frame) and b upsampled bilinearly, at most 1 - t_min; then
-//                     J = I g + (-255 alpha g) A, g = 1 / (1 - alpha), rounded and saturated to uint8 like
+//                     grey frame) and b upsampled bilinearly; then J = I g + 255 (1 - g) A,
+//                     g = 1 / max(1 - alpha, t_min) (-255 alpha g with alpha at most
+//                     1 - t_min), rounded and saturated to uint8 like
 //                     cv2.add(..., dtype=CV_8U).
 //   restore_paper     the `paper` model: the network's change to the image upsampled
 //                     bilinearly and added to the full-resolution frame.
@@ -479,10 +480,10 @@ extern "C" __global__ void restore_smoke_layer(
     linear_taps(y, (float)coef_h / (float)h, coef_h, &y0, &y1, &fy);
     float a = bilinear(coef, coef_w, x0, x1, fx, y0, y1, fy);
     float b = bilinear(coef + (long long)coef_h * coef_w, coef_w, x0, x1, fx, y0, y1, fy);
-    float alpha = fminf(clampf(a * gray + b, 0.0f, 1.0f), 1.0f - t_min);
+    float alpha = clampf(a * gray + b, 0.0f, 1.0f);
 
-    float gain = 1.0f / (1.0f - alpha);
-    float offset = alpha * gain * -255.0f;
+    float gain = 1.0f / fmaxf(1.0f - alpha, t_min);
+    float offset = 255.0f - 255.0f * gain;  // -255 alpha gain, alpha at most 1 - t_min
     linear_taps(x, (float)colour_w / (float)w, colour_w, &x0, &x1, &fx);
     linear_taps(y, (float)colour_h / (float)h, colour_h, &y0, &y1, &fy);
     u8* o = out + (long long)y * out_pitch + 3 * x;
