@@ -36,7 +36,13 @@ from engine.backends.tensorrt_backend import (
     sidecar_path,
 )
 from engine.files import replace_together, write_atomically
-from engine.models.onnx_export import exported_onnx, recorded_provenance
+from engine.models.onnx_export import (
+    INPUT_CHANNELS,
+    exported_onnx,
+    graph_inputs,
+    input_problem,
+    recorded_provenance,
+)
 from engine.models.weights import weights_digest
 
 #: Default profile (no --shape): short sides 128..512 around the default 256 working size.
@@ -111,22 +117,15 @@ def onnx_info(data: bytes, name: str) -> OnnxInfo:
         onnx.checker.check_model(model)
     except Exception as exc:  # onnx raises several kinds for corrupt files
         raise BuildError(f"{name}: not a valid ONNX model ({exc})") from exc
-    initializers = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        raise BuildError(f"{name}: expected one input, found {[i.name for i in inputs]}")
-    tensor = inputs[0].type.tensor_type
     dtypes = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
-    if tensor.elem_type not in dtypes:
-        raise BuildError(f"{name}: input type {tensor.elem_type} is neither float32 nor float16")
-    dims = tensor.shape.dim
-    channels = dims[1].dim_value if len(dims) == 4 and dims[1].dim_value else 0
-    if channels != 4:
-        raise BuildError(f"{name}: expected an Nx4xHxW input (RGB + dark channel)")
+    problem = input_problem(model, tuple(dtypes))
+    if problem:
+        raise BuildError(f"{name}: {problem} (RGB + dark channel, float32 or float16)")
+    source = graph_inputs(model)[0]
     return OnnxInfo(
-        input_name=inputs[0].name,
-        input_dtype=dtypes[tensor.elem_type],
-        channels=channels,
+        input_name=source.name,
+        input_dtype=dtypes[source.type.tensor_type.elem_type],
+        channels=INPUT_CHANNELS,
         output_names=tuple(o.name for o in model.graph.output),
         sha256=hashlib.sha256(data).hexdigest(),
         provenance=recorded_provenance(model),

@@ -156,17 +156,31 @@ def reuse_problem(data: bytes, wanted: dict[str, str]) -> str:
     return input_problem(model)
 
 
-def input_problem(model: onnx.ModelProto) -> str:
-    """Why `model` does not take the one float32 Nx4xHxW input the backends feed it ("" when
-    it does)."""
+def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The model's inputs, initializers aside (older exporters list those as inputs too)."""
     initializers = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
+    return [i for i in model.graph.input if i.name not in initializers]
+
+
+def _dtype_name(elem_type: int) -> str:
+    """float32, float16, ... (ONNX names them FLOAT, FLOAT16)."""
+    name = onnx.TensorProto.DataType.Name(elem_type).lower()
+    return "float32" if name == "float" else name
+
+
+def input_problem(
+    model: onnx.ModelProto, dtypes: tuple[int, ...] = (onnx.TensorProto.FLOAT,)
+) -> str:
+    """Why `model` does not take the one Nx4xHxW input of `dtypes` (onnx.TensorProto
+    types) the backends feed it ("" when it does): onnxruntime's float32; a TensorRT build
+    takes a float16 export too."""
+    inputs = graph_inputs(model)
     if len(inputs) != 1:
         return f"takes inputs {[i.name for i in inputs]}, not one"
     tensor = inputs[0].type.tensor_type
-    if tensor.elem_type != onnx.TensorProto.FLOAT:
-        dtype = onnx.TensorProto.DataType.Name(tensor.elem_type).lower()
-        return f"takes a {dtype} input, not float32"
+    if tensor.elem_type not in dtypes:
+        wanted = " or ".join(_dtype_name(t) for t in dtypes)
+        return f"takes a {_dtype_name(tensor.elem_type)} input, not {wanted}"
     dims = [d.dim_param or d.dim_value for d in tensor.shape.dim]
     if len(dims) != 4 or dims[1] != INPUT_CHANNELS:
         return f"takes an input of shape {dims}, not Nx{INPUT_CHANNELS}xHxW"
