@@ -7,7 +7,9 @@ a file written in one block; the video writer (engine.video.writer), which encod
 many calls, uses them directly. replace_together writes a set of files that belong together
 (weights and their description, an engine and its sidecar, an evaluation's reports) so
 that all change or none does. cache_file saves what can be made again (ONNX exports,
-compiled kernels), warning instead of failing where the cache cannot be written.
+compiled kernels), warning instead of failing where the cache cannot be written. Where
+Windows will not let a finished file replace its target (another program has it open),
+move_into_place keeps it under a free name beside it and says where (KeptAsideError).
 
 Also the one answer to "do these names mean one file?" (file_identity, same_file,
 path_key), a file's sha256 (file_sha256), where caches go (cache_root) and the default name of a desmoked video
@@ -20,7 +22,10 @@ import errno
 import hashlib
 import logging
 import os
+import sys
 import tempfile
+import time
+import unicodedata
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -35,6 +40,23 @@ _RANDOM_CHARS = 8
 
 #: What file_identity gives: an existing file's (device, inode), else its path_key.
 FileKey = tuple[int, int] | str
+
+#: Seconds between tries of a rename Windows refused: a player showing the old file, or an
+#: antivirus scanning the new one, holds it a moment; about 1.5 s in all.
+_RENAME_WAITS = (0.1, 0.2, 0.4, 0.8)
+
+
+class KeptAsideError(PermissionError):
+    """`filename` could not be replaced (Windows: another program has it open), so the
+    finished file was kept as `kept`, beside it; strerror says so, naming `kept`."""
+
+    def __init__(self, path: Path, kept: Path) -> None:
+        reason = (
+            f"in use by another program, such as a player showing it; the new file was kept "
+            f"as {kept}: close that program and rename it"
+        )
+        super().__init__(errno.EACCES, reason, str(path))
+        self.kept = kept
 
 
 def _process_umask() -> int:
@@ -87,9 +109,62 @@ def new_temporary(path: str | Path, suffix: str = ".part") -> Path:
 
 
 def move_into_place(temp: Path, path: str | Path) -> None:
-    """Rename a complete `temp` (from new_temporary) onto `path`, atomically."""
+    """Rename a complete `temp` (from new_temporary) onto `path`, atomically. Windows
+    refuses while another program has `path` open (a player showing the last export) or
+    an antivirus scans `temp`: tried again for a while, then `temp` is kept as a free
+    "NAME (2).SUFFIX" beside `path` and KeptAsideError says so (the work is not lost)."""
     temp.chmod(0o666 & ~_UMASK)  # mkstemp makes it owner-only: as open() would make it
-    os.replace(temp, path)
+    if sys.platform != "win32":  # elsewhere a refusal is for good: no waiting
+        os.replace(temp, path)
+        return
+    path = Path(path)
+    try:
+        _replace_when_free(temp, path)
+    except PermissionError as refused:
+        try:
+            kept = _keep_aside(temp, path)
+        except OSError:
+            raise refused from None
+        raise KeptAsideError(path, kept) from refused
+
+
+def _replace_when_free(temp: Path, path: Path) -> None:
+    """os.replace, tried again after each of _RENAME_WAITS while it raises PermissionError."""
+    for wait in (*_RENAME_WAITS, None):
+        try:
+            os.replace(temp, path)
+            return
+        except PermissionError:
+            if wait is None:
+                raise
+            time.sleep(wait)
+
+
+def _keep_aside(temp: Path, path: Path) -> Path:
+    """Rename `temp` to the first free "NAME (N).SUFFIX" beside `path` (N from 2), visible
+    rather than hidden as a temporary file is; returns that path. The name is claimed first
+    (created only where no file is): no other file is replaced."""
+    number = 1
+    while True:
+        number += 1
+        candidate = _numbered(path, number)
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            continue
+        try:
+            _replace_when_free(temp, candidate)  # the antivirus may be scanning either
+        except OSError:
+            discard(candidate)
+            raise
+        return candidate
+
+
+def _numbered(path: Path, number: int) -> Path:
+    """`path` as "NAME (number).SUFFIX", NAME shortened to fit the file system's limit."""
+    tail = f" ({number}){path.suffix}"
+    room = _name_max(path.parent) - len(os.fsencode(tail))
+    return path.with_name(_fit(path.stem, room) + tail)
 
 
 def discard(temp: Path) -> None:
@@ -179,29 +254,36 @@ def cache_file(path: str | Path, data: bytes) -> bool:
 # -- which file a name means --------------------------------------------------------
 def path_key(path: str | Path) -> str:
     """One spelling per path, whether or not a file is there yet: absolute, links
-    resolved, case folded where the system folds it (os.path.normcase: Windows); the path
-    as given for a name no file can have (a NUL), which the writer then refuses."""
+    resolved, case folded where the system's disks ignore it by default (Windows; macOS,
+    whose APFS ignores the Unicode normal form too); the path as given for a name no file
+    can have (a NUL), which the writer then refuses. A case-sensitive disk there is taken
+    as ignoring case: refusing two names as one file is safer than one replacing the other."""
     try:
-        return os.path.normcase(os.path.realpath(path))
+        key = os.path.normcase(os.path.realpath(path))
     except (OSError, ValueError):
         return str(path)
+    if sys.platform == "darwin":
+        return unicodedata.normalize("NFD", key.casefold())
+    return key
 
 
 def file_identity(path: str | Path) -> FileKey:
     """What names one file however it is spelled (./a, /abs/a, a symbolic or hard link to
     it, another case on a case-insensitive disk): an existing file's device and inode, else
-    its path_key (a file not written yet)."""
+    its path_key (a file not written yet, or one on a disk of no inode numbers: Windows
+    gives 0 for WebDAV, sshfs-win and VirtualBox shared folders, CPython issue 78116)."""
     try:
         info = os.stat(path)
     except (OSError, ValueError):  # not there (yet), a name too long, a NUL
+        return path_key(path)
+    if info.st_ino == 0:  # would make every file of that disk one file
         return path_key(path)
     return info.st_dev, info.st_ino
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether `a` and `b` name one existing file (False where either does not exist)."""
-    identity = file_identity(a)
-    return isinstance(identity, tuple) and identity == file_identity(b)
+    return os.path.exists(a) and file_identity(a) == file_identity(b)
 
 
 #: The DESMOKE_CACHE values already warned about (once each: every backend load asks).
@@ -210,12 +292,11 @@ _refused_cache_values: set[str] = set()
 
 def cache_root() -> Path:
     """The folder of desmoke's caches (ONNX exports, compiled CUDA kernels, TensorRT
-    engines: all made again when missing): $DESMOKE_CACHE with ~ expanded, else
-    ~/.cache/desmoke. A relative $DESMOKE_CACHE is
-    refused for the default, with a warning: it would mean another folder in each working
-    folder."""
+    engines: all made again when missing): $DESMOKE_CACHE with ~ expanded, else the
+    platform's (_platform_cache_root). A relative $DESMOKE_CACHE is refused for the
+    default, with a warning: it would mean another folder in each working folder."""
     value = os.environ.get("DESMOKE_CACHE", "")
-    default = Path.home() / ".cache" / "desmoke"
+    default = _platform_cache_root()
     if not value:
         return default
     try:
@@ -232,6 +313,24 @@ def cache_root() -> Path:
             default,
         )
     return default
+
+
+def _platform_cache_root() -> Path:
+    """Where the platform keeps caches, desmoke's folder there: %LOCALAPPDATA%\\desmoke\\cache
+    on Windows, ~/Library/Caches/desmoke on macOS, else $XDG_CACHE_HOME/desmoke or
+    ~/.cache/desmoke. A relative value of those variables is ignored (the XDG spec's rule)."""
+    if sys.platform == "win32":
+        local = _absolute_env("LOCALAPPDATA", Path.home() / "AppData" / "Local")
+        return local / "desmoke" / "cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "desmoke"
+    return _absolute_env("XDG_CACHE_HOME", Path.home() / ".cache") / "desmoke"
+
+
+def _absolute_env(name: str, default: Path) -> Path:
+    """The folder in environment variable `name` where that is an absolute path, else `default`."""
+    value = os.environ.get(name, "")
+    return Path(value) if value and os.path.isabs(value) else default
 
 
 def file_sha256(path: str | Path) -> str:

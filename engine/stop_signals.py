@@ -1,4 +1,4 @@
-"""The signals that stop a run as Ctrl-C does (a kill, a closed terminal), handled once.
+"""The signals that stop a run as Ctrl-C does (kill, a closed terminal, Ctrl+Break), handled once.
 
 The CLI turns the first into an interrupt that removes temporary outputs, the trainer into
 a stop between steps with a checkpoint, the app into closing its windows; a second signal
@@ -13,9 +13,13 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-#: Ctrl-C, kill, a closed terminal (SIGHUP: not on Windows).
+#: Ctrl-C, kill, a closed terminal (SIGHUP: not on Windows), Ctrl+Break (SIGBREAK: Windows
+#: only; closing the console window sends it too, though Windows may end the process before
+#: Python's handler runs).
 STOP_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK")
+    if hasattr(signal, name)
 )
 
 

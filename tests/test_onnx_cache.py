@@ -196,6 +196,7 @@ def test_a_relative_desmoke_cache_is_refused_for_the_default(
 ) -> None:
     """A relative value meant another cache in each working folder."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # the default is then ~/.cache
     monkeypatch.setenv("DESMOKE_CACHE", value)
     monkeypatch.chdir(tmp_path)
     with caplog.at_level(logging.WARNING, logger="engine.files"):

@@ -13,7 +13,7 @@ BackendUnavailable with the reason when it does not fit; `auto` then falls back 
 next backend.
 
 Which engine: `config["tensorrt_engine"]` or $DESMOKE_TRT_ENGINE when set, else the
-engine in $DESMOKE_CACHE/tensorrt (~/.cache/desmoke/tensorrt) whose sidecar names these
+engine in $DESMOKE_CACHE/tensorrt (engine.files.cache_root) whose sidecar names these
 weights and fits this GPU and TensorRT (`desmoke build-engine WEIGHTS.safetensors` puts
 one there).
 """
