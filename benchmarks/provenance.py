@@ -87,6 +87,9 @@ def library_versions() -> dict[str, str]:
 
 
 def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages; [] where the system keeps none (Windows)."""
+    if not hasattr(os, "getloadavg"):
+        return []
     return [round(x, 2) for x in os.getloadavg()]
 
 
@@ -121,7 +124,7 @@ def finished(record: dict[str, Any]) -> dict[str, Any]:
 def header(record: dict[str, Any]) -> str:
     """One Markdown paragraph naming the machine, software, commit, date, load and command."""
     libraries = ", ".join(f"{k} {v}" for k, v in record["libraries"].items())
-    load = ", ".join(f"{x:.2f}" for x in record["load_average"])
+    load = ", ".join(f"{x:.2f}" for x in record["load_average"]) or "not known"
     end = record.get("load_average_end")
     load_end = f"; at the end {', '.join(f'{x:.2f}' for x in end)}" if end else ""
     return (

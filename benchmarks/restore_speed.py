@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -98,18 +97,32 @@ def variants() -> dict[str, Callable[..., np.ndarray]]:
     }
 
 
-def timed_calls(run: Callable[..., np.ndarray], args: tuple, repeats: int) -> tuple[float, int]:
+def minor_page_faults() -> int | None:
+    """This process's minor page faults so far; None where they are not counted: Windows
+    has no `resource` module."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def timed_calls(
+    run: Callable[..., np.ndarray], args: tuple, repeats: int
+) -> tuple[float, int | None]:
     """Median ms of `repeats` calls after an untimed one, and the minor page faults they
-    caused (memory the OS had to map)."""
+    caused (memory the OS had to map; None where not counted)."""
     run(*args)
     times = []
-    faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    faults_before = minor_page_faults()
     for _ in range(repeats):
         start = time.perf_counter()
         run(*args)
         times.append(time.perf_counter() - start)
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
-    return statistics.median(times) * 1000, faults
+    faults_after = minor_page_faults()
+    if faults_before is None or faults_after is None:
+        return statistics.median(times) * 1000, None
+    return statistics.median(times) * 1000, faults_after - faults_before
 
 
 def inputs(frame: np.ndarray, height: int) -> tuple[np.ndarray, SmokeLayer, np.ndarray]:
@@ -142,20 +155,27 @@ def measure_in_this_process(clip: Path, height: int, state: str, rounds: int, re
             raise AssertionError(f"{name} at {height}p differs from restore()")
     names = list(runs)
     ms: dict[str, list[float]] = {name: [] for name in names}
-    faults = dict.fromkeys(names, 0)
+    faults: dict[str, list[int | None]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             median, pf = timed_calls(runs[name], args, repeats)
             ms[name].append(median)
-            faults[name] += pf
+            faults[name].append(pf)
     return {
         "height": height,
         "width": args[0].shape[1],
         "state": state,
         "ms": {name: statistics.median(values) for name, values in ms.items()},
         "round_ms": ms,
-        "page_faults": {name: faults[name] / (rounds * repeats) for name in names},
+        "page_faults": {name: faults_per_call(faults[name], repeats) for name in names},
     }
+
+
+def faults_per_call(faults: list[int | None], repeats: int) -> float | None:
+    """Page faults per call over the rounds; None (unavailable) where they were not counted."""
+    if any(pf is None for pf in faults):
+        return None
+    return sum(faults) / (len(faults) * repeats)
 
 
 def measure_in_fresh_process(height: int, state: str, rounds: int, repeats: int) -> dict:
@@ -205,10 +225,9 @@ def main(argv: list[str] | None = None) -> int:
 def cell(row: dict, name: str) -> str:
     ms, rounds = row["ms"][name], row["round_ms"][name]
     speed_up = row["ms"][BASELINE] / ms
-    return (
-        f"{ms:.1f} (x{speed_up:.1f}; {row['page_faults'][name]:.0f} pf; "
-        f"{min(rounds):.1f}-{max(rounds):.1f})"
-    )
+    faults = row["page_faults"][name]
+    pf = "pf n/a" if faults is None else f"{faults:.0f} pf"
+    return f"{ms:.1f} (x{speed_up:.1f}; {pf}; {min(rounds):.1f}-{max(rounds):.1f})"
 
 
 def write_results(record: dict, folder: Path) -> None:

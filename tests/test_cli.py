@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import av
@@ -303,11 +304,21 @@ def test_export_to_unwritable_path_leaves_nothing(tmp_path, capsys) -> None:
     assert not target.exists()
 
 
-@pytest.mark.parametrize("signal_name, code", [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
+@pytest.mark.parametrize(
+    "signal_name, code",
+    [
+        ("SIGINT", 130),
+        ("SIGTERM", 143),
+        pytest.param(
+            "SIGHUP",
+            129,
+            marks=pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here"),
+        ),
+    ],
+)
 def test_stop_signal_mid_export_leaves_no_file(signal_name, code, tmp_path) -> None:
     """Ctrl-C, `kill` and a closed terminal: the same cleanup, exit code 128 + signal."""
     import os
-    import signal
     import subprocess
     import sys
 
@@ -484,3 +495,68 @@ def test_the_export_progress_bar_ends_full_when_the_estimate_was_high(capsys) ->
     bar.close()
     final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
     assert "100%" in final and "50/50" in final
+
+
+# ----------------------------------------------------------------------------- wildcards
+# cmd and PowerShell pass `*.mp4` on unexpanded; so does a POSIX shell where it matches
+# nothing. Calling main() directly passes the argument as those shells do.
+
+
+def test_export_expands_a_wildcard_the_shell_left(tmp_path, monkeypatch, capsys) -> None:
+    """QA: on Windows `desmoke export *.mp4` said "*.mp4: no such file"."""
+    monkeypatch.chdir(tmp_path)
+    _clips(tmp_path, "b.mp4", "a.mp4")
+    (tmp_path / "a.mp4.txt").write_text("not matched")
+    (tmp_path / "out").mkdir()
+    assert main(["export", "*.mp4", "-o", "out", "--model", "dcp"]) == 0, capsys.readouterr()
+    written = [line for line in capsys.readouterr().out.splitlines() if "wrote" in line]
+    assert [line.split()[2] for line in written] == [
+        str(Path("out", "a_desmoked.mp4")),  # in name order
+        str(Path("out", "b_desmoked.mp4")),
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", "*.mkv", "--model", "dcp"],
+        ["export", "a.mp4", "clip[0-9].mp4", "--model", "dcp"],
+        ["evaluate", "--model", "dcp", "--no-real", "--sources", "a.mp4", "*.png"],
+    ],
+)
+def test_a_wildcard_matching_no_file_is_one_line(argv, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    _clips(tmp_path, "a.mp4")
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    pattern = next(arg for arg in argv if "*" in arg or "[" in arg)
+    assert err == f"desmoke: error: {pattern} matches no file\n"
+    assert "desmoke: model" not in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]
+
+
+def test_a_file_named_like_a_wildcard_is_that_file(tmp_path, monkeypatch) -> None:
+    from desmoke_app.commands.common import expand_wildcards
+
+    monkeypatch.chdir(tmp_path)
+    _clips(tmp_path, "take [2].mp4", "take 2.mp4", "take 3.mp4")
+    assert expand_wildcards([Path("take [2].mp4")]) == [Path("take [2].mp4")]
+    assert expand_wildcards([Path("take [0-9].mp4")]) == [Path("take 2.mp4"), Path("take 3.mp4")]
+    folder = str(tmp_path)  # an absolute pattern keeps its folder
+    assert expand_wildcards([Path(folder, "take ?.mp4")]) == [
+        tmp_path / "take 2.mp4",
+        tmp_path / "take 3.mp4",
+    ]
+
+
+def test_evaluate_expands_a_wildcard_in_its_sources(tmp_path, monkeypatch, capsys) -> None:
+    from tests.test_training_data import write_image
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DESMOKE_CACHE", str(tmp_path / "cache"))
+    for seed, name in enumerate(["b.png", "a.png"]):
+        write_image(tmp_path / name, textured_frame(48, 64, seed))
+    argv = ["evaluate", "--model", "dcp", "--no-real", "--sources", "*.png", "--out", "report"]
+    assert main(argv) == 0, capsys.readouterr().err
+    info = json.loads((tmp_path / "report" / "evaluation.json").read_text())["synthetic_info"]
+    assert info["sources"] == ["a.png", "b.png"]

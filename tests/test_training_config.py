@@ -231,3 +231,69 @@ def test_a_shipped_config_is_taken_by_its_name(tmp_path, monkeypatch) -> None:
     assert load_config("fast").model.name == "paper"
     with pytest.raises(ConfigError, match=r"fastt: config file not found \(shipped .*fast, "):
         load_config("fastt")
+
+
+# ----------------------------------------------------------------------------- Windows files
+
+NOTEPAD_CONFIG = "[data]\nsources = ['clips/a.mp4']\n[train]\nthreads = 1\n"
+
+
+def test_a_config_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """QA: Windows Notepad's UTF-8 starts with a byte-order mark: "not valid TOML (Invalid
+    statement (at line 1, column 1))"."""
+    path = tmp_path / "notepad.toml"
+    path.write_bytes(NOTEPAD_CONFIG.encode("utf-8-sig"))
+    config = load_config(path)
+    assert config.train.threads == 1
+    assert config.paths_as_written["data.sources"] == ["clips/a.mp4"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le"])  # with and without a BOM
+def test_a_utf16_config_is_one_line_saying_to_save_it_as_utf8(tmp_path, encoding) -> None:
+    path = tmp_path / "unicode.toml"
+    path.write_bytes(NOTEPAD_CONFIG.encode(encoding))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == f"{path}: the config is not UTF-8 text: save it as UTF-8"
+
+
+HINT = r"write Windows paths in single quotes \('C:\\Users\\\.\.\.'\) or with forward slashes"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        # \U starts a unicode escape: "Invalid hex value".
+        (
+            '[data]\nsources = [\n  "C:\\Users\\jose\\clip.mp4",\n]\n',
+            r"not valid TOML \(Invalid hex value \(at line 3, column \d+\)\); .*" + HINT,
+        ),
+        # Valid TOML, but \t and \n are a tab and a new line: a path no one meant.
+        (
+            '[data]\nsources = ["C:\\temp\\new.mp4"]\n',
+            r"data\.sources 'C:\\temp\\new\.mp4' holds a control character; .*" + HINT,
+        ),
+        (
+            '[train]\ninit_weights = "D:\\runs\\best.safetensors"\n',
+            r"train\.init_weights 'D:\\runs\\x08est\.safetensors' holds a control .*" + HINT,
+        ),
+    ],
+    ids=["unicode escape", "tab and new line", "carriage return and backspace"],
+)
+def test_a_windows_path_in_double_quotes_says_how_to_write_it(tmp_path, text, message) -> None:
+    with pytest.raises(ConfigError, match=r"bad\.toml: " + message):
+        load_config(write(tmp_path, text))
+
+
+def test_other_toml_errors_get_no_path_hint(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"not valid TOML") as error:
+        load_config(write(tmp_path, "[train]\nthreads = = 2\n"))
+    assert "single quotes" not in str(error.value)
+
+
+def test_windows_paths_in_single_quotes_or_forward_slashes_are_kept(tmp_path: Path) -> None:
+    text = "[data]\nsources = ['C:\\Users\\jose\\clip.mp4', \"C:/temp/new.mp4\"]\n"
+    assert load_config(write(tmp_path, text)).paths_as_written["data.sources"] == [
+        "C:\\Users\\jose\\clip.mp4",
+        "C:/temp/new.mp4",
+    ]

@@ -22,8 +22,28 @@ from training.data import (
 
 
 def write_image(path: Path, image: np.ndarray) -> Path:
-    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    """As read_image reads: bytes through numpy (cv2.imwrite fails on Windows for a path
+    outside the ANSI code page, e.g. a temporary folder under an accented user name)."""
+    ok, png = cv2.imencode(path.suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    assert ok
+    png.tofile(path)
     return path
+
+
+@pytest.fixture
+def windows_opencv_paths(monkeypatch) -> None:
+    """cv2.imread and cv2.imwrite as on Windows: a path outside the ANSI code page (an
+    accented user name) is not found, and they give None / False without a word."""
+    imread, imwrite = cv2.imread, cv2.imwrite
+
+    def ansi_imread(path, *args):
+        return imread(path, *args) if str(path).isascii() else None
+
+    def ansi_imwrite(path, *args):
+        return imwrite(path, *args) if str(path).isascii() else False
+
+    monkeypatch.setattr(cv2, "imread", ansi_imread)
+    monkeypatch.setattr(cv2, "imwrite", ansi_imwrite)
 
 
 def data_config(*sources: Path, **overrides) -> DataConfig:
@@ -188,6 +208,38 @@ def test_unreadable_image_is_named(tmp_path: Path) -> None:
     (folder / "b.png").write_bytes(b"not a png at all")
     with pytest.raises(DataError, match=r"b\.png: not a readable image"):
         load_frames(data_config(folder))
+
+
+@pytest.mark.usefixtures("windows_opencv_paths")
+def test_images_under_a_non_ascii_folder_are_read(tmp_path: Path) -> None:
+    """QA: on Windows cv2.imread gave None under "C:/Users/José" or "OneDrive - Hôpital",
+    and every image there was "not a readable image" (desmoke evaluate, training)."""
+    from training.data import read_image
+
+    folder = tmp_path / "OneDrive - Hôpital" / "José"
+    folder.mkdir(parents=True)
+    image = tissue(1)
+    path = write_image(folder / "vue_opérée.png", image)
+    assert np.array_equal(read_image(path), image)
+    frames = load_frames(data_config(folder, scope_crop=False))
+    assert frames.sources[0]["frames"] == 1
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("missing.png", None, r"missing\.png: cannot read the image \(No such file"),
+        ("empty.png", b"", r"empty\.png: not a readable image"),
+    ],
+)
+def test_a_missing_or_empty_image_is_one_line(tmp_path: Path, name, content, message) -> None:
+    from training.data import read_image
+
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        read_image(path)
 
 
 def test_images_of_mixed_sizes_are_named(tmp_path: Path) -> None:

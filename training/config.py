@@ -432,18 +432,62 @@ def load_config(path: str | Path) -> Config:
     """Read and check a training config (a file, or a shipped config's name); errors name
     the file and the key."""
     path = config_path(path)
+    text = _config_text(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}){_escape_hint(text, exc)}") from exc
+    return config_from_dict(raw, path)
+
+
+def _config_text(path: Path) -> str:
+    """The file's text. utf-8-sig: Windows Notepad may start a UTF-8 file with a byte-order
+    mark, which TOML does not take ("Invalid statement" at line 1, column 1)."""
+    not_utf8 = f"{path}: the config is not UTF-8 text: save it as UTF-8"
+    try:
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         names = ", ".join(shipped_configs())
         raise ConfigError(
             f"{path}: config file not found (shipped configs, by name: {names})"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:  # UTF-16 with a byte-order mark, or a legacy code page
+        raise ConfigError(not_utf8) from None
+    except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config ({exc})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
-    return config_from_dict(raw, path)
+    if "\0" in text:  # UTF-16 without a byte-order mark: NULs between the letters
+        raise ConfigError(not_utf8)
+    return text
+
+
+#: What to do about a backslash in a double-quoted TOML string: there it starts an escape.
+_WINDOWS_PATH_HINT = (
+    "in double quotes a backslash starts an escape: write Windows paths in single quotes "
+    "('C:\\Users\\...') or with forward slashes (\"C:/Users/...\")"
+)
+#: A double-quoted TOML string holding a backslash.
+_QUOTED_BACKSLASH = re.compile(r'"[^"]*\\[^"]*"')
+
+
+def _escape_hint(text: str, error: tomllib.TOMLDecodeError) -> str:
+    """The Windows path hint, after "; ", where the line TOML refused holds a backslash in
+    double quotes ("C:\\Users": an invalid \\U escape); "" otherwise."""
+    where = re.search(r"at line (\d+)", str(error))  # tomllib's message (3.14: .lineno)
+    lines = text.splitlines()
+    number = int(where.group(1)) if where else 0
+    line = lines[number - 1] if 0 < number <= len(lines) else ""
+    return f"; {_WINDOWS_PATH_HINT}" if _QUOTED_BACKSLASH.search(line) else ""
+
+
+def _check_path_text(paths: dict[str, Any], where: str) -> None:
+    """Refuse a path holding a control character: "C:\\temp\\new.mp4" in double quotes is
+    valid TOML, but reads as a tab and a new line, and the file would not be found."""
+    for key, value in paths.items():
+        for text in value if isinstance(value, list) else [value]:
+            if any(ord(char) < 32 or ord(char) == 127 for char in text):
+                raise ConfigError(
+                    f"{where}: {key} {text!r} holds a control character; {_WINDOWS_PATH_HINT}"
+                )
 
 
 def config_from_dict(raw: dict[str, Any], path: str | Path = "<config>") -> Config:
@@ -459,6 +503,7 @@ def config_from_dict(raw: dict[str, Any], path: str | Path = "<config>") -> Conf
         "data.sources": list(config.data.sources),
         "train.init_weights": config.train.init_weights,
     }
+    _check_path_text(config.paths_as_written, str(path))
     base = path.parent
     config.data.sources = [
         _resolve_source(s, base, f"{path}: data.sources") for s in config.data.sources

@@ -106,8 +106,20 @@ def _list_sources(paths: Sequence[str]) -> list[Path]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """An image file as uint8 RGB HxWx3; a clear error when it cannot be read."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """An image file as uint8 RGB HxWx3; a clear error when it cannot be read.
+
+    numpy reads the bytes and OpenCV decodes them: on Windows cv2.imread cannot open a
+    path outside the ANSI code page (an accented user name, "OneDrive - Hôpital") and
+    gives None, which would read as a broken image.
+    """
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the image ({exc.strerror or exc})") from None
+    try:  # imdecode refuses an empty buffer (an empty file) by raising
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error:
+        image = None
     if image is None:
         raise DataError(f"{path}: not a readable image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -166,6 +168,28 @@ def make_desmoker(args: argparse.Namespace) -> Desmoker:
     if desmoker.notice:
         print(f"desmoke: {desmoker.notice}", file=sys.stderr)
     return desmoker
+
+
+#: The characters that make an argument a wildcard pattern, as glob reads them.
+_WILDCARDS = frozenset("*?[")
+
+
+def expand_wildcards(paths: list[Path]) -> list[Path]:
+    """The input files as a POSIX shell would pass them: cmd and PowerShell hand `*.mp4` on
+    as it is. An argument holding * ? or [ that names no file becomes the files it matches,
+    in name order; ValueError "NAME matches no file" where it matches none (a shell passes
+    such a pattern on too). An existing file's name is never a pattern ("take [2].mp4")."""
+    expanded: list[Path] = []
+    for path in paths:
+        name = str(path)
+        if _WILDCARDS.isdisjoint(name) or os.path.lexists(name):
+            expanded.append(path)
+            continue
+        matches = sorted(glob.glob(name))
+        if not matches:
+            raise ValueError(f"{name} matches no file")
+        expanded.extend(Path(match) for match in matches)
+    return expanded
 
 
 def os_error_message(error: OSError, doing: str, path: Path | None = None) -> str:

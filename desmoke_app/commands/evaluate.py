@@ -12,6 +12,7 @@ from desmoke_app.commands.common import (
     Subcommands,
     add_model_arguments,
     check_model_choice,
+    expand_wildcards,
     fail,
     int_in_range,
     os_error_message,
@@ -239,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         return fail(problem)
     try:
+        if args.sources:
+            args.sources = expand_wildcards(args.sources)
         check_model_choice(args.model, args.weights)
         report, sheet = _evaluate(args)
     except (ValueError, WeightsError, BackendUnavailable) as exc:

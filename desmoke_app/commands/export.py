@@ -14,6 +14,7 @@ from tqdm import tqdm
 from desmoke_app.commands.common import (
     Subcommands,
     add_model_arguments,
+    expand_wildcards,
     fail,
     int_in_range,
     make_desmoker,
@@ -34,7 +35,13 @@ def add_parser(subparsers: Subcommands) -> None:
     parser = subparsers.add_parser(
         "export", help="write side-by-side comparison MP4s (original | dark channel | desmoked)"
     )
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="video file(s)")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="IN",
+        help="video file(s); wildcards (*.mp4) are expanded where the shell does not",
+    )
     parser.add_argument(
         "-o",
         "--output",  # text, not a Path: a trailing "/" (a folder) would be lost
@@ -97,6 +104,10 @@ def _folder_problem(output: str, several: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        args.inputs = expand_wildcards(args.inputs)
+    except ValueError as exc:
+        return fail(str(exc))
     several = len(args.inputs) > 1
     if args.end is not None and args.end <= args.start:
         return fail(f"--end must be after --start, got {args.start:g} to {args.end:g} s")
