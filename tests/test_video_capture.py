@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import errno
 import sys
+from fractions import Fraction
 
+import av
+import av.logging
 import numpy as np
 import pytest
 
@@ -16,9 +19,12 @@ from engine.video import (
     list_capture_devices,
 )
 from engine.video.capture_source import (
+    AVFOUNDATION_RATES,
+    NO_COMPRESSED_STREAM,
     _device_options,
     _lavfi_graph,
     parse_avfoundation_list,
+    parse_avfoundation_modes,
     parse_dshow_list,
     platform_format,
     v4l2_devices,
@@ -62,20 +68,119 @@ def test_a_device_with_non_square_pixels_gives_square_ones():
 
 def test_a_compressed_stream_is_asked_for_the_way_each_device_format_names_it():
     """USB capture cards send 1080p at full rate only as MJPEG: v4l2 selects it with
-    input_format, dshow with vcodec (its pixel_format takes raw formats only)."""
+    input_format, like a pixel format; raw formats go by each format's own option name."""
     v4l2 = _device_options("v4l2", (1920, 1080), 60, "mjpeg")
     assert (v4l2["input_format"], v4l2["video_size"], v4l2["framerate"]) == (
         "mjpeg",
         "1920x1080",
         "60",
     )
-    dshow = _device_options("dshow", None, None, "mjpeg")
-    assert dshow["vcodec"] == "mjpeg" and "pixel_format" not in dshow
     assert _device_options("dshow", None, None, "yuyv422")["pixel_format"] == "yuyv422"
     assert _device_options("avfoundation", None, None, "nv12")["pixel_format"] == "nv12"
     assert "format=" not in _lavfi_graph(TESTSRC, None, None, "mjpeg")  # generated: raw
     with CaptureSource(TESTSRC, format="lavfi", pixel_format="mjpeg") as source:
         assert source.read().rgb.shape == (240, 320, 3)
+
+
+@pytest.mark.parametrize(("fmt", "device"), [("dshow", "video=USB3 HDMI"), ("avfoundation", "0")])
+def test_formats_that_cannot_be_asked_for_mjpeg_say_so_before_opening(monkeypatch, fmt, device):
+    """dshow picks MJPEG only by the format context's codec (ffmpeg's input -vcodec: no
+    option by that name, so {"vcodec": "mjpeg"} was silently unused); avfoundation's
+    pixel_format takes raw formats only ("mjpeg" failed as "Invalid argument")."""
+    monkeypatch.setattr(av, "open", lambda *a, **k: pytest.fail(f"{fmt} opened with {k}"))
+    with pytest.raises(VideoOpenError) as error:
+        CaptureSource(device, format=fmt, pixel_format="mjpeg")
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{device}: {fmt} cannot be asked")
+    assert "leave the stream at the device default" in message
+    assert NO_COMPRESSED_STREAM[fmt] in message
+
+
+def fake_avfoundation(monkeypatch, rates: tuple[float, ...], fail=None) -> list:
+    """av.open's avfoundation as libavdevice/avfoundation.m behaves on a device whose modes
+    run at `rates` (1920x1080 each): a framerate (default "ntsc", 29.97) none of them has
+    within 0.01 logs "Supported modes:" and fails with EINVAL; a rate it has opens (a
+    testsrc at that rate stands in). `fail`: an error raised whatever the rate. Returns the
+    framerate options asked for, in order."""
+    asked: list = []
+    real_open = av.open
+
+    def avfoundation_open(url, format=None, container_options=None, **kwargs):
+        if format != "avfoundation":
+            return real_open(url, format=format, container_options=container_options, **kwargs)
+        text = (container_options or {}).get("framerate")
+        asked.append(text)
+        if fail is not None:
+            raise fail
+        rate = float(Fraction(text or "30000/1001"))
+        if not any(abs(rate - offered) < 0.01 for offered in rates):
+            log = av.logging.log
+            log(av.logging.ERROR, "avfoundation", f"Selected framerate ({rate:f}) is not supported")
+            log(av.logging.ERROR, "avfoundation", "Supported modes:\n")
+            for offered in rates:
+                log(av.logging.ERROR, "avfoundation", f"  1920x1080@[{offered:f} {offered:f}]fps")
+            raise av.ArgumentError(errno.EINVAL, "Invalid argument")
+        return real_open(f"testsrc=size=64x48:rate={rate:g}", format="lavfi", **kwargs)
+
+    monkeypatch.setattr(av, "open", avfoundation_open)
+    return asked
+
+
+def test_a_mac_capture_without_a_chosen_rate_opens_at_a_rate_the_card_has(monkeypatch):
+    """avfoundation asks for 29.97 fps where no rate is given and refuses any device without
+    it: a 50 Hz card (PAL-region laparoscopy towers) failed to open with the defaults."""
+    monkeypatch.setattr(sys, "platform", "darwin")
+    asked = fake_avfoundation(monkeypatch, rates=(50.0,))
+    with CaptureSource("0") as source:  # the platform's format: avfoundation
+        assert (source.format, source.fps) == ("avfoundation", 50)
+        assert source.read().rgb.shape == (48, 64, 3)
+    assert asked == ["30", "60", "25", "50"]  # the common rates in turn, up to one it has
+
+
+def test_a_mac_card_with_no_common_rate_says_what_to_do(monkeypatch):
+    asked = fake_avfoundation(monkeypatch, rates=(12.0, 7.5))
+    with pytest.raises(VideoOpenError) as error:
+        CaptureSource("0", format="avfoundation")
+    message = str(error.value)
+    assert len(asked) == len(AVFOUNDATION_RATES) and "\n" not in message
+    assert message.startswith("0: the avfoundation device takes none of 30, 60, 25")
+    assert "(it offers 1920x1080@12, 1920x1080@7.5 fps)" in message  # FFmpeg's log, short
+    assert message.endswith("choose its frame rate and size in the capture dialog (--fps, --size)")
+
+
+def test_a_mac_rate_chosen_is_the_only_one_asked_for(monkeypatch):
+    """A rate the user chose is not second-guessed; its refusal names the modes there are."""
+    asked = fake_avfoundation(monkeypatch, rates=(60.0,))
+    with pytest.raises(VideoOpenError) as error:
+        CaptureSource("0", format="avfoundation", fps=25)
+    assert asked == ["25"]
+    assert str(error.value) == (
+        "0: cannot open avfoundation capture (Invalid argument) (it offers 1920x1080@60 fps)"
+    )
+    with CaptureSource("0", format="avfoundation", fps=60) as source:
+        assert source.fps == 60
+
+
+def test_a_mac_device_that_fails_otherwise_is_not_retried_at_each_rate(monkeypatch):
+    denied = av.PermissionError(errno.EACCES, "Permission denied")  # camera access refused
+    asked = fake_avfoundation(monkeypatch, rates=(30.0,), fail=denied)
+    with pytest.raises(VideoOpenError) as error:
+        CaptureSource("0", format="avfoundation")
+    assert asked == ["30"]
+    assert str(error.value) == "0: cannot open avfoundation capture (Permission denied)"
+
+
+def test_avfoundation_modes_are_read_from_its_log():
+    lines = [
+        "Selected framerate (29.970030) is not supported by the device.",
+        "Supported modes:",
+        "  1920x1080@[1.000000 60.000000]fps",
+        "  1920x1080@[1.000000 60.000000]fps",  # the same mode in another pixel format
+        "  1280x720@[59.940060 59.940060]fps",
+    ]
+    assert parse_avfoundation_modes(lines) == "1920x1080@1-60, 1280x720@59.94 fps"
+    assert parse_avfoundation_modes(lines, most=1) == "1920x1080@1-60, ... fps"
+    assert parse_avfoundation_modes(["Invalid device index"]) == ""
 
 
 def test_a_raw_yuyv_stream_arrives_as_rgb():

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
 
 from desmoke_app.gui.reader import SourceSpec
 from desmoke_app.gui.settings import AppSettings
+from engine.video.capture_source import COMPRESSED_FORMATS, NO_COMPRESSED_STREAM
 
 TEST_PATTERN = ("Test pattern (FFmpeg testsrc)", "testsrc=size=1280x720:rate=30", "lavfi")
 SIZES = (None, (640, 480), (1280, 720), (1920, 1080), (3840, 2160))
@@ -21,6 +22,10 @@ STREAMS = (
     ("device default", None),
     ("MJPEG (compressed: 1080p at full rate from USB capture cards)", "mjpeg"),
     ("raw YUYV 4:2:2 (uncompressed)", "yuyv422"),
+)
+STREAM_TIP = (
+    "What the device sends: a USB capture card gives 1080p at 30 or 60 fps only as MJPEG; "
+    "raw frames save it the compression"
 )
 
 
@@ -51,12 +56,7 @@ class CaptureDialog(QDialog):
         for rate in RATES:
             self.fps.addItem("device default" if rate is None else f"{rate:g} fps", rate)
         self.stream = QComboBox()
-        for text, pixel_format in STREAMS:
-            self.stream.addItem(text, pixel_format)
-        self.stream.setToolTip(
-            "What the device sends: a USB capture card gives 1080p at 30 or 60 fps only as "
-            "MJPEG; raw frames save it the compression"
-        )
+        self._device_changed()  # the streams the first device can be asked for
         form.addRow("Size", self.size)
         form.addRow("Frame rate", self.fps)
         form.addRow("Stream", self.stream)
@@ -97,10 +97,24 @@ class CaptureDialog(QDialog):
 
     def _device_changed(self) -> None:
         _path, fmt = self.device.currentData()
+        self._fill_streams(fmt)
         generated = fmt == "lavfi"  # the test pattern has no stream to choose
         self.stream.setEnabled(not generated)
         if generated:
             self.stream.setCurrentIndex(0)
+
+    def _fill_streams(self, fmt: str) -> None:
+        """The streams device format `fmt` can be asked for (no MJPEG from dshow or
+        avfoundation: the tip says why); the choice made is kept where it is one of them."""
+        chosen = self.stream.currentData()
+        refused = NO_COMPRESSED_STREAM.get(fmt)
+        self.stream.clear()
+        for text, pixel_format in STREAMS:
+            if not (refused and pixel_format in COMPRESSED_FORMATS):
+                self.stream.addItem(text, pixel_format)
+        self.stream.setCurrentIndex(max(0, self.stream.findData(chosen)))
+        no_mjpeg = f". No MJPEG choice with {fmt}: {refused}" if refused else ""
+        self.stream.setToolTip(STREAM_TIP + no_mjpeg)
 
     def spec(self) -> SourceSpec:
         path, fmt = self.device.currentData()

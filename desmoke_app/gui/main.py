@@ -99,7 +99,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--pixel-format",
         metavar="FORMAT",
-        help="what the capture device sends: mjpeg (USB cards at 1080p), yuyv422, nv12, ...",
+        help="what the capture device sends: mjpeg (USB cards at 1080p; v4l2 only), yuyv422, "
+        "nv12, ...",
     )
     parser.add_argument("--model", type=app_model, help="fast, paper, dcp or a .safetensors file")
     parser.add_argument("--backend", choices=BACKEND_NAMES, help="inference backend")

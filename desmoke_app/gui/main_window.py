@@ -40,7 +40,7 @@ from desmoke_app.gui.processor import ProcessedFrame, ProcessorState
 from desmoke_app.gui.reader import SourceInfo, SourceSpec
 from desmoke_app.gui.recorder import RecordingReport, RecordRequest
 from desmoke_app.gui.settings import AppSettings
-from desmoke_app.gui.shortcuts_dialog import ShortcutsDialog
+from desmoke_app.gui.shortcuts_dialog import ShortcutsDialog, key_hint
 from desmoke_app.gui.workers import WorkerThreads
 from engine.files import write_atomically
 from engine.video.errors import describe
@@ -167,7 +167,6 @@ class MainWindow(QMainWindow):
             self.status_labels[key] = label
         self.record_label = QLabel()
         self.record_label.setStyleSheet("color: #e04040; font-weight: bold")
-        self.record_label.setToolTip("Recording the view (Ctrl+R stops)")
         self.record_label.hide()
         bar.addPermanentWidget(self.record_label)
         self.export_progress = ExportProgress()
@@ -199,7 +198,9 @@ class MainWindow(QMainWindow):
         self._build_help_menu(bar.addMenu("&Help"))
 
     def _build_file_menu(self, file: QMenu) -> None:
-        self._action(file, "&Open video…", self.open_file_dialog, QKeySequence.StandardKey.Open)
+        self.open_action = self._action(
+            file, "&Open video…", self.open_file_dialog, QKeySequence.StandardKey.Open
+        )
         self._action(file, "Open &capture device…", self.open_capture_dialog, "Ctrl+D")
         self._action(file, "Open &demo", self.open_demo)
         self.recent_menu = file.addMenu("&Recent files")
@@ -258,13 +259,15 @@ class MainWindow(QMainWindow):
         )
         self.split_action.setCheckable(True)
         for i, kind in enumerate(TITLES, start=1):
-            self._action(
+            full_screen = self._action(
                 view,
                 f"Full screen: {TITLES[kind]}",
                 lambda _c=False, k=kind: self.toggle_full_screen(k),
-                f"F{i + 8}",
-                "The same key again, Esc or a double-click leaves",
+                tip="The same key again, Esc or a double-click leaves",
             )
+            # F9-F11, and Ctrl+1-3 (Cmd on macOS) where the F keys are the laptop's media
+            # keys (F11: Show Desktop on macOS).
+            full_screen.setShortcuts([QKeySequence(f"F{i + 8}"), QKeySequence(f"Ctrl+{i}")])
         zoom = self.pane_area.zoom
         view.addSeparator()
         zoom_in = self._action(view, "Zoom &in", lambda: zoom.zoom_by(zoom.STEP))
@@ -477,8 +480,8 @@ class MainWindow(QMainWindow):
     def _export_advice(self) -> str:
         """What to do where the source is no video file (export and marks refused)."""
         if self.source_info is not None and self.source_info.is_live:
-            return "a live capture is kept by recording the view (Ctrl+R)"
-        return "open one (Ctrl+O)"
+            return f"a live capture is kept by recording the view ({key_hint(self.record_action)})"
+        return f"open one ({key_hint(self.open_action)})"
 
     def _enable_export(self, enabled: bool) -> None:
         """Enabled once a source is open, whatever it is: Ctrl+E, I and O on a live capture
@@ -778,7 +781,8 @@ class MainWindow(QMainWindow):
         pane.showFullScreen()
 
     def toggle_full_screen(self, kind: str) -> None:
-        """F9-F11: pane `kind` full screen; its key again leaves (another key switches)."""
+        """F9-F11 or Ctrl+1-3: pane `kind` full screen; its key again leaves (another key
+        switches)."""
         if self._full_screen is not None and self._full_screen.kind == kind:
             self._full_screen.close()
         else:
@@ -950,9 +954,11 @@ class MainWindow(QMainWindow):
     def _recording_started(self, path: str) -> None:
         self._recording_ended_by = ""
         self.record_action.setChecked(True)
+        stop = key_hint(self.record_action)
         self.record_label.setText("● REC")
+        self.record_label.setToolTip(f"Recording the view ({stop} stops)")
         self.record_label.show()
-        self.show_message(f"recording to {path}: Ctrl+R stops", "info")
+        self.show_message(f"recording to {path}: {stop} stops", "info")
 
     def _recording_finished(self, report: RecordingReport) -> None:
         self._recording_ended()

@@ -26,7 +26,7 @@ MOUSE_GESTURES: Rows = [
     ("Wheel", "Zoom all panes about the cursor (up to 32x)"),
     ("Drag", "Pan the zoomed panes"),
     ("Split view: drag", "Move the divider (right-drag pans)"),
-    ("Double-click a pane", "That pane full screen (Esc, a double-click or its F9-F11 key leaves)"),
+    ("Double-click a pane", "That pane full screen (Esc, a double-click or its own key leaves)"),
     ("Click the timeline", "Seek to that time"),
     ("Drop a video file", "Open it"),
 ]
@@ -41,6 +41,12 @@ def key_text(action: QAction) -> str:
     """The action's shortcuts as the platform writes them (macOS: symbols), comma-separated."""
     native = QKeySequence.SequenceFormat.NativeText
     return ", ".join(key.toString(native) for key in action.shortcuts())
+
+
+def key_hint(action: QAction) -> str:
+    """The action's first shortcut as the platform writes it, for a hint in a message or a
+    tip: "Ctrl+R" on Linux and Windows, "⌘R" on macOS (Qt's Ctrl is the Command key there)."""
+    return action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
 
 
 def _with_shortcuts(menu: QMenu) -> list[QAction]:

@@ -11,6 +11,7 @@ import re
 import sys
 import time as clock
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +38,22 @@ PIXEL_FORMAT_OPTION = {
 }
 #: Compressed streams a device may offer instead of raw pixels: USB capture cards send
 #: 1080p at full frame rate only as MJPEG (raw YUYV 4:2:2 does not fit USB 2.0 bandwidth).
-#: dshow selects them with vcodec, v4l2 with input_format like a pixel format.
+#: v4l2 selects them with input_format like a pixel format.
 COMPRESSED_FORMATS = ("mjpeg",)
+#: Why the other device formats cannot be asked for a compressed stream. dshow picks one
+#: only by the format context's video codec (ffmpeg's input -vcodec), which is no option
+#: by name and which PyAV cannot set before opening: a "vcodec" option is silently unused.
+#: avfoundation's pixel_format takes raw formats only.
+NO_COMPRESSED_STREAM = {
+    "dshow": "DirectShow takes the card's MJPEG mode by itself where the chosen size and "
+    "frame rate need it",
+    "avfoundation": "macOS hands over decoded frames only",
+}
+#: Frame rates tried in turn on avfoundation where none is chosen: it would ask for its
+#: default 29.97 fps, and refuse every device without exactly that rate (most cards).
+AVFOUNDATION_RATES = (30.0, 60.0, 25.0, 50.0, 29.97, 59.94, 24.0, 15.0)
+#: What a failed open raises.
+OPEN_ERRORS = (av.FFmpegError, OSError, ValueError)
 
 
 @dataclass
@@ -94,20 +109,31 @@ def v4l2_devices(
     return devices
 
 
-def _devices_from_log(fmt: str) -> list[CaptureDevice]:
-    """dshow / avfoundation print their device list to FFmpeg's log, then fail to open."""
-    dummy = "dummy" if fmt == "dshow" else ""
+@contextmanager
+def ffmpeg_log_lines(level: int = av.logging.ERROR) -> Iterator[list[str]]:
+    """The lines FFmpeg logs on this thread, at `level` or more severe, while in the block
+    (PyAV drops them otherwise): the list fills as they come."""
+    lines: list[str] = []
     previous = av.logging.get_level()
-    av.logging.set_level(av.logging.INFO)
+    av.logging.set_level(level)
     try:
         with av.logging.Capture(local=True) as logs:
             try:
-                av.open(dummy, format=fmt, options={"list_devices": "true"}).close()
-            except (av.FFmpegError, OSError):
-                pass  # expected: listing ends with an "error"
+                yield lines
+            finally:
+                lines.extend(message for _level, _name, message in logs)
     finally:
         av.logging.set_level(previous)
-    lines = [message for _level, _name, message in logs]
+
+
+def _devices_from_log(fmt: str) -> list[CaptureDevice]:
+    """dshow / avfoundation print their device list to FFmpeg's log, then fail to open."""
+    dummy = "dummy" if fmt == "dshow" else ""
+    with ffmpeg_log_lines(av.logging.INFO) as lines:
+        try:
+            av.open(dummy, format=fmt, options={"list_devices": "true"}).close()
+        except (av.FFmpegError, OSError):
+            pass  # expected: listing ends with an "error"
     return parse_dshow_list(lines) if fmt == "dshow" else parse_avfoundation_list(lines)
 
 
@@ -137,6 +163,23 @@ def parse_avfoundation_list(lines: list[str]) -> list[CaptureDevice]:
     return devices
 
 
+def parse_avfoundation_modes(lines: list[str], most: int = 8) -> str:
+    """The modes avfoundation logs as a device refuses one (`  1920x1080@[1.000000
+    60.000000]fps`), short: "1920x1080@1-60, 1280x720@60 fps"; "" where none was logged."""
+    modes: list[str] = []
+    for line in lines:
+        match = re.search(r"(\d+x\d+)@\[([\d.]+) ([\d.]+)\]", line)
+        if match:
+            low, high = (f"{float(rate):.4g}" for rate in match.group(2, 3))
+            mode = f"{match.group(1)}@{high if low == high else f'{low}-{high}'}"
+            if mode not in modes:
+                modes.append(mode)
+    if not modes:
+        return ""
+    more = ", ..." if len(modes) > most else ""
+    return ", ".join(modes[:most]) + more + " fps"
+
+
 def _lavfi_graph(graph: str, size, fps, pixel_format) -> str:
     """A lavfi source has no device options: honour them with filters on its graph."""
     if size:
@@ -149,23 +192,32 @@ def _lavfi_graph(graph: str, size, fps, pixel_format) -> str:
 
 
 def _device_options(fmt: str, size, fps, pixel_format) -> dict[str, str]:
+    """The demuxer options asking device format `fmt` for a mode. A compressed stream is
+    asked for the way a pixel format is (v4l2); see NO_COMPRESSED_STREAM for the others."""
     options = dict(LOW_LATENCY)
     if size:
         options["video_size"] = f"{int(size[0])}x{int(size[1])}"
     if fps:
         options["framerate"] = f"{fps:g}"
-    if pixel_format in COMPRESSED_FORMATS and fmt == "dshow":
-        options["vcodec"] = pixel_format
-    elif pixel_format:
+    if pixel_format:
         options[PIXEL_FORMAT_OPTION.get(fmt, "pixel_format")] = pixel_format
     return options
+
+
+def _rates_to_try(fmt: str, fps: float | None) -> tuple[float | None, ...]:
+    """The chosen rate; on avfoundation with none, the common ones in turn (see
+    AVFOUNDATION_RATES); elsewhere None: the device's own."""
+    if fps or fmt != "avfoundation":
+        return (fps,)
+    return AVFOUNDATION_RATES
 
 
 class CaptureSource:
     """Frames from a live device; same read()/frames()/close() as FileSource, is_live True.
 
     size (width, height), fps and pixel_format ask the device for a mode; pixel_format is
-    a raw format ("yuyv422", "nv12") or a compressed stream ("mjpeg"); None: the default.
+    a raw format ("yuyv422", "nv12") or a compressed stream ("mjpeg", v4l2 only); None:
+    the default (on avfoundation, fps None: the first of AVFOUNDATION_RATES it takes).
 
     width and height are the displayed size: a device's non-square pixels (a sample aspect
     ratio, as SD capture cards state) are resized to square ones, as FileSource does.
@@ -192,7 +244,7 @@ class CaptureSource:
         self.path = device
         self.format = format or platform_format()
         self.skipped_frames = 0
-        self._container = self._open(device, size, fps, pixel_format, timeout)
+        self._container, opened_fps = self._open(device, size, fps, pixel_format, timeout)
         try:
             self._stream = self._container.streams.video[0]
         except IndexError:
@@ -205,7 +257,7 @@ class CaptureSource:
         self._sar = pixel_aspect(self._stream)
         self.width, self.height = square_width(codec.width, self._sar), codec.height
         rate = self._stream.average_rate or self._stream.guessed_rate
-        self.fps = float(fps or rate or 30)
+        self.fps = float(opened_fps or rate or 30)
         self.codec = codec.name
         self.pixel_format = codec.pix_fmt
         self._packets: Iterator[av.Packet] = self._container.demux(self._stream)
@@ -221,23 +273,61 @@ class CaptureSource:
             self._pending.insert(0, first)
             self.width, self.height = square_width(first.width, self._sar), first.height
 
-    def _open(self, device, size, fps, pixel_format, timeout) -> av.container.InputContainer:
+    def _open(
+        self, device, size, fps, pixel_format, timeout
+    ) -> tuple[av.container.InputContainer, float | None]:
+        """The opened container and the frame rate it was asked for (None: its own)."""
         if self.format == "lavfi":
-            url, options = _lavfi_graph(device, size, fps, pixel_format), dict(LOW_LATENCY)
-        else:
-            url, options = device, _device_options(self.format, size, fps, pixel_format)
-        try:
-            return av.open(
-                url,
-                format=self.format,
-                container_options=options,
-                stream_options=[{"flags": "low_delay"}],
-                timeout=timeout,
-            )
-        except (av.FFmpegError, OSError, ValueError) as error:
+            graph = _lavfi_graph(device, size, fps, pixel_format)
+            try:
+                return self._open_input(graph, dict(LOW_LATENCY), timeout), fps
+            except OPEN_ERRORS as error:
+                reason = describe(error)
+                raise VideoOpenError(f"{device}: cannot open lavfi capture ({reason})") from error
+        if pixel_format in COMPRESSED_FORMATS and self.format in NO_COMPRESSED_STREAM:
             raise VideoOpenError(
-                f"{device}: cannot open {self.format} capture ({describe(error)})"
-            ) from error
+                f"{device}: {self.format} cannot be asked for a {pixel_format} stream "
+                f"({NO_COMPRESSED_STREAM[self.format]}): leave the stream at the device default"
+            )
+        return self._open_device(device, size, fps, pixel_format, timeout)
+
+    def _open_device(
+        self, device, size, fps, pixel_format, timeout
+    ) -> tuple[av.container.InputContainer, float | None]:
+        """The device at the chosen rate, or at the first of _rates_to_try that it takes:
+        avfoundation refuses a rate it lacks with EINVAL and logs the modes it has."""
+        rates = _rates_to_try(self.format, fps)
+        for rate in rates:
+            options = _device_options(self.format, size, rate, pixel_format)
+            with ffmpeg_log_lines() as lines:
+                try:
+                    return self._open_input(device, options, timeout), rate
+                except OPEN_ERRORS as error:
+                    failure = error
+            if not isinstance(failure, av.ArgumentError):
+                break  # no such device, no permission: no other rate will help
+        modes = parse_avfoundation_modes(lines)
+        offers = f" (it offers {modes})" if modes else ""
+        if len(rates) > 1 and isinstance(failure, av.ArgumentError):
+            tried = ", ".join(f"{rate:g}" for rate in rates)
+            raise VideoOpenError(
+                f"{device}: the {self.format} device takes none of {tried} fps{offers}: "
+                "choose its frame rate and size in the capture dialog (--fps, --size)"
+            ) from failure
+        raise VideoOpenError(
+            f"{device}: cannot open {self.format} capture ({describe(failure)}){offers}"
+        ) from failure
+
+    def _open_input(
+        self, url: str, options: dict[str, str], timeout: float
+    ) -> av.container.InputContainer:
+        return av.open(
+            url,
+            format=self.format,
+            container_options=options,
+            stream_options=[{"flags": "low_delay"}],
+            timeout=timeout,
+        )
 
     def read(self) -> VideoFrame | None:
         """The next frame (blocks until the device delivers one); None when the stream ends.
