@@ -104,6 +104,7 @@ def export_video(
                 should_stop=should_stop,
             )
         warnings = (
+            *source.notices,
             _size_change_warning(source_path, encoder.writer, start),
             cut_short_warning(source_path, ended_at, _stated_end(source, end)),
         )

@@ -560,3 +560,13 @@ def test_evaluate_expands_a_wildcard_in_its_sources(tmp_path, monkeypatch, capsy
     assert main(argv) == 0, capsys.readouterr().err
     info = json.loads((tmp_path / "report" / "evaluation.json").read_text())["synthetic_info"]
     assert info["sources"] == ["a.png", "b.png"]
+
+
+def test_export_passes_on_what_the_source_says_about_itself(tmp_path, capsys) -> None:
+    """A grey video exports, with FileSource's notice (the models darken it) on stderr."""
+    grey = make_index_clip(tmp_path / "grey.mkv", 4, codec="ffv1", pix_fmt="gray")
+    out = tmp_path / "out.mp4"
+    assert main(["export", str(grey), "-o", str(out), "--model", "dcp"]) == 0
+    assert out.is_file()
+    err = capsys.readouterr().err
+    assert "desmoke: warning: grey.mkv: a monochrome video (gray)" in err

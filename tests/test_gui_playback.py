@@ -206,6 +206,15 @@ def test_a_cut_short_file_says_so_at_its_cut(qtbot, window, tmp_path) -> None:
     assert window.message_bar.level == "warning" and "4.00 s" in window.message_bar.text()
 
 
+def test_a_monochrome_file_is_said_at_open(qtbot, window, tmp_path) -> None:
+    """FileSource's notices (here: a grey video, which the models darken) reach the bar."""
+    grey = make_index_clip(tmp_path / "grey.mkv", 4, CLIP_SIZE, 25, codec="ffv1", pix_fmt="gray")
+    open_clip(qtbot, window, grey)
+    qtbot.waitUntil(lambda: "monochrome" in window.message_bar.text(), timeout=WAIT_MS)
+    assert window.message_bar.level == "warning"
+    assert window.message_bar.text().startswith("grey.mkv: a monochrome video")
+
+
 def test_a_seek_past_the_cut_shows_the_last_frame_and_says_so(qtbot, window, tmp_path) -> None:
     """A file cut short (here to half its bytes: about a quarter of its 10 s decodes): a
     seek past its cut shows its last frame at once, with why; the end it states is not

@@ -268,6 +268,7 @@ class DemoSource:
         self.frame_count = DEMO_FRAMES
         self.duration = self.video_duration = DEMO_FRAMES / DEMO_FPS
         self.skipped_frames = 0
+        self.notices: tuple[str, ...] = ()
         self._frames = _smoky_frames(DemoScene(size, seed), seed)
         self._cache: list[np.ndarray] = []
         self._next = 0

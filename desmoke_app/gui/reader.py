@@ -232,6 +232,8 @@ class Reader(QObject):
             seekable,
         )
         self.opened.emit(self._info)
+        for notice in source.notices:
+            self.warned.emit(notice)
         if asked is not None and asked.play is not None:
             self._set_playing(asked.play)
         elif source.is_live or spec.autoplay:

@@ -244,6 +244,7 @@ class CaptureSource:
         self.path = device
         self.format = format or platform_format()
         self.skipped_frames = 0
+        self.notices: tuple[str, ...] = ()
         self._container, opened_fps = self._open(device, size, fps, pixel_format, timeout)
         try:
             self._stream = self._container.streams.video[0]

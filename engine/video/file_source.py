@@ -22,12 +22,15 @@ numbers, as a damaged stretch leaves one in time, rather than moving every later
 Frames come as players show them, and `width`/`height` are that displayed size: upright
 (a display-matrix rotation, as phones tag portrait video, is applied) and with square
 pixels (anamorphic video, whose sample aspect ratio says its pixels are not square, as SD
-PAL/NTSC and 16:9 DVD video's are, is resized to its display aspect).
+PAL/NTSC and 16:9 DVD video's are, is resized to its display aspect), in the colours
+players show (YUV video that states no matrix is decoded with the one they take for its
+size: `yuv_matrix`).
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import math
 import os
@@ -39,6 +42,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import Colorspace
 
 from engine.video.errors import VideoError, VideoOpenError, describe
 
@@ -97,9 +101,42 @@ class VideoFrame:
     after_gap: bool = False
 
 
+#: FFmpeg's AVColorSpace values of a frame whose YUV matrix is not stated.
+UNTAGGED_COLORSPACES = frozenset({2, 3})  # AVCOL_SPC_UNSPECIFIED, AVCOL_SPC_RESERVED
+#: Untagged YUV frames at least this wide, or taller than this, are HD: players (mpv, SDL's
+#: ffplay) decode them with the BT.709 matrix, smaller ones with BT.601.
+HD_MIN_WIDTH, SD_MAX_HEIGHT = 1280, 576
+
+
+def yuv_matrix(frame: av.VideoFrame) -> Colorspace | None:
+    """The YUV matrix to decode `frame` with, where it states none: BT.709 for HD sizes,
+    BT.601 below, as players guess it (swscale's own default is BT.601 at every size: HD
+    colours came out up to 17 levels off, and exports, tagged BT.709, kept the shift).
+    None where the frame states its matrix (PyAV's reformat then takes the frame's own tag)
+    or has no chroma to decode (RGB, grey, palette)."""
+    if frame.colorspace not in UNTAGGED_COLORSPACES or not _has_chroma(frame.format.name):
+        return None
+    hd = frame.width >= HD_MIN_WIDTH or frame.height > SD_MAX_HEIGHT
+    return Colorspace.ITU709 if hd else Colorspace.ITU601
+
+
+@functools.cache
+def _has_chroma(pixel_format: str) -> bool:
+    return any(component.is_chroma for component in av.VideoFormat(pixel_format).components)
+
+
+def is_monochrome(pixel_format: str) -> bool:
+    """True for grey pixel formats (gray, gray10le, ya8, monob, ...): one colour component."""
+    video_format = av.VideoFormat(pixel_format)
+    colours = [c for c in video_format.components if not c.is_alpha]
+    return len(colours) == 1 and not video_format.has_palette  # pal8: one index, any colour
+
+
 def to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    """Any pixel format (grey, 10-bit, 4:4:4, ...) to HxWx3 uint8 RGB, C-contiguous."""
-    return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+    """Any pixel format (grey, 10-bit, 4:4:4, ...) to HxWx3 uint8 RGB, C-contiguous; an
+    untagged YUV frame decoded with the matrix players take for its size (`yuv_matrix`)."""
+    rgb = frame.to_ndarray(format="rgb24", src_colorspace=yuv_matrix(frame))
+    return np.ascontiguousarray(rgb)
 
 
 #: Counter-clockwise quarter turns -> the cv2.rotate code that applies them.
@@ -271,15 +308,32 @@ def _open_container(path: Path) -> av.container.InputContainer:
         raise VideoOpenError(f"{path}: not a readable video ({describe(error)})") from error
 
 
-def _pick_stream(path: Path, container: av.container.InputContainer) -> av.VideoStream:
-    streams = [s for s in container.streams.video if not _is_cover_art(s)]
+def _video_streams(container: av.container.InputContainer) -> list[av.VideoStream]:
+    """The container's video streams, cover art (an MP3's or MKV's attached picture) left out."""
+    return [s for s in container.streams.video if not _is_cover_art(s)]
+
+
+def _pick_stream(path: Path, container: av.container.InputContainer, number: int) -> av.VideoStream:
+    """Video stream `number` (0: the first; cover art not counted)."""
+    streams = _video_streams(container)
     if not streams:
         kinds = ", ".join(sorted({s.type for s in container.streams})) or "nothing"
         raise VideoOpenError(f"{path}: no video stream (it contains {kinds})")
-    stream = streams[0]
+    if number >= len(streams):
+        raise VideoOpenError(
+            f"{path}: no video stream {number}: it has {len(streams)} (video_stream 0 to "
+            f"{len(streams) - 1})"
+        )
+    stream = streams[number]
     if container.format.name == "tty" or stream.codec_context.name in TEXT_CODECS:
         raise VideoOpenError(f"{path}: not a video (FFmpeg reads it as a text file)")
     return stream
+
+
+def _check_stream_number(video_stream: object) -> int:
+    if isinstance(video_stream, bool) or not isinstance(video_stream, int) or video_stream < 0:
+        raise ValueError(f"video_stream must be an int, 0 or more, got {video_stream!r}")
+    return video_stream
 
 
 def _is_cover_art(stream: av.VideoStream) -> bool:
@@ -326,7 +380,10 @@ class FileSource:
     frame_count (exact when the container states it, or counted in a raw stream, from its
     first packet that decodes: `frame_count_exact`), codec, pixel_format, has_audio,
     is_live (False), skipped_frames (undecodable packets / corrupt frames skipped so far),
-    last_index and end_time (where the frames that decode end, once found).
+    last_index and end_time (where the frames that decode end, once found), video_stream
+    (which video stream is shown: 0 the first, cover art not counted; the argument picks
+    another), notices (one-line warnings about the file for the user: several video
+    streams, a monochrome video).
 
     A file can end before the frames it states: cut short (an interrupted copy or
     recording), or with a frame count that is an estimate. seek_frame to a stated frame past
@@ -335,14 +392,15 @@ class FileSource:
 
     is_live = False
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, video_stream: int = 0) -> None:
         self.path = Path(path)
+        self.video_stream = _check_stream_number(video_stream)
         self.skipped_frames = 0
         self._closed = False
         self._unstamped = False  # known from the first frame
         self._container = _open_container(self.path)
         try:
-            self._stream = _pick_stream(self.path, self._container)
+            self._stream = _pick_stream(self.path, self._container, self.video_stream)
             self._stream.thread_type = "AUTO"
             self._sar = pixel_aspect(self._stream)
             self._dts_clock = self._container.format.name == "avi"
@@ -350,6 +408,7 @@ class FileSource:
             first = self._first_frame()
             self._origin = self._origin_of(first)
             self._read_metadata(first)
+            self.notices = self._notices(first.format.name)
         except BaseException:
             self._container.close()
             raise
@@ -399,7 +458,7 @@ class FileSource:
         # scan measures it; None when unknown (only the container's duration, which covers
         # every stream). The search for the last frame starts there: see _seek_last.
         self._end_ticks = self._origin + stream.duration if stream.duration else None
-        self.duration = self.video_duration or max(0.0, (container.duration or 0) / av.time_base)
+        self.duration = self.video_duration or self._container_duration()
         self.frame_count_exact = bool(stream.frames)
         self.frame_count = stream.frames
         # (frame number, byte position) of the keyframes to seek a raw stream by, and the
@@ -412,6 +471,47 @@ class FileSource:
         self.codec = stream.codec_context.name
         self.pixel_format = stream.codec_context.pix_fmt or first.format.name
         self.has_audio = bool(container.streams.audio)
+
+    def _container_duration(self) -> float:
+        """Seconds from time 0 (the first frame) to where the container states it ends; 0
+        when it states no duration. FFmpeg's duration counts from the container's start,
+        except Matroska's (and WebM's): FFmpeg reads its header's duration as is, and its
+        own muxer writes the end there, the last timestamp, not counting from the first (a
+        capture recorded with -copyts, from 3600 s, "lasts" 3600.48 s)."""
+        container = self._container
+        if not container.duration:
+            return 0.0
+        stated = Fraction(container.duration, av.time_base)
+        start = Fraction(container.start_time or 0, av.time_base)
+        # A stated end before the start is a Matroska writer's that wrote the length.
+        states_the_end = "matroska" in container.format.name.split(",") and stated > start
+        ends_at = stated if states_the_end else start + stated
+        return max(0.0, float(ends_at - self._zero_ticks() * self._time_base))
+
+    def _zero_ticks(self) -> int:
+        """Time 0 in the stream's presentation timestamps."""
+        if self._dts_clock and self._stream.start_time is not None:
+            return self._stream.start_time  # the dts origin carries the decoder's delay
+        return self._origin
+
+    def _notices(self, decoded_format: str) -> tuple[str, ...]:
+        """One-line warnings about the file, known at open, for the user to see;
+        `decoded_format`: the pixel format its first frame decodes to."""
+        name = self.path.name
+        notices = []
+        count = len(_video_streams(self._container))
+        if count > 1:
+            notices.append(
+                f"{name}: the file has {count} video streams (a stereo recording?): desmoke "
+                f"uses video stream {self.video_stream + 1} of {count}; the others are not shown"
+            )
+        if is_monochrome(decoded_format):
+            notices.append(
+                f"{name}: a monochrome video ({decoded_format}): desmoke's models learned "
+                "on colour video and darken it (fast: by 17 to 20 of 255 levels); judge the "
+                "result against the original pane"
+            )
+        return tuple(notices)
 
     def _measure(self) -> None:
         """Duration from a pass over the packets (no decoding: a tenth of a second for ten

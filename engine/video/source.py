@@ -21,6 +21,8 @@ class VideoSource(Protocol):
     width and height: the displayed size (square pixels). duration (s) and frame_count:
     None where the source has none (a live capture). is_live: frames arrive in real time,
     with none before or after. skipped_frames: frames that did not decode, so far.
+    notices: one-line warnings about the source for the user, known once it is open (a
+    monochrome video, a file with several video streams); () where there are none.
     """
 
     @property
@@ -46,6 +48,9 @@ class VideoSource(Protocol):
 
     @property
     def skipped_frames(self) -> int: ...
+
+    @property
+    def notices(self) -> tuple[str, ...]: ...
 
     def read(self) -> VideoFrame | None:
         """The next frame; None at the end. Raises VideoError where reading fails."""
