@@ -192,8 +192,17 @@ def _desmoke_range(
         if progress is not None:
             progress(done, max(expected, done))
     if encoder.frames_queued == 0:
-        raise ValueError(f"{source_path}: no decodable frame in the range asked for")
+        raise ValueError(f"{source_path}: {_empty_range_reason(source, start)}")
     return ended_at
+
+
+def _empty_range_reason(source: FileSource, start: float) -> str:
+    """Why [start, end) gave no frame: a start at or past the video's end (said with that
+    end), else frames that do not decode."""
+    video_end = source.end_time if source.end_time is not None else source.duration
+    if start > 0 and video_end and start >= video_end:
+        return f"the range starts at {start:g} s, at or after the video's end ({video_end:.2f} s)"
+    return "no decodable frame in the range asked for"
 
 
 def _size_change_warning(source_path: str | Path, writer: SideBySideWriter, start: float) -> str:

@@ -570,3 +570,14 @@ def test_export_passes_on_what_the_source_says_about_itself(tmp_path, capsys) ->
     assert out.is_file()
     err = capsys.readouterr().err
     assert "desmoke: warning: grey.mkv: a monochrome video (gray)" in err
+
+
+def test_a_start_past_the_end_says_where_the_video_ends(tmp_path, capsys) -> None:
+    """--start beyond the video was "no decodable frame in the range asked for"."""
+    clip = make_index_clip(tmp_path / "short.mp4", 12)  # 0.48 s at 25 fps
+    out = tmp_path / "out.mp4"
+    assert main(["export", str(clip), "-o", str(out), "--model", "dcp", "--start", "5"]) == 1
+    assert (
+        "the range starts at 5 s, at or after the video's end (0.48 s)" in capsys.readouterr().err
+    )
+    assert not out.exists()
