@@ -197,7 +197,7 @@ def test_the_first_of_several_video_streams_is_used_and_said(two_streams):
         assert read_index(source.read().rgb) == 0
         assert source.notices == (
             "stereo.mkv: the file has 2 video streams (a stereo recording?): desmoke uses "
-            "video stream 1 of 2; the others are not shown",
+            "video stream 1 of 2; the others are not used",
         )
 
 

@@ -177,18 +177,15 @@ _WILDCARDS = frozenset("*?[")
 def expand_wildcards(paths: list[Path]) -> list[Path]:
     """The input files as a POSIX shell would pass them: cmd and PowerShell hand `*.mp4` on
     as it is. An argument holding * ? or [ that names no file becomes the files it matches,
-    in name order; ValueError "NAME matches no file" where it matches none (a shell passes
-    such a pattern on too). An existing file's name is never a pattern ("take [2].mp4")."""
+    in name order; one that matches none stays as it is (as a shell leaves it), to be
+    reported missing with the other inputs going on. An existing file's name is never a
+    pattern ("take [2].mp4")."""
     expanded: list[Path] = []
     for path in paths:
         name = str(path)
-        if _WILDCARDS.isdisjoint(name) or os.path.lexists(name):
-            expanded.append(path)
-            continue
-        matches = sorted(glob.glob(name))
-        if not matches:
-            raise ValueError(f"{name} matches no file")
-        expanded.extend(Path(match) for match in matches)
+        is_pattern = not _WILDCARDS.isdisjoint(name) and not os.path.lexists(name)
+        matches = sorted(glob.glob(name)) if is_pattern else []
+        expanded.extend([Path(match) for match in matches] or [path])
     return expanded
 
 

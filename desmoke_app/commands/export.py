@@ -104,10 +104,7 @@ def _folder_problem(output: str, several: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        args.inputs = expand_wildcards(args.inputs)
-    except ValueError as exc:
-        return fail(str(exc))
+    args.inputs = expand_wildcards(args.inputs)
     several = len(args.inputs) > 1
     if args.end is not None and args.end <= args.start:
         return fail(f"--end must be after --start, got {args.start:g} to {args.end:g} s")

@@ -232,8 +232,8 @@ class Reader(QObject):
             seekable,
         )
         self.opened.emit(self._info)
-        for notice in source.notices:
-            self.warned.emit(notice)
+        if source.notices:  # the bar shows one message: all of them in it
+            self.warned.emit("; ".join(source.notices))
         if asked is not None and asked.play is not None:
             self._set_playing(asked.play)
         elif source.is_live or spec.autoplay:

@@ -5,10 +5,11 @@ toolkit: `pip install desmoke[cuda]` (cuda-python + the nvidia-cuda-nvrtc wheel)
 binary is a CUBIN for the device's exact architecture when this NVRTC knows it, else PTX
 for the newest architecture it knows (the driver finishes it); either way it is cached on
 disk by a hash of the source, the options, the NVRTC version and the target, under
-$DESMOKE_CACHE/cuda or the platform cache folder's desmoke/cuda (engine.files.cache_root). Kernels are launched on a stream the caller
-gives (torch's current stream, TensorRT's stream) with raw device pointers, in the
-primary context (the one PyTorch and the CUDA runtime use). Every call's status is
-checked and turned into a CudaError with the call, the error's name and its description.
+$DESMOKE_CACHE/cuda or desmoke/cuda in the platform's cache folder (engine.files.cache_root).
+Kernels are launched on a stream the caller gives (torch's current stream, TensorRT's
+stream) with raw device pointers, in the primary context (the one PyTorch and the CUDA
+runtime use). Every call's status is checked and turned into a CudaError with the call,
+the error's name and its description.
 """
 
 from __future__ import annotations

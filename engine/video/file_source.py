@@ -503,13 +503,12 @@ class FileSource:
         if count > 1:
             notices.append(
                 f"{name}: the file has {count} video streams (a stereo recording?): desmoke "
-                f"uses video stream {self.video_stream + 1} of {count}; the others are not shown"
+                f"uses video stream {self.video_stream + 1} of {count}; the others are not used"
             )
         if is_monochrome(decoded_format):
             notices.append(
                 f"{name}: a monochrome video ({decoded_format}): desmoke's models learned "
-                "on colour video and darken it (fast: by 17 to 20 of 255 levels); judge the "
-                "result against the original pane"
+                "on colour video and may darken it; judge the result against the original pane"
             )
         return tuple(notices)
 
