@@ -9,11 +9,12 @@ many calls, uses them directly. replace_together writes a set of files that belo
 that all change or none does. cache_file saves what can be made again (ONNX exports,
 compiled kernels), warning instead of failing where the cache cannot be written. Where
 Windows will not let a finished file replace its target (another program has it open),
-move_into_place keeps it under a free name beside it and says where (KeptAsideError).
+move_into_place tries again for a while; asked to (the video writer: an export is long
+work), it then keeps the file under a free name beside it and says where (KeptAsideError).
 
 Also the one answer to "do these names mean one file?" (file_identity, same_file,
-path_key), a file's sha256 (file_sha256), where caches go (cache_root) and the default name of a desmoked video
-(desmoked_name).
+path_key), a file's sha256 (file_sha256), where caches go (cache_root) and the default
+name of a desmoked video (desmoked_name).
 """
 
 from __future__ import annotations
@@ -47,16 +48,15 @@ _RENAME_WAITS = (0.1, 0.2, 0.4, 0.8)
 
 
 class KeptAsideError(PermissionError):
-    """`filename` could not be replaced (Windows: another program has it open), so the
-    finished file was kept as `kept`, beside it; strerror says so, naming `kept`."""
+    """`filename` could not be replaced (Windows: another program has it open, or it is
+    read-only), so the finished file was kept beside it; strerror says so, naming it."""
 
     def __init__(self, path: Path, kept: Path) -> None:
         reason = (
-            f"in use by another program, such as a player showing it; the new file was kept "
-            f"as {kept}: close that program and rename it"
+            f"in use by another program, such as a player showing it, or read-only; the new "
+            f"file was kept as {kept}: close that program or clear read-only, then rename it"
         )
         super().__init__(errno.EACCES, reason, str(path))
-        self.kept = kept
 
 
 def _process_umask() -> int:
@@ -108,11 +108,14 @@ def new_temporary(path: str | Path, suffix: str = ".part") -> Path:
     return Path(name)
 
 
-def move_into_place(temp: Path, path: str | Path) -> None:
+def move_into_place(temp: Path, path: str | Path, keep_aside: bool = False) -> None:
     """Rename a complete `temp` (from new_temporary) onto `path`, atomically. Windows
     refuses while another program has `path` open (a player showing the last export) or
-    an antivirus scans `temp`: tried again for a while, then `temp` is kept as a free
-    "NAME (2).SUFFIX" beside `path` and KeptAsideError says so (the work is not lost)."""
+    an antivirus scans `temp`, and for good where `path` is read-only: tried again for a while, then PermissionError, `temp` left
+    to the caller to discard. With `keep_aside` (a file that was long work to make, alone:
+    never one of a set that must change together, nor a cache that would pile up copies),
+    `temp` is instead kept as a free "NAME (2).SUFFIX" beside `path` and KeptAsideError
+    says so (the work is not lost)."""
     temp.chmod(0o666 & ~_UMASK)  # mkstemp makes it owner-only: as open() would make it
     if sys.platform != "win32":  # elsewhere a refusal is for good: no waiting
         os.replace(temp, path)
@@ -121,6 +124,8 @@ def move_into_place(temp: Path, path: str | Path) -> None:
     try:
         _replace_when_free(temp, path)
     except PermissionError as refused:
+        if not keep_aside:
+            raise
         try:
             kept = _keep_aside(temp, path)
         except OSError:

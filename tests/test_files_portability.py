@@ -16,7 +16,17 @@ import pytest
 
 import engine.stop_signals
 from engine import files
-from engine.files import KeptAsideError, file_identity, path_key, same_file, write_atomically
+from engine.files import (
+    KeptAsideError,
+    cache_file,
+    file_identity,
+    move_into_place,
+    new_temporary,
+    path_key,
+    replace_together,
+    same_file,
+    write_atomically,
+)
 from engine.video import Mp4Writer, VideoWriteError
 from engine.video.errors import describe
 
@@ -45,6 +55,13 @@ def _refuse_renames_onto(monkeypatch, target: Path, times: int | None = None) ->
     monkeypatch.setattr(os, "replace", replace)
 
 
+def _finished_temporary(target: Path, data: bytes) -> Path:
+    """A temporary file beside `target` holding `data`, ready for move_into_place."""
+    temp = new_temporary(target)
+    temp.write_bytes(data)
+    return temp
+
+
 # -- 1. a target Windows will not let go ----------------------------------------------
 def test_a_rename_windows_refuses_for_a_moment_is_tried_again(tmp_path, monkeypatch, waits) -> None:
     """An antivirus scanning the new file holds it a moment: the rename goes through."""
@@ -58,7 +75,7 @@ def test_a_rename_windows_refuses_for_a_moment_is_tried_again(tmp_path, monkeypa
     assert [p.name for p in tmp_path.iterdir()] == ["clip_desmoked.mp4"]
 
 
-def test_a_target_held_open_on_windows_keeps_the_new_file_under_a_free_name(
+def test_a_target_held_open_on_windows_is_kept_aside_when_asked(
     tmp_path, monkeypatch, waits
 ) -> None:
     """A player shows the previous export: after about 1.5 s the new file is kept, visible,
@@ -66,14 +83,15 @@ def test_a_target_held_open_on_windows_keeps_the_new_file_under_a_free_name(
     target = tmp_path / "clip_desmoked.mp4"
     target.write_bytes(b"old")
     (tmp_path / "clip_desmoked (2).mp4").write_bytes(b"the user's")
+    temp = _finished_temporary(target, b"new")
     monkeypatch.setattr(sys, "platform", "win32")
     _refuse_renames_onto(monkeypatch, target)
     with pytest.raises(KeptAsideError) as caught:
-        write_atomically(target, b"new")
+        move_into_place(temp, target, keep_aside=True)
     kept = tmp_path / "clip_desmoked (3).mp4"
-    assert caught.value.kept == kept and caught.value.filename == str(target)
+    assert caught.value.filename == str(target)
     assert isinstance(caught.value, PermissionError)  # callers' `except OSError` catch it
-    assert f"kept as {kept}: close that program" in describe(caught.value)
+    assert f"or read-only; the new file was kept as {kept}: close" in describe(caught.value)
     assert 1 <= sum(waits) <= 2
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {
         "clip_desmoked.mp4": b"old",
@@ -84,12 +102,61 @@ def test_a_target_held_open_on_windows_keeps_the_new_file_under_a_free_name(
 
 def test_a_long_name_kept_aside_still_fits(tmp_path, monkeypatch, waits) -> None:
     target = tmp_path / ("a" * 251 + ".mp4")
+    temp = _finished_temporary(target, b"new")
     monkeypatch.setattr(sys, "platform", "win32")
     _refuse_renames_onto(monkeypatch, target)
-    with pytest.raises(KeptAsideError) as caught:
+    with pytest.raises(KeptAsideError):
+        move_into_place(temp, target, keep_aside=True)
+    (kept,) = tmp_path.iterdir()
+    assert kept.read_bytes() == b"new"
+    assert kept.name.endswith(" (2).mp4") and len(kept.name) == 255
+
+
+def test_a_file_written_whole_is_not_kept_aside_on_windows(tmp_path, monkeypatch, waits) -> None:
+    """Keeping aside is the video writer's alone: a snapshot, a report or a checkpoint Windows
+    will not save fails after the same retries, and no "NAME (2)" copy is left."""
+    target = tmp_path / "snapshot.png"
+    target.write_bytes(b"old")
+    monkeypatch.setattr(sys, "platform", "win32")
+    _refuse_renames_onto(monkeypatch, target)
+    with pytest.raises(PermissionError) as caught:
         write_atomically(target, b"new")
-    assert caught.value.kept.read_bytes() == b"new"
-    assert caught.value.kept.name.endswith(" (2).mp4") and len(caught.value.kept.name) == 255
+    assert not isinstance(caught.value, KeptAsideError)
+    assert 1 <= sum(waits) <= 2
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {"snapshot.png": b"old"}
+
+
+def test_a_set_windows_will_not_replace_whole_is_put_back_with_no_copy_aside(
+    tmp_path, monkeypatch, waits
+) -> None:
+    """Weights and their description change together or not at all: a "(2)" copy of the
+    new description would pair with the old weights, so none is made."""
+    weights, description = tmp_path / "fast.safetensors", tmp_path / "fast.json"
+    weights.write_bytes(b"old weights")
+    description.write_bytes(b"old json")
+    monkeypatch.setattr(sys, "platform", "win32")
+    _refuse_renames_onto(monkeypatch, description)
+    with pytest.raises(PermissionError) as caught:
+        replace_together({weights: b"new weights", description: b"new json"})
+    assert not isinstance(caught.value, KeptAsideError)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {
+        "fast.safetensors": b"old weights",
+        "fast.json": b"old json",
+    }
+
+
+def test_a_cache_file_windows_will_not_replace_leaves_no_copies(
+    tmp_path, monkeypatch, waits
+) -> None:
+    """An ONNX export in use by another run: the cache is not saved, and no "(N)" copy is
+    left to pile up with every later run."""
+    target = tmp_path / "fast.onnx"
+    target.write_bytes(b"old")
+    monkeypatch.setattr(sys, "platform", "win32")
+    _refuse_renames_onto(monkeypatch, target)
+    assert cache_file(target, b"new") is False
+    assert cache_file(target, b"new") is False
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {"fast.onnx": b"old"}
 
 
 def test_the_writer_says_where_it_kept_an_export_windows_would_not_save(
@@ -109,7 +176,7 @@ def test_the_writer_says_where_it_kept_an_export_windows_would_not_save(
     kept = tmp_path / "clip_desmoked (2).mp4"
     message = str(caught.value)
     assert message.startswith(f"{target}: cannot save (in use by another program")
-    assert f"kept as {kept}" in message and "\n" not in message
+    assert f"or read-only; the new file was kept as {kept}" in message and "\n" not in message
     with av.open(str(kept)) as video:
         assert sum(1 for _ in video.decode(video=0)) == 2
     assert target.read_bytes() == b"the last export, open in a player"

@@ -493,7 +493,7 @@ class Mp4Writer:
         self._guarded(self._encode, None)
         self._guarded(self._finish)
         try:
-            move_into_place(self._temp, self.path)
+            move_into_place(self._temp, self.path, keep_aside=True)  # an export is long work
         except OSError as error:
             self.abort()
             raise VideoWriteError(f"{self.path}: cannot save ({describe(error)})") from error
