@@ -19,10 +19,11 @@ from engine.video import (
     list_capture_devices,
 )
 from engine.video.capture_source import (
-    AVFOUNDATION_RATES,
     NO_COMPRESSED_STREAM,
+    CaptureMode,
     _device_options,
     _lavfi_graph,
+    modes_text,
     parse_avfoundation_list,
     parse_avfoundation_modes,
     parse_dshow_list,
@@ -96,78 +97,147 @@ def test_formats_that_cannot_be_asked_for_mjpeg_say_so_before_opening(monkeypatc
     assert NO_COMPRESSED_STREAM[fmt] in message
 
 
-def fake_avfoundation(monkeypatch, rates: tuple[float, ...], fail=None) -> list:
-    """av.open's avfoundation as libavdevice/avfoundation.m behaves on a device whose modes
-    run at `rates` (1920x1080 each): a framerate (default "ntsc", 29.97) none of them has
-    within 0.01 logs "Supported modes:" and fails with EINVAL; a rate it has opens (a
-    testsrc at that rate stands in). `fail`: an error raised whatever the rate. Returns the
-    framerate options asked for, in order."""
+def fake_avfoundation(monkeypatch, modes=(), fail=None) -> list:
+    """av.open's avfoundation as libavdevice/avfoundation.m behaves on a device with `modes`
+    ((width, height, lowest fps, highest fps) each): a video_size none of them has, or a
+    framerate (default "ntsc", 29.97) not within 0.01 of the highest fps of one at that size,
+    is refused: FFmpeg logs why, "Supported modes:" and each mode, and fails with EIO, as it
+    does whatever went wrong. A mode it has opens (a testsrc at that rate stands in).
+    `fail`: the lines logged before an EIO whatever the mode (camera access denied).
+    Returns the framerate options asked for, in order."""
     asked: list = []
     real_open = av.open
+
+    def log(line: str) -> None:
+        av.logging.log(av.logging.ERROR, "AVFoundation indev", line + "\n")
+
+    def refuse(reason: str) -> None:
+        log(reason)
+        log("Supported modes:")
+        for width, height, low, high in modes:
+            log(f"  {width}x{height}@[{low:f} {high:f}]fps")
+        av.error.err_check(-errno.EIO)  # what PyAV raises for avf_read_header's AVERROR(EIO)
 
     def avfoundation_open(url, format=None, container_options=None, **kwargs):
         if format != "avfoundation":
             return real_open(url, format=format, container_options=container_options, **kwargs)
-        text = (container_options or {}).get("framerate")
-        asked.append(text)
+        options = container_options or {}
+        asked.append(options.get("framerate"))
         if fail is not None:
-            raise fail
-        rate = float(Fraction(text or "30000/1001"))
-        if not any(abs(rate - offered) < 0.01 for offered in rates):
-            log = av.logging.log
-            log(av.logging.ERROR, "avfoundation", f"Selected framerate ({rate:f}) is not supported")
-            log(av.logging.ERROR, "avfoundation", "Supported modes:\n")
-            for offered in rates:
-                log(av.logging.ERROR, "avfoundation", f"  1920x1080@[{offered:f} {offered:f}]fps")
-            raise av.ArgumentError(errno.EINVAL, "Invalid argument")
+            for line in fail:
+                log(line)
+            av.error.err_check(-errno.EIO)
+        size = options.get("video_size")
+        at_size = [mode for mode in modes if size in (None, f"{mode[0]}x{mode[1]}")]
+        if not at_size:
+            refuse(f"Selected video size ({size}) is not supported by the device.")
+        rate = float(Fraction(options.get("framerate") or "30000/1001"))
+        if not any(abs(rate - highest) < 0.01 for *_, highest in at_size):
+            refuse(f"Selected framerate ({rate:f}) is not supported by the device.")
         return real_open(f"testsrc=size=64x48:rate={rate:g}", format="lavfi", **kwargs)
 
     monkeypatch.setattr(av, "open", avfoundation_open)
     return asked
 
 
+PAL_CARD = [(1920, 1080, 25.0, 25.0), (1920, 1080, 50.0, 50.0), (1280, 720, 50.0, 50.0)]
+
+
 def test_a_mac_capture_without_a_chosen_rate_opens_at_a_rate_the_card_has(monkeypatch):
     """avfoundation asks for 29.97 fps where no rate is given and refuses any device without
-    it: a 50 Hz card (PAL-region laparoscopy towers) failed to open with the defaults."""
+    it: a 50 Hz card (PAL-region laparoscopy towers) failed to open with the defaults. The
+    refusal fails with EIO, like a denied camera: the log, not the errno, says to go on."""
     monkeypatch.setattr(sys, "platform", "darwin")
-    asked = fake_avfoundation(monkeypatch, rates=(50.0,))
+    asked = fake_avfoundation(monkeypatch, PAL_CARD)
     with CaptureSource("0") as source:  # the platform's format: avfoundation
-        assert (source.format, source.fps) == ("avfoundation", 50)
+        assert (source.format, source.fps) == ("avfoundation", 25)
         assert source.read().rgb.shape == (48, 64, 3)
-    assert asked == ["30", "60", "25", "50"]  # the common rates in turn, up to one it has
+    # 30 first, then the rates the card listed (the common ones in AVFOUNDATION_RATES' order)
+    assert asked == ["30", "25"]
 
 
-def test_a_mac_card_with_no_common_rate_says_what_to_do(monkeypatch):
-    asked = fake_avfoundation(monkeypatch, rates=(12.0, 7.5))
-    with pytest.raises(VideoOpenError) as error:
-        CaptureSource("0", format="avfoundation")
-    message = str(error.value)
-    assert len(asked) == len(AVFOUNDATION_RATES) and "\n" not in message
-    assert message.startswith("0: the avfoundation device takes none of 30, 60, 25")
-    assert "(it offers 1920x1080@12, 1920x1080@7.5 fps)" in message  # FFmpeg's log, short
-    assert message.endswith("choose its frame rate and size in the capture dialog (--fps, --size)")
+def test_a_mac_rate_range_is_asked_for_at_its_top(monkeypatch):
+    """avfoundation takes a rate only within 0.01 of a range's top: 1920x1080@[1 60] refuses
+    30 fps and opens at 60."""
+    asked = fake_avfoundation(monkeypatch, [(1920, 1080, 1.0, 60.0)])
+    with CaptureSource("0", format="avfoundation") as source:
+        assert source.fps == 60
+    assert asked == ["30", "60"]
+
+
+def test_a_mac_card_with_only_uncommon_rates_opens_at_one_of_them(monkeypatch):
+    asked = fake_avfoundation(monkeypatch, [(1920, 1080, 12.0, 12.0), (1920, 1080, 7.5, 7.5)])
+    with CaptureSource("0", format="avfoundation") as source:
+        assert source.fps == 12
+    assert asked == ["30", "12"]  # the rates the card lists, not more guesses
+
+
+def test_a_mac_capture_of_a_chosen_size_is_retried_at_that_sizes_rates(monkeypatch):
+    modes = [(1920, 1080, 1.0, 25.0), (1280, 720, 1.0, 60.0)]
+    asked = fake_avfoundation(monkeypatch, modes)
+    with CaptureSource("0", format="avfoundation", size=(1920, 1080)) as source:
+        assert source.fps == 25
+    assert asked == ["30", "25"]  # not 60: 1920x1080 refuses it
 
 
 def test_a_mac_rate_chosen_is_the_only_one_asked_for(monkeypatch):
-    """A rate the user chose is not second-guessed; its refusal names the modes there are."""
-    asked = fake_avfoundation(monkeypatch, rates=(60.0,))
+    """A rate the user chose is not second-guessed; its refusal names the modes there are,
+    each with the one rate avfoundation takes ("@60", not "@1-60", which invites 30)."""
+    asked = fake_avfoundation(monkeypatch, [(1920, 1080, 1.0, 60.0)])
     with pytest.raises(VideoOpenError) as error:
         CaptureSource("0", format="avfoundation", fps=25)
     assert asked == ["25"]
     assert str(error.value) == (
-        "0: cannot open avfoundation capture (Invalid argument) (it offers 1920x1080@60 fps)"
+        "0: the avfoundation device refuses 25 fps (it offers 1920x1080@60 fps): "
+        "choose a frame rate and size it offers in the capture dialog (--fps, --size)"
     )
     with CaptureSource("0", format="avfoundation", fps=60) as source:
         assert source.fps == 60
 
 
-def test_a_mac_device_that_fails_otherwise_is_not_retried_at_each_rate(monkeypatch):
-    denied = av.PermissionError(errno.EACCES, "Permission denied")  # camera access refused
-    asked = fake_avfoundation(monkeypatch, rates=(30.0,), fail=denied)
+def test_a_mac_size_refused_is_not_retried_at_other_rates(monkeypatch):
+    asked = fake_avfoundation(monkeypatch, [(1920, 1080, 1.0, 60.0)])
+    with pytest.raises(VideoOpenError) as error:
+        CaptureSource("0", format="avfoundation", size=(1280, 720))
+    assert asked == ["30"]
+    assert str(error.value) == (
+        "0: cannot open avfoundation capture (Selected video size (1280x720) is not supported "
+        "by the device) (it offers 1920x1080@60 fps)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("logged", "reason"),
+    [
+        (
+            ["Failed to create AV capture input device: Cannot use FaceTime HD Camera"],
+            "Failed to create AV capture input device: Cannot use FaceTime HD Camera",
+        ),
+        ([], "Input/output error"),
+    ],
+    ids=["logged", "silent"],
+)
+def test_a_mac_device_that_fails_otherwise_is_not_retried_at_each_rate(monkeypatch, logged, reason):
+    """Camera access denied fails with EIO too, with no rate refused in the log: one try,
+    and the reason FFmpeg logged (its errno says nothing more)."""
+    asked = fake_avfoundation(monkeypatch, PAL_CARD, fail=logged)
     with pytest.raises(VideoOpenError) as error:
         CaptureSource("0", format="avfoundation")
     assert asked == ["30"]
-    assert str(error.value) == "0: cannot open avfoundation capture (Permission denied)"
+    assert str(error.value) == f"0: cannot open avfoundation capture ({reason})"
+
+
+def test_opening_other_devices_leaves_ffmpeg_logging_alone(monkeypatch):
+    """Reading FFmpeg's log swaps PyAV's process-wide log level and callback, which can stall
+    other threads decoding meanwhile (PyAV issues #751, #2276): only avfoundation's lines
+    are used, so only its open reads them."""
+    swaps = []
+    monkeypatch.setattr(av.logging, "set_level", swaps.append)
+    with pytest.raises(VideoOpenError):
+        CaptureSource("/dev/video-that-does-not-exist", format="v4l2")
+    with CaptureSource(TESTSRC, format="lavfi") as source:
+        assert source.read() is not None
+    assert swaps == []
 
 
 def test_avfoundation_modes_are_read_from_its_log():
@@ -176,11 +246,15 @@ def test_avfoundation_modes_are_read_from_its_log():
         "Supported modes:",
         "  1920x1080@[1.000000 60.000000]fps",
         "  1920x1080@[1.000000 60.000000]fps",  # the same mode in another pixel format
+        "  1920x1080@[60.000000 60.000000]fps",  # the same rate avfoundation takes
         "  1280x720@[59.940060 59.940060]fps",
     ]
-    assert parse_avfoundation_modes(lines) == "1920x1080@1-60, 1280x720@59.94 fps"
-    assert parse_avfoundation_modes(lines, most=1) == "1920x1080@1-60, ... fps"
-    assert parse_avfoundation_modes(["Invalid device index"]) == ""
+    modes = parse_avfoundation_modes(lines)
+    assert modes == [CaptureMode(1920, 1080, 60.0), CaptureMode(1280, 720, 59.94006)]
+    assert modes_text(modes) == "1920x1080@60, 1280x720@59.94 fps"
+    assert modes_text(modes, most=1) == "1920x1080@60, ... fps"
+    assert parse_avfoundation_modes(["Invalid device index"]) == []
+    assert modes_text([]) == ""
 
 
 def test_a_raw_yuyv_stream_arrives_as_rgb():

@@ -12,9 +12,9 @@ from engine.stop_signals import STOP_SIGNALS
 
 
 class TerminationSignals(QObject):
-    """SIGTERM, SIGINT and SIGHUP (`kill`, Ctrl-C, the terminal closed) close the app's
-    windows as their close buttons do: an export is cancelled and leaves nothing, a
-    recording is kept.
+    """SIGTERM, SIGINT, SIGHUP and on Windows SIGBREAK (`kill`, Ctrl-C, the terminal closed,
+    Ctrl+Break: engine.stop_signals.STOP_SIGNALS) close the app's windows as their close
+    buttons do: an export is cancelled and leaves nothing, a recording is kept.
 
     Python runs a signal handler only when Python code next runs, never while Qt waits for
     events in C++: the interpreter also writes the signal to a socket (signal.set_wakeup_fd)

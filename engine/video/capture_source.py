@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import av
 import av.logging
@@ -49,9 +50,18 @@ NO_COMPRESSED_STREAM = {
     "frame rate need it",
     "avfoundation": "macOS hands over decoded frames only",
 }
-#: Frame rates tried in turn on avfoundation where none is chosen: it would ask for its
-#: default 29.97 fps, and refuse every device without exactly that rate (most cards).
+#: Common frame rates, most likely first, for avfoundation where none is chosen: left alone
+#: it asks for its default 29.97 fps and refuses every device without exactly that rate
+#: (most cards). The first is asked for; where the device refuses it, the rates its modes
+#: offer are tried next, these common ones first.
 AVFOUNDATION_RATES = (30.0, 60.0, 25.0, 50.0, 29.97, 59.94, 24.0, 15.0)
+#: avfoundation takes a frame rate only this close to the top of one of the device's rate
+#: ranges (libavdevice/avfoundation.m: `fabs(framerate - max_framerate) < 0.01`): a mode
+#: logged as 1920x1080@[1 60] takes 60 fps, not 30.
+AVFOUNDATION_RATE_TOLERANCE = 0.01
+#: What avfoundation logs as it refuses a frame rate. It then fails with EIO, as it does for
+#: every other failure (camera access denied, no such device): only its log tells them apart.
+AVFOUNDATION_RATE_REFUSED = "Selected framerate"
 #: What a failed open raises.
 OPEN_ERRORS = (av.FFmpegError, OSError, ValueError)
 
@@ -112,7 +122,11 @@ def v4l2_devices(
 @contextmanager
 def ffmpeg_log_lines(level: int = av.logging.ERROR) -> Iterator[list[str]]:
     """The lines FFmpeg logs on this thread, at `level` or more severe, while in the block
-    (PyAV drops them otherwise): the list fills as they come."""
+    (PyAV drops them otherwise): the list fills as they come.
+
+    It swaps PyAV's process-wide log level (and so FFmpeg's log callback) meanwhile, which
+    can stall or deadlock other threads decoding at the same time (PyAV issues #751, #2276):
+    use it only where the lines are read (avfoundation and dshow)."""
     lines: list[str] = []
     previous = av.logging.get_level()
     av.logging.set_level(level)
@@ -163,21 +177,57 @@ def parse_avfoundation_list(lines: list[str]) -> list[CaptureDevice]:
     return devices
 
 
-def parse_avfoundation_modes(lines: list[str], most: int = 8) -> str:
-    """The modes avfoundation logs as a device refuses one (`  1920x1080@[1.000000
-    60.000000]fps`), short: "1920x1080@1-60, 1280x720@60 fps"; "" where none was logged."""
-    modes: list[str] = []
+class CaptureMode(NamedTuple):
+    """A size a device offers and the frame rate avfoundation takes at it."""
+
+    width: int
+    height: int
+    fps: float
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}@{self.fps:.4g}"
+
+
+def parse_avfoundation_modes(lines: list[str]) -> list[CaptureMode]:
+    """The modes avfoundation logs as a device refuses a size or rate (`  1920x1080@[1.000000
+    60.000000]fps`), each once, in order; [] where none was logged. Each range gives its top
+    rate only: the one avfoundation takes (see AVFOUNDATION_RATE_TOLERANCE)."""
+    modes: list[CaptureMode] = []
     for line in lines:
-        match = re.search(r"(\d+x\d+)@\[([\d.]+) ([\d.]+)\]", line)
+        match = re.search(r"(\d+)x(\d+)@\[[\d.]+ ([\d.]+)\]", line)
         if match:
-            low, high = (f"{float(rate):.4g}" for rate in match.group(2, 3))
-            mode = f"{match.group(1)}@{high if low == high else f'{low}-{high}'}"
-            if mode not in modes:
+            mode = CaptureMode(int(match.group(1)), int(match.group(2)), float(match.group(3)))
+            if mode not in modes:  # the same mode in another pixel format
                 modes.append(mode)
+    return modes
+
+
+def modes_text(modes: list[CaptureMode], most: int = 8) -> str:
+    """Modes, short: "1920x1080@60, 1280x720@59.94 fps"; "" where there are none."""
     if not modes:
         return ""
     more = ", ..." if len(modes) > most else ""
-    return ", ".join(modes[:most]) + more + " fps"
+    return ", ".join(str(mode) for mode in modes[:most]) + more + " fps"
+
+
+def _same_rate(rate: float, other: float) -> bool:
+    return abs(rate - other) < AVFOUNDATION_RATE_TOLERANCE
+
+
+def _offered_rates(modes: list[CaptureMode], size: tuple[int, int] | None) -> list[float]:
+    """The rates avfoundation takes at `size` (any size where None) by `modes`, each once: the
+    common ones first (in AVFOUNDATION_RATES' order), the others as the device listed them."""
+    rates: list[float] = []
+    for mode in modes:
+        at_size = size is None or (mode.width, mode.height) == (int(size[0]), int(size[1]))
+        if at_size and not any(_same_rate(mode.fps, rate) for rate in rates):
+            rates.append(mode.fps)
+
+    def preference(rate: float) -> int:
+        common = [i for i, usual in enumerate(AVFOUNDATION_RATES) if _same_rate(rate, usual)]
+        return common[0] if common else len(AVFOUNDATION_RATES)
+
+    return sorted(rates, key=preference)  # stable: the uncommon ones keep the device's order
 
 
 def _lavfi_graph(graph: str, size, fps, pixel_format) -> str:
@@ -204,20 +254,12 @@ def _device_options(fmt: str, size, fps, pixel_format) -> dict[str, str]:
     return options
 
 
-def _rates_to_try(fmt: str, fps: float | None) -> tuple[float | None, ...]:
-    """The chosen rate; on avfoundation with none, the common ones in turn (see
-    AVFOUNDATION_RATES); elsewhere None: the device's own."""
-    if fps or fmt != "avfoundation":
-        return (fps,)
-    return AVFOUNDATION_RATES
-
-
 class CaptureSource:
     """Frames from a live device; same read()/frames()/close() as FileSource, is_live True.
 
     size (width, height), fps and pixel_format ask the device for a mode; pixel_format is
     a raw format ("yuyv422", "nv12") or a compressed stream ("mjpeg", v4l2 only); None:
-    the default (on avfoundation, fps None: the first of AVFOUNDATION_RATES it takes).
+    the default (on avfoundation, fps None: a rate the device has; see AVFOUNDATION_RATES).
 
     width and height are the displayed size: a device's non-square pixels (a sample aspect
     ratio, as SD capture cards state) are resized to square ones, as FileSource does.
@@ -280,43 +322,69 @@ class CaptureSource:
         """The opened container and the frame rate it was asked for (None: its own)."""
         if self.format == "lavfi":
             graph = _lavfi_graph(device, size, fps, pixel_format)
-            try:
-                return self._open_input(graph, dict(LOW_LATENCY), timeout), fps
-            except OPEN_ERRORS as error:
-                reason = describe(error)
-                raise VideoOpenError(f"{device}: cannot open lavfi capture ({reason})") from error
+            return self._open_once(device, graph, dict(LOW_LATENCY), timeout), fps
         if pixel_format in COMPRESSED_FORMATS and self.format in NO_COMPRESSED_STREAM:
             raise VideoOpenError(
                 f"{device}: {self.format} cannot be asked for a {pixel_format} stream "
                 f"({NO_COMPRESSED_STREAM[self.format]}): leave the stream at the device default"
             )
-        return self._open_device(device, size, fps, pixel_format, timeout)
+        if self.format == "avfoundation":
+            return self._open_avfoundation(device, size, fps, pixel_format, timeout)
+        options = _device_options(self.format, size, fps, pixel_format)
+        return self._open_once(device, device, options, timeout), fps
 
-    def _open_device(
+    def _open_once(
+        self, device: str, url: str, options: dict[str, str], timeout: float
+    ) -> av.container.InputContainer:
+        """`url` opened as `self.format`; a failure says why by its errno alone (FFmpeg's log
+        is not read here: see ffmpeg_log_lines)."""
+        try:
+            return self._open_input(url, options, timeout)
+        except OPEN_ERRORS as error:
+            reason = describe(error)
+            raise VideoOpenError(
+                f"{device}: cannot open {self.format} capture ({reason})"
+            ) from error
+
+    def _open_avfoundation(
         self, device, size, fps, pixel_format, timeout
-    ) -> tuple[av.container.InputContainer, float | None]:
-        """The device at the chosen rate, or at the first of _rates_to_try that it takes:
-        avfoundation refuses a rate it lacks with EINVAL and logs the modes it has."""
-        rates = _rates_to_try(self.format, fps)
-        for rate in rates:
+    ) -> tuple[av.container.InputContainer, float]:
+        """avfoundation at the chosen rate; with none, at AVFOUNDATION_RATES[0] or, where the
+        device refuses it, at each rate of the modes it then lists, until one opens.
+
+        avfoundation fails with EIO ("Input/output error") whatever went wrong: FFmpeg's log
+        tells a refused rate (see AVFOUNDATION_RATE_REFUSED) from the rest, and gives the
+        reason the message names."""
+        rates = [fps or AVFOUNDATION_RATES[0]]
+        tried: list[float] = []
+        modes: list[CaptureMode] = []
+        while rates:
+            rate = rates.pop(0)
+            tried.append(rate)
             options = _device_options(self.format, size, rate, pixel_format)
             with ffmpeg_log_lines() as lines:
                 try:
                     return self._open_input(device, options, timeout), rate
                 except OPEN_ERRORS as error:
                     failure = error
-            if not isinstance(failure, av.ArgumentError):
-                break  # no such device, no permission: no other rate will help
-        modes = parse_avfoundation_modes(lines)
-        offers = f" (it offers {modes})" if modes else ""
-        if len(rates) > 1 and isinstance(failure, av.ArgumentError):
-            tried = ", ".join(f"{rate:g}" for rate in rates)
+            modes = parse_avfoundation_modes(lines) or modes
+            refused = any(AVFOUNDATION_RATE_REFUSED in line for line in lines)
+            if not refused:
+                break  # camera access denied, no such device: no other rate helps
+            if not fps and len(tried) == 1:  # the first refusal lists the device's modes
+                rates = [
+                    other for other in _offered_rates(modes, size) if not _same_rate(other, rate)
+                ]
+        offers = f" (it offers {modes_text(modes)})" if modes else ""
+        if refused:
+            listed = ", ".join(f"{rate:.4g}" for rate in tried)
             raise VideoOpenError(
-                f"{device}: the {self.format} device takes none of {tried} fps{offers}: "
-                "choose its frame rate and size in the capture dialog (--fps, --size)"
+                f"{device}: the {self.format} device refuses {listed} fps{offers}: "
+                "choose a frame rate and size it offers in the capture dialog (--fps, --size)"
             ) from failure
+        reason = " ".join(lines[0].split()).rstrip(".") if lines else describe(failure)
         raise VideoOpenError(
-            f"{device}: cannot open {self.format} capture ({describe(failure)}){offers}"
+            f"{device}: cannot open {self.format} capture ({reason}){offers}"
         ) from failure
 
     def _open_input(
