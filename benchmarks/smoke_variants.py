@@ -21,6 +21,11 @@ the smoke each was or was not trained on:
   augmentations, darken, gamma and blur, are drawn for every frame too), default smoke: a
   model that takes pink for smoke loses here;
 - pink-tissue-tinted: the same tissue under tinted smoke, the hard case of the two.
+- flat: every clear frame flattened (the scope against tissue, an overexposed view: a
+  smooth field of its own colours or one random colour, 0-15% of its detail kept), default
+  smoke drifting over it;
+- flat-clear: the same flat frames with no smoke at all: a model that takes a featureless
+  frame for smoke-covered tissue and "restores" it loses here.
 
 Usage (DESMOKE_DATA=/path/to/shared/data):
   python benchmarks/smoke_variants.py --weights assets/fast.safetensors [--weights OTHER ...]
@@ -57,6 +62,7 @@ def variants(short_side: int) -> dict[str, SmokeConfig]:
     """The synthesis of each variant, for test frames of this short side."""
     default = SmokeConfig()
     pink = dataclasses.replace(default, hue_shift_deg=(-40.0, -25.0), augment_probability=1.0)
+    flat = dataclasses.replace(default, flat_probability=1.0)
     return {
         "default": default,
         "speckle-128": dataclasses.replace(default, speckle_cells=128),
@@ -78,6 +84,8 @@ def variants(short_side: int) -> dict[str, SmokeConfig]:
         "pink-tissue-tinted": dataclasses.replace(
             pink, tint_probability=1.0, tint=(0.05, 0.15), colour_brightness=(0.55, 1.0)
         ),
+        "flat": flat,
+        "flat-clear": dataclasses.replace(flat, density=(0.0, 0.0), haze_probability=0.0),
     }
 
 

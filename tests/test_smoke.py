@@ -392,6 +392,37 @@ def test_white_balance_casts_the_clear_frame_and_stays_off_by_default() -> None:
     )
 
 
+def test_flat_frames_lose_their_detail_and_stay_off_by_default() -> None:
+    """Flat frames keep at most flat_detail of the frame's texture (over its own smooth
+    colours or one random colour), the pair stays exact, and with the default probability 0
+    nothing is drawn, so the default samples are unchanged."""
+    frame = _frame(96, 128)
+    plain = SmokeSynthesizer(SmokeConfig(), 3).sample(frame, np.random.default_rng(9))
+    again = SmokeSynthesizer(SmokeConfig(flat_detail=(0.5, 0.6)), 3).sample(
+        frame, np.random.default_rng(9)
+    )
+    np.testing.assert_array_equal(plain.smoky, again.smoky)
+    config = SmokeConfig(
+        flat_probability=1.0,
+        flat_detail=(0.0, 0.1),
+        augment_probability=0.0,
+        instrument_probability=0.0,
+    )
+    texture = (frame / 255.0).std(axis=(0, 1))
+    colours = set()
+    for seed in range(8):
+        flat = SmokeSynthesizer(config, 3).sample(frame, np.random.default_rng(seed))
+        assert np.all(flat.clear.std(axis=(0, 1)) <= 0.1 * texture + 0.01)
+        np.testing.assert_allclose(
+            flat.smoky, composite(flat.clear, flat.alpha, flat.colour), atol=1e-5
+        )
+        colours.add(tuple(np.round(flat.clear.mean(axis=(0, 1)), 2)))
+    # Some keep the frame's reddish mean, others take random colours far from it.
+    tissue = frame.reshape(-1, 3).mean(axis=0) / 255.0
+    distances = [np.abs(np.array(c) - tissue).max() for c in colours]
+    assert min(distances) < 0.03 and max(distances) > 0.2
+
+
 def _painted_shaft(grey: tuple, thickness: tuple, seed: int) -> tuple[float, float]:
     """(covered fraction, median brightness) of the shaft painted into the clear target."""
     config = SmokeConfig(

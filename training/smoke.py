@@ -83,6 +83,13 @@ class SmokeConfig:
     # is not smoke). 0 (default) draws nothing: the default random stream is unchanged.
     white_balance_probability: float = 0.0
     white_balance: Range = (0.8, 1.25)
+    # Flat frames (the scope pressed against tissue, an overexposed view): with this
+    # probability the clear frame loses its detail, keeping a `flat_detail` fraction of it
+    # over a smooth field of its own colours or, half of the time, over one random colour.
+    # Such a frame gives the network nothing to take for tissue under smoke: it must be
+    # left as it is, and smoke drifting over it removed. 0 (default) draws nothing.
+    flat_probability: float = 0.0
+    flat_detail: Range = (0.0, 0.15)
     darken: Range = (0.6, 1.0)  # background brightness factor
     gamma: Range = (0.8, 1.6)  # background gamma (> 1 darkens)
     blur_sigma: Range = (0.5, 1.5)  # background Gaussian blur
@@ -147,6 +154,8 @@ _FIELD_BOUNDS: dict[str, Bound] = {
     "hue_shift_deg": _FREE,  # hue is cyclic
     "white_balance_probability": _UNIT,
     "white_balance": _POSITIVE,  # channel gains: 0 would black out a channel
+    "flat_probability": _UNIT,
+    "flat_detail": _UNIT,  # a fraction of the frame's detail kept
     "darken": _POSITIVE,  # a brightness factor: 0 would black out the frame
     "gamma": _POSITIVE,  # x ** 0 is white; a negative power inverts the frame
     # In pixels: at 100 a 720p frame is a smear already, and cv2's kernel grows with
@@ -471,6 +480,15 @@ class _Instrument:
 
 
 @dataclass(frozen=True)
+class _Flat:
+    """A frame with (almost) no detail: a smooth field plus a fraction of the frame's own."""
+
+    detail: float  # fraction of the frame's detail kept
+    cells: int  # the smooth field's resolution across the short side (1: one colour)
+    colour: tuple[float, float, float] | None  # None: the frame's own colours
+
+
+@dataclass(frozen=True)
 class _Background:
     """Background augmentations; applied to the clear target as well (the pair stays exact)."""
 
@@ -480,6 +498,7 @@ class _Background:
     blur_sigma: float  # 0: none
     instrument: _Instrument | None
     channel_gains: tuple[float, float, float] | None = None  # white balance; None: none
+    flat: _Flat | None = None
 
 
 def _draw_instrument(config: SmokeConfig, rng: np.random.Generator) -> _Instrument:
@@ -517,7 +536,37 @@ def _draw_background(config: SmokeConfig, rng: np.random.Generator) -> _Backgrou
     gains = None
     if config.white_balance_probability > 0 and rng.random() < config.white_balance_probability:
         gains = tuple(_uniform(rng, config.white_balance) for _ in range(3))
-    return _Background(hue, darken, gamma, blur, instrument, gains)
+    flat = None
+    if config.flat_probability > 0 and rng.random() < config.flat_probability:
+        flat = _draw_flat(config, rng)
+    return _Background(hue, darken, gamma, blur, instrument, gains, flat)
+
+
+def _draw_flat(config: SmokeConfig, rng: np.random.Generator) -> _Flat:
+    # A random colour anywhere in the cube's inner 90%: flat frames are not only tissue red.
+    colour = tuple(_uniform(rng, (0.05, 0.95)) for _ in range(3)) if rng.random() < 0.5 else None
+    return _Flat(
+        detail=_uniform(rng, config.flat_detail), cells=int(rng.integers(1, 5)), colour=colour
+    )
+
+
+def _flatten(image: np.ndarray, flat: _Flat) -> np.ndarray:
+    """The frame's smooth field (area-averaged to a few cells, upsampled bicubically) or one
+    colour, plus `detail` of the frame's difference from that field."""
+    height, width = image.shape[:2]
+    scale = flat.cells / min(height, width)
+    small = (max(1, round(width * scale)), max(1, round(height * scale)))
+    field = cv2.resize(
+        cv2.resize(image, small, interpolation=cv2.INTER_AREA),
+        (width, height),
+        interpolation=cv2.INTER_CUBIC,
+    )
+    base = (
+        field
+        if flat.colour is None
+        else np.broadcast_to(np.asarray(flat.colour, np.float32), image.shape)
+    )
+    return np.clip(base + np.float32(flat.detail) * (image - field), 0.0, 1.0).astype(np.float32)
 
 
 def _paint_instrument(image: np.ndarray, tool: _Instrument) -> np.ndarray:
@@ -556,7 +605,8 @@ def _apply_background(image: np.ndarray, bg: _Background) -> tuple[np.ndarray, n
     The second image (instrument painted, colours untouched) is where bright grey regions
     are looked for: a darkened instrument is still an instrument.
     """
-    out = image if bg.instrument is None else _paint_instrument(image, bg.instrument)
+    out = image if bg.flat is None else _flatten(image, bg.flat)
+    out = out if bg.instrument is None else _paint_instrument(out, bg.instrument)
     painted = out
     if bg.hue_shift != 0.0:
         hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)  # float input: hue in degrees
