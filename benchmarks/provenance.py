@@ -13,11 +13,12 @@ import argparse
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from desmoke_app import source_commit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = RESULTS.parents[1]
@@ -62,22 +63,6 @@ def operating_system() -> str:
     return f"{name}, {platform.system()} {platform.release()}"
 
 
-def git_commit() -> str:
-    """Short HEAD, "+dirty" when tracked files have changes; "unknown" outside a checkout."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-
-    try:
-        head = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
-
-
 def library_versions() -> dict[str, str]:
     return {
         label: getattr(sys.modules[name], "__version__", "?")
@@ -109,7 +94,7 @@ def machine_record() -> dict[str, Any]:
         "os": operating_system(),
         "python": platform.python_version(),
         "libraries": library_versions(),
-        "commit": git_commit(),
+        "commit": source_commit(),
         "date": time.strftime("%Y-%m-%d"),
         "load_average": load_average(),
         "command": command(),

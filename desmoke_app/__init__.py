@@ -15,3 +15,27 @@ def version() -> str:
         return package_version("desmoke")
     except PackageNotFoundError:  # running from a source tree that is not installed
         return SOURCE_TREE_VERSION
+
+
+def source_commit() -> str:
+    """The source tree's short git HEAD, "+dirty" when tracked files have changes, for
+    reports saying what made them; "unknown" for a copy that is no checkout of its own
+    (installed, or a folder inside another repository, such as a venv in a checkout)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != root:
+            return "unknown"
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")

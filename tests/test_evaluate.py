@@ -7,8 +7,10 @@ import errno
 import hashlib
 import json
 import math
+import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import av
@@ -287,7 +289,8 @@ def test_cli_evaluate_writes_report(
     assert (out / "contact_sheet.png").is_file()
     # A recorded report says when, where and how it was made.
     assert re.fullmatch(
-        r"run \d{4}-\d\d-\d\d with desmoke \S+ on .+ CPUs, load average [\d., ]+ as it began\), "
+        r"run \d{4}-\d\d-\d\d with desmoke \S+ \(commit (?:[0-9a-f]{7,}(?:\+dirty)?|unknown)\) "
+        r"on .+ CPUs, load average [\d., ]+ as it began\), "
         r"Python .+: `desmoke.*`",
         data["notes"][-1],
     )
@@ -452,3 +455,182 @@ def test_cli_evaluate_leaves_no_folder_when_it_fails(
     assert _cli(["--sources", str(tmp_path / "none.mp4"), "--no-real", "--out", str(out)]) == 1
     assert "none.mp4: no such file" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()  # made to check it is writable, removed again
+
+
+# ----------------------------------------------------------------------------- the report says
+
+
+def _scoped(frame: np.ndarray, pad: int = 20) -> np.ndarray:
+    """The frame inside a black scope surround (a wider canvas, as a 16:9 camera gives)."""
+    canvas = np.zeros((frame.shape[0] + 2 * pad, frame.shape[1] + 4 * pad, 3), np.uint8)
+    canvas[pad:-pad, 2 * pad : -2 * pad] = frame
+    return canvas
+
+
+def _disc(size: int = 64, colour: tuple[int, int, int] = (128, 100, 90)) -> np.ndarray:
+    """A flat lit disc whose box is the frame: its corners are the unlit surround."""
+    yy, xx = np.mgrid[:size, :size]
+    image = np.zeros((size, size, 3), np.uint8)
+    image[(yy - size / 2 + 0.5) ** 2 + (xx - size / 2 + 0.5) ** 2 <= (size / 2) ** 2] = colour
+    return image
+
+
+def test_real_smoke_figures_leave_the_unlit_scope_border_out(tmp_path: Path) -> None:
+    """A black surround read as contrast and as clipped pixels (37.8% clipped for every
+    method on a DeSmoke-LAP frame in a scope surround): the same frame, with and without
+    it, now reads the same; every method's output is scored over the input's field."""
+    plain = np.clip(_tissue(48, 64), 2, 254)  # no channel at 0 or 255, none made so
+    for name, image in (("plain.png", plain), ("scoped.png", _scoped(plain))):
+        cv2.imwrite(str(tmp_path / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    methods = {"identity": lambda f: f, "darker": lambda f: (f * 0.8).astype(np.uint8)}
+    rows, _ = ev.evaluate_real([tmp_path / "plain.png", tmp_path / "scoped.png"], methods)
+    figures = ("dark_channel", "rms_contrast", "colourfulness", "clipped", "crushed")
+    for alone, scoped in zip(rows[:2], rows[2:], strict=True):
+        assert {k: scoped[k] for k in figures} == pytest.approx({k: alone[k] for k in figures})
+        assert scoped["clipped"] == 0.0 and alone["scored_fraction"] == 1.0
+    assert rows[2]["scored_fraction"] == pytest.approx(48 * 64 / (88 * 144))
+
+
+def test_a_round_scope_field_is_scored_without_its_corners() -> None:
+    disc = _disc()
+    box, field = ev.scope_field([disc])
+    assert box == (0, 64, 0, 64) and field is not None
+    assert metrics.no_reference(disc, field) == pytest.approx(
+        {
+            "dark_channel": 90 / 255,  # no patch at the rim takes the black corners' 0
+            "rms_contrast": 0.0,
+            "colourfulness": 0.3 * math.hypot(28, 0.5 * 228 - 90),
+            "clipped": 0.0,
+        },
+        abs=1e-6,  # float32 rounding of a flat field's deviation
+    )
+    shadow = disc.copy()
+    shadow[28:36, 28:36] = 0  # a black shadow inside the field is scene: scored
+    _, field = ev.scope_field([shadow])
+    assert metrics.clipped_fraction(shadow, field) == pytest.approx(64 / field.sum())
+    box, field = ev.scope_field([_tissue()])  # no surround: the whole frame, unmasked
+    assert box == (0, 48, 0, 64) and field is None
+    with pytest.raises(ValueError, match="bool mask of the image's 64x64 pixels"):
+        metrics.no_reference(disc, np.ones((8, 8), bool))
+
+
+@pytest.mark.skipif(
+    not (Path(os.environ.get("DESMOKE_DATA", "/nonexistent")) / "real_smoke").is_dir(),
+    reason="needs $DESMOKE_DATA/real_smoke",
+)
+def test_the_borderless_desmoke_lap_clips_are_scored_whole() -> None:
+    """Their recorded figures stay as they were: no surround found, nothing masked."""
+    clip = Path(os.environ["DESMOKE_DATA"]) / "real_smoke" / "desmokelap_input_9.avi"
+    frames = ev.read_video_frames(clip, 10)
+    assert ev.scope_field(frames) == ((0, 256, 0, 256), None)
+
+
+def test_clear_images_say_which_are_training_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The clear check took $DESMOKE_DATA/clear's images, a training source of every config,
+    without saying so: in-sample images are marked, against --config's sources."""
+    from desmoke_app.commands import evaluate as command
+    from training.config import DataConfig
+
+    clear = tmp_path / "data" / "clear"
+    clear.mkdir(parents=True)
+    _write_video(clear / "clip.mp4", 30)
+    cv2.imwrite(str(clear / "view.png"), _tissue(seed=3))
+    cv2.imwrite(str(clear / "other.png"), _tissue(seed=4))
+    monkeypatch.setenv("DESMOKE_DATA", str(tmp_path / "data"))
+    config = tmp_path / "train.toml"
+    config.write_text(
+        '[data]\nsources = ["data/clear/clip.mp4", "data/clear/view.png"]\nblock_frames = 5\n'
+    )
+    out = tmp_path / "report"
+    argv = ["--model", "dcp", "--config", str(config), "--frames", "2", "--no-real"]
+    assert _cli([*argv, "--out", str(out)]) == 0
+    assert "Images: other.png, view.png (a training source: in-sample)." in capsys.readouterr().out
+    data = json.loads((out / "evaluation.json").read_text())
+    assert data["clear_images"] == ["other.png", "view.png"]
+    assert data["clear_in_sample"] == ["view.png"]
+    # The default split is of the clear folder: its images are sources (the folder is one).
+    default = DataConfig(sources=[str(clear)])
+    paths = [clear / "other.png", clear / "view.png"]
+    assert command._training_sources(default, paths) == {"other.png", "view.png"}
+    assert command._training_sources(None, paths) == set()  # --sources: not training data
+
+
+def test_report_records_each_methods_settings(tmp_path: Path) -> None:
+    """--strength, --patch and --working-size reached dcp and the model but not the report."""
+    methods, notes = ev.make_methods("dcp", strength=0.5, patch_size=9, working_short_side=128)
+    report, _ = ev.evaluate(methods, [("f0", _tissue())], seed=1, notes=notes)
+    expected = {"strength": 0.5, "patch_size": 9, "working_short_side": 128}
+    assert report.settings == {"dcp": expected}  # identity has none
+    assert (
+        "- dcp: strength 0.5, patch 9 px at a 256 px short side, working short side 128 px"
+        in report.to_markdown()
+    )
+    paths = ev.write_outputs(report, tmp_path, None)
+    assert json.loads(paths["json"].read_text())["settings"] == {"dcp": expected}
+
+
+def test_report_says_how_references_ssim_and_timing_were_made() -> None:
+    report, _ = ev.evaluate({"identity": lambda f: f}, [("f0", _tissue())], seed=1)
+    markdown = report.to_markdown()
+    assert (
+        "Clear references: the held-out frames after the synthesis's background "
+        "augmentations, as in training (darken, gamma, hue shift and blur, each with p 0.5; "
+        "a painted instrument with p 0.25), drawn with the smoke seed." in markdown
+    )
+    assert (
+        "SSIM: skimage structural_similarity, 7x7 uniform window, sample covariance, "
+        "mean over RGB channels." in markdown
+    )
+    assert "after 1 untimed warm-up frame per method" in markdown
+    # The variant named is the one computed: skimage's defaults, not a Gaussian window.
+    from skimage.metrics import structural_similarity
+
+    a, b = _tissue(seed=1), _tissue(seed=2)
+    assert metrics.ssim(a, b) == structural_similarity(a, b, channel_axis=2, data_range=255)
+    gaussian = structural_similarity(
+        a, b, channel_axis=2, data_range=255, gaussian_weights=True, sigma=1.5
+    )
+    assert metrics.ssim(a, b) != pytest.approx(gaussian)
+
+
+def test_ms_per_frame_leaves_the_first_calls_warm_up_out() -> None:
+    """A 1-frame run read 70.7 ms against ~31 ms over 25 frames: the first call's set-up."""
+    calls = []
+
+    def slow_first_call(frame: np.ndarray) -> np.ndarray:
+        if not calls:
+            time.sleep(0.3)
+        calls.append(1)
+        return frame
+
+    pairs = ev.synthetic_pairs([(f"f{i}", _tissue(seed=i)) for i in range(2)], seed=1)
+    result = ev.evaluate_pairs(pairs, {"slow start": slow_first_call})
+    assert result["slow start"]["ms"] < 100 and len(calls) == 3  # 1 untimed + 2 timed
+    assert result["slow start"]["frames"] == 2
+
+
+def test_cli_evaluate_real_given_a_file_says_it_takes_a_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = tmp_path / "smoke.png"
+    cv2.imwrite(str(image), _tissue())
+    argv = ["--model", "dcp", "--sources", str(image), "--real", str(image)]
+    assert _cli([*argv, "--out", str(tmp_path / "report")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"desmoke: error: --real {image}: is a file; --real takes a folder of clips/images"
+    ]
+
+
+def test_run_record_names_the_git_commit() -> None:
+    """The benchmarks' headers named it; the evaluation's run note did not."""
+    from desmoke_app import source_commit
+    from desmoke_app.commands.evaluate import run_record
+
+    commit = source_commit()
+    assert re.fullmatch(r"[0-9a-f]{7,}(\+dirty)?|unknown", commit)
+    if (Path(__file__).resolve().parents[1] / ".git").exists():
+        assert commit != "unknown"
+    assert f"(commit {commit})" in run_record()

@@ -4,7 +4,8 @@
    (one generator per frame, so a pair never depends on which other frames are in the set).
    Full-reference PSNR / SSIM / CIEDE2000 of each method's output against the clear frame.
 2. Real smoke (no ground truth): mean dark channel, RMS contrast, colourfulness and the
-   clipped fraction before and after, per source.
+   clipped fraction before and after, per source, over the lit scope field (scope_field:
+   a black surround would read as contrast and as clipped pixels).
 3. Clear frames with instruments: how much each method changes a frame that has no smoke,
    and how it changes bright grey regions (instruments, speculars) there: a model that has
    learned "bright and grey = smoke" darkens them.
@@ -21,7 +22,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +34,13 @@ import numpy as np
 from engine.dark_channel import dark_channel
 from engine.files import file_sha256, replace_together
 from training import metrics
-from training.data import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_image
+from training.data import (
+    IMAGE_SUFFIXES,
+    SCOPE_BLACK_LEVEL,
+    VIDEO_SUFFIXES,
+    read_image,
+    scope_box,
+)
 from training.smoke import SmokeConfig, SmokeSynthesizer, bright_grey_mask
 
 #: Seed of the synthetic test pairs (the training code draws from other seeds).
@@ -72,6 +79,12 @@ class Report:
     synthetic_info: dict[str, Any] = field(default_factory=dict)
     real: list[dict[str, Any]] = field(default_factory=list)
     clear: list[dict[str, Any]] = field(default_factory=list)
+    #: The clear images of the "should stay unchanged" check, in order, and those of them
+    #: that are training sources (a check on them is in-sample).
+    clear_images: list[str] = field(default_factory=list)
+    clear_in_sample: list[str] = field(default_factory=list)
+    #: {method: {setting: value}} for the methods that take settings (not identity).
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
@@ -236,7 +249,7 @@ def make_methods(
     notes: list[str] = []
     options = {"working_short_side": working_short_side, "patch_size": patch_size}
     dcp = Desmoker("dcp", **options, strength=strength)
-    methods: dict[str, Method] = {IDENTITY: lambda frame: frame, "dcp": _runner(dcp)}
+    methods: dict[str, Method] = {IDENTITY: lambda frame: frame, "dcp": DesmokerMethod(dcp)}
     desmoker = Desmoker(model, backend, weights=weights, **options, strength=strength)
     if desmoker.notice:
         notes.append(desmoker.notice)
@@ -245,7 +258,7 @@ def make_methods(
         label = desmoker.model_name
         if desmoker.weights_path is not None:
             label = f"{label} ({desmoker.weights_path.name})"
-        methods[label] = _runner(desmoker)
+        methods[label] = DesmokerMethod(desmoker)
     return methods, notes
 
 
@@ -254,8 +267,31 @@ def weights_label(path: Path | None) -> str | None:
     return None if path is None else f"{path.name} (sha256 {file_sha256(path)[:16]})"
 
 
-def _runner(desmoker: Any) -> Method:
-    return lambda frame: desmoker.process(frame).desmoked
+@dataclass(frozen=True)
+class DesmokerMethod:
+    """A Method running an engine Desmoker; it also says the settings it runs with."""
+
+    desmoker: Any  # engine.pipeline.Desmoker
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        return self.desmoker.process(frame).desmoked
+
+    def settings(self) -> dict[str, Any]:
+        """The --strength, --patch and --working-size in effect (defaults resolved)."""
+        return {
+            "strength": self.desmoker.strength,
+            "patch_size": self.desmoker.reference_patch,
+            "working_short_side": self.desmoker.working_short_side,
+        }
+
+
+def method_settings(methods: dict[str, Method]) -> dict[str, dict[str, Any]]:
+    """{label: settings} of the methods that have settings (identity has none)."""
+    return {
+        name: method.settings()
+        for name, method in methods.items()
+        if isinstance(method, DesmokerMethod)
+    }
 
 
 def _timed(method: Method, frame: np.ndarray) -> tuple[np.ndarray, float]:
@@ -267,10 +303,19 @@ def _timed(method: Method, frame: np.ndarray) -> tuple[np.ndarray, float]:
 # ----------------------------------------------------------------------------- measures
 
 
+#: Untimed frames each method runs before its timed ones: the first call pays one-off costs
+#: (allocations, a backend's graph set-up, caches) that no later frame does.
+WARMUP_FRAMES = 1
+
+
 def evaluate_pairs(pairs: Sequence[TestPair], methods: dict[str, Method]) -> dict[str, dict]:
-    """Mean PSNR (capped at PSNR_CAP_DB per frame), SSIM, CIEDE2000 and ms/frame per method."""
+    """Mean PSNR (capped at PSNR_CAP_DB per frame), SSIM, CIEDE2000 and ms/frame per method.
+
+    ms/frame is timed after WARMUP_FRAMES untimed runs on the first pair."""
     results = {}
     for name, method in methods.items():
+        for _ in range(WARMUP_FRAMES):
+            method(pairs[0].smoky)
         rows = []
         for pair in pairs:
             out, ms = _timed(method, pair.smoky)
@@ -286,9 +331,55 @@ def evaluate_pairs(pairs: Sequence[TestPair], methods: dict[str, Method]) -> dic
     return results
 
 
-def _mean_figures(frames: Sequence[np.ndarray]) -> dict[str, float]:
-    figures = [metrics.no_reference(frame) for frame in frames]
+def scope_field(
+    frames: Sequence[np.ndarray],
+) -> tuple[tuple[int, int, int, int], np.ndarray | None]:
+    """Where these frames (of one source) show the scene: training.data.scope_box's box (top,
+    bottom, left, right), and inside it the mask of the pixels outside the unlit surround
+    (None: all of them).
+
+    A round scope field leaves unlit corners in its box; they are found by the box's own
+    rule (mean over the frames of the max over RGB at or below SCOPE_BLACK_LEVEL), keeping
+    only unlit regions that touch the box's edge: a dark shadow inside the field is scene.
+    A frame without a black surround keeps the whole frame and None (figures unchanged)."""
+    top, bottom, left, right = scope_box(frames)
+    level = np.mean([frame[top:bottom, left:right].max(axis=2) for frame in frames], axis=0)
+    unlit = (level <= SCOPE_BLACK_LEVEL).astype(np.uint8)
+    _, labels = cv2.connectedComponents(unlit, connectivity=8)  # 0: the lit pixels
+    edges = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    surround = np.isin(labels, edges[edges > 0])
+    return (top, bottom, left, right), (~surround if surround.any() else None)
+
+
+def _mean_figures(frames: Sequence[np.ndarray], field: np.ndarray | None) -> dict[str, float]:
+    figures = [metrics.no_reference(frame, field) for frame in frames]
     return {key: float(np.mean([f[key] for f in figures])) for key in figures[0]}
+
+
+def _in_box(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    top, bottom, left, right = box
+    return frame[top:bottom, left:right]
+
+
+def _real_row(
+    frames: Sequence[np.ndarray],
+    restored: Sequence[np.ndarray],
+    box: tuple[int, int, int, int],
+    field: np.ndarray | None,
+) -> dict[str, Any]:
+    """The figures of one method's outputs over the field, and its crushed fraction."""
+    crushed = [
+        metrics.crushed_fraction(_in_box(a, box), _in_box(b, box), field)
+        for a, b in zip(frames, restored, strict=True)
+    ]
+    top, bottom, left, right = box
+    scored = (bottom - top) * (right - left) if field is None else int(field.sum())
+    return {
+        "frames": len(frames),
+        "scored_fraction": scored / (frames[0].shape[0] * frames[0].shape[1]),
+        **_mean_figures([_in_box(frame, box) for frame in restored], field),
+        "crushed": float(np.mean(crushed)),
+    }
 
 
 def evaluate_real(
@@ -296,8 +387,10 @@ def evaluate_real(
 ) -> tuple[list[dict[str, Any]], list[tuple[str, np.ndarray, dict[str, np.ndarray]]]]:
     """No-reference figures per real-smoke source and method ("identity" = the input).
 
-    Returns the table rows and, per source, its middle frame with each method's output
-    (for the contact sheet).
+    The methods run on whole frames; every method's outputs are scored over the one field
+    the source's input frames show (scope_field), the unlit surround left out
+    (scored_fraction: the part of the frame scored). Returns the table rows and, per
+    source, its middle frame with each method's output (for the contact sheet).
     """
     rows, examples = [], []
     for path in sources:
@@ -305,24 +398,14 @@ def evaluate_real(
             frames = [read_image(path)]
         else:
             frames = read_video_frames(path, frames_per_clip)
-        middle = frames[len(frames) // 2]
+        box, field = scope_field(frames)
         outputs = {}
         for name, method in methods.items():
             restored = [method(frame) for frame in frames]
-            crushed = [
-                metrics.crushed_fraction(a, b) for a, b in zip(frames, restored, strict=True)
-            ]
-            rows.append(
-                {
-                    "source": path.name,
-                    "method": name,
-                    "frames": len(frames),
-                    **_mean_figures(restored),
-                    "crushed": float(np.mean(crushed)),
-                }
-            )
+            row = _real_row(frames, restored, box, field)
+            rows.append({"source": path.name, "method": name, **row})
             outputs[name] = restored[len(frames) // 2]
-        examples.append((path.name, middle, outputs))
+        examples.append((path.name, frames[len(frames) // 2], outputs))
     return rows, examples
 
 
@@ -398,62 +481,102 @@ def _fmt(value: float, digits: int) -> str:
 def _markdown(report: Report) -> list[str]:
     lines = ["# Evaluation", ""]
     lines += [f"- {note}" for note in report.notes] + [""]
+    lines += _settings_lines(report.settings)
     if report.synthetic:
-        info = report.synthetic_info
-        lines += [
-            f"## Synthetic test pairs ({info.get('frames')} frames, seed {info.get('seed')})",
-            "",
-            f"Sources: {', '.join(info.get('sources', []))}. Frame size: {info.get('size')}. "
-            f"PSNR per frame capped at {PSNR_CAP_DB:.0f} dB before averaging.",
-            "",
-            "| method | PSNR dB | SSIM | CIEDE2000 | ms/frame |",
-            "|---|---|---|---|---|",
-        ]
-        for name, r in report.synthetic.items():
-            label = "identity (smoky input)" if name == IDENTITY else name
-            lines.append(
-                f"| {label} | {_fmt(r['psnr'], 2)} | {_fmt(r['ssim'], 4)} | "
-                f"{_fmt(r['ciede2000'], 2)} | {r['ms']:.1f} |"
-            )
-        lines.append("")
+        lines += _synthetic_lines(report)
     if report.real:
-        lines += [
-            "## Real smoke, no reference (mean over frames; identity = the input)",
-            "",
-            "Lower dark channel = less smoke; higher RMS contrast and colourfulness = "
-            "less washed out; clipped = pixels with a channel at 0 or 255 (well above the "
-            "input's: over-corrected); crushed = pixels with a channel driven to 0 from "
-            f"{metrics.CRUSHED_FROM_LEVEL} or more (detail lost to black).",
-            "",
-            "| source | method | frames | dark channel | RMS contrast | colourfulness | clipped "
-            "| crushed |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {r['source']} | {r['method']} | {r['frames']} | {r['dark_channel']:.4f} | "
-            f"{r['rms_contrast']:.4f} | {r['colourfulness']:.1f} | {r['clipped']:.3f} | "
-            f"{r['crushed']:.4f} |"
-            for r in report.real
-        ]
-        lines.append("")
+        lines += _real_lines(report.real)
     if report.clear:
-        lines += [
-            "## Clear frames (no smoke: should stay unchanged)",
-            "",
-            "bright grey change: mean grey-level change over bright low-saturation regions "
-            "(instruments, speculars); clearly negative = it darkens them.",
-            "",
-            "| image | method | mean abs change | bright grey change | bright grey area |",
-            "|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {r['image']} | {r['method']} | {r['mean_abs_change']:.4f} | "
-            f"{r['bright_grey_change']:+.4f} | {r['bright_grey_fraction']:.3f} |"
-            for r in report.clear
-            if r["method"] != IDENTITY
-        ]
-        lines.append("")
+        lines += _clear_lines(report)
     return lines
+
+
+def _settings_lines(settings: dict[str, dict[str, Any]]) -> list[str]:
+    if not settings:
+        return []
+    lines = ["Settings (`--strength`, `--patch`, `--working-size`; identity has none):", ""]
+    lines += [
+        f"- {name}: strength {s['strength']:g}, patch {s['patch_size']} px at a 256 px "
+        f"short side, working short side {s['working_short_side']} px"
+        for name, s in settings.items()
+    ]
+    return [*lines, ""]
+
+
+def _synthetic_lines(report: Report) -> list[str]:
+    info = report.synthetic_info
+    smoke = info.get("smoke_config") or asdict(SmokeConfig())
+    lines = [
+        f"## Synthetic test pairs ({info.get('frames')} frames, seed {info.get('seed')})",
+        "",
+        f"Sources: {', '.join(info.get('sources', []))}. Frame size: {info.get('size')}. "
+        "Clear references: the held-out frames after the synthesis's background "
+        "augmentations, as in training (darken, gamma, hue shift and blur, each with "
+        f"p {smoke['augment_probability']:g}; a painted instrument with "
+        f"p {smoke['instrument_probability']:g}), drawn with the smoke seed. "
+        f"PSNR per frame capped at {PSNR_CAP_DB:.0f} dB before averaging. "
+        f"SSIM: {info.get('ssim', metrics.SSIM_VARIANT)}. ms/frame: the mean over the timed "
+        f"frames, after {info.get('warmup_frames', WARMUP_FRAMES)} untimed warm-up frame "
+        "per method.",
+        "",
+        "| method | PSNR dB | SSIM | CIEDE2000 | ms/frame |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in report.synthetic.items():
+        label = "identity (smoky input)" if name == IDENTITY else name
+        lines.append(
+            f"| {label} | {_fmt(r['psnr'], 2)} | {_fmt(r['ssim'], 4)} | "
+            f"{_fmt(r['ciede2000'], 2)} | {r['ms']:.1f} |"
+        )
+    return [*lines, ""]
+
+
+def _real_lines(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "## Real smoke, no reference (mean over frames; identity = the input)",
+        "",
+        "Over the lit scope field: the unlit (black) border around it is excluded, the same "
+        "region for every method's output of a source, found on its input frames. "
+        "Lower dark channel = less smoke; higher RMS contrast and colourfulness = "
+        "less washed out; clipped = pixels with a channel at 0 or 255 (well above the "
+        "input's: over-corrected); crushed = pixels with a channel driven to 0 from "
+        f"{metrics.CRUSHED_FROM_LEVEL} or more (detail lost to black).",
+        "",
+        "| source | method | frames | dark channel | RMS contrast | colourfulness | clipped "
+        "| crushed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['source']} | {r['method']} | {r['frames']} | {r['dark_channel']:.4f} | "
+        f"{r['rms_contrast']:.4f} | {r['colourfulness']:.1f} | {r['clipped']:.3f} | "
+        f"{r['crushed']:.4f} |"
+        for r in rows
+    ]
+    return [*lines, ""]
+
+
+def _clear_lines(report: Report) -> list[str]:
+    images = [
+        f"{label} (a training source: in-sample)" if label in report.clear_in_sample else label
+        for label in report.clear_images
+    ]
+    lines = [
+        "## Clear frames (no smoke: should stay unchanged)",
+        "",
+        f"Images: {', '.join(images)}. "
+        "bright grey change: mean grey-level change over bright low-saturation regions "
+        "(instruments, speculars); clearly negative = it darkens them.",
+        "",
+        "| image | method | mean abs change | bright grey change | bright grey area |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['image']} | {r['method']} | {r['mean_abs_change']:.4f} | "
+        f"{r['bright_grey_change']:+.4f} | {r['bright_grey_fraction']:.3f} |"
+        for r in report.clear
+        if r["method"] != IDENTITY
+    ]
+    return [*lines, ""]
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -502,13 +625,16 @@ def evaluate(
     seed: int = EVAL_SEED,
     real_sources: Sequence[Path] = (),
     clear_images: Sequence[tuple[str, np.ndarray]] = (),
+    clear_in_sample: Collection[str] = (),
     frames_per_clip: int = 10,
     notes: Sequence[str] = (),
     config: SmokeConfig | None = None,
 ) -> tuple[Report, np.ndarray | None]:
-    """Run the whole evaluation; returns the report and the contact sheet (None if no rows)."""
+    """Run the whole evaluation; returns the report and the contact sheet (None if no rows).
+
+    clear_in_sample: the labels of clear_images that are training sources of the model."""
     config = config or SmokeConfig()
-    report = Report(methods=list(methods), notes=list(notes))
+    report = Report(methods=list(methods), notes=list(notes), settings=method_settings(methods))
     pairs = synthetic_pairs(test_frames, seed, config)
     sizes = sorted({f"{p.clear.shape[1]}x{p.clear.shape[0]}" for p in pairs})
     report.synthetic_info = {
@@ -518,6 +644,8 @@ def evaluate(
         "size": ", ".join(sizes),
         "mean_alpha": float(np.mean([p.alpha.mean() for p in pairs])),
         "smoke_config": asdict(config),
+        "ssim": metrics.SSIM_VARIANT,
+        "warmup_frames": WARMUP_FRAMES,
     }
     report.synthetic = evaluate_pairs(pairs, methods)
     examples = []
@@ -525,6 +653,10 @@ def evaluate(
         report.real, examples = evaluate_real(real_sources, methods, frames_per_clip)
     if clear_images:
         report.clear = evaluate_clear(clear_images, methods)
+        report.clear_images = [label for label, _ in clear_images]
+        report.clear_in_sample = [
+            label for label in report.clear_images if label in clear_in_sample
+        ]
         examples += [
             (f"{label} (clear)", frame, {m: methods[m](frame) for m in methods})
             for label, frame in clear_images

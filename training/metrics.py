@@ -8,6 +8,8 @@ No-reference figures describe one frame, for real smoke that has no ground truth
 - colourfulness: Hasler & Suesstrunk 2003 (smoke desaturates towards its grey-white).
 - clipped: the fraction of pixels with a channel at 0 or 255 (an over-correction guard:
   inverting too much smoke pushes colours out of range, and clipping hides it from the rest).
+Each is taken over the frame's field (the lit scope field; the whole frame by default): a
+black scope surround would count as contrast and as clipped pixels.
 Before/after, for real smoke too:
 - crushed: the fraction of pixels with a channel driven to black from a clearly visible
   level (detail lost: a dark grey instrument shaft taken for smoke turns flat black).
@@ -28,6 +30,12 @@ from engine.dark_channel import dark_channel
 
 #: scikit-image's default SSIM window (7x7, uniform); smaller images use the largest odd fit.
 SSIM_WINDOW = 7
+#: The SSIM variant, for reports: the literature also uses an 11x11 Gaussian window (Wang et
+#: al.), whose values differ, so a comparison must say which one it is.
+SSIM_VARIANT = (
+    f"skimage structural_similarity, {SSIM_WINDOW}x{SSIM_WINDOW} uniform window, sample "
+    "covariance, mean over RGB channels"
+)
 
 
 def _check_pair(reference: np.ndarray, test: np.ndarray) -> None:
@@ -54,7 +62,15 @@ def ssim(reference: np.ndarray, test: np.ndarray) -> float:
     if window < 3:
         raise ValueError(f"image too small for SSIM: {reference.shape[1]}x{reference.shape[0]}")
     return float(
-        structural_similarity(reference, test, channel_axis=2, data_range=255, win_size=window)
+        structural_similarity(
+            reference,
+            test,
+            channel_axis=2,
+            data_range=255,
+            win_size=window,
+            gaussian_weights=False,  # skimage's defaults, spelled out: SSIM_VARIANT says them
+            use_sample_covariance=True,
+        )
     )
 
 
@@ -96,26 +112,43 @@ def temporal_error(references: Sequence[np.ndarray], tests: Sequence[np.ndarray]
     return float(np.mean(errors))
 
 
-def _check_image(image: np.ndarray) -> np.ndarray:
+def _check_image(image: np.ndarray, field: np.ndarray | None = None) -> np.ndarray:
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 HxWx3 image, got {image.dtype} {image.shape}")
+    if field is not None and (field.dtype != bool or field.shape != image.shape[:2]):
+        raise ValueError(
+            f"the field must be a bool mask of the image's {image.shape[1]}x{image.shape[0]} "
+            f"pixels, got {field.dtype} {field.shape}"
+        )
     return image
 
 
-def mean_dark_channel(image: np.ndarray) -> float:
-    """Mean of the dark channel (default patch for the size), in [0, 1]."""
-    return float(dark_channel(_check_image(image)).mean()) / 255.0
+def _in_field(values: np.ndarray, field: np.ndarray | None) -> np.ndarray:
+    """The values (HxW or HxWxC) of the field's pixels; all of them where field is None."""
+    return values if field is None else values[field]
 
 
-def rms_contrast(image: np.ndarray) -> float:
-    """Standard deviation of the grey intensity, in [0, 0.5]."""
-    grey = cv2.cvtColor(_check_image(image), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-    return float(grey.std())
+def mean_dark_channel(image: np.ndarray, field: np.ndarray | None = None) -> float:
+    """Mean of the dark channel (default patch for the size) over the field, in [0, 1].
+
+    Pixels outside the field are taken as white first, so no patch at the field's edge
+    takes its minimum from the black surround."""
+    _check_image(image, field)
+    if field is not None:
+        image = np.where(field[..., None], image, np.uint8(255))
+    return float(_in_field(dark_channel(image), field).mean()) / 255.0
 
 
-def colourfulness(image: np.ndarray) -> float:
-    """Hasler & Suesstrunk's colourfulness M on the 0-255 scale (0 = grey; > ~60 = vivid)."""
-    rgb = _check_image(image).astype(np.float32)
+def rms_contrast(image: np.ndarray, field: np.ndarray | None = None) -> float:
+    """Standard deviation of the grey intensity over the field, in [0, 0.5]."""
+    grey = cv2.cvtColor(_check_image(image, field), cv2.COLOR_RGB2GRAY)
+    return float((_in_field(grey, field).astype(np.float32) / 255.0).std())
+
+
+def colourfulness(image: np.ndarray, field: np.ndarray | None = None) -> float:
+    """Hasler & Suesstrunk's colourfulness M on the 0-255 scale (0 = grey; > ~60 = vivid),
+    over the field."""
+    rgb = _in_field(_check_image(image, field), field).astype(np.float32)
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     rg = r - g
     yb = 0.5 * (r + g) - b
@@ -124,28 +157,35 @@ def colourfulness(image: np.ndarray) -> float:
     return spread + 0.3 * centre
 
 
-def clipped_fraction(image: np.ndarray) -> float:
-    """Fraction of pixels with any channel at 0 or 255."""
-    image = _check_image(image)
-    return float(((image == 0) | (image == 255)).any(axis=2).mean())
+def clipped_fraction(image: np.ndarray, field: np.ndarray | None = None) -> float:
+    """Fraction of the field's pixels with any channel at 0 or 255."""
+    image = _check_image(image, field)
+    return float(_in_field(((image == 0) | (image == 255)).any(axis=2), field).mean())
 
 
 #: A channel at or above this level (of 255) before and at 0 after counts as crushed.
 CRUSHED_FROM_LEVEL = 64
 
 
-def crushed_fraction(before: np.ndarray, after: np.ndarray) -> float:
-    """Fraction of pixels with a channel at >= CRUSHED_FROM_LEVEL in `before` and 0 in
-    `after`."""
+def crushed_fraction(
+    before: np.ndarray, after: np.ndarray, field: np.ndarray | None = None
+) -> float:
+    """Fraction of the field's pixels with a channel at >= CRUSHED_FROM_LEVEL in `before`
+    and 0 in `after`."""
     _check_pair(before, after)
-    return float(((before >= CRUSHED_FROM_LEVEL) & (after == 0)).any(axis=2).mean())
+    _check_image(before, field)
+    crushed = ((before >= CRUSHED_FROM_LEVEL) & (after == 0)).any(axis=2)
+    return float(_in_field(crushed, field).mean())
 
 
-def no_reference(image: np.ndarray) -> dict[str, float]:
-    """{"dark_channel", "rms_contrast", "colourfulness", "clipped"} of one frame."""
+def no_reference(image: np.ndarray, field: np.ndarray | None = None) -> dict[str, float]:
+    """{"dark_channel", "rms_contrast", "colourfulness", "clipped"} of one frame's field.
+
+    field: bool HxW, the pixels that show the scene (the lit scope field); None: all of
+    them. A black scope surround left in would read as contrast and as clipped pixels."""
     return {
-        "dark_channel": mean_dark_channel(image),
-        "rms_contrast": rms_contrast(image),
-        "colourfulness": colourfulness(image),
-        "clipped": clipped_fraction(image),
+        "dark_channel": mean_dark_channel(image, field),
+        "rms_contrast": rms_contrast(image, field),
+        "colourfulness": colourfulness(image, field),
+        "clipped": clipped_fraction(image, field),
     }

@@ -78,7 +78,7 @@ def add_parser(subparsers: Subcommands) -> None:
         "--real",
         type=Path,
         metavar="DIR",
-        help="real-smoke clips/images (default: $DESMOKE_DATA/real_smoke, if present)",
+        help="a folder of real-smoke clips/images (default: $DESMOKE_DATA/real_smoke, if present)",
     )
     parser.add_argument("--no-real", action="store_true", help="skip the real-smoke part")
     parser.add_argument(
@@ -110,35 +110,51 @@ def _media_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in kinds)
 
 
-def _test_frames(args: argparse.Namespace) -> list:
-    """(label, frame) pairs: the held-out test split, or frames from --sources."""
-    from training import evaluate as ev
+def _data_config(args: argparse.Namespace):
+    """The training data config whose test split is scored (None with --sources): --config's,
+    else the default split of $DESMOKE_DATA/clear."""
     from training.config import DataConfig, load_config
 
     if args.sources:
-        return ev.frames_from_sources(args.sources, args.frames or 24, args.max_side)
+        return None
     if args.config:
-        data = load_config(args.config).data
-    else:
-        folder = _data_dir()
-        if folder is None or not (folder / "clear").is_dir():
-            raise ValueError("no test data: pass --config or --sources, or set DESMOKE_DATA")
-        data = DataConfig(sources=[str(folder / "clear")])
+        return load_config(args.config).data
+    folder = _data_dir()
+    if folder is None or not (folder / "clear").is_dir():
+        raise ValueError("no test data: pass --config or --sources, or set DESMOKE_DATA")
+    return DataConfig(sources=[str(folder / "clear")])
+
+
+def _test_frames(args: argparse.Namespace, data) -> list:
+    """(label, frame) pairs: the held-out test split of `data`, or frames from --sources."""
+    from training import evaluate as ev
+
+    if data is None:
+        return ev.frames_from_sources(args.sources, args.frames or 24, args.max_side)
     frames = ev.test_split_frames(data, args.frames)
     return [(label, ev.limit_size(frame, args.max_side)) for label, frame in frames]
 
 
-def _clear_images(args: argparse.Namespace) -> list:
-    """Clear still images (instruments, no smoke) for the "should stay unchanged" check."""
+def _clear_paths(args: argparse.Namespace) -> list[Path]:
+    """Clear still images (instruments, no smoke) for the "should stay unchanged" check:
+    those among --sources, else those in $DESMOKE_DATA/clear."""
     from training import evaluate as ev
 
     if args.sources:
-        paths = [p for p in args.sources if p.suffix.lower() in ev.IMAGE_SUFFIXES]
+        paths = args.sources
     else:
         folder = _data_dir()
         paths = _media_in(folder / "clear") if folder and (folder / "clear").is_dir() else []
-        paths = [p for p in paths if p.suffix.lower() in ev.IMAGE_SUFFIXES]
-    return [(p.name, ev.limit_size(ev.read_image(p), args.max_side)) for p in paths]
+    return [p for p in paths if p.suffix.lower() in ev.IMAGE_SUFFIXES]
+
+
+def _training_sources(data, paths: list[Path]) -> set[str]:
+    """The names of those of `paths` that are sources of the data config (an image, or an
+    image in a folder it lists): a model trained on them has seen them."""
+    if data is None:
+        return set()
+    sources = {Path(source).resolve() for source in data.sources}
+    return {p.name for p in paths if {p.resolve(), p.resolve().parent} & sources}
 
 
 def _real_sources(args: argparse.Namespace) -> list[Path]:
@@ -150,8 +166,10 @@ def _real_sources(args: argparse.Namespace) -> list[Path]:
         folder = data / "real_smoke" if data else None
         if folder is None or not folder.is_dir():
             return []
+    if folder.is_file():
+        raise ValueError(f"--real {folder}: is a file; --real takes a folder of clips/images")
     if not folder.is_dir():
-        raise ValueError(f"{folder}: no such folder")
+        raise ValueError(f"--real {folder}: no such folder")
     found = _media_in(folder)
     if not found:
         raise ValueError(f"{folder}: no videos or images")
@@ -163,8 +181,10 @@ def _evaluate(args: argparse.Namespace):
     from training import evaluate as ev
 
     real = _real_sources(args)
-    test_frames = _test_frames(args)
-    clear_images = _clear_images(args)
+    data = _data_config(args)
+    test_frames = _test_frames(args, data)
+    clear_paths = _clear_paths(args)
+    clear_images = [(p.name, ev.limit_size(ev.read_image(p), args.max_side)) for p in clear_paths]
     methods, notes = ev.make_methods(
         args.model,
         weights=args.weights,
@@ -179,6 +199,7 @@ def _evaluate(args: argparse.Namespace):
         seed=ev.EVAL_SEED if args.seed is None else args.seed,
         real_sources=real,
         clear_images=clear_images,
+        clear_in_sample=_training_sources(data, clear_paths),
         frames_per_clip=REAL_FRAMES if args.real_frames is None else args.real_frames,
         notes=[*notes, run_record()],
     )
@@ -192,13 +213,14 @@ def run_record() -> str:
     import sys
     import time
 
-    from desmoke_app import version
+    from desmoke_app import source_commit, version
 
     command = shlex.join(["desmoke", *sys.argv[1:]])
     # The ms/frame columns depend on what else ran: the load says how busy the machine was.
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return (
-        f"run {time.strftime('%Y-%m-%d')} with desmoke {version()} on {platform.platform()} "
+        f"run {time.strftime('%Y-%m-%d')} with desmoke {version()} (commit {source_commit()}) "
+        f"on {platform.platform()} "
         f"({os.cpu_count()} logical CPUs, load average {load} as it began), Python "
         f"{platform.python_version()}: `{command}`"
     )
