@@ -66,10 +66,15 @@ def export_video(
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     crf: int | None = None,
+    video_stream: int = 0,
+    how_to_switch: str = "",
 ) -> ExportReport:
-    """Desmoke [start, end) of a video file into a side-by-side MP4 (audio copied);
-    start and end in seconds (ValueError unless finite, start >= 0 and end > start);
-    crf: H.264 quality (default engine.video.writer.DEFAULT_CRF; lower is better).
+    """Desmoke [start, end) of a video file into a side-by-side MP4 (audio copied, in time
+    with the video stream exported); start and end in seconds (ValueError unless finite,
+    start >= 0 and end > start); crf: H.264 quality (default
+    engine.video.writer.DEFAULT_CRF; lower is better); video_stream: which of a file's
+    video streams (0 the first, as FileSource numbers them); how_to_switch: the caller's
+    way to pick another, said in the report's warning about a file of several.
 
     Frames of a size other than the one the video states (a stream whose size changes
     midway) are scaled to it, as FFmpeg does; the report's warning says from when.
@@ -78,7 +83,7 @@ def export_video(
     """
     _check_range(start, end)
     began = time.perf_counter()
-    with FileSource(source_path) as source:
+    with FileSource(source_path, video_stream) as source:
         stop = source.duration if end is None else min(end, source.duration)
         encoder = _open_writer(
             source,
@@ -104,7 +109,7 @@ def export_video(
                 should_stop=should_stop,
             )
         warnings = (
-            *source.notices,
+            *source.notices_saying(how_to_switch),
             _size_change_warning(source_path, encoder.writer, start),
             cut_short_warning(source_path, ended_at, _stated_end(source, end)),
         )
@@ -153,6 +158,7 @@ def _open_writer(
         source=source_path,
         audio_start=start,
         audio_end=end,
+        video_stream=source.video_stream,
         crf=DEFAULT_CRF if crf is None else crf,
         time_base=SOURCE_TIME_BASE,
         ends_at=stop - start,  # a variable rate's last frame lasts as the source's does

@@ -214,9 +214,15 @@ def test_a_video_stream_the_file_lacks_is_a_one_line_error(two_streams, tmp_path
         FileSource(two_streams, video_stream=2)
     message = str(error.value)
     assert "\n" not in message and str(two_streams) in message
-    assert "no video stream 2: it has 2 (video_stream 0 to 1)" in message
+    assert (
+        "video_stream=2 asks for video stream 3, but the file has 2 video streams "
+        "(video_stream 0 to 1)"
+    ) in message
     single = make_index_clip(tmp_path / "one.mp4", n_frames=2)
-    with pytest.raises(VideoOpenError, match="no video stream 1: it has 1"):
+    with pytest.raises(
+        VideoOpenError,
+        match="video_stream=1 asks for video stream 2, but the file has 1 video stream ",
+    ):
         FileSource(single, video_stream=1)
     with FileSource(single) as source:  # one stream: nothing to say
         assert source.notices == ()

@@ -15,6 +15,7 @@ from engine.backends import BACKEND_NAMES
 from engine.models import MAX_WORKING_SHORT_SIDE, MODEL_NAMES, NETWORK_MODELS
 from engine.models.weights import not_weights_reason, runnable_models
 from engine.video.errors import describe
+from engine.video.file_source import MissingVideoStream
 
 if TYPE_CHECKING:
     from engine.pipeline import Desmoker
@@ -110,6 +111,37 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         type=unit_interval,
         default=1.0,
         help="0 to 1: 0 leaves frames untouched, 1 removes the smoke fully (default 1)",
+    )
+
+
+#: How the CLI picks another of a file's video streams, said in the notice about them.
+VIDEO_STREAM_SWITCH = "--video-stream N exports another"
+#: --video-stream's bound (a file with this many video streams is not a camera's).
+MAX_VIDEO_STREAM = 999
+
+
+def add_video_stream_argument(parser: argparse.ArgumentParser) -> None:
+    """--video-stream N: numbered from 1, as the notice about a file of several numbers
+    them ("video stream 2 of 3"); args.video_stream is that number (the engine's
+    video_stream is one less)."""
+    parser.add_argument(
+        "--video-stream",
+        type=int_in_range(1, MAX_VIDEO_STREAM),
+        default=1,
+        metavar="N",
+        help="which video stream of a file that has several (a stereo laparoscope's two "
+        "eyes, a recorder's several inputs), counted from 1 as the warning about them counts: "
+        "1 is the first (default); with several inputs, the same one of each",
+    )
+
+
+def missing_stream_message(error: MissingVideoStream) -> str:
+    """The engine's MissingVideoStream in the CLI's words (--video-stream, from 1)."""
+    from engine.export import plural
+
+    return (
+        f"{error.path}: --video-stream {error.number + 1}: the file has "
+        f"{plural(error.count, 'video stream')} (--video-stream 1 to {error.count})"
     )
 
 

@@ -12,18 +12,22 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from desmoke_app.commands.common import (
+    VIDEO_STREAM_SWITCH,
     Subcommands,
     add_model_arguments,
+    add_video_stream_argument,
     expand_wildcards,
     fail,
     int_in_range,
     make_desmoker,
+    missing_stream_message,
     seconds,
 )
 from engine.backends import BackendUnavailable
 from engine.files import FileKey, desmoked_name, file_identity
 from engine.models import WeightsError
 from engine.video.errors import VideoError
+from engine.video.file_source import MissingVideoStream
 from engine.video.layout import LAYOUTS
 from engine.video.writer import MAX_CRF
 
@@ -67,6 +71,7 @@ def add_parser(subparsers: Subcommands) -> None:
         help="H.264 quality, 0-51: lower is better and larger (default 20; about 18 looks "
         "lossless; 0 is lossless, in a profile many players cannot open)",
     )
+    add_video_stream_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -209,8 +214,13 @@ def export_one(source: Path, target: Path, desmoker: Desmoker, args: argparse.Na
                 end=args.end,
                 progress=progress,
                 crf=args.crf,
+                video_stream=args.video_stream - 1,
+                how_to_switch=VIDEO_STREAM_SWITCH,
             )
             progress.complete()
+    except MissingVideoStream as exc:
+        fail(missing_stream_message(exc))
+        return False
     except (VideoError, ValueError) as exc:
         fail(str(exc))
         return False

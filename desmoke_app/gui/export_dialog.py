@@ -46,6 +46,15 @@ LAYOUT_NAMES = {
 }
 
 
+def source_label(source: str, video_stream: int, stream_count: int) -> str:
+    """The source's name, with the video stream exported where it has several: "stereo.mkv,
+    video stream 2 of 2" (numbered as the notice about them numbers them)."""
+    name = Path(source).name
+    if stream_count < 2:
+        return name
+    return f"{name}, video stream {video_stream + 1} of {stream_count}"
+
+
 def default_output(source: str) -> str:
     """IN_desmoked.mp4 beside IN (the name `desmoke export` gives too)."""
     return str(Path(source).with_name(desmoked_name(source)))
@@ -63,13 +72,19 @@ class ExportDialog(QDialog):
         labels: bool = True,
         parent: QWidget | None = None,
         crf: int = DEFAULT_CRF,
+        video_stream: int = 0,
+        stream_count: int = 1,
     ) -> None:
+        """`video_stream`: which of the source's `stream_count` video streams is exported
+        (0 the first): the one the window shows."""
         super().__init__(parent)
         self.setWindowTitle("Export side-by-side video")
         self.source = source
+        self.video_stream = video_stream
         self._replace_confirmed = ""  # an existing output the save dialog asked about
         form = QFormLayout(self)
-        form.addRow("Source", QLabel(Path(source).name))
+        self.source_name = QLabel(source_label(source, video_stream, stream_count))
+        form.addRow("Source", self.source_name)
         form.addRow("Output", self._output_row(source))
         form.addRow("Frames", self._range_row(duration, selection))
         self._format_rows(form, layout, labels, crf)
@@ -201,6 +216,7 @@ class ExportDialog(QDialog):
             labels=self.labels.isChecked(),
             settings=dict(settings),
             crf=self.quality.currentData(),
+            video_stream=self.video_stream,
         )
 
 

@@ -19,6 +19,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from desmoke_app.gui.messages import one_line
 from desmoke_app.gui.outputs import CLAIMS
 from desmoke_app.gui.processor import make_desmoker
+from desmoke_app.gui.reader import VIDEO_STREAM_SWITCH
 
 #: Progress signals at most this often: one per frame could flood the GUI's event queue.
 PROGRESS_INTERVAL_S = 0.1
@@ -34,6 +35,7 @@ class ExportRequest:
     labels: bool = True
     settings: dict[str, Any] = field(default_factory=dict)
     crf: int | None = None  # H.264 quality; None: the writer's default
+    video_stream: int = 0  # which of the source's video streams (0 the first): the one shown
 
 
 class ExportWorker(QObject):
@@ -84,6 +86,8 @@ class ExportWorker(QObject):
                 progress=self._progress,
                 should_stop=self._stop.is_set,
                 crf=request.crf,
+                video_stream=request.video_stream,
+                how_to_switch=VIDEO_STREAM_SWITCH,
             )
         except ExportCancelled:
             self.cancelled.emit()

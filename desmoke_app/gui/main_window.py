@@ -10,13 +10,21 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 from PySide6.QtCore import QSize, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+)
 from PySide6.QtWidgets import (
     QDialog,
     QDockWidget,
@@ -44,6 +52,7 @@ from desmoke_app.gui.shortcuts_dialog import ShortcutsDialog, key_hint
 from desmoke_app.gui.workers import WorkerThreads
 from engine.files import write_atomically
 from engine.video.errors import describe
+from engine.video.file_source import StreamChoice
 from engine.video.writer import DEFAULT_CRF
 
 log = logging.getLogger(__name__)
@@ -254,6 +263,11 @@ class MainWindow(QMainWindow):
         ]
 
     def _build_view_menu(self, view: QMenu) -> None:
+        # A file's video streams (a stereo laparoscope's two eyes): filled as one opens.
+        self.stream_menu = view.addMenu("Video &stream")
+        self.stream_menu.setEnabled(False)
+        self._stream_group = QActionGroup(self)  # one checked at a time
+        view.addSeparator()
         self.split_action = self._action(
             view, "&Split view (before/after)", self.set_split, "Ctrl+\\"
         )
@@ -356,8 +370,33 @@ class MainWindow(QMainWindow):
             self._default_dock_sizes()
 
     # -- sources ----------------------------------------------------------------------------
-    def open_file(self, path: str | Path, autoplay: bool = False) -> None:
-        self.workers.reader.request_open(SourceSpec("file", str(path), autoplay=autoplay))
+    def open_file(self, path: str | Path, autoplay: bool = False, video_stream: int = 0) -> None:
+        """Open the video file `path`, showing its video stream `video_stream` (0 the first)."""
+        spec = SourceSpec("file", str(path), autoplay=autoplay, video_stream=video_stream)
+        self.workers.reader.request_open(spec)
+
+    def choose_video_stream(self, number: int) -> None:
+        """View > Video stream: the open file again, showing its video stream `number` (0
+        the first) from the time shown, playing or paused as it was."""
+        info = self.source_info
+        if info is None or number == info.spec.video_stream or not info.stream_choices:
+            return
+        shown = self.current.time if self.current is not None else 0.0
+        spec = replace(info.spec, video_stream=number, start_at=shown, autoplay=self.is_playing)
+        self.workers.reader.request_open(spec)
+
+    def _fill_stream_menu(self, info: SourceInfo) -> None:
+        """The open file's video streams, the one shown checked; enabled where there are
+        several to choose from."""
+        menu = self.stream_menu
+        menu.clear()  # deletes its actions, which leave the group as they go
+        for number, choice in enumerate(info.stream_choices):
+            action = menu.addAction(stream_label(number, choice))
+            action.setCheckable(True)
+            action.setChecked(number == info.spec.video_stream)
+            action.setActionGroup(self._stream_group)
+            action.triggered.connect(lambda _c=False, n=number: self.choose_video_stream(n))
+        menu.setEnabled(len(info.stream_choices) > 1)
 
     def open_capture(
         self,
@@ -448,6 +487,7 @@ class MainWindow(QMainWindow):
             f"{info.width}x{info.height} @ {format_fps(info.fps)} fps"
         )
         self._enable_export(True)
+        self._fill_stream_menu(info)
         self.loop_action.setEnabled(self.transport.loop.isEnabled())
         self.stop_recording()  # one recording, one source
         if info.spec.kind == "file":
@@ -868,6 +908,8 @@ class MainWindow(QMainWindow):
             self.settings.flag("export/labels", True),
             self,
             crf=self.settings.value("export/crf", DEFAULT_CRF),
+            video_stream=info.spec.video_stream,
+            stream_count=len(info.stream_choices),
         )
         if dialog.exec() == QDialog.DialogCode.Accepted:
             request = dialog.request(self.controls.settings())
@@ -1008,3 +1050,9 @@ class MainWindow(QMainWindow):
         self.workers.stop()
         if export is not None and not export.wait():
             log.warning("the export did not stop in time")
+
+
+def stream_label(number: int, choice: StreamChoice) -> str:
+    """A video stream as View > Video stream lists it: "Stream 1 (1920x1080, 25 fps)",
+    numbered from 1 as the notice about them numbers them."""
+    return f"Stream {number + 1} ({choice.width}x{choice.height}, {format_fps(choice.fps)} fps)"

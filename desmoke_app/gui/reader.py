@@ -27,12 +27,14 @@ from engine.video import (
     VideoSource,
     cut_short_warning,
 )
-from engine.video.file_source import missing_tail
+from engine.video.file_source import StreamChoice, missing_tail
 
 log = logging.getLogger(__name__)
 
 #: Playback further behind its clock than this re-anchors the clock instead of rushing.
 MAX_LAG_S = 0.25
+#: How the app picks another of a file's video streams, said in the notice about them.
+VIDEO_STREAM_SWITCH = "View > Video stream shows another"
 
 
 # -- what the GUI asks for and hears back, and what goes on to the processor ---------------
@@ -59,8 +61,9 @@ class Move:
 
 @dataclass
 class SourceSpec:
-    """What to open: kind "file" (path), "capture" (device path + format, size, fps and
-    pixel format, each None for the device's default), "demo"."""
+    """What to open: kind "file" (path; which of its video streams, 0 the first, and the
+    time (s) to show first), "capture" (device path + format, size, fps and pixel format,
+    each None for the device's default), "demo"."""
 
     kind: str
     path: str = ""
@@ -69,6 +72,8 @@ class SourceSpec:
     fps: float | None = None
     autoplay: bool = False
     pixel_format: str | None = None
+    video_stream: int = 0
+    start_at: float = 0.0
 
     @property
     def label(self) -> str:
@@ -99,6 +104,8 @@ class SourceInfo:
     frame_count: int | None
     is_live: bool
     seekable: bool
+    # The file's video streams (spec.video_stream the one shown); () for other sources.
+    stream_choices: tuple[StreamChoice, ...] = ()
 
 
 @dataclass
@@ -115,7 +122,7 @@ class FramePacket:
 def open_source(spec: SourceSpec) -> VideoSource:
     """A FileSource, CaptureSource or DemoSource for `spec`; raises VideoError/ValueError."""
     if spec.kind == "file":
-        return FileSource(spec.path)
+        return FileSource(spec.path, video_stream=spec.video_stream)
     if spec.kind == "capture":
         return CaptureSource(
             spec.path,
@@ -129,6 +136,14 @@ def open_source(spec: SourceSpec) -> VideoSource:
 
         return DemoSource()
     raise ValueError(f"unknown source kind {spec.kind!r}")
+
+
+def _notices_of(source: VideoSource) -> tuple[str, ...]:
+    """The source's notices, the one about a file's several video streams saying how the
+    app shows another."""
+    if isinstance(source, FileSource):
+        return source.notices_saying(VIDEO_STREAM_SWITCH)
+    return source.notices
 
 
 # -- reader ------------------------------------------------------------------------------
@@ -230,15 +245,18 @@ class Reader(QObject):
             source.frame_count,
             bool(source.is_live),
             seekable,
+            source.stream_choices if isinstance(source, FileSource) else (),
         )
         self.opened.emit(self._info)
-        if source.notices:  # the bar shows one message: all of them in it
-            self.warned.emit("; ".join(source.notices))
+        notices = _notices_of(source)
+        if notices:  # the bar shows one message: all of them in it
+            self.warned.emit("; ".join(notices))
+        shown = seekable and spec.start_at > 0 and self._seek_to(round(spec.start_at * source.fps))
         if asked is not None and asked.play is not None:
             self._set_playing(asked.play)
         elif source.is_live or spec.autoplay:
             self._set_playing(True)
-        else:
+        elif not shown:
             self._read_and_deliver()
 
     @Slot(float)

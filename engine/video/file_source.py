@@ -132,6 +132,48 @@ def is_monochrome(pixel_format: str) -> bool:
     return len(colours) == 1 and not video_format.has_palette  # pal8: one index, any colour
 
 
+#: Chroma this close to neutral (128 of 255) is grey: an encoder's rounding.
+NEUTRAL_CHROMA_SLACK = 2
+#: Luma (limited range, 16-235) above which a sample is lit, and the share of a frame that
+#: must be lit for its lack of colour to tell: a dark first frame (a fade-in, a recording
+#: started before the scope was in, a recorder's white caption on black) has no colour in
+#: a colour video too.
+LIT_LUMA, LIT_SHARE = 64, 0.25
+
+
+def looks_monochrome(frame: av.VideoFrame) -> bool:
+    """Whether `frame` is a grey picture in a pixel format with colour: its chroma within
+    NEUTRAL_CHROMA_SLACK of neutral throughout, a quarter of it lit or more (a camera's
+    black-and-white mode recorded by a generic encoder, as yuv420p). One frame's check, at
+    open: a conversion at most (none for yuv420p) and a pass over its planes."""
+    try:
+        yuv = frame.reformat(format="yuv420p")  # the frame itself where it is yuv420p already
+    except (av.FFmpegError, ValueError):
+        return False  # a format swscale does not convert: reading it says why
+    luma, *chroma = (_plane_samples(plane) for plane in yuv.planes)
+    if np.count_nonzero(luma >= LIT_LUMA) < LIT_SHARE * luma.size:
+        return False
+    return all(np.abs(c.astype(np.int16) - 128).max() <= NEUTRAL_CHROMA_SLACK for c in chroma)
+
+
+def _plane_samples(plane: av.video.plane.VideoPlane) -> np.ndarray:
+    """An 8-bit plane's samples, rows without their padding."""
+    rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+    return rows[: plane.height, : plane.width]
+
+
+def monochrome_kind(frame: av.VideoFrame) -> str:
+    """How a video whose first frame is `frame` is monochrome, for its notice: its grey
+    pixel format ("gray"), or a pixel format with colour that holds none ("yuv420p without
+    colour in its first frame"); "" for colour video."""
+    pixel_format = frame.format.name
+    if is_monochrome(pixel_format):
+        return pixel_format
+    if looks_monochrome(frame):
+        return f"{pixel_format} without colour in its first frame"
+    return ""
+
+
 def to_rgb(frame: av.VideoFrame) -> np.ndarray:
     """Any pixel format (grey, 10-bit, 4:4:4, ...) to HxWx3 uint8 RGB, C-contiguous; an
     untagged YUV frame decoded with the matrix players take for its size (`yuv_matrix`)."""
@@ -308,26 +350,61 @@ def _open_container(path: Path) -> av.container.InputContainer:
         raise VideoOpenError(f"{path}: not a readable video ({describe(error)})") from error
 
 
-def _video_streams(container: av.container.InputContainer) -> list[av.VideoStream]:
-    """The container's video streams, cover art (an MP3's or MKV's attached picture) left out."""
+def video_streams(container: av.container.InputContainer) -> list[av.VideoStream]:
+    """The container's video streams, cover art (an MP3's or MKV's attached picture) left out:
+    the ones `video_stream` numbers."""
     return [s for s in container.streams.video if not _is_cover_art(s)]
 
 
-def _pick_stream(path: Path, container: av.container.InputContainer, number: int) -> av.VideoStream:
+class MissingVideoStream(VideoOpenError):
+    """A video stream number the file does not have. Its line is in the API's words
+    (`video_stream`, from 0); a front end with an option of its own words it from `path`,
+    `number` (from 0) and `count` (the video streams the file has)."""
+
+    def __init__(self, path: Path, number: int, count: int) -> None:
+        self.path, self.number, self.count = path, number, count
+        super().__init__(
+            f"{path}: video_stream={number} asks for video stream {number + 1}, but the file "
+            f"has {_streams(count)} (video_stream 0 to {count - 1})"
+        )
+
+
+def _streams(count: int) -> str:
+    return "1 video stream" if count == 1 else f"{count} video streams"
+
+
+def pick_video_stream(
+    path: Path, container: av.container.InputContainer, number: int
+) -> av.VideoStream:
     """Video stream `number` (0: the first; cover art not counted)."""
-    streams = _video_streams(container)
+    streams = video_streams(container)
     if not streams:
         kinds = ", ".join(sorted({s.type for s in container.streams})) or "nothing"
         raise VideoOpenError(f"{path}: no video stream (it contains {kinds})")
     if number >= len(streams):
-        raise VideoOpenError(
-            f"{path}: no video stream {number}: it has {len(streams)} (video_stream 0 to "
-            f"{len(streams) - 1})"
-        )
+        raise MissingVideoStream(path, number, len(streams))
     stream = streams[number]
     if container.format.name == "tty" or stream.codec_context.name in TEXT_CODECS:
         raise VideoOpenError(f"{path}: not a video (FFmpeg reads it as a text file)")
     return stream
+
+
+@dataclass(frozen=True)
+class StreamChoice:
+    """One video stream of a file, as a front end lists them to choose from: its size with
+    square pixels (as coded: a display rotation shows only once a frame decodes) and its
+    average frame rate."""
+
+    width: int
+    height: int
+    fps: float
+
+
+def stream_choice(stream: av.VideoStream) -> StreamChoice:
+    """What `stream` is, from its header (nothing decoded)."""
+    context = stream.codec_context
+    width = square_width(context.width, pixel_aspect(stream)) if context.width else 0
+    return StreamChoice(width, context.height, float(_frame_rate(stream)))
 
 
 def _check_stream_number(video_stream: object) -> int:
@@ -382,8 +459,11 @@ class FileSource:
     is_live (False), skipped_frames (undecodable packets / corrupt frames skipped so far),
     last_index and end_time (where the frames that decode end, once found), video_stream
     (which video stream is shown: 0 the first, cover art not counted; the argument picks
-    another), notices (one-line warnings about the file for the user: several video
-    streams, a monochrome video).
+    another: MissingVideoStream where the file has no such stream), stream_choices (a
+    StreamChoice for each video stream, to choose from), notices (one-line warnings about
+    the file for the user: several video streams, a monochrome video, whether its pixel
+    format is grey or its first frame holds no colour; `notices_saying` words the first
+    with a front end's way to switch streams).
 
     A file can end before the frames it states: cut short (an interrupted copy or
     recording), or with a frame count that is an estimate. seek_frame to a stated frame past
@@ -400,7 +480,7 @@ class FileSource:
         self._unstamped = False  # known from the first frame
         self._container = _open_container(self.path)
         try:
-            self._stream = _pick_stream(self.path, self._container, self.video_stream)
+            self._stream = pick_video_stream(self.path, self._container, self.video_stream)
             self._stream.thread_type = "AUTO"
             self._sar = pixel_aspect(self._stream)
             self._dts_clock = self._container.format.name == "avi"
@@ -408,7 +488,9 @@ class FileSource:
             first = self._first_frame()
             self._origin = self._origin_of(first)
             self._read_metadata(first)
-            self.notices = self._notices(first.format.name)
+            self.stream_choices = self._video_streams_found()
+            self._monochrome = monochrome_kind(first)
+            self.notices = self.notices_saying("")
         except BaseException:
             self._container.close()
             raise
@@ -494,20 +576,27 @@ class FileSource:
             return self._stream.start_time  # the dts origin carries the decoder's delay
         return self._origin
 
-    def _notices(self, decoded_format: str) -> tuple[str, ...]:
-        """One-line warnings about the file, known at open, for the user to see;
-        `decoded_format`: the pixel format its first frame decodes to."""
-        name = self.path.name
-        notices = []
-        count = len(_video_streams(self._container))
+    def _video_streams_found(self) -> tuple[StreamChoice, ...]:
+        """The file's video streams to choose from; the one shown as it shows (upright)."""
+        choices = [stream_choice(stream) for stream in video_streams(self._container)]
+        choices[self.video_stream] = StreamChoice(self.width, self.height, self.fps)
+        return tuple(choices)
+
+    def notices_saying(self, how_to_switch: str) -> tuple[str, ...]:
+        """`notices`, the one about several video streams (if any) saying `how_to_switch`
+        to another: a front end's menu or option (the engine has neither). Streams are
+        numbered from 1 there, as users count."""
+        name, notices = self.path.name, []
+        count = len(self.stream_choices)
         if count > 1:
-            notices.append(
+            notice = (
                 f"{name}: the file has {count} video streams (a stereo recording?): desmoke "
                 f"uses video stream {self.video_stream + 1} of {count}; the others are not used"
             )
-        if is_monochrome(decoded_format):
+            notices.append(f"{notice} ({how_to_switch})" if how_to_switch else notice)
+        if self._monochrome:
             notices.append(
-                f"{name}: a monochrome video ({decoded_format}): desmoke's models learned "
+                f"{name}: a monochrome video ({self._monochrome}): desmoke's models learned "
                 "on colour video and may darken it; judge the result against the original pane"
             )
         return tuple(notices)

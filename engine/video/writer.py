@@ -17,7 +17,7 @@ import itertools
 import logging
 import numbers
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -30,6 +30,7 @@ from av.video.reformatter import Colorspace, Interpolation
 
 from engine.files import discard, move_into_place, new_temporary, same_file
 from engine.video.errors import VideoWriteError, describe
+from engine.video.file_source import pick_video_stream, video_streams
 from engine.video.layout import LAYOUTS, compose_panes, composed_size
 
 log = logging.getLogger(__name__)
@@ -131,9 +132,9 @@ def pick_encoder(
     )
 
 
-def _start_seconds(container: av.container.InputContainer) -> float:
-    """Start time of the first video stream (else of the first audio stream), in seconds."""
-    for stream in (*container.streams.video, *container.streams.audio):
+def _start_seconds(streams: Sequence[av.stream.Stream]) -> float:
+    """Start time of the first of `streams` that states one, in seconds; 0 where none does."""
+    for stream in streams:
         if stream.start_time is not None:
             return float(stream.start_time * stream.time_base)
     return 0.0
@@ -218,15 +219,19 @@ class _AudioCopy:
         output: av.container.OutputContainer,
         start: float,
         end: float | None,
+        video: av.VideoStream | None,
     ) -> None:
         """`packets`: the first audio stream's, from the beginning of `source` (which the
-        writer owns and closes)."""
+        writer owns and closes); `video`: the video stream the frames come from (None: the
+        audio's own start is time 0)."""
         self._in_stream = source.streams.audio[0]
         self._time_base = self._in_stream.time_base
         self.stream = _add_audio_stream(output, self._in_stream)
-        # Times are relative to the start of the video (as FileSource gives them), so the
-        # range stays in sync where a file does not start at 0 (MPEG-TS starts at ~1.4 s).
-        origin = _start_seconds(source)
+        # Times are relative to the start of the video stream the frames come from (as
+        # FileSource gives them), so the range stays in sync where it does not start at 0
+        # (MPEG-TS starts at ~1.4 s; the second video stream of a stereo recording may start
+        # after the first).
+        origin = _start_seconds([stream for stream in (video, self._in_stream) if stream])
         self._start, self._end = start + origin, None if end is None else end + origin
         self._offset = round(self._start / self._time_base)  # stream ticks of output 0
         if start > AUDIO_WARM_UP_S:  # else read from the beginning: a seek before it fails
@@ -277,8 +282,9 @@ class Mp4Writer:
     Context manager: a normal exit calls close() (finish, rename); an exception, Ctrl-C
     included, calls abort() (temporary file removed, nothing left at `path`).
     `source`: the video the frames are made from: never written over, and (with
-    `copy_audio`) its audio from `audio_start` to `audio_end` (seconds) is copied across
-    when it has any.
+    `copy_audio`) its audio from `audio_start` to `audio_end` (seconds from the start of
+    its video stream number `video_stream`, 0 the first, as FileSource counts them) is
+    copied across when it has any.
     `size` is (width, height); odd sizes are padded to even (black) for yuv420p.
     `preset` applies to libx264 (speed against file size).
     `time_base`: the unit of the frames' timestamps; default one frame (1/fps, a constant
@@ -298,6 +304,7 @@ class Mp4Writer:
         source: str | Path | None = None,
         audio_start: float = 0.0,
         audio_end: float | None = None,
+        video_stream: int = 0,
         copy_audio: bool = True,
         encoder: str = "auto",
         crf: int = DEFAULT_CRF,
@@ -340,7 +347,7 @@ class Mp4Writer:
         try:
             self._open(_encoder_options(self.encoder_name, crf, preset))
             if source is not None and copy_audio:
-                self._audio = self._open_audio(Path(source), audio_start, audio_end)
+                self._audio = self._open_audio(Path(source), audio_start, audio_end, video_stream)
         except BaseException:
             self.abort()
             raise
@@ -379,9 +386,12 @@ class Mp4Writer:
         codec.color_range = LIMITED_RANGE
         self._stream = stream
 
-    def _open_audio(self, source: Path, start: float, end: float | None) -> _AudioCopy | None:
-        """Audio stream copied from `source`, or None when it has no audio. The source is
-        opened once, here, for both the probe and the copy; close() and abort() close it."""
+    def _open_audio(
+        self, source: Path, start: float, end: float | None, video_stream: int
+    ) -> _AudioCopy | None:
+        """Audio stream copied from `source`, in time with its video stream number
+        `video_stream`, or None when it has no audio. The source is opened once, here, for
+        both the probe and the copy; close() and abort() close it."""
         try:
             self._input = av.open(str(source), metadata_errors="replace")
             if not self._input.streams.audio:
@@ -395,8 +405,11 @@ class Mp4Writer:
                 log.warning("%s: written without audio: %s", self.path.name, problem)
                 self._close_input()
                 return None
+            video = None
+            if video_streams(self._input):  # else nothing to align to: the audio's own start
+                video = pick_video_stream(source, self._input, video_stream)
             # Every output stream must exist before the first packet is muxed.
-            return _AudioCopy(self._input, packets, self._container, start, end)
+            return _AudioCopy(self._input, packets, self._container, start, end, video)
         except (av.FFmpegError, OSError, ValueError) as error:
             raise VideoWriteError(
                 f"{self.path}: cannot copy audio from {source} ({describe(error)})"
