@@ -108,3 +108,30 @@ def test_the_export_is_of_the_stream_shown(qtbot, window, stereo, tmp_path, monk
     assert first_original_index(out) == 100
     assert loudness(out, 0.0, 0.8) > 0.2  # its sound in time with it: the tone from 1 s
     assert "(View > Video stream shows another)" in job.message
+
+
+def test_the_app_opens_the_stream_asked_for_on_its_command_line(qtbot, window, stereo) -> None:
+    from desmoke_app.gui.main import parse_args
+
+    args = parse_args([str(stereo), "--video-stream", "2"])
+    window.open_file(args.file, video_stream=args.video_stream - 1)
+    qtbot.waitUntil(lambda: window.current is not None, timeout=WAIT_MS)
+    assert window.source_info.spec.video_stream == 1
+    assert read_index(window.current.original) == 100
+
+
+def test_a_stream_the_file_lacks_is_said_in_the_options_words(qtbot, window, stereo) -> None:
+    window.open_file(stereo, video_stream=4)
+    qtbot.waitUntil(lambda: "--video-stream" in window.message_bar.text(), timeout=WAIT_MS)
+    assert window.message_bar.text() == (
+        f"{stereo}: --video-stream 5: the file has 2 video streams (--video-stream 1 to 2)"
+    )
+
+
+def test_video_stream_is_an_option_of_files_only() -> None:
+    from desmoke_app.gui.main import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--video-stream", "2"])
+    with pytest.raises(SystemExit):
+        parse_args(["x.mp4", "--video-stream", "0"])

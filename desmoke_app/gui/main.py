@@ -82,7 +82,7 @@ def screenshot_path(text: str) -> Path:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from desmoke_app.commands.common import seconds
+    from desmoke_app.commands.common import MAX_VIDEO_STREAM, int_in_range, seconds
     from engine.backends import BACKEND_NAMES
 
     parser = argparse.ArgumentParser(
@@ -106,6 +106,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=BACKEND_NAMES, help="inference backend")
     parser.add_argument("--play", action="store_true", help="start playing a file at once")
     parser.add_argument(
+        "--video-stream",
+        type=int_in_range(1, MAX_VIDEO_STREAM),
+        default=1,
+        metavar="N",
+        help="which video stream of a file that has several (a stereo laparoscope's two "
+        "eyes), counted from 1 (default 1; View > Video stream switches)",
+    )
+    parser.add_argument(
         "--screenshot",
         type=screenshot_path,
         metavar="PNG",
@@ -118,6 +126,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.capture and (args.size or args.fps or args.pixel_format):
         parser.error("--size, --fps and --pixel-format apply to --capture")
+    if args.video_stream != 1 and not args.file:
+        parser.error("--video-stream applies to a video file")
     if args.fps is not None and not 0 < args.fps < float("inf"):  # NaN too
         parser.error(f"--fps must be positive and finite, got {args.fps:g}")
     if args.after > LONGEST_AFTER_S:
@@ -192,7 +202,7 @@ def _run(app, window, args: argparse.Namespace) -> int:
     if args.capture:
         window.open_capture(args.capture, args.format, args.size, args.fps, args.pixel_format)
     elif args.file:
-        window.open_file(args.file, autoplay=args.play)
+        window.open_file(args.file, autoplay=args.play, video_stream=args.video_stream - 1)
     else:
         window.open_demo()
     window.show()

@@ -17,6 +17,7 @@ from typing import cast
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from desmoke_app.commands.common import missing_stream_message
 from desmoke_app.gui.mailbox import Latest
 from desmoke_app.gui.messages import one_line
 from engine.video import (
@@ -27,7 +28,7 @@ from engine.video import (
     VideoSource,
     cut_short_warning,
 )
-from engine.video.file_source import StreamChoice, missing_tail
+from engine.video.file_source import MissingVideoStream, StreamChoice, missing_tail
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +226,9 @@ class Reader(QObject):
     def _open(self, spec: SourceSpec) -> None:
         try:
             source = open_source(spec)
+        except MissingVideoStream as error:  # only --video-stream asks for one: its words
+            self.failed.emit(missing_stream_message(error))
+            return
         except Exception as error:  # noqa: BLE001 - any failure: message, old source kept
             self.failed.emit(one_line(error, f"cannot open {spec.label}"))
             return
