@@ -2,13 +2,17 @@
 
 1. Synthetic test pairs: clear frames with smoke from SmokeSynthesizer at a fixed seed
    (one generator per frame, so a pair never depends on which other frames are in the set).
-   Full-reference PSNR / SSIM / CIEDE2000 of each method's output against the clear frame.
+   Full-reference PSNR / SSIM / CIEDE2000 of each method's output against the clear frame,
+   over the whole frame (as earlier recorded results quote them) and over the lit scope
+   field (lit_field, one per source: what the surgeon looks at; the unlit corners hold
+   the synthetic smoke too, and near black SSIM punishes a residual of a few levels).
 2. Real smoke (no ground truth): mean dark channel, RMS contrast, colourfulness and the
    clipped fraction before and after, per source, over the lit scope field (scope_field:
    a black surround would read as contrast and as clipped pixels).
-3. Clear frames with instruments: how much each method changes a frame that has no smoke,
-   and how it changes bright grey regions (instruments, speculars) there: a model that has
-   learned "bright and grey = smoke" darkens them.
+3. Clear frames with instruments: how much each method changes a frame that has no smoke
+   (over the whole frame and over its lit scope field), and how it changes bright grey
+   regions (instruments, speculars) there: a model that has learned "bright and grey =
+   smoke" darkens them.
 4. A contact sheet: one row per real-smoke source (and clear image): input | dark channel |
    outputs.
 Results: a Markdown report, a JSON file and the contact sheet, replaced together: an
@@ -49,6 +53,9 @@ EVAL_SEED = 20_240_605
 #: identity baseline can be lossless after uint8 rounding).
 PSNR_CAP_DB = 100.0
 IDENTITY = "identity"
+#: The full-reference scores, and the prefix of a figure's key over the lit scope field.
+FULL_REFERENCE = ("psnr", "ssim", "ciede2000")
+LIT_FIELD = "lit_field_"
 #: The files of one evaluation, by write_outputs' keys (in the order it returns them).
 OUTPUT_NAMES = {
     "markdown": "evaluation.md",
@@ -308,27 +315,81 @@ def _timed(method: Method, frame: np.ndarray) -> tuple[np.ndarray, float]:
 WARMUP_FRAMES = 1
 
 
-def evaluate_pairs(pairs: Sequence[TestPair], methods: dict[str, Method]) -> dict[str, dict]:
+def evaluate_pairs(
+    pairs: Sequence[TestPair],
+    methods: dict[str, Method],
+    fields: Sequence[np.ndarray | None] | None = None,
+) -> dict[str, dict]:
     """Mean PSNR (capped at PSNR_CAP_DB per frame), SSIM, CIEDE2000 and ms/frame per method.
 
+    fields: per pair, its lit scope field (lit_fields; None: every pixel is lit); given,
+    the scores over it are added as lit_field_psnr, lit_field_ssim, lit_field_ciede2000
+    (and lit_field_psnr_per_frame) beside the whole frame's.
     ms/frame is timed after WARMUP_FRAMES untimed runs on the first pair."""
+    if fields is not None and len(fields) != len(pairs):
+        raise ValueError(f"{len(fields)} fields for {len(pairs)} test pairs")
+    prefixes = ("",) if fields is None else ("", LIT_FIELD)
+    keys = [prefix + key for prefix in prefixes for key in FULL_REFERENCE] + ["ms"]
     results = {}
     for name, method in methods.items():
         for _ in range(WARMUP_FRAMES):
             method(pairs[0].smoky)
         rows = []
-        for pair in pairs:
+        for index, pair in enumerate(pairs):
             out, ms = _timed(method, pair.smoky)
-            scores = metrics.full_reference(pair.clear, out)
-            scores["psnr"] = min(scores["psnr"], PSNR_CAP_DB)
-            rows.append({**scores, "ms": ms})
-        results[name] = {
-            key: float(np.mean([row[key] for row in rows]))
-            for key in ("psnr", "ssim", "ciede2000", "ms")
-        }
+            row = {**_full_reference(pair.clear, out), "ms": ms}
+            if fields is not None:
+                field = fields[index]  # None: the lit field is the frame, scored already
+                lit = row if field is None else _full_reference(pair.clear, out, field)
+                row.update({LIT_FIELD + key: lit[key] for key in FULL_REFERENCE})
+            rows.append(row)
+        results[name] = {key: float(np.mean([row[key] for row in rows])) for key in keys}
         results[name]["frames"] = len(rows)
-        results[name]["psnr_per_frame"] = [round(row["psnr"], 3) for row in rows]
+        for prefix in prefixes:
+            per_frame = [round(row[prefix + "psnr"], 3) for row in rows]
+            results[name][prefix + "psnr_per_frame"] = per_frame
     return results
+
+
+def _full_reference(
+    clear: np.ndarray, restored: np.ndarray, field: np.ndarray | None = None
+) -> dict[str, float]:
+    """metrics.full_reference over the field, PSNR capped at PSNR_CAP_DB."""
+    scores = metrics.full_reference(clear, restored, field)
+    scores["psnr"] = min(scores["psnr"], PSNR_CAP_DB)
+    return scores
+
+
+def source_name(label: str) -> str:
+    """The source file a test frame's label names: "clip.mp4#12" -> "clip.mp4"; an image's
+    label is its file name."""
+    name, _, index = label.rpartition("#")
+    return name if name and index.isdigit() else label
+
+
+def lit_fields(frames: Sequence[tuple[str, np.ndarray]]) -> list[np.ndarray | None]:
+    """Per (label, frame), the lit field of its source: lit_field over all the frames of
+    that source (by label and size), one mask per source, as for the real footage."""
+    by_source: dict[tuple[str, tuple[int, ...]], list[int]] = {}
+    for index, (label, frame) in enumerate(frames):
+        by_source.setdefault((source_name(label), frame.shape), []).append(index)
+    fields: list[np.ndarray | None] = [None] * len(frames)
+    for indices in by_source.values():
+        field = lit_field([frames[i][1] for i in indices])
+        for index in indices:
+            fields[index] = field
+    return fields
+
+
+def lit_field(frames: Sequence[np.ndarray]) -> np.ndarray | None:
+    """scope_field as a bool mask of the whole frame (the pixels outside its box are unlit
+    too), for frames of one source; None where every pixel is lit, or none is (a black
+    frame has no field to score apart from the frame)."""
+    (top, bottom, left, right), field = scope_field(frames)
+    height, width = frames[0].shape[:2]
+    mask = np.zeros((height, width), bool)
+    mask[top:bottom, left:right] = True if field is None else field
+    return None if mask.all() or not mask.any() else mask
 
 
 def scope_field(
@@ -414,28 +475,39 @@ def evaluate_clear(
 ) -> list[dict[str, Any]]:
     """On frames without smoke: mean |change| and the change of bright grey regions.
 
+    mean_abs_change over the whole frame, lit_field_mean_abs_change over the image's lit
+    scope field (lit_field; lit_field_fraction: its share of the frame): a black surround
+    that stays black dilutes the whole frame's figure.
     bright_grey_change: the grey level change (0-1 scale) averaged over the bright grey
-    mask; clearly negative means the method darkens instruments and speculars.
+    mask; clearly negative means the method darkens instruments and speculars (the black
+    surround is never bright grey: this figure needs no field).
     """
     rows = []
     for label, frame in images:
         mask = bright_grey_mask(frame.astype(np.float32) / 255.0)
         grey_in = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+        field = lit_field([frame])
         for name, method in methods.items():
             out = method(frame)
             grey_out = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-            change = np.abs(out.astype(np.float32) - frame.astype(np.float32)).mean() / 255.0
             bright = float(((grey_out - grey_in) * mask).sum() / max(mask.sum(), 1e-6))
             rows.append(
                 {
                     "image": label,
                     "method": name,
-                    "mean_abs_change": float(change),
+                    "mean_abs_change": metrics.mean_abs_change(frame, out),
+                    LIT_FIELD + "mean_abs_change": metrics.mean_abs_change(frame, out, field),
+                    LIT_FIELD + "fraction": _fraction(field),
                     "bright_grey_change": bright,
                     "bright_grey_fraction": float(mask.mean()),
                 }
             )
     return rows
+
+
+def _fraction(field: np.ndarray | None) -> float:
+    """The share of the frame a lit field covers (None: all of it)."""
+    return 1.0 if field is None else float(field.mean())
 
 
 # ----------------------------------------------------------------------------- contact sheet
@@ -519,16 +591,37 @@ def _synthetic_lines(report: Report) -> list[str]:
         f"frames, after {info.get('warmup_frames', WARMUP_FRAMES)} untimed warm-up frame "
         "per method.",
         "",
-        "| method | PSNR dB | SSIM | CIEDE2000 | ms/frame |",
-        "|---|---|---|---|---|",
     ]
+    lit = all(LIT_FIELD + "psnr" in r for r in report.synthetic.values())
+    if lit:
+        lines += [_lit_field_note(info.get("lit_field_fraction", {})), ""]
+        lines += [
+            "| method | PSNR dB, whole frame | SSIM, whole frame | CIEDE2000, whole frame "
+            "| PSNR dB, lit field | SSIM, lit field | CIEDE2000, lit field | ms/frame |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+    else:
+        lines += ["| method | PSNR dB | SSIM | CIEDE2000 | ms/frame |", "|---|---|---|---|---|"]
     for name, r in report.synthetic.items():
         label = "identity (smoky input)" if name == IDENTITY else name
-        lines.append(
-            f"| {label} | {_fmt(r['psnr'], 2)} | {_fmt(r['ssim'], 4)} | "
-            f"{_fmt(r['ciede2000'], 2)} | {r['ms']:.1f} |"
+        prefixes = ("", LIT_FIELD) if lit else ("",)
+        scores = " | ".join(
+            f"{_fmt(r[p + 'psnr'], 2)} | {_fmt(r[p + 'ssim'], 4)} | {_fmt(r[p + 'ciede2000'], 2)}"
+            for p in prefixes
         )
+        lines.append(f"| {label} | {scores} | {r['ms']:.1f} |")
     return [*lines, ""]
+
+
+def _lit_field_note(fractions: dict[str, float]) -> str:
+    shares = ", ".join(f"{name} {share:.1%}" for name, share in fractions.items())
+    return (
+        "Whole frame: every pixel, the scope's unlit corners included (earlier recorded "
+        "results quote these). Lit field: only the lit scope field, found per source on its clear frames "
+        f"as for the real smoke (share of the frame: {shares or 'all'}); PSNR and CIEDE2000 "
+        "over its pixels, SSIM the mean of the SSIM map over its pixels whose whole window "
+        "lies in the field."
+    )
 
 
 def _real_lines(rows: list[dict[str, Any]]) -> list[str]:
@@ -564,14 +657,19 @@ def _clear_lines(report: Report) -> list[str]:
         "## Clear frames (no smoke: should stay unchanged)",
         "",
         f"Images: {', '.join(images)}. "
+        "mean abs change: over the whole frame (as earlier recorded results quote it) and "
+        "over the image's lit scope field (lit field area: its share of the frame; a "
+        "black surround left black dilutes the whole frame's figure). "
         "bright grey change: mean grey-level change over bright low-saturation regions "
         "(instruments, speculars); clearly negative = it darkens them.",
         "",
-        "| image | method | mean abs change | bright grey change | bright grey area |",
-        "|---|---|---|---|---|",
+        "| image | method | mean abs change, whole frame | mean abs change, lit field "
+        "| lit field area | bright grey change | bright grey area |",
+        "|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {r['image']} | {r['method']} | {r['mean_abs_change']:.4f} | "
+        f"{r[LIT_FIELD + 'mean_abs_change']:.4f} | {r[LIT_FIELD + 'fraction']:.3f} | "
         f"{r['bright_grey_change']:+.4f} | {r['bright_grey_fraction']:.3f} |"
         for r in report.clear
         if r["method"] != IDENTITY
@@ -637,17 +735,24 @@ def evaluate(
     report = Report(methods=list(methods), notes=list(notes), settings=method_settings(methods))
     pairs = synthetic_pairs(test_frames, seed, config)
     sizes = sorted({f"{p.clear.shape[1]}x{p.clear.shape[0]}" for p in pairs})
+    fields = lit_fields(test_frames)  # on the frames the smoke went over, unaugmented
     report.synthetic_info = {
         "frames": len(pairs),
         "seed": seed,
-        "sources": sorted({p.source.split("#")[0] for p in pairs}),
+        "sources": sorted({source_name(p.source) for p in pairs}),
+        "lit_field_fraction": dict(
+            sorted(
+                (source_name(label), _fraction(field))
+                for (label, _), field in zip(test_frames, fields, strict=True)
+            )
+        ),
         "size": ", ".join(sizes),
         "mean_alpha": float(np.mean([p.alpha.mean() for p in pairs])),
         "smoke_config": asdict(config),
         "ssim": metrics.SSIM_VARIANT,
         "warmup_frames": WARMUP_FRAMES,
     }
-    report.synthetic = evaluate_pairs(pairs, methods)
+    report.synthetic = evaluate_pairs(pairs, methods, fields)
     examples = []
     if real_sources:
         report.real, examples = evaluate_real(real_sources, methods, frames_per_clip)

@@ -1,7 +1,9 @@
 """Image quality figures: full-reference (PSNR, SSIM, CIEDE2000) and no-reference ones.
 
 Full-reference metrics compare a restored frame with its clear ground truth, both uint8
-RGB HxWx3, through scikit-image (the implementations the literature's numbers come from).
+RGB HxWx3, through scikit-image (the implementations the literature's numbers come from),
+over the whole frame or over a field (the lit scope field, what the surgeon looks at: the
+unlit corners score otherwise, and smoke laid over them weighs there too).
 No-reference figures describe one frame, for real smoke that has no ground truth:
 - mean dark channel: He et al.'s haze density (smoke raises the per-patch minimum);
 - RMS contrast: the standard deviation of grey intensity (smoke flattens it);
@@ -12,7 +14,8 @@ Each is taken over the frame's field (the lit scope field; the whole frame by de
 black scope surround would count as contrast and as clipped pixels.
 Before/after, for real smoke too:
 - crushed: the fraction of pixels with a channel driven to black from a clearly visible
-  level (detail lost: a dark grey instrument shaft taken for smoke turns flat black).
+  level (detail lost: a dark grey instrument shaft taken for smoke turns flat black);
+- mean abs change: how much a method changes a frame (on clear frames: should be ~0).
 For video, temporal_error measures flicker against the clear clip's own frame-to-frame change.
 """
 
@@ -46,47 +49,88 @@ def _check_pair(reference: np.ndarray, test: np.ndarray) -> None:
         raise ValueError(f"image sizes differ: {reference.shape} vs {test.shape}")
 
 
-def psnr(reference: np.ndarray, test: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB (data range 255); inf for identical images."""
+def psnr(reference: np.ndarray, test: np.ndarray, field: np.ndarray | None = None) -> float:
+    """Peak signal-to-noise ratio in dB (data range 255) over the field's pixels (all of
+    them where None); inf where they are identical."""
     _check_pair(reference, test)
+    _check_image(reference, field)
+    reference, test = _in_field(reference, field), _in_field(test, field)
     if np.array_equal(reference, test):
         return math.inf  # skimage divides by a zero MSE (and warns) here
     return float(peak_signal_noise_ratio(reference, test, data_range=255))
 
 
-def ssim(reference: np.ndarray, test: np.ndarray) -> float:
-    """Structural similarity (mean over the colour channels), data range 255."""
+def ssim(reference: np.ndarray, test: np.ndarray, field: np.ndarray | None = None) -> float:
+    """Structural similarity (mean over the colour channels), data range 255.
+
+    With a field: the mean of the SSIM map over the field's pixels whose whole window lies
+    inside the field (and inside the frame, as skimage's own mean keeps), so no window that
+    straddles the field's edge takes in the surround; over a field of every pixel it is
+    the whole-frame figure."""
     _check_pair(reference, test)
+    _check_image(reference, field)
     window = min(SSIM_WINDOW, *reference.shape[:2])
     window -= 1 - window % 2  # odd
     if window < 3:
         raise ValueError(f"image too small for SSIM: {reference.shape[1]}x{reference.shape[0]}")
-    return float(
-        structural_similarity(
-            reference,
-            test,
-            channel_axis=2,
-            data_range=255,
-            win_size=window,
-            gaussian_weights=False,  # skimage's defaults, spelled out: SSIM_VARIANT says them
-            use_sample_covariance=True,
+    options = {
+        "channel_axis": 2,
+        "data_range": 255,
+        "win_size": window,
+        "gaussian_weights": False,  # skimage's defaults, spelled out: SSIM_VARIANT says them
+        "use_sample_covariance": True,
+    }
+    if field is None:
+        return float(structural_similarity(reference, test, **options))
+    _, ssim_map = structural_similarity(reference, test, full=True, **options)
+    whole_windows = _windows_inside(field, window)
+    if not whole_windows.any():
+        raise ValueError(
+            f"the field ({int(field.sum())} pixels) holds no whole {window}x{window} SSIM "
+            "window: score a larger field, or the whole frame"
         )
+    return float(ssim_map[whole_windows].mean())
+
+
+def _windows_inside(field: np.ndarray, window: int) -> np.ndarray:
+    """The pixels whose window x window neighbourhood lies wholly inside the field and the
+    frame: the field eroded by the window's radius, the frame's edge counting as outside."""
+    kernel = np.ones((window, window), np.uint8)
+    eroded = cv2.erode(
+        field.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0
     )
+    return eroded.astype(bool)
 
 
-def ciede2000(reference: np.ndarray, test: np.ndarray) -> float:
-    """Mean CIEDE2000 colour difference over the pixels (0 = identical; ~2.3 = just noticeable)."""
+def ciede2000(reference: np.ndarray, test: np.ndarray, field: np.ndarray | None = None) -> float:
+    """Mean CIEDE2000 colour difference over the field's pixels (all of them where None;
+    0 = identical; ~2.3 = just noticeable)."""
     _check_pair(reference, test)
+    _check_image(reference, field)
+    reference, test = _in_field(reference, field), _in_field(test, field)
     return float(np.mean(deltaE_ciede2000(rgb2lab(reference), rgb2lab(test))))
 
 
-def full_reference(reference: np.ndarray, test: np.ndarray) -> dict[str, float]:
-    """{"psnr", "ssim", "ciede2000"} of test against reference."""
+def full_reference(
+    reference: np.ndarray, test: np.ndarray, field: np.ndarray | None = None
+) -> dict[str, float]:
+    """{"psnr", "ssim", "ciede2000"} of test against reference, over the field (bool HxW;
+    None: the whole frame)."""
     return {
-        "psnr": psnr(reference, test),
-        "ssim": ssim(reference, test),
-        "ciede2000": ciede2000(reference, test),
+        "psnr": psnr(reference, test, field),
+        "ssim": ssim(reference, test, field),
+        "ciede2000": ciede2000(reference, test, field),
     }
+
+
+def mean_abs_change(
+    before: np.ndarray, after: np.ndarray, field: np.ndarray | None = None
+) -> float:
+    """Mean |after - before| over the field's pixels and channels, on the 0-1 scale."""
+    _check_pair(before, after)
+    _check_image(before, field)
+    change = np.abs(after.astype(np.float32) - before.astype(np.float32))
+    return float(_in_field(change, field).mean()) / 255.0
 
 
 def temporal_error(references: Sequence[np.ndarray], tests: Sequence[np.ndarray]) -> float:
@@ -120,6 +164,8 @@ def _check_image(image: np.ndarray, field: np.ndarray | None = None) -> np.ndarr
             f"the field must be a bool mask of the image's {image.shape[1]}x{image.shape[0]} "
             f"pixels, got {field.dtype} {field.shape}"
         )
+    if field is not None and not field.any():
+        raise ValueError("the field holds no pixel: pass None to score the whole frame")
     return image
 
 

@@ -1,5 +1,6 @@
 """`desmoke evaluate`: PSNR / SSIM / CIEDE2000 on synthetic test pairs for the model, the
-identity baseline and `dcp`; no-reference figures and a contact sheet on real smoke."""
+identity baseline and `dcp` (over the whole frame and over the lit scope field);
+no-reference figures and a contact sheet on real smoke."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def add_parser(subparsers: Subcommands) -> None:
         "evaluate",
         help="score a model against the smoky input and dcp (Markdown + JSON + contact sheet)",
         description="Synthesise smoke (fixed seed) on clear test frames and score the model, "
-        "the identity baseline and dcp on the same pairs; measure real smoke without "
+        "the identity baseline and dcp on the same pairs, over the whole frame and over the "
+        "lit scope field (its black corners left out); measure real smoke without "
         "reference; write evaluation.md, evaluation.json and contact_sheet.png.",
     )
     add_model_arguments(parser)

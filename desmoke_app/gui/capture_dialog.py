@@ -17,7 +17,10 @@ from engine.video.capture_source import COMPRESSED_FORMATS, NO_COMPRESSED_STREAM
 
 TEST_PATTERN = ("Test pattern (FFmpeg testsrc)", "testsrc=size=1280x720:rate=30", "lavfi")
 SIZES = (None, (640, 480), (1280, 720), (1920, 1080), (3840, 2160))
-RATES = (None, 25.0, 30.0, 50.0, 60.0)
+#: Frame rates offered, None the device's own. NTSC-rate cards send 30000/1001 and
+#: 60000/1001 fps ("29.97", "59.94"): those quotients are what CaptureSource is given and
+#: the settings keep; CaptureSource words them for the device (dshow's card lists take 29.97).
+RATES = (None, 25.0, 30000 / 1001, 30.0, 50.0, 60000 / 1001, 60.0)
 STREAMS = (
     ("device default", None),
     ("MJPEG (compressed: 1080p at full rate from USB capture cards)", "mjpeg"),
@@ -27,6 +30,11 @@ STREAM_TIP = (
     "What the device sends: a USB capture card gives 1080p at 30 or 60 fps only as MJPEG; "
     "raw frames save it the compression"
 )
+
+
+def rate_label(rate: float | None) -> str:
+    """A frame rate as the dialog shows it: "29.97 fps" for 30000/1001."""
+    return "device default" if rate is None else f"{round(rate, 2):g} fps"
 
 
 class CaptureDialog(QDialog):
@@ -54,7 +62,7 @@ class CaptureDialog(QDialog):
             self.size.addItem(text or "device default", text)
         self.fps = QComboBox()
         for rate in RATES:
-            self.fps.addItem("device default" if rate is None else f"{rate:g} fps", rate)
+            self.fps.addItem(rate_label(rate), rate)
         self.stream = QComboBox()
         self._device_changed()  # the streams the first device can be asked for
         form.addRow("Size", self.size)
