@@ -235,3 +235,22 @@ def test_export_help_says_how_streams_are_numbered(capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--video-stream N which video stream of a file that has several" in help_text
     assert "counted from 1" in help_text
+
+
+def test_the_training_tools_say_which_stream_they_read(stereo, caplog) -> None:
+    """evaluate --real, the training data and synth-smoke read a file's first video stream:
+    they say so, as the export does, rather than score or train on one eye silently."""
+    from training.data import _video_frames
+    from training.evaluate import read_video_frames
+
+    with caplog.at_level("WARNING"):
+        read_video_frames(stereo, 2)
+    assert "uses video stream 1 of 2" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        list(_video_frames(stereo, step=10))
+    assert "uses video stream 1 of 2" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        list(_video_frames(stereo, step=10, warn=False))
+    assert "video stream" not in caplog.text

@@ -151,6 +151,8 @@ def _video_frames(path: Path, step: int, warn: bool = True) -> Iterator[np.ndarr
 
     try:
         with FileSource(path) as source:
+            for notice in source.notices if warn else ():  # several video streams, no colour
+                log.warning("%s", notice)
             for index, frame in enumerate(source.frames()):
                 if index % step == 0:
                     yield frame.rgb

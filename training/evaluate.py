@@ -22,6 +22,7 @@ error leaves an earlier evaluation's set whole, never part old and part new.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
@@ -46,6 +47,8 @@ from training.data import (
     scope_box,
 )
 from training.smoke import SmokeConfig, SmokeSynthesizer, bright_grey_mask
+
+log = logging.getLogger(__name__)
 
 #: Seed of the synthetic test pairs (the training code draws from other seeds).
 EVAL_SEED = 20_240_605
@@ -118,6 +121,8 @@ def read_video_frames(path: Path, count: int | None = None) -> list[np.ndarray]:
 
     try:
         with FileSource(path) as source:
+            for notice in source.notices:  # several video streams, no colour
+                log.warning("%s", notice)
             frames = _picked_frames(source, count)
     except VideoError as exc:
         raise ValueError(str(exc)) from None
