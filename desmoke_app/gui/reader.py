@@ -34,6 +34,13 @@ log = logging.getLogger(__name__)
 
 #: Playback further behind its clock than this re-anchors the clock instead of rushing.
 MAX_LAG_S = 0.25
+#: Playback behind its clock drops the frames it is late for (decoded, not converted), at
+#: most this many in a row (frame intervals at the average rate): the frames handed on
+#: come often enough to keep the processor busy (catching up 0.1 s of the clock at once,
+#: 12 to 24 frames at 2x and 4x of 60 fps, handed frames on 5 times a second on 2 cores,
+#: fewer than the processor took), and a move asked meanwhile waits for a few decodes at
+#: most. Up to 4x, no more than the file's own frame rate is converted.
+MAX_DROPPED_IN_A_ROW = 3
 #: How the app picks another of a file's video streams, said in the notice about them.
 VIDEO_STREAM_SWITCH = "View > Video stream shows another"
 
@@ -342,7 +349,7 @@ class Reader(QObject):
     def _tick(self) -> None:
         if not self._playing or self._source is None:
             return
-        frame = self._read_next()
+        frame = self._read_next(self._catch_up_to())
         if not self._playing:  # reading failed: stopped, and said
             return
         if frame is None and not self._loop_or_stop():
@@ -367,12 +374,13 @@ class Reader(QObject):
         self._set_playing(False)
         self.ended.emit()
 
-    def _read_next(self) -> VideoFrame | None:
-        """Read and hand on the next frame (None at the end). After a gap (frames that do
-        not decode, a pause) say so, and go on from it: waiting for its time would stall
-        playback for as long as the gap, minutes maybe."""
+    def _read_next(self, until: float | None = None) -> VideoFrame | None:
+        """Read and hand on the next frame (None at the end), or the one shown at `until`
+        (s; see _read_and_deliver). After a gap (frames that do not decode, a pause) say so,
+        and go on from it: waiting for its time would stall playback for as long as the
+        gap, minutes maybe."""
         previous = self._current_time
-        frame = self._read_and_deliver()
+        frame = self._read_and_deliver(until)
         if frame is not None and frame.after_gap:
             self._anchor = (time.monotonic(), frame.time)  # due one frame interval from now
             self._tell_a_jump(previous, frame.time)
@@ -405,12 +413,29 @@ class Reader(QObject):
             return 0
         return max(0, round((due - now) * 1000))
 
-    def _read_and_deliver(self) -> VideoFrame | None:
+    def _catch_up_to(self) -> float | None:
+        """Playing, the media time (s) to read on to, dropping the frames before the one
+        shown then, where the next frame is late (the clock is past it: at 2x and 4x,
+        decoding and converting every frame can take longer than their time); None when on
+        time. Only a file drops frames unconverted (a capture device paces itself; the demo
+        draws each frame anyway)."""
+        if not isinstance(self._source, FileSource):
+            return None
+        wall0, media0 = self._anchor
+        now = time.monotonic()
+        clock = media0 + (now - wall0) * self._speed
+        next_time = self._media_time()
+        if clock <= next_time:
+            return None
+        return min(clock, next_time + MAX_DROPPED_IN_A_ROW / self._info.fps)
+
+    def _read_and_deliver(self, until: float | None = None) -> VideoFrame | None:
         """The next frame, handed on; None at the end, or where reading failed (said, and
-        stopped: _read_failed tells which)."""
+        stopped: _read_failed tells which). until: read on to the frame shown then (a
+        FileSource drops the frames before it unconverted)."""
         self._read_failed = False
         try:
-            frame = self._source.read()
+            frame = self._source.read() if until is None else self._source.read(until)
         except Exception as error:  # noqa: BLE001 - a vanished device or broken stream
             self._read_failed = True
             self._fail_during_playback(error)

@@ -663,13 +663,16 @@ class FileSource:
         return number - self._lead_packets
 
     def _wrap(self, frame: av.VideoFrame, index: int, after_gap: bool = False) -> VideoFrame:
-        self._next_index = index + 1
+        self._pass(frame, index)
         # Here, not in to_rgb: CaptureSource shares to_rgb but takes its size from the device.
         # Square pixels first: the sample aspect ratio is of the coded frame's x axis.
         rgb = displayed_rgb(frame, self._sar)
-        time = self._time_of(frame, index)
-        self._shown = (index, time)
-        return VideoFrame(index=index, time=time, rgb=rgb, after_gap=after_gap)
+        return VideoFrame(index=index, time=self._shown[1], rgb=rgb, after_gap=after_gap)
+
+    def _pass(self, frame: av.VideoFrame, index: int) -> None:
+        """Go past `frame`, numbered `index`: read() goes on after it."""
+        self._next_index = index + 1
+        self._shown = (index, self._time_of(frame, index))
 
     @property
     def last_index(self) -> int | None:
@@ -688,23 +691,57 @@ class FileSource:
         if self._closed:
             raise VideoError(f"{self.path}: the source is closed")
 
-    def read(self) -> VideoFrame | None:
-        """The next frame, or None at the end; VideoError once the source is closed."""
+    def read(self, until: float | None = None) -> VideoFrame | None:
+        """The next frame, or None at the end; VideoError once the source is closed.
+
+        until (s): a player behind its clock, at `until`. Where frames after the next one
+        start by then too, the last of them (the frame displayed then) instead: the frames
+        before it are decoded (later ones may reference them) and numbered, read() goes on
+        after them as after frames it returned, but they are not converted to RGB. Never
+        past a frame after a gap (`after_gap`): read() returns it.
+        """
         self._check_open()
         self._fresh = False
-        frame = self._pending if self._pending is not None else next(self._frames, None)
-        self._pending = None
+        frame = self._next_decoded()
         if frame is None:
             if self._shown is not None:  # read on from a frame, and none follows: the end
                 self._end = self._shown
             return None
+        index, after_gap = self._number(frame)
+        if until is not None and not after_gap:
+            frame, index = self._drop_until(frame, index, until)
+        return self._wrap(frame, index, after_gap)
+
+    def _next_decoded(self) -> av.VideoFrame | None:
+        frame = self._pending if self._pending is not None else next(self._frames, None)
+        self._pending = None
+        return frame
+
+    def _number(self, frame: av.VideoFrame) -> tuple[int, bool]:
+        """(index, after_gap) of `frame`, read next."""
         index = self._index_of(frame)
         after_gap = bool(self._next_index) and index - self._next_index > self.rate * RESYNC_S
         if self._next_index and not after_gap and not self._unstamped:
             # In sequence: the count, not a rounded time, numbers it (a raw stream's frames
             # are counted by _index_of, which skips the numbers of packets that did not decode).
             index = self._next_index
-        return self._wrap(frame, index, after_gap)
+        return index, after_gap
+
+    def _drop_until(
+        self, frame: av.VideoFrame, index: int, until: float
+    ) -> tuple[av.VideoFrame, int]:
+        """The last frame from `frame` (numbered `index`) on that starts at or before `until`
+        (s), and its index; the ones before it passed unconverted. The one after it, decoded
+        to tell, stays pending; so does a frame after a gap."""
+        while True:
+            later = self._pending = next(self._frames, None)
+            if later is None:
+                return frame, index
+            self._pass(frame, index)  # numbered from here, as read() numbers what follows
+            later_index, after_gap = self._number(later)
+            if after_gap or self._time_of(later, later_index) > until:
+                return frame, index
+            frame, index, self._pending = later, later_index, None
 
     def frames(self, start: float = 0.0, end: float | None = None) -> Iterator[VideoFrame]:
         """Frames from the one displayed at `start` to the last one before `end` (seconds)."""
