@@ -29,6 +29,7 @@ from torch.utils.data import Dataset, Sampler
 
 from engine.dark_channel import dark_channel, default_patch_size
 from engine.models import working_interpolation, working_shape
+from engine.video import frame_size_problem, stated_image_size
 from training.config import DataConfig
 from training.metrics import colourfulness
 from training.smoke import SmokeConfig, SmokeSynthesizer
@@ -106,7 +107,8 @@ def _list_sources(paths: Sequence[str]) -> list[Path]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """An image file as uint8 RGB HxWx3; a clear error when it cannot be read.
+    """An image file as uint8 RGB HxWx3; a clear error when it cannot be read, or is larger
+    than desmoke handles (engine.video.MAX_FRAME_SIDE, as video frames).
 
     numpy reads the bytes and OpenCV decodes them: on Windows cv2.imread cannot open a
     path outside the ANSI code page (an accented user name, "OneDrive - Hôpital") and
@@ -116,13 +118,24 @@ def read_image(path: Path) -> np.ndarray:
         data = np.fromfile(path, np.uint8)
     except OSError as exc:
         raise DataError(f"{path}: cannot read the image ({exc.strerror or exc})") from None
+    # The size the header states, before decoding: a small file can state a huge image
+    # (OpenCV decodes up to a gigapixel). Formats stated_image_size does not know (TIFF,
+    # BMP) are checked once decoded.
+    _check_image_size(path, stated_image_size(data))
     try:  # imdecode refuses an empty buffer (an empty file) by raising
         image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     except cv2.error:
         image = None
     if image is None:
         raise DataError(f"{path}: not a readable image")
+    _check_image_size(path, (image.shape[1], image.shape[0]))
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _check_image_size(path: Path, size: tuple[int, int] | None) -> None:
+    problem = frame_size_problem(*size) if size else ""
+    if problem:
+        raise DataError(f"{path}: {problem}")
 
 
 def _image_frames(path: Path) -> Iterator[np.ndarray]:

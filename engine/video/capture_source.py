@@ -21,7 +21,9 @@ import av.logging
 
 from engine.video.errors import VideoError, VideoOpenError, describe
 from engine.video.file_source import (
+    DECODER_OPTIONS,
     VideoFrame,
+    check_frame_size,
     pixel_aspect,
     square_pixels,
     square_width,
@@ -287,6 +289,8 @@ class CaptureSource:
         self.format = format or platform_format()
         self.skipped_frames = 0
         self.notices: tuple[str, ...] = ()
+        if size:
+            check_frame_size(device, int(size[0]), int(size[1]))  # before asking the device
         self._container, opened_fps = self._open(device, size, fps, pixel_format, timeout)
         try:
             self._stream = self._container.streams.video[0]
@@ -294,6 +298,7 @@ class CaptureSource:
             self._container.close()
             raise VideoOpenError(f"{device}: the {self.format} device has no video") from None
         self._stream.thread_type = "AUTO"
+        self._stream.codec_context.options = dict(DECODER_OPTIONS)
         codec = self._stream.codec_context
         # An SD capture card can send 720x576 with a 16:15 or 64:45 sample aspect ratio: its
         # frames get square pixels, as a file's do.
@@ -315,6 +320,11 @@ class CaptureSource:
                 raise VideoOpenError(f"{device}: the {self.format} device sent no frame")
             self._pending.insert(0, first)
             self.width, self.height = square_width(first.width, self._sar), first.height
+        try:
+            check_frame_size(device, self.width, self.height)  # a size the device chose
+        except VideoOpenError:
+            self.close()
+            raise
 
     def _open(
         self, device, size, fps, pixel_format, timeout
@@ -394,7 +404,7 @@ class CaptureSource:
             url,
             format=self.format,
             container_options=options,
-            stream_options=[{"flags": "low_delay"}],
+            stream_options=[{"flags": "low_delay", **DECODER_OPTIONS}],
             timeout=timeout,
         )
 

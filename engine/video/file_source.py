@@ -34,6 +34,8 @@ import functools
 import itertools
 import math
 import os
+import re
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -60,6 +62,128 @@ SHORT_END_SLACK_S = 0.5
 #: Sample aspect ratios beyond this (or under its inverse) are damaged tags, not video
 #: (anamorphic formats stay within 2): ignored, rather than frames tens of thousands wide.
 MAX_PIXEL_ASPECT = 4
+
+
+#: The largest frames desmoke reads: 8192 px a side, 8192x4352 pixels in all. Laparoscopic
+#: video is at most 4K UHD (3840x2160) today; 8K endoscopes and medical displays exist (8K
+#: UHD 7680x4320, DCI 8K 8192x4320, which codecs pad to 4352 rows), and turned upright
+#: (4352x8192) that is a portrait recording of one. Beyond it a file is damaged or hostile:
+#: a 746 KB PNG states 16000x16000 and took the app to 8 GB, as the panes, the full-size
+#: restoration and the export each hold frame-sized buffers (at the limit 107 MB as RGB
+#: bytes, four times that as floats).
+MAX_FRAME_SIDE = 8192
+MAX_FRAME_PIXELS = 8192 * 4352
+#: FFmpeg's own bound on what a decoder allocates (its max_pixels option): every frame within
+#: the limits decodes (FFmpeg counts the padded size it allocates: 128 px a side to spare),
+#: none much larger ever does, whatever the file states. Its refusal does not say the size.
+DECODER_OPTIONS = {
+    "max_pixels": str((MAX_FRAME_SIDE + 128) * (MAX_FRAME_PIXELS // MAX_FRAME_SIDE + 128))
+}
+#: Bytes of a file's start read for the size an image states (a JPEG's follows its metadata:
+#: EXIF, an ICC profile, rarely more than a few hundred KB).
+IMAGE_HEAD_BYTES = 1 << 20
+
+
+def frame_size_problem(width: int, height: int) -> str:
+    """Why desmoke does not read frames of `width`x`height`, to follow a file's name; "" for
+    frames within MAX_FRAME_SIDE and MAX_FRAME_PIXELS."""
+    if max(width, height) > MAX_FRAME_SIDE:
+        limit = f"at most {MAX_FRAME_SIDE} px a side"
+    elif width * height > MAX_FRAME_PIXELS:
+        most = f"{MAX_FRAME_SIDE}x{MAX_FRAME_PIXELS // MAX_FRAME_SIDE}"
+        limit = f"at most {most} = {MAX_FRAME_PIXELS / 1e6:.1f} megapixels"
+    else:
+        return ""
+    return f"{width}x{height} frames are larger than desmoke handles ({limit})"
+
+
+def check_frame_size(path: str | Path, width: int, height: int) -> None:
+    """VideoOpenError naming `path` where frames of `width`x`height` are too large."""
+    problem = frame_size_problem(width, height)
+    if problem:
+        raise VideoOpenError(f"{path}: {problem}")
+
+
+def stated_image_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
+    """(width, height) that a file's header states, from its bytes (`data`: the first
+    IMAGE_HEAD_BYTES or more): PNG, JPEG, WebP and YUV4MPEG; None for other formats or a
+    damaged header. FFmpeg and OpenCV learn a still image's size only by decoding it, and
+    refuse one beyond their own limits without saying its size (FFmpeg refuses a YUV4MPEG
+    header so, too): this tells it before any decoding."""
+    head = bytes(memoryview(data)[:IMAGE_HEAD_BYTES])
+    for magic, read_size in _SIZE_READERS:
+        if head.startswith(magic):
+            try:
+                return read_size(head)
+            except (struct.error, IndexError):
+                return None
+    return None
+
+
+def _png_size(head: bytes) -> tuple[int, int]:
+    return struct.unpack_from(">II", head, 16)  # the IHDR chunk, always first
+
+
+#: JPEG start-of-frame markers (0xC4, 0xC8 and 0xCC in that range are other segments).
+_JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    """From the start-of-frame segment, found by walking the segments before it."""
+    position = 2  # after the start-of-image marker
+    while position + 9 <= len(head) and head[position] == 0xFF:
+        marker = head[position + 1]
+        if marker in _JPEG_FRAME_MARKERS:
+            height, width = struct.unpack_from(">HH", head, position + 5)
+            return width, height
+        if marker == 0xFF:  # a fill byte
+            position += 1
+        elif 0xD0 <= marker <= 0xD8 or marker == 0x01:  # markers without a segment
+            position += 2
+        elif marker in (0xD9, 0xDA):  # the end, or the scan: no frame header before it
+            return None
+        else:
+            position += 2 + struct.unpack_from(">H", head, position + 2)[0]
+    return None
+
+
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    if head[8:12] != b"WEBP":
+        return None
+    chunk = head[12:16]
+    if chunk == b"VP8X":  # extended: the canvas, 24-bit sizes less one
+        width, height = head[24:27], head[27:30]
+        return 1 + int.from_bytes(width, "little"), 1 + int.from_bytes(height, "little")
+    if chunk == b"VP8L":  # lossless: 14-bit sizes less one, packed
+        (bits,) = struct.unpack_from("<I", head, 21)
+        return 1 + (bits & 0x3FFF), 1 + (bits >> 14 & 0x3FFF)
+    if chunk == b"VP8 ":  # lossy: the key frame's 14-bit sizes
+        width, height = struct.unpack_from("<HH", head, 26)
+        return width & 0x3FFF, height & 0x3FFF
+    return None
+
+
+def _y4m_size(head: bytes) -> tuple[int, int] | None:
+    line = head.split(b"\n", 1)[0]
+    width, height = re.search(rb" W(\d+)", line), re.search(rb" H(\d+)", line)
+    return (int(width[1]), int(height[1])) if width and height else None
+
+
+_SIZE_READERS = (
+    (b"\x89PNG\r\n\x1a\n", _png_size),
+    (b"\xff\xd8", _jpeg_size),
+    (b"RIFF", _webp_size),
+    (b"YUV4MPEG2 ", _y4m_size),
+)
+
+
+def file_head(path: str | Path) -> bytes:
+    """The first IMAGE_HEAD_BYTES of `path`; b"" where it cannot be read."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(IMAGE_HEAD_BYTES)
+    except OSError:
+        return b""
 
 
 #: A frame that comes this much later (s) than the one before it plus a frame interval
@@ -345,8 +469,13 @@ def _open_container(path: Path) -> av.container.InputContainer:
         raise VideoOpenError(f"{path}: not a file")
     try:
         # metadata_errors="replace": damaged tags must not stop the video from opening.
-        return av.open(str(path), metadata_errors="replace")
+        # DECODER_OPTIONS bound the frame FFmpeg decodes as it opens the file, to learn what
+        # its header does not state (a still image's size).
+        return av.open(str(path), metadata_errors="replace", options=DECODER_OPTIONS)
     except (av.FFmpegError, OSError, ValueError, IndexError) as error:
+        stated = stated_image_size(file_head(path))
+        if stated:  # FFmpeg refuses a size beyond its own limit without saying it (y4m)
+            check_frame_size(path, *stated)
         raise VideoOpenError(f"{path}: not a readable video ({describe(error)})") from error
 
 
@@ -468,6 +597,9 @@ class FileSource:
     A file can end before the frames it states: cut short (an interrupted copy or
     recording), or with a frame count that is an estimate. seek_frame to a stated frame past
     its end shows its last frame instead, found once and remembered.
+
+    Frames beyond MAX_FRAME_SIDE or MAX_FRAME_PIXELS are refused at open (VideoOpenError
+    saying their size): from the size the file states, before decoding, where it states one.
     """
 
     is_live = False
@@ -482,10 +614,15 @@ class FileSource:
         try:
             self._stream = pick_video_stream(self.path, self._container, self.video_stream)
             self._stream.thread_type = "AUTO"
+            self._stream.codec_context.options = dict(DECODER_OPTIONS)
             self._sar = pixel_aspect(self._stream)
+            stated = self._stated_size()
+            if stated:
+                check_frame_size(self.path, *stated)  # before a frame of it is decoded
             self._dts_clock = self._container.format.name == "avi"
             self._time_base = Fraction(self._stream.time_base or Fraction(1, 1000))
             first = self._first_frame()
+            check_frame_size(self.path, *displayed_size(first, self._sar))
             self._origin = self._origin_of(first)
             self._read_metadata(first)
             self.stream_choices = self._video_streams_found()
@@ -502,6 +639,15 @@ class FileSource:
         # (index, time) of the last frame that decodes, once a read or a seek has met it.
         self._end: tuple[int, float] | None = None
 
+    def _stated_size(self) -> tuple[int, int] | None:
+        """The frame size the file states before decoding (with square pixels), or None: the
+        stream's header, else the image's own (FFmpeg learns a still image's size only by
+        decoding it, which DECODER_OPTIONS refuses for one too large, without its size)."""
+        context = self._stream.codec_context
+        if context.width and context.height:
+            return square_width(context.width, self._sar), context.height
+        return stated_image_size(file_head(self.path))
+
     def _first_frame(self) -> av.VideoFrame:
         """The first frame that decodes. A raw stream's frames carry no timestamps: decoded
         again with its packets numbered (as seeks number them), as frames are numbered by
@@ -515,7 +661,10 @@ class FileSource:
             self._restart_at(0, number_from=0, unsupported_byte_offset=True)
             first = next(self._frames, None)
         if first is None:
-            raise VideoOpenError(f"{self.path}: the video stream has no decodable frame")
+            # Where no size is stated, the frames may be ones DECODER_OPTIONS refused, silently.
+            unsized = not self._stream.codec_context.width
+            why = " (damaged, or its frames are too large for desmoke)" if unsized else ""
+            raise VideoOpenError(f"{self.path}: the video stream has no decodable frame{why}")
         self._lead_packets = first.pts if self._unstamped else 0
         return first
 

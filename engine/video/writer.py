@@ -30,7 +30,7 @@ from av.video.reformatter import Colorspace, Interpolation
 
 from engine.files import discard, move_into_place, new_temporary, same_file
 from engine.video.errors import VideoWriteError, describe
-from engine.video.file_source import pick_video_stream, video_streams
+from engine.video.file_source import DECODER_OPTIONS, pick_video_stream, video_streams
 from engine.video.layout import LAYOUTS, compose_panes, composed_size
 
 log = logging.getLogger(__name__)
@@ -393,7 +393,8 @@ class Mp4Writer:
         `video_stream`, or None when it has no audio. The source is opened once, here, for
         both the probe and the copy; close() and abort() close it."""
         try:
-            self._input = av.open(str(source), metadata_errors="replace")
+            # Opening decodes a frame where the header does not state the size: bounded.
+            self._input = av.open(str(source), metadata_errors="replace", options=DECODER_OPTIONS)
             if not self._input.streams.audio:
                 self._close_input()
                 return None
