@@ -13,8 +13,9 @@ move_into_place tries again for a while; asked to (the video writer: an export i
 work), it then keeps the file under a free name beside it and says where (KeptAsideError).
 
 Also the one answer to "do these names mean one file?" (file_identity, same_file,
-path_key), a file's sha256 (file_sha256), where caches go (cache_root) and the default
-name of a desmoked video (desmoked_name).
+path_key), a file's sha256 (file_sha256), why a path is not a file to read
+(not_a_file_reason), where caches go (cache_root), whether a cache folder may be trusted
+(usable_cache_folder) and the default name of a desmoked video (desmoked_name).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import errno
 import hashlib
 import logging
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -336,6 +338,78 @@ def _absolute_env(name: str, default: Path) -> Path:
     """The folder in environment variable `name` where that is an absolute path, else `default`."""
     value = os.environ.get(name, "")
     return Path(value) if value and os.path.isabs(value) else default
+
+
+#: The cache folders already refused, with why (warned once each: every backend load asks).
+_refused_cache_folders: set[tuple[Path, str]] = set()
+
+
+def usable_cache_folder(folder: str | Path) -> bool:
+    """Whether desmoke may read and write its cache folder `folder` (cache_root()/onnx,
+    /cuda, /tensorrt): made owner-only (0o700) where missing, and so is its parent, the
+    cache root. False, warned once, where either cannot be made, or is another user's or
+    writable by group or others (unsafe_folder_reason): anyone who can write there could
+    plant an export, kernels or an engine that desmoke would run (ssh refuses such a
+    ~/.ssh). A caller given False works without the cache (exports or compiles in memory)."""
+    folder = Path(folder)
+    problem = _private_folder_problem(folder.parent) or _private_folder_problem(folder)
+    if not problem:
+        return True
+    if (folder, problem) not in _refused_cache_folders:
+        _refused_cache_folders.add((folder, problem))
+        log.warning("not using the cache folder %s: %s", folder, problem)
+    return False
+
+
+def _private_folder_problem(folder: Path) -> str:
+    """`folder` made owner-only where missing; why it may not be used ("" when it may)."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return unsafe_folder_reason(folder)
+    except OSError as error:  # a file where a folder should be, a read-only disk
+        return f"{folder} cannot be made ({error.strerror or error})"
+
+
+def unsafe_folder_reason(folder: Path) -> str:
+    """Why the files in `folder` may not be the user's own ("" when they are): the folder
+    belongs to another user (root excepted: root can write anywhere anyway) or group or
+    others may write in it. "" on Windows, which has no such modes. OSError where the
+    folder cannot be looked at."""
+    if sys.platform == "win32":
+        return ""
+    info = os.stat(folder)
+    if info.st_uid not in (os.getuid(), 0):
+        return (
+            f"{folder} belongs to another user (uid {info.st_uid}); set DESMOKE_CACHE to a "
+            "folder of your own"
+        )
+    if info.st_mode & 0o022:
+        return (
+            f"{folder} is writable by other users (mode {info.st_mode & 0o777:o}); run "
+            f"chmod go-w {folder}, or set DESMOKE_CACHE to a folder only you can write"
+        )
+    return ""
+
+
+def not_a_file_reason(path: str | Path) -> str:
+    """Why `path` cannot be read as a file ("" when it is a regular file, through links):
+    "not found", or what it is instead: a directory, a FIFO (reading one, or /dev/stdin
+    from a pipe, waits for a writer), a device (/dev/zero never ends) or a socket."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError, ValueError):  # ValueError: a NUL in it
+        return "not found"
+    except OSError as error:  # no permission to look, a name too long
+        return f"cannot be looked at ({error.strerror or error})"
+    if stat.S_ISREG(mode):
+        return ""
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if stat.S_ISFIFO(mode):
+        return "is a FIFO (a pipe), not a regular file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, not a regular file"
+    return "is not a regular file (a socket?)"
 
 
 def file_sha256(path: str | Path) -> str:

@@ -10,6 +10,7 @@ With a GPU (marker `gpu`): the real kernels against the same reference.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import shutil
 import subprocess
 
@@ -35,6 +36,7 @@ from engine.cuda.loader import (
     cache_key,
     compile_source,
     compiled_image,
+    image_digest_path,
     nvrtc_status,
     pick_target,
 )
@@ -144,6 +146,7 @@ def test_compiled_kernels_are_cached_on_disk(tmp_path, monkeypatch) -> None:
     image, path, from_cache = compiled_image("compute_80")
     assert path.parent == tmp_path / "cuda" and path.read_bytes() == image and not from_cache
     path.write_bytes(b"cached marker")  # a second call must read the file, not recompile
+    image_digest_path(path).write_text(hashlib.sha256(b"cached marker").hexdigest())
     assert compiled_image("compute_80") == (b"cached marker", path, True)
     # A cached image that did not load: compiled afresh, replacing it (never read again).
     assert compiled_image("compute_80", fresh=True) == (image, path, False)
@@ -259,18 +262,45 @@ def module_on(monkeypatch, driver: FakeDriver):
     return loader.CudaModule()
 
 
-def test_a_damaged_cached_image_is_compiled_afresh_and_replaced(
+def test_a_cached_image_that_does_not_load_is_compiled_afresh_and_replaced(
     fake_cuda, monkeypatch, caplog
 ) -> None:
-    module = module_on(monkeypatch, FakeDriver(loadable=b"compiled kernels"))
-    cached = module.image_path
-    assert fake_cuda == [b"compiled kernels"] and cached.read_bytes() == b"compiled kernels"
-    cached.write_bytes(b"damaged")
+    """Its bytes are the ones recorded (a driver that no longer takes them, say)."""
+    cached = module_on(monkeypatch, FakeDriver(loadable=b"compiled kernels")).image_path
+    cached.write_bytes(b"stale")
+    image_digest_path(cached).write_text(hashlib.sha256(b"stale").hexdigest())
     driver = FakeDriver(loadable=b"compiled kernels")
     module = module_on(monkeypatch, driver)
-    assert driver.loaded == [b"damaged", b"compiled kernels"] and len(fake_cuda) == 2
+    assert driver.loaded == [b"stale", b"compiled kernels"] and len(fake_cuda) == 2
     assert "did not load" in caplog.text and "recompiling" in caplog.text
     assert module.image_path == cached and cached.read_bytes() == b"compiled kernels"
+    assert image_digest_path(cached).read_text() == hashlib.sha256(b"compiled kernels").hexdigest()
+
+
+def test_a_damaged_cached_image_is_compiled_afresh_before_it_is_loaded(
+    fake_cuda, monkeypatch, caplog
+) -> None:
+    """Damaged bytes that still load (the driver takes any well-formed image) used to run:
+    the sha256 recorded beside the image finds them first."""
+    cached = module_on(monkeypatch, FakeDriver(loadable=b"compiled kernels")).image_path
+    assert image_digest_path(cached).read_text() == hashlib.sha256(b"compiled kernels").hexdigest()
+    cached.write_bytes(b"damaged")
+    driver = FakeDriver(loadable=b"compiled kernels")
+    module_on(monkeypatch, driver)
+    assert driver.loaded == [b"compiled kernels"] and len(fake_cuda) == 2  # never offered
+    assert "do not match the sha256 recorded beside them" in caplog.text
+    assert cached.read_bytes() == b"compiled kernels"  # replaced
+
+
+def test_kernels_are_not_cached_in_a_folder_others_may_write(
+    fake_cuda, tmp_path, monkeypatch, caplog
+) -> None:
+    """Kernels planted there would run on the GPU: the folder is neither read nor written."""
+    tmp_path.chmod(0o777)  # the cache root (DESMOKE_CACHE)
+    module = module_on(monkeypatch, FakeDriver(loadable=b"compiled kernels"))
+    module_on(monkeypatch, FakeDriver(loadable=b"compiled kernels"))
+    assert len(fake_cuda) == 2 and not module.image_path.exists()
+    assert caplog.text.count("is writable by other users (mode 777)") == 1
 
 
 def test_a_fresh_image_that_does_not_load_is_not_compiled_again(

@@ -494,11 +494,11 @@ def test_find_engine_picks_the_one_that_fits(tmp_path, monkeypatch) -> None:
     write_engine(folder, "2-other-gpu", cc=(8, 6))
     write_engine(folder, "3-other-weights", digest="zzz")
     good = write_engine(folder, "4-good")
-    assert find_engine({}, "abc", "10.13.0", (9, 0)) == good
+    assert find_engine("abc", "10.13.0", (9, 0)) == good
     with pytest.raises(BackendUnavailable, match=r"no TensorRT engine.*built with TensorRT"):
-        find_engine({}, "abc", "10.14.0", (9, 0))
+        find_engine("abc", "10.14.0", (9, 0))
     monkeypatch.setenv("DESMOKE_TRT_ENGINE", str(tmp_path / "mine.engine"))
-    assert find_engine({}, "abc", "10.13.0", (9, 0)) == tmp_path / "mine.engine"
+    assert find_engine("abc", "10.13.0", (9, 0)) == tmp_path / "mine.engine"
 
 
 # -- without TensorRT / a GPU ---------------------------------------------------------

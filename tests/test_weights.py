@@ -48,7 +48,22 @@ DAMAGE = {
     "side small": ({"working_short_side": 8}, "16 to 2160, got 8"),
     "side large": ({"working_short_side": 25600}, "16 to 2160, got 25600"),
     "side bool": ({"working_short_side": True}, "working_short_side must be a whole"),
-    "training": ({"training": "yes"}, "its config's training is not a table"),
+    "training": ({"training": "yes"}, "its config's training must be a table, got 'yes'"),
+    # Bigger than a desktop app runs (engine.models.registry's budget).
+    "arch wide": ({"arch": {"widths": [8, 16, 1024]}}, "each a whole number 1-512, got"),
+    # The provenance `desmoke info` and the About box show: they used to fail on these.
+    "minutes text": (
+        {"training": {"steps": 5, "minutes": "ten"}},
+        "its config's training.minutes must be a number, got 'ten'",
+    ),
+    "hardware number": ({"training": {"steps": 5, "hardware": 3}}, "training.hardware must be"),
+    "frames list": (
+        {"training": {"steps": 5, "data": {"frames": [1, 2]}}},
+        r"training.data.frames must be a table of frame counts, got \[1, 2\]",
+    ),
+    "val list": ({"metrics": {"val": [1, 2]}}, "its config's metrics.val must be a table"),
+    "psnr text": ({"metrics": {"val": {"psnr": "high"}}}, "metrics.val.psnr must be a number"),
+    "version text": ({"version": "one"}, "its config's version must be a whole number"),
 }
 
 
@@ -149,7 +164,7 @@ def test_each_front_end_words_its_own_advice(capsys) -> None:
 
 
 # -- the command line ------------------------------------------------------------------
-CLI_DAMAGE = ["model nope", "model dcp", "arch list", "side text"]
+CLI_DAMAGE = ["model nope", "model dcp", "arch list", "side text", "minutes text"]
 
 
 def _one_line_naming(err: str, path: Path) -> bool:

@@ -15,6 +15,9 @@ the machines this was written on; the shape, precision and sidecar logic is unit
 - The weights (digest, model, input stride) come from the .safetensors, or from what
   `desmoke export-model` records in the ONNX; an ONNX that names none needs --weights
   (an engine the backend cannot match to weights would never be used).
+- An engine file is trusted like a program: TensorRT runs what it holds when it loads it,
+  so load only engines you built. The default output, the engine cache, is refused where
+  it is another user's or others may write in it (engine.files.usable_cache_folder).
 """
 
 from __future__ import annotations
@@ -35,7 +38,12 @@ from engine.backends.tensorrt_backend import (
     engine_dir,
     sidecar_path,
 )
-from engine.files import replace_together, write_atomically
+from engine.files import (
+    not_a_file_reason,
+    replace_together,
+    usable_cache_folder,
+    write_atomically,
+)
 from engine.models.onnx_export import (
     INPUT_CHANNELS,
     exported_onnx,
@@ -279,8 +287,9 @@ def build_engine(
     from engine.models import load_network
 
     source = Path(source)
-    if not source.is_file():
-        raise BuildError(f"{source}: file not found")
+    problem = not_a_file_reason(source)
+    if problem:
+        raise BuildError(f"{source}: {'file not found' if problem == 'not found' else problem}")
     weights_file = source if source.suffix == ".safetensors" else weights
     if output is None and weights_file is None:  # refused before minutes of building
         raise BuildError("give -o ENGINE (or build from .safetensors weights)")
@@ -304,6 +313,8 @@ def build_engine(
         cc = "".join(map(str, gpu["compute_capability"]))
         name = f"{origin.model}-{origin.weights_digest[:12]}-sm{cc}-trt{trt.__version__}"
         output = engine_dir() / f"{name}.engine"
+        if not usable_cache_folder(output.parent):  # warned: why, and what to do
+            raise BuildError(f"{output.parent}: the engine cache may not be used; give -o ENGINE")
     cache_path = Path(timing_cache) if timing_cache else None
     cache = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
     engine, new_cache = build_serialized(

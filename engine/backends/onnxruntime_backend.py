@@ -8,7 +8,8 @@ input); any other (corrupt, truncated, of other weights, made by an older desmok
 exported again and replaced, with a warning saying why. A cache that cannot be written (a
 read-only home, a full disk) costs only that: the export is run from memory, with a
 warning; so does something other than a file at the cached name (a FIFO, a folder), which
-is left as it is.
+is left as it is, and a cache folder that is another user's or that others may write in
+(engine.files.usable_cache_folder: an export planted there would run), which is not read.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from torch import nn
 
 from engine.backends.base import Backend, BackendUnavailable
-from engine.files import cache_file, cache_root
+from engine.files import cache_file, cache_root, usable_cache_folder
 from engine.models.onnx_export import exported_onnx, provenance_of, reuse_problem
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,10 @@ class OnnxRuntimeBackend(Backend):
     def load(self, network: nn.Module, config: dict[str, Any]) -> None:
         wanted = provenance_of(network)
         path = cache_dir() / f"{config.get('model', 'net')}-{wanted['weights_digest']}.onnx"
+        if not usable_cache_folder(path.parent):  # another user's, or others may write there
+            self._start_exported(network, cache_at=None)
         # Reading a FIFO would wait forever; a folder or a device is not the cache's to replace.
-        if os.path.exists(path) and not os.path.isfile(path):
+        elif os.path.exists(path) and not os.path.isfile(path):
             log.warning(
                 "%s is not a regular file; exporting the network to memory (remove it to "
                 "cache the export)",

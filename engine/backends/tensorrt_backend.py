@@ -12,10 +12,14 @@ shapes. `load` checks the sidecar against the running GPU and TensorRT and raise
 BackendUnavailable with the reason when it does not fit; `auto` then falls back to the
 next backend.
 
-Which engine: `config["tensorrt_engine"]` or $DESMOKE_TRT_ENGINE when set, else the
-engine in $DESMOKE_CACHE/tensorrt (engine.files.cache_root) whose sidecar names these
-weights and fits this GPU and TensorRT (`desmoke build-engine WEIGHTS.safetensors` puts
-one there).
+Which engine: $DESMOKE_TRT_ENGINE when set, else the engine in $DESMOKE_CACHE/tensorrt
+(engine.files.cache_root) whose sidecar names these weights and fits this GPU and TensorRT
+(`desmoke build-engine WEIGHTS.safetensors` puts one there). Never one a weights file
+names: an engine file is trusted like a program (TensorRT runs what it holds, plugins
+included: load only engines you built), so its path comes from the user alone, and the
+engine cache is not searched where it is another user's or others may write in it
+(engine.files.usable_cache_folder). The sidecar's checks are against accidents (another
+GPU, TensorRT or weights, a damaged copy), not against an engine made to harm.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from torch import nn
 from engine.backends.base import BackendUnavailable
 from engine.backends.frame_path import FramePath, FramePathBackend, free_cached_memory
 from engine.cuda import kernels as K
-from engine.files import cache_root, file_sha256
+from engine.files import cache_root, file_sha256, usable_cache_folder
 from engine.models.weights import weights_digest
 
 log = logging.getLogger(__name__)
@@ -112,14 +116,19 @@ def shape_fits(sidecar: dict[str, Any], shape: tuple[int, ...]) -> bool:
     return all(a <= s <= b for a, s, b in zip(low, shape, high, strict=True))
 
 
-def find_engine(
-    config: dict[str, Any], weights_digest: str, tensorrt_version: str, capability: tuple[int, int]
-) -> Path:
-    """The engine to use for these weights here, or BackendUnavailable saying why none."""
-    explicit = config.get("tensorrt_engine") or os.environ.get("DESMOKE_TRT_ENGINE")
+def find_engine(weights_digest: str, tensorrt_version: str, capability: tuple[int, int]) -> Path:
+    """The engine to use for these weights here, or BackendUnavailable saying why none:
+    $DESMOKE_TRT_ENGINE, else the one in the engine cache (engine_dir) that fits. Never
+    from the weights' own config: an engine runs code, so the user alone says which."""
+    explicit = os.environ.get("DESMOKE_TRT_ENGINE")
     if explicit:
         return Path(explicit)
     folder = engine_dir()
+    if not usable_cache_folder(folder):  # warned: an engine planted there would run
+        raise BackendUnavailable(
+            f"the engine cache {folder} is not safe to load engines from (see the warning); "
+            "give the engine in DESMOKE_TRT_ENGINE"
+        )
     rejected = []
     for engine in sorted(folder.glob("*.engine")):
         try:
@@ -184,7 +193,7 @@ class TensorRTBackend(FramePathBackend):
 
         capability = torch.cuda.get_device_capability()
         digest = weights_digest(network)
-        path = find_engine(config, digest, trt.__version__, capability)
+        path = find_engine(digest, trt.__version__, capability)
         sidecar = read_sidecar(path)
         output_names = tuple(getattr(network, "output_names", ()))
         problems = sidecar_problems(

@@ -5,7 +5,9 @@ toolkit: `pip install desmoke[cuda]` (cuda-python + the nvidia-cuda-nvrtc wheel)
 binary is a CUBIN for the device's exact architecture when this NVRTC knows it, else PTX
 for the newest architecture it knows (the driver finishes it); either way it is cached on
 disk by a hash of the source, the options, the NVRTC version and the target, under
-$DESMOKE_CACHE/cuda or desmoke/cuda in the platform's cache folder (engine.files.cache_root).
+$DESMOKE_CACHE/cuda or desmoke/cuda in the platform's cache folder (engine.files.cache_root),
+with its sha256 beside it (a damaged image that would still load is compiled again); a
+cache folder that is another user's or that others may write in is not used.
 Kernels are launched on a stream the caller gives (torch's current stream, TensorRT's
 stream) with raw device pointers, in the primary context (the one PyTorch and the CUDA
 runtime use). Every call's status is checked and turned into a CudaError with the call,
@@ -23,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from engine.files import cache_file, cache_root
+from engine.files import cache_file, cache_root, usable_cache_folder
 
 log = logging.getLogger(__name__)
 
@@ -195,17 +197,56 @@ class KernelImage(NamedTuple):
 def compiled_image(
     target: str, *, source_path: Path = KERNEL_SOURCE, fresh: bool = False
 ) -> KernelImage:
-    """The kernels compiled for `target`, from the disk cache or freshly (then cached);
-    fresh: compile even where a cached image exists (it did not load: it is replaced)."""
+    """The kernels compiled for `target`, from the disk cache or freshly (then cached with
+    their sha256 beside them: image_digest_path); fresh: compile even where a cached image
+    exists (it did not load: it is replaced). A cached image whose bytes do not match the
+    sha256 recorded beside it (damaged, or written by something else) is compiled again,
+    with a warning; a cache folder that may not be trusted (engine.files.
+    usable_cache_folder) is neither read nor written."""
     source = source_path.read_bytes()
     key = cache_key(source, target, COMPILE_OPTIONS, nvrtc_version())
     suffix = "cubin" if target.startswith("sm_") else "ptx"
     path = cache_dir() / f"{source_path.stem}-{key}-{target}.{suffix}"
-    if not fresh and path.is_file() and path.stat().st_size > 0:
-        return KernelImage(path.read_bytes(), path, from_cache=True)
+    usable = usable_cache_folder(path.parent)
+    if usable and not fresh:
+        cached = _cached_image(path)
+        if cached is not None:
+            return KernelImage(cached, path, from_cache=True)
     image = compile_source(source, target, name=source_path.name)
-    cache_file(path, image)  # unsaved (read-only or full cache): the kernels run all the same
+    # Unsaved (a read-only or full cache): the kernels run all the same. The image first:
+    # a digest written without it is never taken for that of another image.
+    if usable and cache_file(path, image):
+        cache_file(image_digest_path(path), _sha256(image).encode())
     return KernelImage(image, path, from_cache=False)
+
+
+def image_digest_path(path: Path) -> Path:
+    """Where the sha256 of the cached kernel image `path` is kept: `<image>.sha256`."""
+    return path.with_name(path.name + ".sha256")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _cached_image(path: Path) -> bytes | None:
+    """The image cached at `path` where its bytes match the sha256 recorded beside it;
+    None where none is cached, or one that does not match is (warned: it is compiled again)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    try:
+        image = path.read_bytes()
+        recorded = image_digest_path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError):  # no digest: cached by an older desmoke
+        image, recorded = b"", ""
+    if recorded and _sha256(image) == recorded:
+        return image
+    log.warning(
+        "cached kernels %s do not match the sha256 recorded beside them (damaged, or cached "
+        "by an older desmoke); compiling again",
+        path,
+    )
+    return None
 
 
 # -- the driver -----------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import torch
 from torch import nn
 
 from engine.models.registry import (
@@ -26,6 +27,7 @@ from engine.models.registry import (
 from engine.models.weights import (
     NoShippedWeights,
     WeightsError,
+    check_tensors_fit,
     default_weights,
     load_state_into,
     read_config,
@@ -85,8 +87,12 @@ def default_config(name: str, arch: dict[str, Any] | None = None) -> dict[str, A
 
 
 def load_network(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Build the network a weights file's config names, load it, set eval mode."""
+    """Build the network a weights file's config names, load it, set eval mode. The file's
+    tensors are compared with the network's first, built on the meta device (shapes, no
+    memory): a small file whose config describes a huge network is refused at once."""
     config = read_config(path)
+    with torch.device("meta"):
+        check_tensors_fit(path, build_network(config["model"], config.get("arch")))
     network = build_network(config["model"], config.get("arch"))
     load_state_into(path, network)
     return network.eval(), config

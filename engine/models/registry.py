@@ -6,6 +6,7 @@ engine.models turn a problem into a WeightsError).
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -34,12 +35,18 @@ def _is_whole(value: Any) -> bool:
 
 
 def _whole(low: int, high: int) -> ArchArg:
-    # The upper bounds keep a damaged config from asking for gigabytes of network before
-    # its tensors are compared with it; they are far above any trained architecture.
     return ArchArg(lambda v: _is_whole(v) and low <= v <= high, f"a whole number {low}-{high}")
 
 
-_WIDTH = _whole(1, 4096)
+# The architecture bounds: what a desktop app can hold and run, at most ~220M parameters
+# (0.9 GB in fp32, within a laptop's RAM and a desktop GPU's memory) and ~300 GFLOP a
+# frame at the 256x448 working size, measured with torch's FlopCounterMode on the meta
+# device. fast: widths 512-512-512 (the largest: 43M parameters, 282 GFLOP with the
+# default unshuffle 4), 16x the shipped 32-64-128 (1M, 2.6 GFLOP) in each width. paper:
+# ngf 128 (218M parameters, 96 GFLOP at 256x512), twice the paper's 64 (54M, 24 GFLOP).
+# Beyond them a network is gigabytes to build and seconds a frame, not a model to run
+# live (a config asking for widths 4096 or ngf 512 wanted 6 GB before it was refused).
+_WIDTH = _whole(1, 512)
 
 
 def _widths(value: Any) -> bool:
@@ -71,7 +78,7 @@ MODELS: dict[str, ModelSpec] = {
         PaperDesmoker,
         {
             "use_dark_channel": ArchArg(lambda v: isinstance(v, bool), "true or false"),
-            "ngf": _whole(1, 512),
+            "ngf": _whole(1, 128),
         },
     ),
     # The classical dark-channel prior (He et al.): engine.models.dcp.
@@ -97,7 +104,7 @@ def _arguments_problem(known: Mapping[str, ArchArg], arch: Any) -> str:
         if key not in known:
             return f"unknown argument '{key}' (known: {', '.join(known)})"
         if not known[key].fits(value):
-            return f"{key} must be {known[key].meaning}, got {value!r}"
+            return f"{key} must be {known[key].meaning}, got {reprlib.repr(value)}"
     return ""
 
 
@@ -123,7 +130,58 @@ def config_problem(config: Any) -> str:
             f"its config's working_short_side must be a whole number of pixels, {low} to "
             f"{high}, got {side!r}"
         )
-    for key in ("training", "metrics"):  # provenance, shown by `desmoke info` and the app
-        if not isinstance(config.get(key) or {}, dict):
-            return f"its config's {key} is not a table, got {config[key]!r}"
+    return provenance_problem(config)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_TABLE = ArchArg(lambda v: isinstance(v, dict), "a table")
+_COUNT = ArchArg(lambda v: _is_whole(v) and v >= 0, "a whole number")
+_NUMBER = ArchArg(_is_number, "a number")
+_TEXT = ArchArg(lambda v: isinstance(v, str), "text")
+_COUNTS = ArchArg(
+    lambda v: isinstance(v, dict) and all(map(_COUNT.fits, v.values())),
+    "a table of frame counts",
+)
+#: The provenance a weights config may carry that `desmoke info` and the app's About box
+#: show (engine.models.weights.provenance_summary), by its keys in the config, each table
+#: before what is in it; absent or null: not shown. Anything else in it is shown only as
+#: the JSON it is (desmoke info --provenance).
+PROVENANCE_FIELDS: dict[tuple[str, ...], ArchArg] = {
+    ("version",): _COUNT,
+    ("training",): _TABLE,
+    ("training", "steps"): _COUNT,
+    ("training", "minutes"): _NUMBER,
+    ("training", "hardware"): _TEXT,
+    ("training", "config_file"): _TEXT,
+    ("training", "data"): _TABLE,
+    ("training", "data", "frames"): _COUNTS,
+    ("metrics",): _TABLE,
+    ("metrics", "val"): _TABLE,
+    ("metrics", "val", "psnr"): _NUMBER,
+    ("metrics", "val", "psnr_identity"): _NUMBER,
+}
+
+
+def provenance_problem(config: dict[str, Any]) -> str:
+    """Why the provenance in a weights config cannot be shown ("" when it can): a field of
+    PROVENANCE_FIELDS that is not what it must be."""
+    for keys, field_check in PROVENANCE_FIELDS.items():
+        value = _nested(config, keys)
+        if value is not None and not field_check.fits(value):
+            return (
+                f"its config's {'.'.join(keys)} must be {field_check.meaning}, got "
+                f"{reprlib.repr(value)}"
+            )
     return ""
+
+
+def _nested(config: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    """config[keys[0]][keys[1]]...; None where one is missing (the tables above are checked
+    first, so each step is in a table or a null)."""
+    value: Any = config
+    for key in keys:
+        value = (value or {}).get(key)
+    return value
