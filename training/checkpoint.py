@@ -1,9 +1,12 @@
 """Training checkpoints: model, optimiser(s), step and run state, written atomically.
 
 torch.save of plain state dicts and numbers, read back with torch.load(weights_only=True)
-(no arbitrary pickle). A checkpoint records the model name and architecture it was made
-for, and the run's config: resuming into a different model, or with a config that trains
-otherwise, fails with the file's name and the differing keys before training starts.
+(no arbitrary pickle) and never otherwise: a checkpoint may come from elsewhere, and one
+that needs more than tensors and plain data is refused, as is one whose fields are not
+what desmoke writes (their types and ranges, and finite weights and optimiser state). A
+checkpoint records the model name and architecture it was made for, and the run's config:
+resuming into a different model, or with a config that trains otherwise, fails with the
+file's name and the differing keys before training starts.
 
 Every file of a run folder is written through `reported_as_write_error`: a full disk, a
 read-only or immutable folder or a name too long raise RunWriteError, one line naming the
@@ -13,9 +16,12 @@ file and the OS's reason, whichever library did the writing.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
-from collections.abc import Iterator
+import reprlib
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -113,12 +119,11 @@ def read_checkpoint(path: str | Path, config: Config) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found (nothing to resume)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises pickle, zip and runtime errors alike
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
+    state = _plain_data(path)
     if not isinstance(state, dict) or "model_name" not in state or "step" not in state:
         raise CheckpointError(f"{path}: not a desmoke training checkpoint")
+    _check_finite(path, state)  # first: a diverged run's checkpoint is desmoke's own
+    _check_fields(path, state)
     model_name, arch = config.model.name, config.model.arch
     if state.get("model_name") != model_name or state.get("arch") != arch:
         raise CheckpointError(
@@ -128,6 +133,146 @@ def read_checkpoint(path: str | Path, config: Config) -> dict[str, Any]:
     if "config" in state:
         _check_same_training(path, state, config)
     return state
+
+
+def _plain_data(path: Path) -> Any:
+    """What torch.load(weights_only=True) reads from `path`: tensors and plain data only.
+    Its errors are not passed on: for a file that asks for more (objects, code to run) they
+    advise loading it with weights_only=False, which is what must not be done with a file
+    that may come from anyone."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError as exc:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({describe(exc)})") from exc
+    except Exception as exc:  # pickle, zip, EOF and OS errors alike (a cut file: EINVAL)
+        raise CheckpointError(
+            f"{path}: not a checkpoint desmoke wrote, or damaged (it does not read as tensors "
+            "and plain data); desmoke will not load it any other way, as that could run code "
+            "hidden in it: resume a run of your own, or start a new one"
+        ) from exc
+
+
+#: The most steps a checkpoint may record: 10^12 is decades of training at a thousand steps
+#: a second; a count beyond it is no run desmoke trained.
+MAX_STEPS = 10**12
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_STEPS
+
+
+def _is_finite_number(value: Any) -> bool:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int past a float's range: no number of seconds or score
+        return False
+
+
+def _is_scores(value: Any) -> bool:
+    """Validation scores as the loop keeps them: none yet ({}), or finite numbers by name,
+    psnr (which picks the best) and the step they were measured at among them."""
+    if value == {}:
+        return True
+    return (
+        isinstance(value, dict)
+        and all(isinstance(k, str) and _is_finite_number(v) for k, v in value.items())
+        and "psnr" in value
+        and ("step" not in value or _is_count(value["step"]))
+    )
+
+
+def _is_state_dict(value: Any) -> bool:
+    """A network's state: tensors by name."""
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()
+    )
+
+
+def _is_optimiser_state(value: Any) -> bool:
+    """torch's Optimizer.state_dict(): per-parameter state and the parameter groups."""
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("state"), dict)
+        and isinstance(value.get("param_groups"), list)
+        and all(isinstance(group, dict) for group in value["param_groups"])
+    )
+
+
+#: The fields a checkpoint holds besides the networks' and optimisers' states: what each
+#: must be, in words. Absent ones are not checked (older checkpoints lack some).
+_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "model_name": (lambda v: isinstance(v, str), "text"),
+    "arch": (lambda v: isinstance(v, dict), "a table"),
+    "config": (
+        lambda v: isinstance(v, dict) and all(isinstance(t, dict) for t in v.values()),
+        "a table of tables",
+    ),
+    "config_file": (lambda v: isinstance(v, str), "text"),
+    "step": (_is_count, f"a whole number, 0 to {MAX_STEPS}"),
+    "val_step": (lambda v: v is None or _is_count(v), "none or a step"),
+    "last_val": (_is_scores, "validation scores"),
+    "best": (_is_scores, "validation scores"),
+    "elapsed": (lambda v: _is_finite_number(v) and v >= 0, "a finite number of seconds >= 0"),
+}
+
+
+def _check_fields(path: Path, state: dict[str, Any]) -> None:
+    """Each field of `state` of the type and range the loop writes, and each network and
+    optimiser state of torch's form: a crafted or damaged one fails here, in one line, not
+    with a traceback half-way into the resume."""
+    checks = dict(_FIELDS)
+    for key in state:
+        if isinstance(key, str) and key.startswith("module_"):
+            checks[key] = (_is_state_dict, "a network's state (tensors by name)")
+        elif isinstance(key, str) and key.startswith("optim_"):
+            checks[key] = (_is_optimiser_state, "an optimiser's state")
+    for key, (fits, meaning) in checks.items():
+        if key in state and not fits(state[key]):
+            raise CheckpointError(
+                f"{path}: not a checkpoint desmoke wrote, or damaged: its {key} must be "
+                f"{meaning}, got {reprlib.repr(state[key])}"
+            )
+    val_step = state.get("val_step")
+    if val_step is not None and val_step > state["step"]:
+        raise CheckpointError(
+            f"{path}: not a checkpoint desmoke wrote, or damaged: it was validated at step "
+            f"{val_step}, after its own step {state['step']}"
+        )
+
+
+def _check_finite(path: Path, state: dict[str, Any]) -> None:
+    """No NaN or inf in the networks' or optimisers' states, nor in the validation scores
+    (a diverged run scores NaN): training on from them only writes weights desmoke refuses
+    to load."""
+    for key, value in state.items():
+        if key in ("last_val", "best") or str(key).startswith(("module_", "optim_")):
+            where = _first_not_finite(value)
+            if where is not None:
+                raise CheckpointError(
+                    f"{path}: {key} holds values that are not finite (NaN or inf, at {where}): "
+                    "the run diverged or the file is damaged; start a new run (with a lower "
+                    "train.lr if it diverged)"
+                )
+
+
+def _first_not_finite(state: Any) -> str | None:
+    """Where the first NaN or inf in `state` is (tensors and numbers, in nested tables and
+    lists), None if there is none. A queue, not recursion: a crafted file may nest deeply."""
+    pending: deque[tuple[str, Any]] = deque([("", state)])
+    while pending:
+        where, value = pending.popleft()
+        if isinstance(value, torch.Tensor):
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                return where
+        elif isinstance(value, float) and not math.isfinite(value):
+            return where
+        elif isinstance(value, dict):
+            pending.extend((f"{where}.{k}".lstrip("."), v) for k, v in value.items())
+        elif isinstance(value, list | tuple):
+            pending.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+    return None
 
 
 def _check_same_training(path: Path, state: dict[str, Any], config: Config) -> None:
@@ -143,7 +288,7 @@ def _check_same_training(path: Path, state: dict[str, Any], config: Config) -> N
             f"train.init_weights = {path.parent / 'best.safetensors'}"
         )
     was, now = state["config"].get("data", {}).get("sources"), config.data.sources
-    if was is not None and list(was) != list(now):  # the same as written: moved, or other?
+    if isinstance(was, list) and was != list(now):  # the same as written: moved, or other?
         log.warning(
             "%s: the run read its data from %s; this resume reads %s (the config writes them "
             "the same way: check that they hold the same files)",

@@ -10,7 +10,9 @@ naming the file and the key, raised before any data is read. Paths in [data] sou
 use environment variables (`${DESMOKE_DATA}/clear/...`; a relative value of one that leads
 the path is taken from the current folder, as the shell that set it would); other relative
 paths are relative to the config file. The paths are kept as written too: a resume compares
-those, so a run continues from a moved checkout or data folder.
+those, so a run continues from a moved checkout or data folder, and the weights record
+those (shareable_path), so that shared weights carry no folder of the machine that
+trained them (a user's or a patient's name).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from engine.models import MAX_WORKING_SHORT_SIDE, MIN_WORKING_SHORT_SIDE
@@ -127,6 +129,31 @@ class Config:
         out.pop("path")
         return out
 
+    def shareable_dict(self) -> dict[str, Any]:
+        """The tables as weights that may be shared record them: their paths as the file
+        wrote them (shareable_path), never as they resolved on this machine."""
+        out = self.to_dict()
+        out.pop("paths_as_written")
+        out["data"]["sources"] = [shareable_path(s) for s in self._sources_as_written()]
+        init_weights = self.paths_as_written.get("train.init_weights", self.train.init_weights)
+        out["train"]["init_weights"] = shareable_path(init_weights)
+        return out
+
+    def shareable_source(self, path: str) -> str:
+        """A file a [data] source led to (the source itself, or a file in a source folder)
+        named as its source was written (shareable_path); its name alone if none did."""
+        for resolved, written in zip(self.data.sources, self._sources_as_written(), strict=True):
+            if path == resolved:
+                return shareable_path(written)
+            if Path(path).parent == Path(resolved):
+                return f"{shareable_path(written).rstrip('/')}/{Path(path).name}"
+        return Path(path).name
+
+    def _sources_as_written(self) -> list[str]:
+        """data.sources as the file wrote them (a Config built in code: as they are)."""
+        written = self.paths_as_written.get("data.sources")
+        return written if written and len(written) == len(self.data.sources) else self.data.sources
+
 
 _TABLES = {
     "model": ModelConfig,
@@ -200,6 +227,16 @@ def _converted(value: Any, hint: Any) -> Any:
 
 
 _VARIABLE = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+
+
+def shareable_path(written: str) -> str:
+    """A path as weights that may be shared record it: as the config wrote it when that is
+    relative (to the config's folder, or to a ${VARIABLE} such as the shared data folder),
+    its name alone when written from a root, drive or home folder (~): those folders are
+    the training machine's (a user's or a patient's name), not the data's."""
+    if written.startswith(("/", "\\", "~")) or PureWindowsPath(written).drive:
+        return PureWindowsPath(written).name  # either separator
+    return written
 
 
 def _resolve_source(source: str, base: Path, where: str) -> str:
@@ -372,6 +409,63 @@ def _schedule_checks(train: TrainConfig) -> list[Check]:
     ]
 
 
+# Upper bounds: what a desktop or a workstation can hold and finish. Beyond them a value is
+# a typo (1e9 for 1e3) or a crafted file, which would fill the memory, spawn threads or
+# processes by the hundred thousand, or run one validation for days, rather than fail.
+# Counts that only pick frames (frame_step, max_frames, block_frames, gap_frames) and the
+# budget and intervals cost nothing when large: they have none.
+
+#: Frames are kept in memory at this short side: a 4K frame's own, the pipeline's largest
+#: working size (MAX_WORKING_SHORT_SIDE); 250 frames of a 4K clip already take 6 GB.
+MAX_STORE_SHORT_SIDE = MAX_WORKING_SHORT_SIDE
+#: Samples a step: the shipped fast network takes ~18 MB a 256 px crop to train (measured
+#: on CPU), so 1024 need ~18 GB, an 80 GB GPU's share with room for wider archs (shipped:
+#: 12; pix2pix: 1). A billion filled 6.9 GB with the sampler's index list alone, and hung.
+MAX_BATCH_SIZE = 1024
+#: How far past the working scale a crop may be zoomed: 4x the largest working size is a
+#: 8640 px frame, ~400 MB a sample; shipped: [0.8, 1.25].
+MAX_SCALE_JITTER = 4.0
+#: Validation frames, all scored at every validation (the baseline at step 0 too): 1000 at
+#: the shipped 256 px take ~1 min on a 2-core CPU (0.056 s each, measured). They cycle over
+#: the val split's frames (25 in the shipped data), so beyond that they add only other
+#: smoke over the same frames. Shipped: 24.
+MAX_VAL_FRAMES = 1000
+#: torch's intra-op threads: the largest workstation CPUs have 192 hardware threads (more
+#: only slow a step); 100,000 failed to start a thread. Shipped: 1-2.
+MAX_THREADS = 256
+#: DataLoader worker processes, each a copy of the training process, a few hundred MB once
+#: running: more than a workstation's cores add only memory. Shipped: 1-2.
+MAX_NUM_WORKERS = 64
+#: The PatchGAN's width: twice pix2pix's 64, as engine.models bounds the generator's ngf
+#: (11M parameters; 100 million asked for terabytes).
+MAX_NDF = 128
+#: torch.manual_seed takes a 64-bit seed; a larger one fails as the networks are built.
+MAX_SEED = 2**64 - 1
+
+
+def _upper_bound_checks(config: Config) -> list[Check]:
+    data, train = config.data, config.train
+    bounds = (
+        ("data.store_short_side", data.store_short_side, MAX_STORE_SHORT_SIDE, "a 4K frame's"),
+        ("train.batch_size", train.batch_size, MAX_BATCH_SIZE, "~18 GB to train at 256 px"),
+        (
+            "train.scale_jitter",
+            max(train.scale_jitter, default=0.0),  # its length: _sample_checks
+            MAX_SCALE_JITTER,
+            "times the working scale",
+        ),
+        ("train.val_frames", train.val_frames, MAX_VAL_FRAMES, "each validation scores all"),
+        ("train.threads", train.threads, MAX_THREADS, "a workstation's hardware threads"),
+        ("train.num_workers", train.num_workers, MAX_NUM_WORKERS, "processes, each a copy"),
+        ("paper.ndf", config.paper.ndf, MAX_NDF, "twice pix2pix's 64"),
+        ("train.seed", train.seed, MAX_SEED, "torch's seeds are 64-bit"),
+    )
+    return [
+        (value <= high, key, f"must be <= {high} ({what}), got {value}")
+        for key, value, high, what in bounds
+    ]
+
+
 def _paper_checks(paper: PaperConfig) -> list[Check]:
     return [
         (paper.ndf >= 1, "paper.ndf", f"must be >= 1, got {paper.ndf}"),
@@ -407,6 +501,7 @@ def _check_values(config: Config, where: str) -> None:
         *_loss_weight_checks(
             "paper", {"gan_weight": config.paper.gan_weight, "l1_weight": config.paper.l1_weight}
         ),
+        *_upper_bound_checks(config),
     ]
     for ok, key, message in checks:
         if not ok:

@@ -2,10 +2,10 @@
 
 TrainLoop: steps, the learning-rate schedule over the time budget, logging, validation and
 best-on-val weights, checkpoints; stopping: Ctrl-C, SIGTERM or SIGHUP end the step under
-way, write the checkpoint and raise TrainingInterrupted; a second one stops at once,
-without a new checkpoint (TrainingStoppedNow). train_model runs one model's Recipe (its
-networks, optimisers, step and validation) in a run folder (training.run), on one process
-or under torchrun (DDP).
+way (or cut the validation under way short, before its next frame), write the checkpoint
+and raise TrainingInterrupted; a second one stops at once, without a new checkpoint
+(TrainingStoppedNow). train_model runs one model's Recipe (its networks, optimisers, step
+and validation) in a run folder (training.run), on one process or under torchrun (DDP).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import platform
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +34,7 @@ from training.checkpoint import (
     reported_as_write_error,
     save_checkpoint,
 )
-from training.config import Config, ConfigError
+from training.config import Config, ConfigError, shareable_path
 from training.data import FrameSet, SmokeDataset, StreamSampler, load_frames
 from training.run import (
     BEST_NAME,
@@ -56,6 +56,33 @@ StepFn = Callable[[dict[str, torch.Tensor]], dict[str, float]]
 @dataclass
 class StopRequest:
     signum: int = 0  # the first stop signal received; 0 = none
+
+
+class ValidationStopped(Exception):
+    """A stop was asked for during a validation: the rest of it is not waited for (a long
+    one, the baseline's too, would keep the stop waiting for minutes)."""
+
+
+def validation_items(
+    val_set: SmokeDataset, stop_requested: Callable[[], bool]
+) -> Iterator[dict[str, torch.Tensor]]:
+    """The validation samples in order, each drawn only once no stop was asked for
+    (ValidationStopped otherwise): a stop waits for one sample's scoring at most."""
+    for index in range(len(val_set)):
+        if stop_requested():
+            raise ValidationStopped
+        yield val_set[index]
+
+
+@contextmanager
+def evaluating(net: nn.Module) -> Iterator[nn.Module]:
+    """`net` in eval mode within the block, back in training mode after it, however the
+    block ends (a validation cut short by a stop too)."""
+    net.eval()
+    try:
+        yield net
+    finally:
+        net.train()
 
 
 @contextmanager
@@ -119,8 +146,12 @@ def say_from_a_signal_handler(message: str) -> None:
 # ----------------------------------------------------------------------------- the loop
 
 
-def data_summary(frames: FrameSet) -> dict[str, Any]:
-    return frames.summary()
+def data_summary(frames: FrameSet, config: Config) -> dict[str, Any]:
+    """What the run trained on, its sources named as the config wrote them: the log and the
+    weights may be shared, this machine's folders must not go with them."""
+    summary = frames.summary()
+    sources = [{**s, "path": config.shareable_source(s["path"])} for s in summary["sources"]]
+    return {**summary, "sources": sources}
 
 
 def train_loader(config: Config, frames: FrameSet, run: Run, start_step: int) -> DataLoader:
@@ -151,10 +182,11 @@ def train_loader(config: Config, frames: FrameSet, run: Run, start_step: int) ->
 
 
 def kill_loader_workers(batches: Iterator) -> None:
-    """Kill the worker processes of a DataLoader iterator (SIGKILL), for a stop at once: they
-    ignore stop signals, so the SIGTERM that torch's shutdown and multiprocessing's exit
-    send cannot end one stuck in a batch, and the process would hang as it exits. Torch has
-    no public handle on them: its private names, and nothing to do where they are absent."""
+    """Kill the worker processes of a DataLoader iterator (SIGKILL), for a stop at once or an
+    error that ends the training: they ignore stop signals, so the SIGTERM that torch's
+    shutdown and multiprocessing's exit send cannot end one stuck in a batch (or one still
+    alive as the process exits), and the process would hang as it exits. Torch has no public
+    handle on them: its private names, and nothing to do where they are absent."""
     if getattr(batches, "_worker_pids_set", False):
         # Forgotten first: torch's SIGCHLD handler raises for a known worker that dies.
         from torch.utils.data._utils import signal_handling
@@ -177,9 +209,9 @@ def weights_config(config: Config, frames: FrameSet, run: Run, step: int, metric
     out = default_config(model.name, model.arch)
     out["working_short_side"] = model.working_short_side
     out["training"] = {
-        "config_file": config.path,
-        "config": config.to_dict(),
-        "data": data_summary(frames),
+        "config_file": shareable_path(config.path),
+        "config": config.shareable_dict(),
+        "data": data_summary(frames, config),
         "steps": step,
         "minutes": round(run.elapsed / 60.0, 1),
         "hardware": hardware(),
@@ -215,7 +247,7 @@ class TrainLoop:
         modules: dict[str, nn.Module],
         optimizers: dict[str, torch.optim.Optimizer],
         step_fn: Callable[[dict[str, torch.Tensor]], dict[str, float]],
-        validate_fn: Callable[[], dict[str, float]],
+        validate_fn: Callable[[Callable[[], bool]], dict[str, float]],
         resume_state: dict[str, Any] | None,
         base_lrs: dict[str, float],
     ) -> None:
@@ -232,6 +264,8 @@ class TrainLoop:
         self._val_time = self._checkpoint_time = 0.0  # monotonic time of the last ones
         self._losses: dict[str, float] = {}
         self._count = 0
+        # What validate_fn(stop_requested) reads between samples: set while the loop runs.
+        self._request = StopRequest()
 
     def run_to_the_end(self) -> dict[str, Any]:
         """Train to the budget; on a stop signal, checkpoint the last whole step and raise
@@ -239,12 +273,14 @@ class TrainLoop:
         cannot be written raises RunWriteError, after saying where --resume continues."""
         try:
             with stop_signals_deferred(self._announce_stop, self._stop_now) as request:
-                # A signal during _finish lets it complete: the run is done either way.
+                self._request = request
+                # A signal during _finish stops only its validation: the run is done
+                # otherwise, and a resume, its budget used, validates and finishes it.
                 signum = self._train(request)
+                if not signum:
+                    signum = self._finish()
                 if signum:
                     self.checkpoint()
-                else:
-                    self._finish()
         except TrainingStoppedNow as stop:
             self._say_stopped_now(stop)
             raise
@@ -262,7 +298,7 @@ class TrainLoop:
                 {
                     "event": "start",
                     "resume": self._checkpoint_step is not None,
-                    "data": data_summary(self.frames),
+                    "data": data_summary(self.frames, self.config),
                     "hardware": hardware(),
                     "world_size": self.run.world_size,
                 }
@@ -297,8 +333,11 @@ class TrainLoop:
                 if done or signum:
                     return signum
                 error = write_error_of(self._step_and_save, next(batches), bar)
-        except TrainingStoppedNow:
-            kill_loader_workers(batches)  # perhaps stuck: the process must not wait for them
+        except BaseException:
+            # A stop at once (the workers perhaps stuck), or an error (a MemoryError): the
+            # traceback keeps them alive past multiprocessing's exit handler, whose SIGTERM
+            # they ignore and which then waits for them for ever (a hang after the error).
+            kill_loader_workers(batches)
             raise
         finally:
             bar.close()
@@ -328,12 +367,16 @@ class TrainLoop:
             self.checkpoint()
             self._checkpoint_time = time.monotonic()
 
-    def _finish(self) -> None:
-        if self._val_step != self.step:  # the last step may have been validated already
-            self.validate_and_save()
+    def _finish(self) -> int:
+        """Validate the last step, checkpoint it and save it as LAST_NAME; returns 0, or the
+        stop signal that cut the validation short (nothing saved: the caller checkpoints)."""
+        # The last step may have been validated already.
+        if self._val_step != self.step and not self.validate_and_save():
+            return self._request.signum
         self.checkpoint()
         self._save_weights(LAST_NAME, self._last_val)  # validated at this very step
         self._warn_if_best_is_untrained()
+        return 0
 
     def _warn_if_best_is_untrained(self) -> None:
         """A short run whose random start scored best: best.safetensors is no trained net."""
@@ -401,8 +444,18 @@ class TrainLoop:
         self._losses, self._count = {}, 0
         return mean
 
-    def validate_and_save(self) -> None:
-        metrics = {k: round(v, 4) for k, v in self.validate_fn().items()}
+    def _stop_requested(self) -> bool:
+        return self._request.signum != 0
+
+    def validate_and_save(self) -> bool:
+        """Validate this step, log the scores and save the weights if they are the best so
+        far; False, with nothing logged or saved, when a stop cut the validation short (the
+        stop checkpoints next: a resume validates the step again, or the next one)."""
+        try:
+            scores = self.validate_fn(self._stop_requested)
+        except ValidationStopped:
+            return False
+        metrics = {k: round(v, 4) for k, v in scores.items()}
         self._val_step = self.step
         self.run.log({"step": self.step, "minutes": self._minutes(), "val": metrics})
         if not self.run.main:
@@ -413,6 +466,7 @@ class TrainLoop:
         if not self.best or metrics["psnr"] > self.best["psnr"]:
             self.best = dict(self._last_val)
             self._save_weights(BEST_NAME, self.best)
+        return True
 
     def _save_weights(self, name: str, val: dict[str, float]) -> None:
         """The network as `name`, with `val`: its own validation scores (none if unknown)."""
@@ -469,15 +523,18 @@ class Recipe:
     weights files hold and train.init_weights fills. optimizers(config, networks): one per
     network to train, at its base learning rate. step(config, networks, optimizers): the
     training step, given the networks as trained (DDP-wrapped under torchrun).
-    validate(net, val_set, config, device): the validation metrics of "net", "psnr" first
-    among them (it picks the best weights).
+    validate(net, items, config, device): the validation metrics of "net" over the samples
+    `items` yields (validation_items: a stop raises ValidationStopped from it), "psnr"
+    first among them (it picks the best weights).
     """
 
     model: str
     build: Callable[[Config], dict[str, nn.Module]]
     optimizers: Callable[[Config, dict[str, nn.Module]], dict[str, torch.optim.Optimizer]]
     step: Callable[[Config, dict[str, nn.Module], dict[str, torch.optim.Optimizer]], StepFn]
-    validate: Callable[[nn.Module, SmokeDataset, Config, torch.device], dict[str, float]]
+    validate: Callable[
+        [nn.Module, Iterable[dict[str, torch.Tensor]], Config, torch.device], dict[str, float]
+    ]
 
 
 def train_model(
@@ -526,10 +583,11 @@ def _train_in(
     trained = distributed(networks, run)
     val_set = val_dataset(config, frames, networks["net"].stride)
 
-    def validate_fn() -> dict[str, float]:
+    def validate_fn(stop_requested: Callable[[], bool]) -> dict[str, float]:
         if not run.main:
             return {"psnr": 0.0}
-        return recipe.validate(networks["net"], val_set, config, run.device)
+        items = validation_items(val_set, stop_requested)
+        return recipe.validate(networks["net"], items, config, run.device)
 
     for net in networks.values():
         net.train()

@@ -498,10 +498,44 @@ def restore_modules(
         key = f"optim_{name}"
         if key not in state:
             raise CheckpointError(f"{path}: has no '{name}' optimiser state")
-        try:
-            optimizer.load_state_dict(state[key])
-        except (ValueError, KeyError) as exc:
-            raise CheckpointError(f"{path}: optimiser state does not fit ({exc})") from None
+        restore_optimiser(path, optimizer, state[key])
+
+
+def restore_optimiser(path: Path, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load the per-parameter state (Adam's moments and step) of a checkpoint's optimiser;
+    its settings (betas, eps, weight decay, ...) stay the config's, which a resume shares
+    with the run: a crafted checkpoint cannot set them. CheckpointError when the state does
+    not fit the networks' parameters."""
+    settings = [
+        {k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups
+    ]
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:  # torch's, by what is wrong
+        raise CheckpointError(f"{path}: optimiser state does not fit ({exc})") from None
+    for group, own in zip(optimizer.param_groups, settings, strict=True):
+        group.update(own)
+    problem = _optimiser_state_problem(optimizer)
+    if problem:
+        raise CheckpointError(f"{path}: optimiser state does not fit ({problem})")
+
+
+def _optimiser_state_problem(optimizer: torch.optim.Optimizer) -> str:
+    """Why the optimiser's per-parameter state cannot be trained with ("" when it can):
+    torch's load_state_dict checks only the count of parameters, and a moment of another
+    shape would fail at the first step."""
+    for index, param in enumerate(p for group in optimizer.param_groups for p in group["params"]):
+        for key, value in optimizer.state.get(param, {}).items():
+            if not isinstance(value, torch.Tensor):
+                return f"parameter {index}'s {key} is not a tensor"
+            if value.dim() == 0 and not value.item() >= 0:  # a step count
+                return f"parameter {index}'s {key} is {value.item()}, not >= 0"
+            if value.dim() > 0 and value.shape != param.shape:
+                return (
+                    f"parameter {index}'s {key} has shape {tuple(value.shape)}, the "
+                    f"parameter {tuple(param.shape)}"
+                )
+    return ""
 
 
 # ----------------------------------------------------------------------------- command line

@@ -16,6 +16,7 @@ Run: python -m training.trainer_fast --config training/configs/fast.toml --out r
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ from torch import nn
 
 from engine.models import build_network
 from training.config import Config
-from training.data import FrameSet, SmokeDataset
-from training.loop import Recipe, StepFn, psnr_batch, train_model
+from training.data import FrameSet
+from training.loop import Recipe, StepFn, evaluating, psnr_batch, train_model
 from training.run import run_cli
 
 #: SSIM window: 7x7 uniform, as training.metrics.ssim (scikit-image's default) measures it;
@@ -91,20 +92,20 @@ def fast_loss(
 
 
 @torch.no_grad()
-def validate_fast(net: nn.Module, val_set: SmokeDataset, config: Config, device) -> dict:
+def validate_fast(
+    net: nn.Module, items: Iterable[dict[str, torch.Tensor]], config: Config, device
+) -> dict:
     """Mean PSNR of the restored val frames (working resolution), and of the smoky input."""
-    net.eval()
     restored_psnr, identity_psnr, alpha_err = [], [], []
-    for index in range(len(val_set)):
-        item = val_set[index]
-        x = item["input"][None].to(device)
-        alpha, colour = net(x)
-        restored, alpha_up = invert(x[:, :3], alpha, colour, config.train.t_min)
-        clear = item["clear"][None].to(device)
-        restored_psnr.append(psnr_batch(clear, restored).item())
-        identity_psnr.append(psnr_batch(clear, x[:, :3]).item())
-        alpha_err.append((alpha_up - item["alpha"][None].to(device)).abs().mean().item())
-    net.train()
+    with evaluating(net):
+        for item in items:
+            x = item["input"][None].to(device)
+            alpha, colour = net(x)
+            restored, alpha_up = invert(x[:, :3], alpha, colour, config.train.t_min)
+            clear = item["clear"][None].to(device)
+            restored_psnr.append(psnr_batch(clear, restored).item())
+            identity_psnr.append(psnr_batch(clear, x[:, :3]).item())
+            alpha_err.append((alpha_up - item["alpha"][None].to(device)).abs().mean().item())
     n = len(restored_psnr)
     return {
         "psnr": sum(restored_psnr) / n,

@@ -11,6 +11,7 @@ Run: python -m training.trainer_paper --config training/configs/paper.toml --out
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ from torch import nn
 from engine.models import build_network
 from engine.models.paper_unet import PAPER_STRIDE
 from training.config import Config, ConfigError
-from training.data import FrameSet, SmokeDataset
-from training.loop import Recipe, StepFn, psnr_batch, train_model
+from training.data import FrameSet
+from training.loop import Recipe, StepFn, evaluating, psnr_batch, train_model
 from training.patchgan import PatchGAN
 from training.run import run_cli
 
@@ -62,18 +63,19 @@ def discriminator_loss(
 
 @torch.no_grad()
 def validate_paper(
-    generator: nn.Module, val_set: SmokeDataset, config: Config, device: torch.device
+    generator: nn.Module,
+    items: Iterable[dict[str, torch.Tensor]],
+    config: Config,
+    device: torch.device,
 ) -> dict[str, float]:
     """Mean PSNR of the generator's output on the val frames, and of the smoky input."""
-    generator.eval()
     restored, identity = [], []
-    for index in range(len(val_set)):
-        item = val_set[index]
-        x = item["input"][None].to(device)
-        clear = item["clear"][None].to(device)
-        restored.append(psnr_batch(clear, generator(x)).item())
-        identity.append(psnr_batch(clear, x[:, :3]).item())
-    generator.train()
+    with evaluating(generator):
+        for item in items:
+            x = item["input"][None].to(device)
+            clear = item["clear"][None].to(device)
+            restored.append(psnr_batch(clear, generator(x)).item())
+            identity.append(psnr_batch(clear, x[:, :3]).item())
     return {"psnr": sum(restored) / len(restored), "psnr_identity": sum(identity) / len(identity)}
 
 

@@ -17,9 +17,11 @@ def add_parser(subparsers: Subcommands) -> None:
         description="Train the model a TOML config names (training/configs/fast.toml, "
         "paper.toml). Writes into the run folder checkpoint.pt (to resume), metrics.jsonl, "
         "best.safetensors + best.json (the weights best on the validation split, with their "
-        "scores) and, when the run completes, last.safetensors + last.json. Ctrl-C (or a "
-        "kill) stops after the current step and writes checkpoint.pt first: --resume "
-        "continues from there; Ctrl-C again stops at once, without a new checkpoint. "
+        "scores) and, when the run completes, last.safetensors + last.json; the weights name "
+        "their data as the config wrote it, not by this machine's folders. Ctrl-C (or a "
+        "kill) stops after the current step (a validation: before its next frame) and "
+        "writes checkpoint.pt first: --resume continues from there; Ctrl-C again stops at "
+        "once, without a new checkpoint. "
         "Multi-GPU: torchrun --nproc-per-node N -m training.trainer_fast --config ...",
     )
     add_run_arguments(parser)
