@@ -50,7 +50,9 @@ def _add_verbose(parser: argparse.ArgumentParser, default) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from desmoke_app.commands.common import OneLineArgumentParser  # subcommands' class too
+
+    parser = OneLineArgumentParser(
         prog="desmoke",
         description="Remove surgical smoke from laparoscopic video (full resolution, real time).",
     )

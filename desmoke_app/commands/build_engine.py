@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from desmoke_app.commands.common import Subcommands, fail
+from desmoke_app.commands.common import Subcommands, fail, visible
 
 
 def add_parser(subparsers: Subcommands) -> None:
@@ -15,7 +15,9 @@ def add_parser(subparsers: Subcommands) -> None:
         description=(
             "Build a TensorRT engine for this GPU and TensorRT version, with a JSON sidecar "
             "the tensorrt backend checks before use. From .safetensors weights the engine "
-            "goes to the engine cache (found automatically) unless -o is given."
+            "goes to the engine cache (found automatically) unless -o is given. An engine "
+            "file is trusted like a program (loading one runs the code it holds): load only "
+            "engines you built, never one sent to you."
         ),
     )
     parser.add_argument(
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     gpu = sidecar["gpu"]
     (spec,) = sidecar["inputs"].values()
     print(
-        f"desmoke: wrote {path} (TensorRT {sidecar['tensorrt_version']}, {sidecar['precision']}, "
+        f"desmoke: wrote {visible(str(path))} (TensorRT {sidecar['tensorrt_version']}, {sidecar['precision']}, "
         f"{gpu['name']} sm_{''.join(map(str, gpu['compute_capability']))}, "
         f"input {spec['min']}..{spec['max']})"
     )

@@ -7,9 +7,10 @@ import glob
 import math
 import os
 import sys
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from engine.backends import BACKEND_NAMES
 from engine.models import MAX_WORKING_SHORT_SIDE, MODEL_NAMES, NETWORK_MODELS
@@ -198,7 +199,7 @@ def make_desmoker(args: argparse.Namespace) -> Desmoker:
         strength=args.strength,
     )
     if desmoker.notice:
-        print(f"desmoke: {desmoker.notice}", file=sys.stderr)
+        print(f"desmoke: {visible(desmoker.notice)}", file=sys.stderr)
     return desmoker
 
 
@@ -229,7 +230,35 @@ def os_error_message(error: OSError, doing: str, path: Path | None = None) -> st
     return f"{prefix}cannot {doing} ({describe(error)})"
 
 
+#: Unicode categories that a name can hold but a message line must not pass on as they are:
+#: controls (a newline splits the line, an escape sequence drives the terminal), invisible
+#: format characters (a right-to-left override reorders what follows), unpaired surrogates
+#: (a name's bytes that are not UTF-8) and line or paragraph separators.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def visible(text: str) -> str:
+    """`text` with each character of _HIDDEN_CATEGORIES written as Python writes it in a
+    string literal (\\n, \\x1b, \\u202e): one line that shows a file's name as it is, and
+    the same again when shown twice (a backslash is left as it is, Windows paths have them)."""
+    if text.isprintable():
+        return text
+    return "".join(
+        repr(char)[1:-1] if unicodedata.category(char) in _HIDDEN_CATEGORIES else char
+        for char in text
+    )
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors stay on one line (visible): they quote what was given
+    ("x.safetensors: weights file not found"), which may hold a newline or an escape."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(visible(message))
+
+
 def fail(message: str, code: int = 1) -> int:
-    """Print "desmoke: error: `message`" on stderr; returns the exit code `code`."""
-    print(f"desmoke: error: {message}", file=sys.stderr)
+    """Print "desmoke: error: `message`" on stderr, on one line (visible); returns the exit
+    code `code`."""
+    print(f"desmoke: error: {visible(message)}", file=sys.stderr)
     return code

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from desmoke_app.commands.common import Subcommands
+from desmoke_app.commands.common import Subcommands, visible
 
 
 def add_parser(subparsers: Subcommands) -> None:
@@ -20,5 +20,6 @@ def run(args: argparse.Namespace) -> int:
         print("no capture devices found")
         return 0
     for device in devices:
-        print(f"{device.path}\t{device.format}\t{device.name}\t{device.description}")
+        fields = (device.path, device.format, device.name, device.description)
+        print("\t".join(visible(str(field)) for field in fields))
     return 0

@@ -17,6 +17,7 @@ from desmoke_app.commands.common import (
     fail,
     int_in_range,
     os_error_message,
+    visible,
 )
 
 #: --frames and --real-frames: at least one frame (an upper bound only against typos).
@@ -277,5 +278,5 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         return fail(os_error_message(exc, "write the results", args.out))
     print(report.to_markdown())
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    print("wrote " + ", ".join(visible(str(p)) for p in paths.values()))
     return 0

@@ -22,6 +22,7 @@ from desmoke_app.commands.common import (
     make_desmoker,
     missing_stream_message,
     seconds,
+    visible,
 )
 from engine.backends import BackendUnavailable
 from engine.files import FileKey, desmoked_name, file_identity
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     missing = [source for source in args.inputs if not os.path.exists(source)]  # never raises
     if len(missing) == len(args.inputs):  # nothing to export: no model banner before it
         return fail(f"{missing[0]}: no such file")
-    print(f"desmoke: {desmoker.describe()}")
+    print(f"desmoke: {visible(desmoker.describe())}")
     failures = 0
     for source, target in zip(args.inputs, targets, strict=True):
         failures += not export_one(source, target, desmoker, args)
@@ -224,7 +225,7 @@ def export_one(source: Path, target: Path, desmoker: Desmoker, args: argparse.Na
     except (VideoError, ValueError) as exc:
         fail(str(exc))
         return False
-    print(f"desmoke: wrote {report.output} ({report.summary()})")
+    print(f"desmoke: wrote {visible(str(report.output))} ({visible(report.summary())})")
     if report.warning:
-        print(f"desmoke: warning: {report.warning}", file=sys.stderr)
+        print(f"desmoke: warning: {visible(report.warning)}", file=sys.stderr)
     return True

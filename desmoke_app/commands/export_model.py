@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from desmoke_app.commands.common import Subcommands, fail, os_error_message
+from desmoke_app.commands.common import Subcommands, fail, os_error_message, visible
 
 
 def add_parser(subparsers: Subcommands) -> None:
@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(os_error_message(exc, "write", args.onnx))
     errors = ", ".join(f"{k} {v:.1e}" for k, v in report["max_abs_error"].items())
     precision = "fp16" if args.fp16 else "fp32"
-    print(f"wrote {args.onnx} ({report['model']}, {precision}); onnxruntime vs torch: {errors}")
+    output = visible(str(args.onnx))
+    print(f"wrote {output} ({report['model']}, {precision}); onnxruntime vs torch: {errors}")
     return 0
 
 

@@ -6,7 +6,13 @@ import argparse
 import json
 import platform
 
-from desmoke_app.commands.common import Subcommands, add_model_arguments, fail, make_desmoker
+from desmoke_app.commands.common import (
+    Subcommands,
+    add_model_arguments,
+    fail,
+    make_desmoker,
+    visible,
+)
 from engine.backends import BACKENDS, BackendUnavailable, backend_status
 from engine.files import cache_root
 from engine.models import WeightsError
@@ -34,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     print(f"CUDA device: {cuda}")
     print(
-        f"cache: {cache_root()} (ONNX exports, compiled kernels, TensorRT engines; safe to "
+        f"cache: {visible(str(cache_root()))} (ONNX exports, compiled kernels, TensorRT engines; safe to "
         "delete: made again when needed, engines by desmoke build-engine)"
     )
     print("backends:")
@@ -45,11 +51,11 @@ def run(args: argparse.Namespace) -> int:
         desmoker = make_desmoker(args)
     except (WeightsError, BackendUnavailable, ValueError) as exc:
         return fail(str(exc))
-    print(desmoker.describe())  # "model fast from ...; backend ..."
+    print(visible(desmoker.describe()))  # "model fast from ...; backend ..."
     if desmoker.config:
         provenance = {k: desmoker.config.get(k) for k in ("version", "training", "metrics")}
         if args.provenance:
             print(json.dumps(provenance, indent=2, sort_keys=True))
         else:
-            print(f"weights: {provenance_summary(provenance)} (all of it: --provenance)")
+            print(f"weights: {visible(provenance_summary(provenance))} (all of it: --provenance)")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from desmoke_app.commands.common import SEED_RANGE, Subcommands, fail, int_in_range
+from desmoke_app.commands.common import SEED_RANGE, Subcommands, fail, int_in_range, visible
 from engine.export import plural
 
 
@@ -51,5 +51,6 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         return fail(str(exc))
     seconds = time.perf_counter() - start
-    print(f"wrote {args.output}: {plural(frames, 'frame')} in {seconds:.1f} s (seed {args.seed})")
+    output = visible(str(args.output))
+    print(f"wrote {output}: {plural(frames, 'frame')} in {seconds:.1f} s (seed {args.seed})")
     return 0

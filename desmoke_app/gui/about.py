@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from desmoke_app import version
+from desmoke_app.commands.common import visible
 from engine.models.weights import provenance_summary
 
 PAPER = (
@@ -19,10 +20,12 @@ DCP = "He, Sun, Tang 2009/2011, “Single image haze removal using dark channel 
 
 
 def provenance(model_name: str, description: str, config: dict[str, Any], notice: str) -> str:
-    """HTML lines on the running model: method, source, training and metrics if recorded."""
-    lines = [f"<b>Running:</b> {description}"]
+    """HTML lines on the running model: method, source, training and metrics if recorded.
+    The description and notice name files (the weights'): shown as they are, never read as
+    HTML."""
+    lines = [f"<b>Running:</b> {_as_html(description)}"]
     if notice:
-        lines.append(f"<b>Note:</b> {notice}")
+        lines.append(f"<b>Note:</b> {_as_html(notice)}")
     if model_name == "paper":
         lines.append(f"<b>Method:</b> pix2pix U-Net-256 with an embedded dark channel ({PAPER}).")
     elif model_name == "fast":
@@ -33,8 +36,13 @@ def provenance(model_name: str, description: str, config: dict[str, Any], notice
     else:
         lines.append(f"<b>Method:</b> classical dark-channel prior, no weights ({DCP}).")
     if config.get("training") or config.get("metrics"):
-        lines.append(f"<b>Weights:</b> {escape(provenance_summary(config))}")
+        lines.append(f"<b>Weights:</b> {_as_html(provenance_summary(config))}")
     return "<br>".join(lines)
+
+
+def _as_html(text: str) -> str:
+    """Plain `text` as HTML showing it as it is, on one line."""
+    return escape(visible(text))
 
 
 def about_html(model_name: str, description: str, config: dict[str, Any], notice: str) -> str:

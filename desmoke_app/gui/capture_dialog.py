@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desmoke_app.commands.common import visible
 from desmoke_app.gui.reader import SourceSpec
 from desmoke_app.gui.settings import AppSettings
 from engine.video.capture_source import COMPRESSED_FORMATS, NO_COMPRESSED_STREAM
@@ -50,7 +51,8 @@ class CaptureDialog(QDialog):
         self.device = QComboBox()
         devices = list_capture_devices()
         for device in devices:
-            self.device.addItem(device.description, (device.path, device.format))
+            # A device's name is the device's to choose: shown on one line, as it is.
+            self.device.addItem(visible(device.description), (device.path, device.format))
         self.device.addItem(TEST_PATTERN[0], TEST_PATTERN[1:])
         self.device.setToolTip("Capture cards and cameras found on this machine")
         form.addRow("Device", self.device)

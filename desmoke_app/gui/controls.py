@@ -29,7 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desmoke_app.commands.common import PATCH_RANGE, WORKING_SIZE_RANGE
+from desmoke_app.commands.common import PATCH_RANGE, WORKING_SIZE_RANGE, visible
+from desmoke_app.gui.messages import literal
 from engine.backends import BACKENDS, backend_status
 from engine.models import MODEL_NAMES, runnable_models
 
@@ -201,7 +202,7 @@ class ControlPanel(QWidget):
             index = self.backend.count() - 1
             if not available:
                 self.backend.model().item(index).setEnabled(False)
-                self.backend.setItemData(index, reason, Qt.ItemDataRole.ToolTipRole)
+                self.backend.setItemData(index, literal(reason), Qt.ItemDataRole.ToolTipRole)
 
     # -- reading and writing ------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
@@ -240,8 +241,8 @@ class ControlPanel(QWidget):
         index = self.model.findData(model)
         if index < 0:  # a weights file: listed above the "Weights file…" item
             index = self.model.count() - 1
-            self.model.insertItem(index, Path(model).name, model)
-            self.model.setItemData(index, model, Qt.ItemDataRole.ToolTipRole)
+            self.model.insertItem(index, visible(Path(model).name), model)
+            self.model.setItemData(index, literal(model), Qt.ItemDataRole.ToolTipRole)
         self.model.setCurrentIndex(index)
 
     # -- edits --------------------------------------------------------------------------

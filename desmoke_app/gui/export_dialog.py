@@ -26,7 +26,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desmoke_app.commands.common import visible
 from desmoke_app.gui.export_worker import ExportRequest
+from desmoke_app.gui.messages import literal, plain_label
 from desmoke_app.gui.outputs import CLAIMS
 from engine.files import desmoked_name, name_too_long
 from engine.video import LAYOUTS
@@ -49,7 +51,7 @@ LAYOUT_NAMES = {
 def source_label(source: str, video_stream: int, stream_count: int) -> str:
     """The source's name, with the video stream exported where it has several: "stereo.mkv,
     video stream 2 of 2" (numbered as the notice about them numbers them)."""
-    name = Path(source).name
+    name = visible(Path(source).name)
     if stream_count < 2:
         return name
     return f"{name}, video stream {video_stream + 1} of {stream_count}"
@@ -83,12 +85,12 @@ class ExportDialog(QDialog):
         self.video_stream = video_stream
         self._replace_confirmed = ""  # an existing output the save dialog asked about
         form = QFormLayout(self)
-        self.source_name = QLabel(source_label(source, video_stream, stream_count))
+        self.source_name = plain_label(source_label(source, video_stream, stream_count))
         form.addRow("Source", self.source_name)
         form.addRow("Output", self._output_row(source))
         form.addRow("Frames", self._range_row(duration, selection))
         self._format_rows(form, layout, labels, crf)
-        self.error = QLabel()
+        self.error = plain_label()  # its messages name files
         self.error.setStyleSheet("color: #e05050")
         form.addRow(self.error)
         buttons = QDialogButtonBox(
@@ -186,7 +188,7 @@ class ExportDialog(QDialog):
 
     def _accept(self) -> None:
         message = self.validate()
-        self.error.setText(message)
+        self.error.setText(visible(message))
         if not message and self._may_write_output():
             self.accept()
 
@@ -199,7 +201,7 @@ class ExportDialog(QDialog):
         answer = QMessageBox.question(
             self,
             "Replace the file?",
-            f"{output} already exists. Replace it?",
+            literal(f"{output} already exists. Replace it?"),
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
             QMessageBox.StandardButton.No,
         )
@@ -229,7 +231,7 @@ class ExportProgress(QWidget):
         super().__init__(parent)
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
-        self.label = QLabel()
+        self.label = plain_label()  # names the output
         self.bar = QProgressBar()
         self.bar.setMaximumWidth(180)
         self.bar.setTextVisible(True)
@@ -244,7 +246,7 @@ class ExportProgress(QWidget):
         self.hide()
 
     def begin(self, output: str, now: float | None = None) -> None:
-        self._name = Path(output).name
+        self._name = visible(Path(output).name)
         self._started = time.monotonic() if now is None else now
         self.label.setText(f"Exporting {self._name}")
         self.bar.setRange(0, 0)  # busy until the first progress report

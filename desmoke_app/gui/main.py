@@ -82,10 +82,15 @@ def screenshot_path(text: str) -> Path:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from desmoke_app.commands.common import MAX_VIDEO_STREAM, int_in_range, seconds
+    from desmoke_app.commands.common import (
+        MAX_VIDEO_STREAM,
+        OneLineArgumentParser,
+        int_in_range,
+        seconds,
+    )
     from engine.backends import BACKEND_NAMES
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="desmoke-app",
         description="Laparoscopic video desmoking: original | dark channel | desmoked, live.",
     )
@@ -252,10 +257,13 @@ def _screenshot(window, path: Path) -> None:
     docs and smoke checks)."""
     from PySide6.QtWidgets import QApplication
 
+    from desmoke_app.commands.common import visible
+
     problem = save_screenshot(window, path)
     if problem:
         print(
-            f"desmoke-app: error: cannot save the screenshot to {path}: {problem}", file=sys.stderr
+            visible(f"desmoke-app: error: cannot save the screenshot to {path}: {problem}"),
+            file=sys.stderr,
         )
     QApplication.instance().exit(1 if problem else 0)
 

@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QDialog,
     QDockWidget,
     QFileDialog,
-    QLabel,
     QMainWindow,
     QMenu,
     QSplitter,
@@ -37,11 +36,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desmoke_app.commands.common import visible
 from desmoke_app.gui.about import about_html, show_about
 from desmoke_app.gui.controls import ControlPanel, TransportBar, format_fps
 from desmoke_app.gui.export_dialog import ExportDialog, ExportProgress, with_mp4_suffix
 from desmoke_app.gui.export_worker import ExportJob, ExportRequest
 from desmoke_app.gui.message_bar import MessageBar
+from desmoke_app.gui.messages import literal, menu_text, plain_label, window_title
 from desmoke_app.gui.panes import TITLES, FullScreenPane, PaneArea
 from desmoke_app.gui.plots import LATENCY_WARNING_MS, PerformancePlot, SmokeTimeline
 from desmoke_app.gui.processor import ProcessedFrame, ProcessorState
@@ -150,7 +151,7 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
-        self.pixel_label = QLabel()
+        self.pixel_label = plain_label()
         self.pixel_label.setToolTip(
             "The frame pixel under the mouse: its values in the original, the dark channel "
             "and the desmoked frame (0-255)"
@@ -170,11 +171,11 @@ class MainWindow(QMainWindow):
             "significantly at 105 ms of added latency (Kumcu et al. 2016)",
         }
         for key, tip in tips.items():
-            label = QLabel("–")
+            label = plain_label("–")  # the source's name among them: never read as HTML
             label.setToolTip(tip)
             bar.addPermanentWidget(label)
             self.status_labels[key] = label
-        self.record_label = QLabel()
+        self.record_label = plain_label()
         self.record_label.setStyleSheet("color: #e04040; font-weight: bold")
         self.record_label.hide()
         bar.addPermanentWidget(self.record_label)
@@ -346,7 +347,7 @@ class MainWindow(QMainWindow):
         self.set_split(self.settings.flag("view/split", False))
         note = self.settings.unusable_note()
         if note:  # a fading note: a warning would be cleared by the processor's first answer
-            log.warning("%s", note)
+            log.warning("%s", visible(note))
             self.show_message(note, "info")
 
     def _default_dock_sizes(self) -> None:
@@ -431,7 +432,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.clear()
         files = self.settings.recent_files()
         for path in files:
-            action = self.recent_menu.addAction(path)
+            action = self.recent_menu.addAction(menu_text(path))
             action.triggered.connect(lambda _c=False, p=path: self.open_recent(p))
         if files:
             self.recent_menu.addSeparator()
@@ -627,8 +628,8 @@ class MainWindow(QMainWindow):
             name = f"{state} (not live): {info.spec.path}" if state else f"live: {info.spec.path}"
         else:
             name = "demo" if info.spec.kind == "demo" else Path(info.spec.path).name
-        self.setWindowTitle(f"desmoke - {name}")
-        self.status_labels["source"].setText(name)
+        self.setWindowTitle(window_title(f"desmoke - {name}"))
+        self.status_labels["source"].setText(visible(name))
         self.transport.set_still(state)
         notice = f"{state} — not live" if state else ""
         self.pane_area.set_notice(notice)
@@ -761,8 +762,9 @@ class MainWindow(QMainWindow):
             if asked == state.model_name
             else f"{state.model_name} (for {Path(str(asked)).name})"
         )
-        self.status_labels["backend"].setText(f"{model} · {state.backend_name} · {state.device}")
-        self.status_labels["backend"].setToolTip(state.description)
+        shown = visible(f"{model} · {state.backend_name} · {state.device}")
+        self.status_labels["backend"].setText(shown)
+        self.status_labels["backend"].setToolTip(literal(state.description))
         if state.notice:
             self.show_message(state.notice, "warning")
         elif self.message_bar.level == "warning":
@@ -792,14 +794,14 @@ class MainWindow(QMainWindow):
 
     # -- messages -------------------------------------------------------------------------------
     def show_error(self, text: str) -> None:
-        log.warning("%s", text)
+        log.warning("%s", visible(text))
         self.message_bar.show_message(text, "error")
 
     def show_message(self, text: str, level: str = "info") -> None:
         self.message_bar.show_message(text, level)
 
     def show_warning(self, text: str) -> None:
-        log.warning("%s", text)
+        log.warning("%s", visible(text))
         self.message_bar.show_message(text, "warning")
 
     # -- view ---------------------------------------------------------------------------------

@@ -4,7 +4,10 @@ closed, notes fade."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QToolButton, QWidget
+
+from desmoke_app.commands.common import visible
+from desmoke_app.gui.messages import plain_label
 
 #: How long a note ("info") stays (ms).
 INFO_TIMEOUT_MS = 8000
@@ -17,7 +20,7 @@ class MessageBar(QWidget):
         super().__init__(parent)
         row = QHBoxLayout(self)
         row.setContentsMargins(8, 4, 4, 4)
-        self.label = QLabel()
+        self.label = plain_label()  # messages name files: never read as HTML
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         close = QToolButton()
@@ -34,10 +37,11 @@ class MessageBar(QWidget):
         self.hide()
 
     def show_message(self, text: str, level: str = "error") -> None:
+        """Show `text` (on one line: a newline in a file's name is shown as \\n)."""
         self.level = level
         colour = {"error": "#7a1f1f", "warning": "#6b5312"}.get(level, "#1f4a6b")
         self.setStyleSheet(f"background: {colour}; color: white;")
-        self.label.setText(text)
+        self.label.setText(visible(text))
         self.show()
         if level == "info":
             self._timer.start(INFO_TIMEOUT_MS)

@@ -187,13 +187,13 @@ class Processor(QObject):
             problem = one_line(error, "cannot use these settings")
             if self._desmoker is not None:
                 self.configured.emit(replace(self._state, asked=dict(settings)))
-                self.failed.emit(problem)
+                self.failed.emit(f"{problem}; still {_running(self._state)}")
                 return
             desmoker, runs = _first_that_runs(settings)  # nothing runs yet
         self._desmoker = desmoker
         self._state = state_of(desmoker, runs, asked=settings)
         if problem:
-            problem += f"; using {self._state.model_name} on {self._state.backend_name}"
+            problem += f"; {_running(self._state)}"
         self.configured.emit(self._state)
         if problem:
             self.failed.emit(problem)
@@ -224,6 +224,11 @@ class Processor(QObject):
             return False  # a new Desmoker says what is wrong with it
         self._state = state_of(self._desmoker, settings, asked=settings)
         return True
+
+
+def _running(state: ProcessorState) -> str:
+    """What runs, as a refusal ends (the controls show it too): "using fast on torch"."""
+    return f"using {state.model_name} on {state.backend_name}"
 
 
 def _first_that_runs(settings: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
