@@ -214,6 +214,26 @@ def test_export_dialog_keeps_a_quality_set_elsewhere(qtbot, clip) -> None:
     assert dialog.quality.currentText() == "crf 23" and dialog.request(DCP).crf == 23
 
 
+def test_the_export_dialog_is_deleted_once_answered(qtbot, window, clip, monkeypatch) -> None:
+    """A dialog left to Python's garbage collector was freed on whichever thread collected
+    it, the export's among them: the app crashed in 3 runs of 5 when an export was started
+    from its dialog while a clip played. It is deleted in the GUI thread instead."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
+    open_clip(qtbot, window, clip)
+    answers = iter([QDialog.DialogCode.Rejected, QDialog.DialogCode.Accepted])
+    monkeypatch.setattr(ExportDialog, "exec", lambda dialog: next(answers))
+    for _ in range(2):
+        window.export_dialog()
+        QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        assert window.findChildren(ExportDialog) == []
+    job = window.export_job  # the accepted one runs all the same
+    assert job is not None
+    with qtbot.waitSignal(job.done, timeout=30000):
+        window.cancel_export()
+
+
 def test_export_needs_a_file_source(qtbot, window) -> None:
     window.open_demo(autoplay=False)
     qtbot.waitUntil(lambda: window.current is not None, timeout=WAIT_MS)

@@ -53,6 +53,8 @@ def test_recording_a_live_source_keeps_what_was_shown(qtbot, window, tmp_path) -
     record(qtbot, window, out)
     assert window.record_label.isVisible()
     window.stop_recording()
+    window._refresh_status()  # the status timer's tick while the file is finished
+    assert window.record_label.text() == "● saving the recording…"  # not REC any more
     qtbot.waitUntil(lambda: not window.record_action.isChecked(), timeout=WAIT_MS)
     wall = time.monotonic() - began
     size, times = decoded_times(out)

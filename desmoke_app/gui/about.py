@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 
 from desmoke_app import version
 from desmoke_app.commands.common import visible
+from desmoke_app.gui.lifetime import dispose_dialog
 from engine.models.weights import provenance_summary
 
 PAPER = (
@@ -63,3 +64,4 @@ def show_about(parent: QWidget, html: str) -> None:
     box.setTextFormat(Qt.TextFormat.RichText)
     box.setText(html)
     box.exec()
+    dispose_dialog(box)

@@ -161,11 +161,13 @@ def main(argv: list[str] | None = None) -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     TerminationSignals(app)  # kill / Ctrl-C close the window as its close button does
+    from desmoke_app.gui.lifetime import GuiThreadCollector
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
     if ICON.is_file():
         app.setWindowIcon(QIcon(str(ICON)))
     window = _make_window()
+    GuiThreadCollector(app).start()  # Qt objects freed on the GUI thread only
     if window is None:
         return 1
     code = 1  # where start-up raises

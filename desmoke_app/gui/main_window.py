@@ -41,6 +41,7 @@ from desmoke_app.gui.about import about_html, show_about
 from desmoke_app.gui.controls import ControlPanel, TransportBar, format_fps
 from desmoke_app.gui.export_dialog import ExportDialog, ExportProgress, with_mp4_suffix
 from desmoke_app.gui.export_worker import ExportJob, ExportRequest
+from desmoke_app.gui.lifetime import dispose_dialog
 from desmoke_app.gui.message_bar import MessageBar
 from desmoke_app.gui.messages import literal, menu_text, plain_label, window_title
 from desmoke_app.gui.panes import TITLES, FullScreenPane, PaneArea
@@ -96,6 +97,7 @@ class MainWindow(QMainWindow):
         self._capture_lost = False  # the live capture stopped sending: its view is stopped
         self._told_enlarged: tuple[int, int] | None = None  # see _tell_if_enlarged
         self._recording_ended_by = ""  # the source's failure that stopped the recording
+        self._recording_stopping = False  # stop asked, the file not yet finished
         self._build_widgets()
         self._build_docks()
         self._build_status_bar()
@@ -424,9 +426,11 @@ class MainWindow(QMainWindow):
         from desmoke_app.gui.capture_dialog import CaptureDialog
 
         dialog = CaptureDialog(self, self.settings)
-        if dialog.exec() == QDialog.DialogCode.Accepted:
+        accepted = dialog.exec() == QDialog.DialogCode.Accepted
+        if accepted:
             dialog.remember()
             self.workers.reader.request_open(dialog.spec())
+        dispose_dialog(dialog)
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -701,7 +705,7 @@ class MainWindow(QMainWindow):
         label.setText("latency –" if latency is None else f"latency {latency:.0f} ms")
         slow = latency is not None and latency > LATENCY_WARNING_MS
         label.setStyleSheet("color: #e04040" if slow else "")
-        if self.workers.recorder.recording:
+        if self.workers.recorder.recording and not self._recording_stopping:
             self.record_label.setText(f"● REC {self.workers.recorder.frames_written} frames")
 
     # -- processing settings ------------------------------------------------------------------
@@ -913,8 +917,10 @@ class MainWindow(QMainWindow):
             video_stream=info.spec.video_stream,
             stream_count=len(info.stream_choices),
         )
-        if dialog.exec() == QDialog.DialogCode.Accepted:
-            request = dialog.request(self.controls.settings())
+        accepted = dialog.exec() == QDialog.DialogCode.Accepted
+        request = dialog.request(self.controls.settings()) if accepted else None
+        dispose_dialog(dialog)
+        if request is not None:
             self.settings.set_value("export/layout", request.layout)
             self.settings.set_value("export/labels", request.labels)
             self.settings.set_value("export/crf", request.crf)
@@ -983,7 +989,13 @@ class MainWindow(QMainWindow):
         )
 
     def stop_recording(self) -> None:
-        """Finish the running recording, if any (queued after a start still on its way)."""
+        """Finish the running recording, if any (queued after a start still on its way).
+        Finishing the file takes a moment (seconds for a long one): the label says so
+        meanwhile rather than still reading REC."""
+        if self.workers.recorder.recording:
+            self._recording_stopping = True
+            self.record_label.setText("● saving the recording…")
+            self.record_label.setToolTip("Recording stopped; its file is being finished")
         self.workers.recorder.request_stop()
 
     def _source_broke(self) -> None:
@@ -997,6 +1009,7 @@ class MainWindow(QMainWindow):
 
     def _recording_started(self, path: str) -> None:
         self._recording_ended_by = ""
+        self._recording_stopping = False
         self.record_action.setChecked(True)
         stop = key_hint(self.record_action)
         self.record_label.setText("● REC")
@@ -1022,6 +1035,7 @@ class MainWindow(QMainWindow):
         self.show_error(message)
 
     def _recording_ended(self) -> None:
+        self._recording_stopping = False
         self.record_action.setChecked(False)
         self.record_label.hide()
 

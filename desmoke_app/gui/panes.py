@@ -462,19 +462,25 @@ class PaneArea(QStackedWidget):
 
 
 class FullScreenPane(QWidget):
-    """One pane alone, full screen; Esc, F or a double-click closes it."""
+    """One pane alone, full screen; Esc, F or a double-click closes it, and closing deletes
+    it (a window with no parent is otherwise kept, with its last frame, until the app ends:
+    each F9 left one behind)."""
 
     closed = Signal()
 
     def __init__(self, kind: str, zoom: ZoomState | None = None) -> None:
         super().__init__()
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.kind = kind
         self.setWindowTitle(f"desmoke - {TITLES.get(kind, kind)}")
         self.view = PaneView(kind, self, zoom=zoom)
-        self.view.full_screen_requested.connect(lambda _kind: self.close())
+        self.view.full_screen_requested.connect(self._leave)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view)
+
+    def _leave(self, _kind: str) -> None:
+        self.close()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
         if event.key() in (Qt.Key.Key_Escape, Qt.Key.Key_F):
