@@ -316,7 +316,7 @@ def test_cli_evaluate_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[st
         (["--real-frames", "0"], "argument --real-frames: must be 1-100000, got 0"),
         (["--frames", "-3"], "argument --frames: must be 1-100000, got -3"),
         (["--frames", "two"], "argument --frames: expected a whole number, got 'two'"),
-        (["--max-side", "5"], "argument --max-side: must be 64-16384, got 5"),
+        (["--max-side", "5"], "argument --max-side: must be 64-8192, got 5"),
         (["--seed", "-1"], "argument --seed: must be 0-4294967295, got -1"),
     ],
 )

@@ -19,12 +19,13 @@ from desmoke_app.commands.common import (
     os_error_message,
     visible,
 )
+from engine.video import MAX_FRAME_SIDE
 
 #: --frames and --real-frames: at least one frame (an upper bound only against typos).
 FRAME_COUNT_RANGE = (1, 100_000)
 #: --max-side: below 64 px the SSIM window (7 px) and the dark-channel patch cover much of
-#: the frame and the scores stop meaning anything; above, 16384 px is twice an 8K frame.
-MAX_SIDE_RANGE = (64, 16_384)
+#: the frame and the scores stop meaning anything; above, no frame desmoke reads is larger.
+MAX_SIDE_RANGE = (64, MAX_FRAME_SIDE)
 #: --real-frames' default: frames measured per real clip.
 REAL_FRAMES = 10
 

@@ -20,7 +20,9 @@ NO_DISPLAY = (
 
 
 def frame_size(text: str) -> tuple[int, int]:
-    """'1920x1080' -> (1920, 1080), for argparse."""
+    """'1920x1080' -> (1920, 1080), for argparse: a size desmoke reads frames of."""
+    from engine.video import frame_size_problem
+
     width, _, height = text.lower().partition("x")
     try:
         size = (int(width), int(height))
@@ -28,6 +30,9 @@ def frame_size(text: str) -> tuple[int, int]:
         size = (0, 0)
     if min(size) < 1:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1920x1080, got {text!r}")
+    problem = frame_size_problem(*size)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return size
 
 
@@ -156,18 +161,18 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
+    from desmoke_app.gui.lifetime import GuiThreadCollector
     from desmoke_app.gui.settings import APPLICATION, ORGANISATION
     from desmoke_app.gui.termination import TerminationSignals
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     TerminationSignals(app)  # kill / Ctrl-C close the window as its close button does
-    from desmoke_app.gui.lifetime import GuiThreadCollector
+    GuiThreadCollector(app).start()  # Qt objects freed on the GUI thread only
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
     if ICON.is_file():
         app.setWindowIcon(QIcon(str(ICON)))
     window = _make_window()
-    GuiThreadCollector(app).start()  # Qt objects freed on the GUI thread only
     if window is None:
         return 1
     code = 1  # where start-up raises
