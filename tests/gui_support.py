@@ -12,6 +12,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QSettings  # noqa: E402
 
+from desmoke_app.gui.lifetime import GuiThreadCollector  # noqa: E402
 from desmoke_app.gui.main_window import MainWindow  # noqa: E402
 from desmoke_app.gui.settings import AppSettings  # noqa: E402
 from tests.clips import damaged_clip, make_index_clip, read_index  # noqa: E402, F401
@@ -47,14 +48,21 @@ def make_settings(folder: Path, processing: dict | None = None) -> AppSettings:
 
 @pytest.fixture
 def window(qtbot, tmp_path, monkeypatch):
+    """The main window as desmoke-app runs it: garbage collected on the GUI thread only
+    (desmoke_app.gui.lifetime), while it is up."""
     monkeypatch.setenv("DESMOKE_CACHE", str(tmp_path / "cache"))
-    win = MainWindow(make_settings(tmp_path))
-    qtbot.addWidget(win)
-    win.resize(900, 600)
-    win.show()
-    qtbot.waitUntil(lambda: win.processor_state is not None, timeout=WAIT_MS)
-    yield win
-    win.shutdown()
+    collector = GuiThreadCollector()
+    collector.start()
+    try:
+        win = MainWindow(make_settings(tmp_path))
+        qtbot.addWidget(win)
+        win.resize(900, 600)
+        win.show()
+        qtbot.waitUntil(lambda: win.processor_state is not None, timeout=WAIT_MS)
+        yield win
+        win.shutdown()
+    finally:
+        collector.stop()
 
 
 def pane_indices(win: MainWindow) -> tuple[int, int, int]:
