@@ -133,6 +133,38 @@ def test_moves_asked_during_a_seek_make_one_seek(
     assert seeks.targets == [39, landing]
 
 
+def opened_path(window) -> str | None:
+    return window.source_info.spec.path if window.source_info is not None else None
+
+
+def test_opens_asked_while_one_runs_open_only_the_last(
+    qtbot, window, tmp_path, monkeypatch
+) -> None:
+    """Clicking through four recent files while the first still opens opened each in turn
+    (seconds each for a slow probe); now the last one asked is the one opened next."""
+    from desmoke_app.gui import reader as reader_module
+
+    clips = [make_index_clip(tmp_path / f"c{i}.mp4", n_frames=4) for i in range(4)]
+    opened = []
+    first_open = threading.Event()
+    real_open = reader_module.open_source
+
+    def slow_open(spec):
+        opened.append(spec.path)
+        first_open.set()
+        time.sleep(0.3)  # a probe that takes a while
+        return real_open(spec)
+
+    monkeypatch.setattr(reader_module, "open_source", slow_open)
+    window.open_file(str(clips[0]))
+    assert first_open.wait(5)  # the reader is busy opening the first
+    for later in clips[1:]:
+        window.open_file(str(later))
+    qtbot.waitUntil(lambda: opened_path(window) == str(clips[-1]), timeout=WAIT_MS)
+    qtbot.wait(500)  # an open still queued would have started by now
+    assert opened == [str(clips[0]), str(clips[-1])]
+
+
 @pytest.mark.parametrize(
     ("seconds", "presses", "landing"), [(1.0, 3, 175), (-1.0, 4, 0), (-1.0, 5, 0)]
 )

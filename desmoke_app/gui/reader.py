@@ -167,7 +167,7 @@ class Reader(QObject):
     warned = Signal(str)
     broke = Signal()  # reading the open source failed (an unplugged device): it is stopped
 
-    _open_wanted = Signal(object)
+    _open_wanted = Signal()
     _move_wanted = Signal()
     _speed_wanted = Signal(float)
     _loop_wanted = Signal(bool)
@@ -189,17 +189,22 @@ class Reader(QObject):
         self._read_failed = False  # the last read raised (said): no "end" to report then
         self._anchor = (0.0, 0.0)  # (wall clock, media time) at which playback (re)started
         self._moves = Latest()
+        self._opens = Latest()
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._tick)
-        self._open_wanted.connect(self._open)
+        self._open_wanted.connect(self._open_latest)
         self._move_wanted.connect(self._move)
         self._speed_wanted.connect(self._set_speed)
         self._loop_wanted.connect(self._set_loop)
 
     # Thread-safe requests (called from the GUI thread) ------------------------------------
+    # Opens asked while one runs (probing a file or a device can take seconds) are merged,
+    # the last one asked winning: clicking through the recent files opens the last one once,
+    # not each of them in turn.
     def request_open(self, spec: SourceSpec) -> None:
-        self._open_wanted.emit(spec)
+        if self._opens.put(spec):
+            self._open_wanted.emit()
 
     # Moves are merged while one runs (a seek can take a second): a held arrow key must not
     # queue a seek per key repeat, each run long after the key is released.
@@ -229,7 +234,12 @@ class Reader(QObject):
         self._loop_wanted.emit(bool(loop))
 
     # On the reader thread -------------------------------------------------------------------
-    @Slot(object)
+    @Slot()
+    def _open_latest(self) -> None:
+        spec = self._opens.take()
+        if spec is not None:
+            self._open(spec)
+
     def _open(self, spec: SourceSpec) -> None:
         try:
             source = open_source(spec)
