@@ -440,6 +440,23 @@ def test_interrupted_export_leaves_nothing(tmp_path):
     assert_nothing_left(tmp_path)
 
 
+def test_interrupt_while_the_file_is_finished_leaves_nothing(tmp_path, monkeypatch):
+    """Ctrl-C or a stop signal (raised as KeyboardInterrupt) while close() flushes the
+    encoder: the hidden partial file is removed as for any other interrupt."""
+    out = tmp_path / "out.mp4"
+    writer = SideBySideWriter(out, fps=25, frame_size=(64, 48))
+    for i in range(3):
+        writer.write(*panes(i))
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer, "_finish", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        writer.close()
+    assert_nothing_left(tmp_path)
+
+
 def test_encoder_failure_mid_way_leaves_nothing(tmp_path):
     """A failing encode/mux (e.g. disk full) removes the partial file: one-line error."""
 

@@ -131,3 +131,21 @@ def test_a_real_writer_failing_on_its_thread_leaves_nothing(tmp_path) -> None:
             for index in range(5):
                 encoder.write(*panes(index))
     assert_nothing_left(tmp_path)
+
+
+def test_an_interrupt_while_the_last_frames_are_written_aborts() -> None:
+    """Ctrl-C arriving while close() waits for the queued frames: the writer is aborted
+    (its partial file removed), not left half-written."""
+    writer = SlowWriter()
+    encoder = WriterThread(writer)
+    encoder.write(0)
+    joined = encoder._thread.join
+
+    def interrupted_join(*args) -> None:
+        joined()
+        raise KeyboardInterrupt
+
+    encoder._thread.join = interrupted_join
+    with pytest.raises(KeyboardInterrupt):
+        encoder.close()
+    assert writer.aborted and not writer.closed

@@ -503,16 +503,22 @@ class Mp4Writer:
         if self.frames_written == 0:
             self.abort()
             raise VideoWriteError(f"{self.path}: no frames were written; nothing saved")
+        try:
+            self._complete()
+        except BaseException:  # Ctrl-C or a stop signal while finishing: no partial file
+            self.abort()
+            raise
+        return self.path
+
+    def _complete(self) -> None:
         self._encode_held(until=self._last_pts + self._last_frame_ticks())
         self._guarded(self._encode, None)
         self._guarded(self._finish)
         try:
             move_into_place(self._temp, self.path, keep_aside=True)  # an export is long work
         except OSError as error:
-            self.abort()
             raise VideoWriteError(f"{self.path}: cannot save ({describe(error)})") from error
         self._temp = None  # renamed: no longer this writer's to remove
-        return self.path
 
     def _finish(self) -> None:
         container, self._container = self._container, None

@@ -55,7 +55,11 @@ class WriterThread:
 
     def close(self) -> Path:
         """Write what waits, then close the writer (its file complete); returns its path."""
-        self._finish()
+        try:
+            self._finish()
+        except BaseException:  # Ctrl-C or a stop signal while the last frames are written
+            self.abort()
+            raise
         if self._error is not None:
             self.writer.abort()
             raise self._error
