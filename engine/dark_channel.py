@@ -13,6 +13,10 @@ import numpy as np
 #: He et al. use a 15x15 patch; we keep that at a 256 px short side and scale with it.
 REFERENCE_PATCH = 15
 REFERENCE_SHORT_SIDE = 256
+#: The reference patches (odd, at a 256 px short side) a Desmoker, the CLI's --patch and the
+#: app's "Patch" control take: 1 would be no patch at all (the channel minimum alone), and
+#: past 61 (a quarter of the short side) the mask is a few flat blocks.
+PATCH_RANGE = (3, 61)
 
 
 def default_patch_size(height: int, width: int, reference_patch: int = REFERENCE_PATCH) -> int:

@@ -27,7 +27,7 @@ import numpy as np
 from engine.arguments import number, require, whole_number
 from engine.backends import BACKEND_NAMES, Backend, BackendUnavailable, select_backend
 from engine.backends.base import FrameUnsupported
-from engine.dark_channel import REFERENCE_PATCH, dark_channel, default_patch_size
+from engine.dark_channel import PATCH_RANGE, REFERENCE_PATCH, dark_channel, default_patch_size
 from engine.export import ExportCancelled, ExportReport, export_video, plural  # noqa: F401 - API
 from engine.models import (
     MAX_WORKING_SHORT_SIDE,
@@ -35,6 +35,7 @@ from engine.models import (
     MODEL_NAMES,
     MODELS,
     NETWORK_MODELS,
+    WeightsError,
     default_weights,
     load_network,
     read_config,
@@ -46,6 +47,11 @@ from engine.models.weights import shipped_weights  # noqa: F401 - engine.pipelin
 from engine.restore import DEFAULT_T_MIN, Restorer, SmokeLayer, to_gray
 
 log = logging.getLogger(__name__)
+
+#: Frame sizes whose working shapes a Desmoker remembers: a video has one or two (a size
+#: change midway), while a caller feeding crops of every size would otherwise grow the
+#: cache without bound.
+MAX_REMEMBERED_SHAPES = 64
 
 #: The GPU frame path's timings that are copies (host <-> pinned memory <-> device); their
 #: sum is reported as the stage "copies", beside "gpu" (all the device work).
@@ -129,12 +135,24 @@ def _resolve_model(model: str | Path, weights: str | Path | None) -> tuple[str, 
             )
         return read_config(model)["model"], Path(model)  # a network model: checked there
     if model not in MODEL_NAMES:
-        raise ValueError(f"unknown model '{model}' (known: {', '.join(MODEL_NAMES)})")
+        raise ValueError(_unknown_model_message(model))
     if model not in NETWORK_MODELS:
         if weights is not None:
             raise ValueError(f"{model} takes no weights, got weights={weights!r}")
         return model, None
     return model, Path(weights if weights is not None else default_weights(model))
+
+
+def _unknown_model_message(model: str) -> str:
+    """Why `model`, a string with no suffix, names nothing Desmoker runs. One with a folder
+    in it was meant as a weights file: only its suffix tells a file from a model's name."""
+    known = ", ".join(MODEL_NAMES)
+    if Path(model).name != model:
+        return (
+            f"model '{model}' is a path with no suffix: give a weights file with its "
+            f".safetensors suffix, or a model name ({known})"
+        )
+    return f"unknown model '{model}' (known: {known})"
 
 
 class Desmoker:
@@ -152,12 +170,12 @@ class Desmoker:
         for another).
     working_short_side: the working resolution's short side, 16 to MAX_WORKING_SHORT_SIDE
         (2160) px (None: the weights' own, else 256).
-    patch_size: dark-channel patch at a 256 px short side, odd (None: 15, He et al.);
-        scaled per image.
+    patch_size: dark-channel patch at a 256 px short side, odd, 3 to 61
+        (engine.dark_channel.PATCH_RANGE; None: 15, He et al.); scaled per image.
     strength: 0 to 1; 0 leaves the frame untouched, 1 removes the estimated smoke fully.
     t_min: above 0 and below 1; the least transmission 1 - alpha the inversion divides by
         (fast and dcp; paper predicts the clear image itself and has none).
-    strength, t_min, patch_size (as reference_patch) and working_short_side may be changed
+    strength, t_min, patch_size (also named reference_patch) and working_short_side may be changed
     between frames; they are checked then too (ValueError or TypeError naming the option).
 
     One Desmoker runs one frame at a time: process() takes a lock, since its buffers are
@@ -232,9 +250,21 @@ class Desmoker:
     @reference_patch.setter
     def reference_patch(self, value: int) -> None:
         value = whole_number("patch_size", value)
-        require(value >= 1 and value % 2 == 1, "patch_size", "a positive odd number", value)
+        low, high = PATCH_RANGE
+        allowed = f"a positive odd number from {low} to {high}"
+        require(low <= value <= high and value % 2 == 1, "patch_size", allowed, value)
         with self._lock:  # a frame reads it twice (network input, mask): one value a frame
             self._reference_patch = value
+
+    @property
+    def patch_size(self) -> int:
+        """The constructor's name for reference_patch: the same setting (setting either
+        sets both; an assignment to a name of no property would be silently unused)."""
+        return self.reference_patch
+
+    @patch_size.setter
+    def patch_size(self, value: int) -> None:
+        self.reference_patch = value
 
     @property
     def working_short_side(self) -> int:
@@ -254,7 +284,7 @@ class Desmoker:
     def _load_network(self, backend: str) -> None:
         self._network, self.config = load_network(self.weights_path)
         if self.config["model"] != self.model_name:
-            raise ValueError(
+            raise WeightsError(
                 f"{self.weights_path}: holds a '{self.config['model']}' model, "
                 f"not '{self.model_name}'"
             )
@@ -297,6 +327,8 @@ class Desmoker:
         shape = self._shapes.get((height, width))
         if shape is None:
             shape = working_shape(height, width, self.working_short_side, self._stride)
+            if len(self._shapes) >= MAX_REMEMBERED_SHAPES:
+                self._shapes.clear()  # cheap to recompute: a bound, not an eviction policy
             self._shapes[(height, width)] = shape
         return shape
 

@@ -155,7 +155,8 @@ class Restorer:
     def __init__(self, threads: int | None = None, strip_bytes: int = STRIP_BYTES) -> None:
         self.threads = threads or default_threads()
         self.strip_bytes = strip_bytes
-        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        self._pool: ThreadPoolExecutor | None = None  # made on first use: see _strip_pool
+        self._pool_pid = 0  # the process that made it
         self._planes: dict[str, np.ndarray] = {}
 
     def restore(
@@ -185,13 +186,24 @@ class Restorer:
             _invert_rows(frame[rows], alpha_rows, colour_rows, t_min, out[rows])
 
         strips = row_strips(*size, self.strip_bytes)
-        if self._pool is None:
+        pool = self._strip_pool()
+        if pool is None:
             for rows in strips:
                 strip(rows)
         else:
-            for done in [self._pool.submit(strip, rows) for rows in strips]:
+            for done in [pool.submit(strip, rows) for rows in strips]:
                 done.result()
         return out
+
+    def _strip_pool(self) -> ThreadPoolExecutor | None:
+        """The threads for the strips (None: one thread, the caller's), made by this very
+        process: a fork copies the pool but not its threads (a DataLoader worker forked
+        after the parent desmoked a frame), and work sent to it would wait forever."""
+        if self.threads <= 1:
+            return None
+        if self._pool is None or self._pool_pid != os.getpid():
+            self._pool, self._pool_pid = ThreadPoolExecutor(self.threads), os.getpid()
+        return self._pool
 
     def _plane(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         plane = self._planes.get(name)

@@ -517,3 +517,14 @@ def test_synthesize_video_keeps_each_frame_at_its_time(tmp_path: Path) -> None:
     with FileSource(dst) as video:
         shown = [f.time for f in video.frames()]
     assert shown == pytest.approx(times, abs=0.002)
+
+
+def test_synthesizing_over_grey_video_gives_no_desmoking_advice(tmp_path: Path, caplog) -> None:
+    """QA: synth-smoke over a monochrome clip warned that desmoke's models 'may darken it;
+    judge the result against the original pane': advice for desmoking, not for this."""
+    from tests.clips import make_index_clip
+
+    src = make_index_clip(tmp_path / "grey.mkv", n_frames=3, codec="ffv1", pix_fmt="gray")
+    with caplog.at_level("WARNING"):
+        assert synthesize_video(src, tmp_path / "smoky.mp4", seed=1) == 3
+    assert "monochrome" not in caplog.text

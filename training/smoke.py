@@ -750,7 +750,7 @@ def synthesize_video(
 
     try:
         with FileSource(src) as source:
-            for notice in source.notices:  # several video streams, no colour
+            for notice in source.notices_saying("", desmoking=False):  # several streams
                 logging.getLogger(__name__).warning("%s", notice)
             size = (source.width, source.height)
             # crf 18 (the exports' 20 is for viewing): these clips are inputs to be measured.

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import av
 import av.logging
 
+from engine.arguments import number, require, whole_number
 from engine.video.errors import VideoError, VideoOpenError, describe
 from engine.video.file_source import (
     DECODER_OPTIONS,
@@ -64,6 +65,9 @@ AVFOUNDATION_RATE_TOLERANCE = 0.01
 #: What avfoundation logs as it refuses a frame rate. It then fails with EIO, as it does for
 #: every other failure (camera access denied, no such device): only its log tells them apart.
 AVFOUNDATION_RATE_REFUSED = "Selected framerate"
+#: The highest frame rate a capture is asked for: capture cards and USB cameras stop at
+#: 240 fps, so more is a typo; an infinite rate hung lavfi's fps filter past Ctrl-C.
+MAX_CAPTURE_FPS = 1000
 #: What a failed open raises.
 OPEN_ERRORS = (av.FFmpegError, OSError, ValueError)
 
@@ -232,6 +236,20 @@ def _offered_rates(modes: list[CaptureMode], size: tuple[int, int] | None) -> li
     return sorted(rates, key=preference)  # stable: the uncommon ones keep the device's order
 
 
+def check_capture_mode(size: object, fps: object) -> None:
+    """ValueError (TypeError for a value that is no number) naming `size` or `fps` where no
+    device can be asked for it: a size of 0 or an fps of 0 was silently left unasked, a
+    negative or infinite fps hung a lavfi graph. The frame size limit is check_frame_size's."""
+    if fps is not None:
+        allowed = f"above 0 and at most {MAX_CAPTURE_FPS} (None: the device's own)"
+        require(0 < number("fps", fps) <= MAX_CAPTURE_FPS, "fps", allowed, fps)  # NaN fails
+    if size is not None:
+        allowed = "(width, height), two whole numbers of 1 or more (None: the device's own)"
+        require(isinstance(size, tuple | list) and len(size) == 2, "size", allowed, size)
+        for side in size:
+            require(whole_number("size", side) >= 1, "size", allowed, size)
+
+
 def _lavfi_graph(graph: str, size, fps, pixel_format) -> str:
     """A lavfi source has no device options: honour them with filters on its graph."""
     if size:
@@ -259,9 +277,10 @@ def _device_options(fmt: str, size, fps, pixel_format) -> dict[str, str]:
 class CaptureSource:
     """Frames from a live device; same read()/frames()/close() as FileSource, is_live True.
 
-    size (width, height), fps and pixel_format ask the device for a mode; pixel_format is
-    a raw format ("yuyv422", "nv12") or a compressed stream ("mjpeg", v4l2 only); None:
-    the default (on avfoundation, fps None: a rate the device has; see AVFOUNDATION_RATES).
+    size (width, height), fps and pixel_format ask the device for a mode (ValueError for a
+    size or fps no device has: see check_capture_mode); pixel_format is a raw format
+    ("yuyv422", "nv12") or a compressed stream ("mjpeg", v4l2 only); None: the default (on
+    avfoundation, fps None: a rate the device has; see AVFOUNDATION_RATES).
 
     width and height are the displayed size: a device's non-square pixels (a sample aspect
     ratio, as SD capture cards state) are resized to square ones, as FileSource does.
@@ -285,11 +304,12 @@ class CaptureSource:
         pixel_format: str | None = None,
         timeout: float = 5.0,
     ) -> None:
+        check_capture_mode(size, fps)
         self.path = device
         self.format = format or platform_format()
         self.skipped_frames = 0
         self.notices: tuple[str, ...] = ()
-        if size:
+        if size is not None:
             check_frame_size(device, int(size[0]), int(size[1]))  # before asking the device
         self._container, opened_fps = self._open(device, size, fps, pixel_format, timeout)
         try:

@@ -46,6 +46,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import Colorspace
 
+from engine.arguments import number, require
 from engine.video.errors import VideoError, VideoOpenError, describe
 
 #: Decoders FFmpeg picks for plain text files (its "tty" demuxer renders text as video).
@@ -536,6 +537,14 @@ def stream_choice(stream: av.VideoStream) -> StreamChoice:
     return StreamChoice(width, context.height, float(_frame_rate(stream)))
 
 
+def _finite_time(name: str, value: object) -> float:
+    """`value` (seconds) as a float; ValueError naming `name` for NaN or an infinity: a NaN
+    `until` compared false with every frame's time and read() decoded the whole file."""
+    seconds = number(name, value)
+    require(math.isfinite(seconds), name, "a finite time in seconds", value)
+    return seconds
+
+
 def _check_stream_number(video_stream: object) -> int:
     if isinstance(video_stream, bool) or not isinstance(video_stream, int) or video_stream < 0:
         raise ValueError(f"video_stream must be an int, 0 or more, got {video_stream!r}")
@@ -731,10 +740,12 @@ class FileSource:
         choices[self.video_stream] = StreamChoice(self.width, self.height, self.fps)
         return tuple(choices)
 
-    def notices_saying(self, how_to_switch: str) -> tuple[str, ...]:
+    def notices_saying(self, how_to_switch: str, desmoking: bool = True) -> tuple[str, ...]:
         """`notices`, the one about several video streams (if any) saying `how_to_switch`
         to another: a front end's menu or option (the engine has neither). Streams are
-        numbered from 1 there, as users count."""
+        numbered from 1 there, as users count. Without `desmoking` (a tool that reads the
+        file for another purpose, e.g. synthesising smoke over it) the advice about
+        desmoking a monochrome video is left out."""
         name, notices = self.path.name, []
         count = len(self.stream_choices)
         if count > 1:
@@ -743,7 +754,7 @@ class FileSource:
                 f"uses video stream {self.video_stream + 1} of {count}; the others are not used"
             )
             notices.append(f"{notice} ({how_to_switch})" if how_to_switch else notice)
-        if self._monochrome:
+        if self._monochrome and desmoking:
             notices.append(
                 f"{name}: a monochrome video ({self._monochrome}): desmoke's models learned "
                 "on colour video and may darken it; judge the result against the original pane"
@@ -850,6 +861,8 @@ class FileSource:
         past a frame after a gap (`after_gap`): read() returns it.
         """
         self._check_open()
+        if until is not None:
+            until = _finite_time("until", until)
         self._fresh = False
         frame = self._next_decoded()
         if frame is None:
@@ -905,7 +918,8 @@ class FileSource:
         # to the nearest skipped it where a tick is a frame, as in a 2 fps AVI), with
         # TICK_SLACK to spare: a float time is never exact, and 0.12 s as a float is a hair
         # under 3 ticks of 1/25 s.
-        ticks = math.floor(Fraction(max(0.0, float(time))) / self._time_base + TICK_SLACK)
+        time = _finite_time("time", time)
+        ticks = math.floor(Fraction(max(0.0, time)) / self._time_base + TICK_SLACK)
         if self._unstamped:  # frames timed by their count: the one shown at that time
             return self._seek_index(int(ticks * self._time_base * self.rate))
         return self._seek_pts(self._origin + ticks)

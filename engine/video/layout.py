@@ -55,13 +55,8 @@ def compose_panes(
     even_cells: False for an image (a snapshot): odd panes then touch, with no black line.
     """
     _check_layout(layout)
+    _check_panes(original, dark_channel, desmoked)
     height, width = original.shape[:2]
-    for name, pane, ndim in (("desmoked", desmoked, 3), ("dark_channel", dark_channel, 2)):
-        if pane.shape[:2] != (height, width) or pane.ndim != ndim:
-            raise ValueError(
-                f"{name} pane has shape {pane.shape}, expected {height}x{width}"
-                + ("x3" if ndim == 3 else "")
-            )
     if layout == "2up":
         panes = [("original", original), ("desmoked", desmoked)]
     else:
@@ -82,6 +77,26 @@ def compose_panes(
         if labels:
             draw_label(region, LABELS[name])
     return out
+
+
+def _check_panes(original: np.ndarray, dark_channel: np.ndarray, desmoked: np.ndarray) -> None:
+    """ValueError naming the first pane that is not uint8 of the shape compose_panes takes:
+    a float pane was cast to uint8 unscaled (black, or garbage past 255), silently."""
+    if original.ndim != 3 or original.shape[2] != 3 or min(original.shape[:2]) < 1:
+        raise ValueError(f"original pane has shape {original.shape}, expected HxWx3")
+    height, width = original.shape[:2]
+    for name, pane, shape in (
+        ("original", original, (height, width, 3)),
+        ("dark_channel", dark_channel, (height, width)),
+        ("desmoked", desmoked, (height, width, 3)),
+    ):
+        if pane.shape != shape:
+            expected = "x".join(str(n) for n in shape)
+            raise ValueError(f"{name} pane has shape {pane.shape}, expected {expected}")
+        if pane.dtype != np.uint8:
+            raise ValueError(
+                f"{name} pane is {pane.dtype}, expected uint8 (0-255): scale and convert it first"
+            )
 
 
 def draw_label(region: np.ndarray, text: str) -> None:
