@@ -582,3 +582,21 @@ def test_a_start_past_the_end_says_where_the_video_ends(tmp_path, capsys) -> Non
         "the range starts at 5 s, at or after the video's end (0.48 s)" in capsys.readouterr().err
     )
     assert not out.exists()
+
+
+def test_weights_alone_run_the_model_they_hold(tmp_path, capsys) -> None:
+    """QA: `desmoke info --weights paper.safetensors` refused ("holds a 'paper' model,
+    not 'fast'"): without --model, a weights file runs the model it holds."""
+    from engine.models import build_network, default_config, save_weights
+
+    weights = save_weights(
+        tmp_path / "paper.safetensors",
+        build_network("paper", {"ngf": 4}),
+        default_config("paper", {"ngf": 4}),
+    )
+    assert main(["info", "--weights", str(weights), "--backend", "torch"]) == 0, (
+        capsys.readouterr().err
+    )
+    assert "model paper" in capsys.readouterr().out
+    assert main(["info", "--model", "fast", "--weights", str(weights)]) == 1
+    assert "'paper'" in capsys.readouterr().err  # an explicit --model is still checked

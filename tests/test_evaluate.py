@@ -634,3 +634,19 @@ def test_run_record_names_the_git_commit() -> None:
     if (Path(__file__).resolve().parents[1] / ".git").exists():
         assert commit != "unknown"
     assert f"(commit {commit})" in run_record()
+
+
+def test_a_missing_real_smoke_folder_is_said_not_skipped_quietly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: without $DESMOKE_DATA/real_smoke the real-smoke part and contact sheet were
+    left out without a word; now a note says so (and --no-real keeps quiet)."""
+    image = tmp_path / "view.png"
+    cv2.imwrite(str(image), _tissue(seed=3))
+    monkeypatch.setenv("DESMOKE_DATA", str(tmp_path / "nothing"))
+    argv = ["--model", "dcp", "--sources", str(image), "--frames", "1"]
+    assert _cli([*argv, "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "the real-smoke part and its contact sheet are left out" in err
+    assert _cli([*argv, "--no-real", "--out", str(tmp_path / "b")]) == 0
+    assert "real-smoke" not in capsys.readouterr().err

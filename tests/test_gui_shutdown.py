@@ -223,7 +223,8 @@ def test_a_screenshot_that_cannot_be_saved_exits_1(tmp_path) -> None:
         (["--screenshot", "{tmp}/missing/shot.png"], "{tmp}/missing/shot.png: no folder"),
         (["--screenshot", "{tmp}"], "not an image file name"),
         (["--screenshot", "{tmp}/shot.png"], "{tmp}/shot.png: is a folder"),
-        (["--capture", "/dev/video4", "--fps", "nan"], "--fps must be positive and finite"),
+        (["--capture", "/dev/video4", "--fps", "nan"], "--fps must be above 0 and at most 1000"),
+        (["--capture", "/dev/video4", "--fps", "5000"], "--fps must be above 0 and at most 1000"),
     ],
 )
 def test_app_arguments_are_checked_before_start_up(tmp_path, capsys, argv, message) -> None:
@@ -384,3 +385,23 @@ def test_a_window_that_fails_to_build_stops_its_threads_and_exits_1(tmp_path) ->
     assert done.returncode == 1, done.stderr
     lines = [line for line in done.stderr.splitlines() if "propagateSizeHints" not in line]
     assert lines == ["desmoke-app: error: cannot open the window: the view broke"]
+
+
+def test_app_takes_weights_as_desmoke_does(tmp_path, capsys) -> None:
+    """QA: `desmoke-app --weights W` was an unknown argument; it is --model W, and the
+    CLI's spelling --model fast --weights W is checked against the model W holds."""
+    from desmoke_app.gui.main import parse_args
+    from engine.models import default_weights
+
+    fast = str(default_weights("fast"))
+    assert parse_args(["--weights", fast]).model == fast
+    assert parse_args(["--model", "fast", "--weights", fast]).model == fast
+    for argv, message in (
+        (["--model", "paper", "--weights", fast], "holds a 'fast' model, not 'paper'"),
+        (["--model", "dcp", "--weights", fast], "give either --model dcp or --weights"),
+        (["--weights", str(tmp_path / "gone.safetensors")], "weights file not found"),
+    ):
+        with pytest.raises(SystemExit):
+            parse_args(argv)
+        error = capsys.readouterr().err.splitlines()[-1]
+        assert error.startswith("desmoke-app: error: ") and message in error, argv

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from engine.backends import BACKEND_NAMES
+from engine.dark_channel import PATCH_RANGE  # the engine's: --patch and the app's control
 from engine.models import MAX_WORKING_SHORT_SIDE, MODEL_NAMES, NETWORK_MODELS
 from engine.models.weights import not_weights_reason, runnable_models
 from engine.video.errors import describe
@@ -28,8 +29,6 @@ Subcommands = argparse._SubParsersAction
 #: The working resolution's short side the CLI accepts: the app's "Working size" range (the
 #: engine's own runs from MIN_WORKING_SHORT_SIDE, 16 px).
 WORKING_SIZE_RANGE = (64, MAX_WORKING_SHORT_SIDE)
-#: Dark-channel patch sizes the app's "Patch" control allows (odd values; the engine checks).
-PATCH_RANGE = (3, 61)
 #: Smoke seeds (synth-smoke, evaluate): numpy takes non-negative seeds; 32 bits are plenty.
 SEED_RANGE = (0, 2**32 - 1)
 
@@ -79,8 +78,9 @@ def seconds(text: str) -> float:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
-        default="fast",
-        help=f"{', '.join(MODEL_NAMES)}, or a .safetensors file (default: fast)",
+        default=None,
+        help=f"{', '.join(MODEL_NAMES)}, or a .safetensors file (default: fast, or the "
+        "model the --weights file holds)",
     )
     parser.add_argument(
         "--weights", help="a .safetensors file for --model fast/paper (default: shipped)"
@@ -146,6 +146,13 @@ def missing_stream_message(error: MissingVideoStream) -> str:
     )
 
 
+def settle_model_choice(args: argparse.Namespace) -> None:
+    """Fill in --model where it was not given: the model a --weights file holds (a paper
+    model's weights alone run the paper model, as the GUI's model menu does), else fast."""
+    if args.model is None:
+        args.model, args.weights = (args.weights, None) if args.weights else ("fast", None)
+
+
 def check_model_choice(model: str, weights: str | None) -> None:
     """Refuse, with a ValueError naming what can be used, a model the user asked for that
     would not run as asked, in the CLI's words (--model, --weights): the engine refuses the
@@ -189,6 +196,7 @@ def make_desmoker(args: argparse.Namespace) -> Desmoker:
     prints the engine's notice, if any."""
     from engine.pipeline import Desmoker
 
+    settle_model_choice(args)
     check_model_choice(args.model, args.weights)
     desmoker = Desmoker(
         args.model,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from desmoke_app.commands.common import (
@@ -17,6 +18,7 @@ from desmoke_app.commands.common import (
     fail,
     int_in_range,
     os_error_message,
+    settle_model_choice,
     visible,
 )
 from engine.video import MAX_FRAME_SIDE
@@ -169,6 +171,12 @@ def _real_sources(args: argparse.Namespace) -> list[Path]:
         data = _data_dir()
         folder = data / "real_smoke" if data else None
         if folder is None or not folder.is_dir():
+            where = f"no {folder}" if folder else "no $DESMOKE_DATA folder"
+            print(
+                f"desmoke: note: {visible(where)}: the real-smoke part and its contact sheet "
+                "are left out (--real FOLDER adds them; --no-real says so quietly)",
+                file=sys.stderr,
+            )
             return []
     if folder.is_file():
         raise ValueError(f"--real {folder}: is a file; --real takes a folder of clips/images")
@@ -268,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.sources:
             args.sources = expand_wildcards(args.sources)
+        settle_model_choice(args)
         check_model_choice(args.model, args.weights)
         report, sheet = _evaluate(args)
     except (ValueError, WeightsError, BackendUnavailable) as exc:

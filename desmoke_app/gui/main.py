@@ -36,30 +36,44 @@ def frame_size(text: str) -> tuple[int, int]:
     return size
 
 
+def weights_file(text: str) -> str:
+    """--weights (and --model W), for argparse: a .safetensors file that is there."""
+    from engine.models.weights import not_weights_reason
+
+    reason = not_weights_reason(text)
+    if reason:
+        raise argparse.ArgumentTypeError(
+            f"{reason} (--model and --weights take .safetensors weights)"
+        )
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text}: weights file not found")
+    return text
+
+
 def app_model(text: str) -> str:
-    """--model, for argparse: a model name that runs as it is, or a weights file. Refused
-    here in the app's own words (it has no --weights: a trained file is --model W)."""
+    """--model, for argparse: a known model name or a weights file (a trained file is
+    --model W, or --weights W as in desmoke); parse_args refuses a name with no weights."""
     from engine.models import MODEL_NAMES
-    from engine.models.weights import not_weights_reason, runnable_models
 
     if Path(text).suffix:
-        reason = not_weights_reason(text)
-        if reason:
-            raise argparse.ArgumentTypeError(f"{reason} (--model takes .safetensors weights)")
-        if not Path(text).is_file():
-            raise argparse.ArgumentTypeError(f"{text}: weights file not found")
-    elif text not in MODEL_NAMES:
+        return weights_file(text)
+    if text not in MODEL_NAMES:
         known = ", ".join(MODEL_NAMES)
         raise argparse.ArgumentTypeError(
             f"unknown model {text!r} (known: {known}, or W.safetensors)"
         )
-    elif text not in runnable_models():
-        raise argparse.ArgumentTypeError(
-            f"no trained {text!r} weights are shipped: pass them as --model W.safetensors "
-            f"(train them with desmoke train --config training/configs/{text}.toml), "
-            f"or use --model {' or '.join(runnable_models())}"
-        )
     return text
+
+
+def _no_shipped_weights_advice(model: str) -> str:
+    """What to do where no weights ship for `model`, in the app's words."""
+    from engine.models.weights import runnable_models
+
+    return (
+        f"--model {model}: no trained {model!r} weights are shipped: pass them as --model "
+        f"W.safetensors (train them with desmoke train --config training/configs/{model}.toml),"
+        f" or use --model {' or '.join(runnable_models())}"
+    )
 
 
 def screenshot_path(text: str) -> Path:
@@ -94,6 +108,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         seconds,
     )
     from engine.backends import BACKEND_NAMES
+    from engine.models import MODEL_NAMES
+    from engine.models.weights import runnable_models
+    from engine.video.capture_source import MAX_CAPTURE_FPS
 
     parser = OneLineArgumentParser(
         prog="desmoke-app",
@@ -113,6 +130,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "nv12, ...",
     )
     parser.add_argument("--model", type=app_model, help="fast, paper, dcp or a .safetensors file")
+    parser.add_argument(
+        "--weights",
+        type=weights_file,
+        help="a .safetensors file: the same as --model W (with --model fast or paper, the "
+        "file must hold that model)",
+    )
     parser.add_argument("--backend", choices=BACKEND_NAMES, help="inference backend")
     parser.add_argument("--play", action="store_true", help="start playing a file at once")
     parser.add_argument(
@@ -138,11 +161,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--size, --fps and --pixel-format apply to --capture")
     if args.video_stream != 1 and not args.file:
         parser.error("--video-stream applies to a video file")
-    if args.fps is not None and not 0 < args.fps < float("inf"):  # NaN too
-        parser.error(f"--fps must be positive and finite, got {args.fps:g}")
+    if args.fps is not None and not 0 < args.fps <= MAX_CAPTURE_FPS:  # NaN too
+        parser.error(f"--fps must be above 0 and at most {MAX_CAPTURE_FPS}, got {args.fps:g}")
     if args.after > LONGEST_AFTER_S:
         parser.error(f"--after must be at most {LONGEST_AFTER_S} s, got {args.after:g}")
+    if args.weights:
+        problem = _weights_problem(args.model, args.weights)
+        if problem:
+            parser.error(problem)
+        args.model = args.weights  # the app runs a trained file as its model
+    elif args.model in MODEL_NAMES and args.model not in runnable_models():
+        parser.error(_no_shipped_weights_advice(args.model))
     return args
+
+
+def _weights_problem(model: str | None, weights: str) -> str:
+    """Why --model does not go with --weights ("" where it does): the CLI's spelling,
+    --model fast --weights W, is accepted where W holds a fast model."""
+    from engine.models import NETWORK_MODELS
+    from engine.models.weights import WeightsError, read_config
+
+    if model is None:
+        return ""
+    if model not in NETWORK_MODELS:
+        return f"--weights {weights}: give either --model {model} or --weights, not both"
+    try:
+        held = read_config(weights).get("model")
+    except WeightsError as error:
+        return str(error)
+    if held != model:
+        return f"--weights {weights}: holds a '{held}' model, not '{model}'"
+    return ""
 
 
 def no_display() -> bool:
