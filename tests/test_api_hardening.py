@@ -222,6 +222,18 @@ def test_a_time_that_is_no_time_is_refused(clip: Path, time: float) -> None:
         with pytest.raises(ValueError, match=f"time must be a finite time in seconds, got {time}"):
             source.seek(time)
         assert source.read().index == 0  # nothing was read past
+        with pytest.raises(ValueError, match=f"start must be a finite time in seconds, got {time}"):
+            next(source.frames(start=time))
+
+
+def test_frames_to_a_nan_end_are_refused_to_an_infinite_end_run_on(clip: Path) -> None:
+    """frames(end=nan) yielded nothing without a word (every comparison with NaN is false)."""
+    with FileSource(clip) as source:
+        with pytest.raises(ValueError, match="end must be a time in seconds, got nan"):
+            next(source.frames(end=float("nan")))
+        everything = [frame.index for frame in source.frames(end=float("inf"))]
+    with FileSource(clip) as source:
+        assert everything == [frame.index for frame in source.frames()]
 
 
 # -- weights -------------------------------------------------------------------------------

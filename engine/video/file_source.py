@@ -906,7 +906,11 @@ class FileSource:
             frame, index, self._pending = later, later_index, None
 
     def frames(self, start: float = 0.0, end: float | None = None) -> Iterator[VideoFrame]:
-        """Frames from the one displayed at `start` to the last one before `end` (seconds)."""
+        """Frames from the one displayed at `start` to the last one before `end` (seconds;
+        None or infinity: to the end of the file)."""
+        start = _finite_time("start", start)
+        if end is not None:
+            require(not math.isnan(number("end", end)), "end", "a time in seconds", end)
         frame = self.read() if start <= 0 and self._fresh else self.seek(start)
         while frame is not None and (end is None or frame.time < end):
             yield frame
