@@ -286,6 +286,23 @@ class RunsCode:
         return (os.system, (f"touch {self.marker}",))
 
 
+def test_a_plain_pickle_is_refused_without_torchs_warning(tmp_path: Path) -> None:
+    """QA: a checkpoint.pt written by pickle.dump got torch's "Detected pickle protocol 4"
+    UserWarning printed before desmoke's own one-line refusal."""
+    import pickle
+    import warnings
+
+    from training.checkpoint import CheckpointError, _plain_data
+
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(pickle.dumps({"step": 1}, protocol=4))
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        with pytest.raises(CheckpointError, match="not a checkpoint desmoke wrote"):
+            _plain_data(path)
+    assert [str(warning.message) for warning in escaped] == []
+
+
 def test_a_checkpoint_holding_code_is_refused_in_one_line_without_torchs_advice(
     clip: Path, tmp_path: Path, capsys
 ) -> None:

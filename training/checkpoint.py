@@ -20,6 +20,7 @@ import math
 import os
 import re
 import reprlib
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -141,7 +142,9 @@ def _plain_data(path: Path) -> Any:
     advise loading it with weights_only=False, which is what must not be done with a file
     that may come from anyone."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle's "protocol 4" warning, before
+            warnings.simplefilter("ignore")  # the one-line refusal that says it all
+            return torch.load(path, map_location="cpu", weights_only=True)
     except PermissionError as exc:
         raise CheckpointError(f"{path}: cannot read the checkpoint ({describe(exc)})") from exc
     except Exception as exc:  # pickle, zip, EOF and OS errors alike (a cut file: EINVAL)
