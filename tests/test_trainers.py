@@ -343,7 +343,7 @@ def test_a_second_ctrl_c_stops_a_hung_run_at_once(clip: Path, tmp_path: Path, wh
     training process, or waiting for a worker's batch); the second stops at once, without a
     new checkpoint: the one before stays whole, and --resume continues from it."""
     raw = tiny_config(
-        clip, max_steps=20, val_every_steps=0, checkpoint_every_minutes=0, num_workers=1
+        clip, max_steps=20, val_every_steps=0, checkpoint_every_steps=1, num_workers=1
     )  # a checkpoint after each step
     out = tmp_path / "run"
     argv = ["train", "--config", str(write_toml(raw, tmp_path / "c.toml")), "--out", str(out)]
@@ -688,7 +688,7 @@ def test_ctrl_c_under_torchrun_checkpoints_and_leaves_the_group(clip: Path, tmp_
     runs before)."""
     out = tmp_path / "run"
     config = write_toml(
-        tiny_config(clip, max_steps=100_000, threads=1, checkpoint_every_minutes=0),
+        tiny_config(clip, max_steps=100_000, threads=1, checkpoint_every_steps=1),
         tmp_path / "c.toml",
     )
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]

@@ -38,7 +38,7 @@ from training.config import (
     load_config,
     shareable_path,
 )
-from training.loop import ValidationStopped, validation_items
+from training.loop import ValidationStopped, falls_due, validation_items
 from training.run import TrainingInterrupted, restore_optimiser
 from training.trainer_fast import train_fast
 
@@ -494,3 +494,28 @@ def test_weights_record_the_data_as_the_config_wrote_it(
         text = (out / name).read_bytes().decode("utf-8", "replace")
         assert str(tmp_path) not in text and str(clip.parent) not in text, name
         assert "patient_smith" not in text, name
+
+
+def test_zero_turns_a_validation_or_checkpoint_trigger_off() -> None:
+    """QA: checkpoint_every_minutes = 0 checkpointed after every step (val_every_minutes
+    = 0 validated after each), while val_every_steps = 0 meant off: 0 is off for all."""
+    assert not falls_due(step=7, every_steps=0, elapsed_s=1e6, every_minutes=0)
+    assert falls_due(step=7, every_steps=0, elapsed_s=300, every_minutes=5)
+    assert not falls_due(step=7, every_steps=0, elapsed_s=299, every_minutes=5)
+    assert falls_due(step=8, every_steps=4, elapsed_s=0, every_minutes=0)
+    assert not falls_due(step=7, every_steps=4, elapsed_s=0, every_minutes=5)
+
+
+def test_a_run_with_every_trigger_off_validates_and_checkpoints_at_its_end(
+    clip: Path, tmp_path: Path
+) -> None:
+
+    raw = tiny_config(
+        clip, max_steps=3, val_every_steps=0, val_every_minutes=0, checkpoint_every_minutes=0
+    )
+    config = load_config(write_toml(raw, tmp_path / "c.toml"))
+    train_fast(config, tmp_path / "run")
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    validated = [entry["step"] for entry in map(json.loads, lines) if "val" in entry]
+    assert validated == [0, 3]  # the untrained baseline and the end, none in between
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.pt", config)["step"] == 3

@@ -53,7 +53,7 @@ def test_a_folder_a_training_is_writing_is_refused_to_another(
     """QA: two trainings into one -o both ran, each overwriting the other's files; a
     --resume into a folder a live run was writing trimmed its log under it."""
     out = tmp_path / "run"
-    raw = tiny_config(clip, max_steps=100_000, val_every_steps=0, checkpoint_every_minutes=0)
+    raw = tiny_config(clip, max_steps=100_000, val_every_steps=0, checkpoint_every_steps=1)
     config = write_toml(raw, tmp_path / "c.toml")
     command = [sys.executable, "-m", "training.trainer_fast", "--config", str(config)]
     first = subprocess.Popen(

@@ -89,9 +89,12 @@ class TrainConfig:
     alpha_weight: float = 1.0
     colour_weight: float = 0.2
     val_frames: int = 24  # fixed smoky samples for validation (seeded)
+    # Validation and checkpoints fall due by time, by steps or both; 0 turns a trigger off
+    # (both off: at the end, and a checkpoint at a stop, only).
     val_every_minutes: float = 5.0
-    val_every_steps: int = 0  # 0 = by time only
+    val_every_steps: int = 0
     checkpoint_every_minutes: float = 5.0
+    checkpoint_every_steps: int = 0
     num_workers: int = 1
     threads: int = 2  # torch intra-op threads
     log_every_steps: int = 20
@@ -383,7 +386,7 @@ def _schedule_checks(train: TrainConfig) -> list[Check]:
         (
             train.val_every_minutes >= 0,
             "train.val_every_minutes",
-            f"must be >= 0, got {train.val_every_minutes}",
+            f"must be >= 0 (0 = by steps only), got {train.val_every_minutes}",
         ),
         (
             train.val_every_steps >= 0,
@@ -393,7 +396,12 @@ def _schedule_checks(train: TrainConfig) -> list[Check]:
         (
             train.checkpoint_every_minutes >= 0,
             "train.checkpoint_every_minutes",
-            f"must be >= 0, got {train.checkpoint_every_minutes}",
+            f"must be >= 0 (0 = by steps only), got {train.checkpoint_every_minutes}",
+        ),
+        (
+            train.checkpoint_every_steps >= 0,
+            "train.checkpoint_every_steps",
+            f"must be >= 0 (0 = by time only), got {train.checkpoint_every_steps}",
         ),
         (
             train.log_every_steps >= 1,
@@ -623,6 +631,7 @@ RESUME_FREE_KEYS = frozenset(
         "train.val_every_minutes",
         "train.val_every_steps",
         "train.checkpoint_every_minutes",
+        "train.checkpoint_every_steps",
         "train.log_every_steps",
         "train.num_workers",
         "train.threads",

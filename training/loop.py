@@ -222,6 +222,15 @@ def weights_config(config: Config, frames: FrameSet, run: Run, step: int, metric
     return out
 
 
+def falls_due(step: int, every_steps: int, elapsed_s: float, every_minutes: float) -> bool:
+    """Whether a validation or checkpoint falls due after `step`: every `every_steps` steps
+    or `every_minutes` since the last; 0 turns either trigger off (0 minutes once meant
+    after every step, which asked for a checkpoint that spends most of a run saving)."""
+    by_steps = every_steps > 0 and step % every_steps == 0
+    by_time = every_minutes > 0 and elapsed_s >= every_minutes * 60
+    return by_steps or by_time
+
+
 def psnr_batch(reference: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB of [0, 1] images, after 8-bit rounding (as saved frames are)."""
     ref = torch.round(reference.clamp(0, 1) * 255)
@@ -358,12 +367,17 @@ class TrainLoop:
         if self.step % train.log_every_steps == 0:
             bar.set_postfix(self._log_losses(factor))
         now = time.monotonic()
-        if (now - self._val_time) >= train.val_every_minutes * 60 or (
-            train.val_every_steps and self.step % train.val_every_steps == 0
+        if falls_due(
+            self.step, train.val_every_steps, now - self._val_time, train.val_every_minutes
         ):
             self.validate_and_save()
             self._val_time = time.monotonic()
-        if (now - self._checkpoint_time) >= train.checkpoint_every_minutes * 60:
+        if falls_due(
+            self.step,
+            train.checkpoint_every_steps,
+            now - self._checkpoint_time,
+            train.checkpoint_every_minutes,
+        ):
             self.checkpoint()
             self._checkpoint_time = time.monotonic()
 
