@@ -519,3 +519,15 @@ def test_a_run_with_every_trigger_off_validates_and_checkpoints_at_its_end(
     validated = [entry["step"] for entry in map(json.loads, lines) if "val" in entry]
     assert validated == [0, 3]  # the untrained baseline and the end, none in between
     assert read_checkpoint(tmp_path / "run" / "checkpoint.pt", config)["step"] == 3
+
+
+def test_a_run_with_no_validation_frames_says_so(tmp_path: Path, capsys) -> None:
+    """QA: a clip too short to split (under 3 blocks) was validated on its training frames
+    without a word: its validation figures and best weights flattered the model."""
+    short = write_video(tmp_path / "short.mp4", [tissue(i, (96, 64)) for i in range(8)])
+    raw = tiny_config(short, max_steps=1)  # 8 frames: 2 blocks of 5, all for training
+    config = load_config(write_toml(raw, tmp_path / "c.toml"))
+    train_fast(config, tmp_path / "run")
+    err = capsys.readouterr().err
+    assert "warning: no frames are held out for validation (a source of 10 frames or fewer" in err
+    assert "validation scores training frames" in err

@@ -511,8 +511,27 @@ class TrainLoop:
         self._checkpoint_step = self.step  # only once the file is whole (and renamed)
 
 
+def no_validation_frames(config: Config) -> str:
+    """Why no frames were held out for validation, and what it costs (the training frames
+    are validated on instead: a run of a single short clip still runs)."""
+    data = config.data
+    why = (
+        "data.val_fraction is 0"
+        if data.val_fraction == 0
+        else f"a source of {2 * data.block_frames} frames or fewer (2 blocks of "
+        f"data.block_frames = {data.block_frames}) holds none out, and no other gave one that "
+        "passed the quality filters"
+    )
+    return (
+        f"no frames are held out for validation ({why}): validation scores training frames, "
+        "so its figures, and which weights are best, flatter the model; lower "
+        "data.block_frames or add footage"
+    )
+
+
 def val_dataset(config: Config, frames: FrameSet, stride: int) -> SmokeDataset:
-    """The validation set, at working shapes the network's `stride` divides."""
+    """The validation set, at working shapes the network's `stride` divides (the training
+    frames where none are held out: no_validation_frames says so)."""
     return SmokeDataset(
         frames.splits["val"] or frames.splits["train"],
         train=False,
@@ -596,6 +615,8 @@ def _train_in(
         restore_run(run, state, networks, optimizers)  # the learning rates too: read before
     trained = distributed(networks, run)
     val_set = val_dataset(config, frames, networks["net"].stride)
+    if run.main and not frames.splits["val"]:
+        print(f"warning: {no_validation_frames(config)}", file=sys.stderr)
 
     def validate_fn(stop_requested: Callable[[], bool]) -> dict[str, float]:
         if not run.main:
