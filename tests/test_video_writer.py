@@ -690,3 +690,19 @@ def test_nvenc_never_gets_cq_0():
     """NVENC reads cq 0 as "automatic" quality: the best a crf asks of it is cq 1."""
     assert writer_module._encoder_options("h264_nvenc", 0)["cq"] == "1"
     assert writer_module._encoder_options("h264_nvenc", 20)["cq"] == "20"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"fps": float("nan")}, "fps must be a positive finite number, got nan"),
+        ({"fps": float("inf")}, "fps must be a positive finite number, got inf"),
+        ({"fps": 25, "preset": "bogus"}, "preset must be one of ultrafast, superfast"),
+    ],
+)
+def test_settings_no_encoder_takes_are_refused_in_words(tmp_path, options, message):
+    """QA: NaN/infinite fps raised Fraction's own errors; an unknown preset was reported
+    as 'no usable H.264 encoder'."""
+    with pytest.raises(ValueError, match=message):
+        Mp4Writer(tmp_path / "out.mp4", size=(64, 48), **options)
+    assert_nothing_left(tmp_path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import itertools
 import logging
+import math
 import numbers
 import os
 from collections.abc import Iterator, Sequence
@@ -49,6 +50,8 @@ MP4_SUFFIXES = (".mp4", ".m4v", ".mov")
 
 def _rate(fps: float | Fraction) -> Fraction:
     """Exact frame rate: 29.97... floats come back as 30000/1001."""
+    if not isinstance(fps, numbers.Real) or not math.isfinite(fps):
+        raise ValueError(f"fps must be a positive finite number, got {fps!r}")
     rate = Fraction(fps).limit_denominator(1001)
     if rate <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
@@ -77,6 +80,19 @@ def check_crf(crf: object) -> int:
 #: libx264 preset: measured on 2 shared cores at 3840x720 (3-up 720p), crf 20: veryfast
 #: 11 fps, superfast 29 fps (files ~1.5x larger), ultrafast 96 fps (~2.1x larger).
 DEFAULT_PRESET = "superfast"
+#: libx264's presets, fastest first (another name fails to open the encoder, and would be
+#: reported as no usable encoder at all).
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast",
+    "medium", "slow", "slower", "veryslow", "placebo",
+)  # fmt: skip
+
+
+def check_preset(preset: object) -> str:
+    """`preset` when it is one of X264_PRESETS; else ValueError listing them."""
+    if preset not in X264_PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(X264_PRESETS)}; got {preset!r}")
+    return str(preset)
 
 
 def _encoder_options(name: str, crf: int, preset: str = DEFAULT_PRESET) -> dict[str, str]:
@@ -315,6 +331,7 @@ class Mp4Writer:
         self.path = Path(path)
         self.size = (int(size[0]), int(size[1]))
         crf = check_crf(crf)
+        preset = check_preset(preset)
         if min(self.size) < 1:
             raise ValueError(f"frame size must be positive, got {self.size[0]}x{self.size[1]}")
         self.frames_written = 0
