@@ -911,7 +911,7 @@ def test_app_arguments_for_a_capture_mode(capsys) -> None:
         (["--capture", "/dev/video4", "--size", "big"], "expected WIDTHxHEIGHT"),
         (["--capture", "/dev/video4", "--size", "0x1080"], "expected WIDTHxHEIGHT"),
         (["--capture", "/dev/video4", "--size", "100000x100000"], "larger than desmoke handles"),
-        (["--capture", "/dev/video4", "--fps", "0"], "--fps must be positive"),
+        (["--capture", "/dev/video4", "--fps", "0"], "--fps must be above 0"),
         (["clip.mp4", "--size", "1920x1080"], "apply to --capture"),
     ]:
         with pytest.raises(SystemExit):
