@@ -107,12 +107,16 @@ def test_image_headers_state_their_sizes(tmp_path) -> None:
         encoded(tmp_path / "b.webp", image, cv2.IMWRITE_WEBP_QUALITY, 101),  # lossless: VP8L
         encoded(tmp_path / "c.webp", with_alpha),  # lossy with alpha: VP8X
         y4m_stating(tmp_path / "a.y4m", 37, 23),
+        encoded(tmp_path / "a.bmp", image),
     ]
     for path in files:
         assert stated_image_size(path.read_bytes()) == (37, 23), path.name
     assert stated_image_size(encoded(tmp_path / "a.tiff", image).read_bytes()) is None
     assert stated_image_size(b"\x89PNG\r\n\x1a\n\0\0") is None  # cut short
     assert stated_image_size(b"") is None
+    # A BMP stating 60000x60000 (10.8 GB decoded) in its 54 bytes of headers, top-down.
+    bomb = b"BM" + bytes(12) + struct.pack("<Iii", 40, 60000, -60000) + bytes(28)
+    assert stated_image_size(bomb) == (60000, 60000)
 
 
 # ---------------------------------------------------------------------------- FileSource

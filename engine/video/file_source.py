@@ -107,7 +107,7 @@ def check_frame_size(path: str | Path, width: int, height: int) -> None:
 
 def stated_image_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
     """(width, height) that a file's header states, from its bytes (`data`: the first
-    IMAGE_HEAD_BYTES or more): PNG, JPEG, WebP and YUV4MPEG; None for other formats or a
+    IMAGE_HEAD_BYTES or more): PNG, JPEG, WebP, BMP and YUV4MPEG; None for other formats or a
     damaged header. FFmpeg and OpenCV learn a still image's size only by decoding it, and
     refuse one beyond their own limits without saying its size (FFmpeg refuses a YUV4MPEG
     header so, too): this tells it before any decoding."""
@@ -170,11 +170,22 @@ def _y4m_size(head: bytes) -> tuple[int, int] | None:
     return (int(width[1]), int(height[1])) if width and height else None
 
 
+def _bmp_size(head: bytes) -> tuple[int, int] | None:
+    """From the DIB header after the 14-byte file header: OS/2's 16-bit sizes, else 32-bit
+    ones (a negative height: rows stored top-down)."""
+    (header_size,) = struct.unpack_from("<I", head, 14)
+    if header_size == 12:
+        return struct.unpack_from("<HH", head, 18)
+    width, height = struct.unpack_from("<ii", head, 18)
+    return (abs(width), abs(height)) if header_size >= 40 else None
+
+
 _SIZE_READERS = (
     (b"\x89PNG\r\n\x1a\n", _png_size),
     (b"\xff\xd8", _jpeg_size),
     (b"RIFF", _webp_size),
     (b"YUV4MPEG2 ", _y4m_size),
+    (b"BM", _bmp_size),
 )
 
 
