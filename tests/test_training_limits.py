@@ -215,6 +215,29 @@ def test_a_stop_during_the_last_validation_leaves_the_finish_to_resume(
     assert read_config(out / "last.safetensors")["metrics"]["val"]["step"] == 2
 
 
+def test_a_stop_during_a_validation_mid_run_leaves_that_validation_to_resume(
+    clip: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """QA: a validation falling due mid-run and cut short by a stop was never done: the
+    resumed run went on training, the step's scores missing from the trajectory. The
+    checkpoint now says it is due, and --resume does it before its first step."""
+    config = config_from_dict(
+        tiny_config(clip, max_steps=4, val_every_steps=2), tmp_path / "c.toml"
+    )
+    out = tmp_path / "run"
+    drawn = signal_at_validation_sample(monkeypatch, at=3)  # the baseline's 2, then step 2's
+    with pytest.raises(TrainingInterrupted) as stop:
+        train_fast(config, out)
+    assert stop.value.step == 2 and len(drawn) == 3
+    assert val_steps(out) == [0]
+    state = read_checkpoint(out / "checkpoint.pt", config)
+    assert state["step"] == 2 and state["val_step"] == 0 and state["val_due"] is True
+    monkeypatch.undo()
+    assert train_fast(config, out, resume=True)["steps"] == 4
+    assert val_steps(out) == [0, 2, 4]  # step 2's first: [0, 4] before
+    assert read_checkpoint(out / "checkpoint.pt", config)["val_due"] is False
+
+
 #: `desmoke train` whose second training loss raises MemoryError (as batch_size 1e9 did).
 FAILING_RUN = """
 import sys
@@ -334,6 +357,7 @@ def test_a_checkpoint_holding_code_is_refused_in_one_line_without_torchs_advice(
         ("last_val", {"step": 1}, r"its last_val must be validation scores"),  # no psnr
         ("val_step", 7, r"it was validated at step 7, after its own step 1"),
         ("val_step", "1", r"its val_step must be none or a step"),
+        ("val_due", 1, r"its val_due must be true or false, got 1"),
         ("elapsed", math.nan, r"its elapsed must be a finite number of seconds >= 0, got nan"),
         ("elapsed", -3.0, r"its elapsed must be a finite number"),
         ("elapsed", 10**400, r"its elapsed must be a finite number"),
@@ -360,7 +384,9 @@ def test_each_checkpoint_field_is_checked_at_load(
 def test_a_genuine_checkpoint_passes_the_checks(trained, tmp_path: Path) -> None:
     state, config = trained
     assert read_checkpoint(crafted(tmp_path, state), config)["step"] == 1
-    older = {k: v for k, v in state.items() if k not in ("config", "val_step", "last_val")}
+    older = {
+        k: v for k, v in state.items() if k not in ("config", "val_step", "val_due", "last_val")
+    }
     older["best"] = {"psnr": 20.0}  # before scores recorded their step
     assert read_checkpoint(crafted(tmp_path, older), config)["step"] == 1
 

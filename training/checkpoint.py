@@ -215,6 +215,7 @@ _FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "config_file": (lambda v: isinstance(v, str), "text"),
     "step": (_is_count, f"a whole number, 0 to {MAX_STEPS}"),
     "val_step": (lambda v: v is None or _is_count(v), "none or a step"),
+    "val_due": (lambda v: isinstance(v, bool), "true or false"),
     "last_val": (_is_scores, "validation scores"),
     "best": (_is_scores, "validation scores"),
     "elapsed": (lambda v: _is_finite_number(v) and v >= 0, "a finite number of seconds >= 0"),

@@ -60,6 +60,8 @@ class DataConfig:
     min_colourfulness: float = 5.0  # Hasler & Suesstrunk, 0-255 scale
     # Splits, held out by source frame in contiguous blocks (neighbouring frames are
     # near-duplicates); `gap_frames` on each side of a held-out block are dropped from train.
+    # A source of 2 blocks or fewer holds none out; with no val frames from any source (or
+    # val_fraction 0), validation scores training frames, and training warns that it does.
     block_frames: int = 25
     val_fraction: float = 0.1
     test_fraction: float = 0.1

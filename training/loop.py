@@ -267,6 +267,8 @@ class TrainLoop:
         self.step = int(resume_state.get("step", 0))
         self.best: dict[str, float] = dict(resume_state.get("best", {}))
         self._val_step: int | None = resume_state.get("val_step")  # the last validated step
+        # A validation fell due at this step and a stop cut it short: the resume does it first.
+        self._val_due = bool(resume_state.get("val_due", False))
         self._last_val: dict[str, float] = dict(resume_state.get("last_val", {}))
         # The step the checkpoint file holds: where --resume continues after a stop at once.
         self._checkpoint_step: int | None = self.step if resume_state else None
@@ -353,8 +355,9 @@ class TrainLoop:
 
     def _start(self) -> None:
         self._log_start()
-        if self.step == 0 and self._val_step != 0:
-            self.validate_and_save()  # the untrained baseline: the trajectory starts at 0
+        # The untrained baseline (the trajectory starts at 0), or one a stop cut short.
+        if self._val_due or (self.step == 0 and self._val_step != 0):
+            self.validate_and_save()
 
     def _step_and_save(self, batch: dict[str, torch.Tensor], bar: tqdm) -> None:
         """One training step, then the logging, validation and checkpoint falling due."""
@@ -464,16 +467,17 @@ class TrainLoop:
     def validate_and_save(self) -> bool:
         """Validate this step, log the scores and save the weights if they are the best so
         far; False, with nothing logged or saved, when a stop cut the validation short (the
-        stop checkpoints next: a resume validates the step again, or the next one)."""
+        stop checkpoints next, the validation still due: a resume does it first)."""
         try:
             scores = self.validate_fn(self._stop_requested)
         except ValidationStopped:
+            self._val_due = True
             return False
         metrics = {k: round(v, 4) for k, v in scores.items()}
-        self._val_step = self.step
+        self._val_step, self._val_due = self.step, False
         self.run.log({"step": self.step, "minutes": self._minutes(), "val": metrics})
         if not self.run.main:
-            return
+            return True
         # stderr, with the progress bar: stdout holds the run's summary alone (`| jq`).
         tqdm.write(f"step {self.step}: val {json.dumps(metrics)}", file=sys.stderr)
         self._last_val = {**metrics, "step": self.step}
@@ -503,6 +507,7 @@ class TrainLoop:
             "config_file": self.config.path,
             "step": self.step,
             "val_step": self._val_step,
+            "val_due": self._val_due,
             "last_val": self._last_val,
             "elapsed": self.run.elapsed,
             "best": self.best,
