@@ -193,49 +193,35 @@ def test_a_stop_during_the_baseline_validation_is_honoured_at_once(
     assert val_steps(out) == [0, 2]
 
 
-def test_a_stop_during_the_last_validation_leaves_the_finish_to_resume(
-    clip: Path, tmp_path: Path, monkeypatch
+@pytest.mark.parametrize(
+    ("max_steps", "val_every_steps"),
+    [
+        (2, 0),  # the budget used: the last validation is cut short
+        (4, 2),  # a validation falling due mid-run is cut short
+    ],
+)
+def test_a_validation_a_stop_cuts_short_is_done_on_resume(
+    clip: Path, tmp_path: Path, monkeypatch, max_steps: int, val_every_steps: int
 ) -> None:
-    """The budget used, the last validation is cut short too: a checkpoint, no
-    last.safetensors scored with an earlier step's numbers; --resume finishes the run."""
-    config = config_from_dict(
-        tiny_config(clip, max_steps=2, val_every_steps=0), tmp_path / "c.toml"
-    )
-    out = tmp_path / "run"
-    drawn = signal_at_validation_sample(monkeypatch, at=3)  # the baseline's 2, then the last's
-    with pytest.raises(TrainingInterrupted) as stop:
-        train_fast(config, out)
-    assert stop.value.step == 2 and len(drawn) == 3
-    assert val_steps(out) == [0] and not (out / "last.safetensors").exists()
-    state = read_checkpoint(out / "checkpoint.pt", config)
-    assert state["step"] == 2 and state["val_step"] == 0
-    monkeypatch.undo()
-    assert train_fast(config, out, resume=True)["steps"] == 2
-    assert val_steps(out) == [0, 2]
-    assert read_config(out / "last.safetensors")["metrics"]["val"]["step"] == 2
-
-
-def test_a_stop_during_a_validation_mid_run_leaves_that_validation_to_resume(
-    clip: Path, tmp_path: Path, monkeypatch
-) -> None:
-    """QA: a validation falling due mid-run and cut short by a stop was never done: the
-    resumed run went on training, the step's scores missing from the trajectory. The
-    checkpoint now says it is due, and --resume does it before its first step."""
-    config = config_from_dict(
-        tiny_config(clip, max_steps=4, val_every_steps=2), tmp_path / "c.toml"
-    )
+    """A stop during step 2's validation: a checkpoint saying it is due, no
+    last.safetensors scored with an earlier step's numbers; --resume validates step 2
+    first (QA: mid-run, the resumed run went on training, step 2's scores missing) and
+    finishes the run."""
+    raw = tiny_config(clip, max_steps=max_steps, val_every_steps=val_every_steps)
+    config = config_from_dict(raw, tmp_path / "c.toml")
     out = tmp_path / "run"
     drawn = signal_at_validation_sample(monkeypatch, at=3)  # the baseline's 2, then step 2's
     with pytest.raises(TrainingInterrupted) as stop:
         train_fast(config, out)
     assert stop.value.step == 2 and len(drawn) == 3
-    assert val_steps(out) == [0]
+    assert val_steps(out) == [0] and not (out / "last.safetensors").exists()
     state = read_checkpoint(out / "checkpoint.pt", config)
     assert state["step"] == 2 and state["val_step"] == 0 and state["val_due"] is True
     monkeypatch.undo()
-    assert train_fast(config, out, resume=True)["steps"] == 4
-    assert val_steps(out) == [0, 2, 4]  # step 2's first: [0, 4] before
+    assert train_fast(config, out, resume=True)["steps"] == max_steps
+    assert val_steps(out) == sorted({0, 2, max_steps})
     assert read_checkpoint(out / "checkpoint.pt", config)["val_due"] is False
+    assert read_config(out / "last.safetensors")["metrics"]["val"]["step"] == max_steps
 
 
 #: `desmoke train` whose second training loss raises MemoryError (as batch_size 1e9 did).
