@@ -111,12 +111,18 @@ def test_image_headers_state_their_sizes(tmp_path) -> None:
     ]
     for path in files:
         assert stated_image_size(path.read_bytes()) == (37, 23), path.name
-    assert stated_image_size(encoded(tmp_path / "a.tiff", image).read_bytes()) is None
+    tiff = encoded(tmp_path / "a.tiff", image).read_bytes()
+    assert stated_image_size(tiff) == (37, 23)
+    assert stated_image_size(tiff[:12]) is None  # its directory (after the pixels) cut off
     assert stated_image_size(b"\x89PNG\r\n\x1a\n\0\0") is None  # cut short
     assert stated_image_size(b"") is None
     # A BMP stating 60000x60000 (10.8 GB decoded) in its 54 bytes of headers, top-down.
     bomb = b"BM" + bytes(12) + struct.pack("<Iii", 40, 60000, -60000) + bytes(28)
     assert stated_image_size(bomb) == (60000, 60000)
+    # A big-endian TIFF stating 70000x50000 (LONG, SHORT) in its one directory, at byte 8.
+    entries = struct.pack(">HHII", 256, 4, 1, 70000) + struct.pack(">HHIHH", 257, 3, 1, 50000, 0)
+    big_endian = b"MM\0*" + struct.pack(">I", 8) + struct.pack(">H", 2) + entries
+    assert stated_image_size(big_endian) == (70000, 50000)
 
 
 # ---------------------------------------------------------------------------- FileSource

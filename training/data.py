@@ -119,8 +119,8 @@ def read_image(path: Path) -> np.ndarray:
     except OSError as exc:
         raise DataError(f"{path}: cannot read the image ({exc.strerror or exc})") from None
     # The size the header states, before decoding: a small file can state a huge image
-    # (OpenCV decodes up to a gigapixel). Formats stated_image_size does not know (TIFF,
-    # whose sizes may lie anywhere in the file) are checked once decoded.
+    # (OpenCV decodes up to a gigapixel). Where stated_image_size finds none (a TIFF whose
+    # directory comes after 1 MB of pixels, a format it does not read), once decoded.
     _check_image_size(path, stated_image_size(data))
     try:  # imdecode refuses an empty buffer (an empty file) by raising
         image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None

@@ -107,10 +107,11 @@ def check_frame_size(path: str | Path, width: int, height: int) -> None:
 
 def stated_image_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
     """(width, height) that a file's header states, from its bytes (`data`: the first
-    IMAGE_HEAD_BYTES or more): PNG, JPEG, WebP, BMP and YUV4MPEG; None for other formats or a
-    damaged header. FFmpeg and OpenCV learn a still image's size only by decoding it, and
-    refuse one beyond their own limits without saying its size (FFmpeg refuses a YUV4MPEG
-    header so, too): this tells it before any decoding."""
+    IMAGE_HEAD_BYTES or more): PNG, JPEG, WebP, BMP, TIFF and YUV4MPEG; None for other
+    formats, a TIFF whose directory lies beyond them, or a damaged header. FFmpeg and
+    OpenCV learn a still image's size only by decoding it, and refuse one beyond their own
+    limits without saying its size (FFmpeg refuses a YUV4MPEG header so, too): this tells
+    it before any decoding."""
     head = bytes(memoryview(data)[:IMAGE_HEAD_BYTES])
     for magic, read_size in _SIZE_READERS:
         if head.startswith(magic):
@@ -180,12 +181,35 @@ def _bmp_size(head: bytes) -> tuple[int, int] | None:
     return (abs(width), abs(height)) if header_size >= 40 else None
 
 
+#: TIFF tags of the first image's size, and the field types they come in (SHORT, LONG).
+_TIFF_WIDTH, _TIFF_HEIGHT = 256, 257
+_TIFF_SIZE_TYPES = {3: "H", 4: "I"}
+
+
+def _tiff_size(head: bytes) -> tuple[int, int] | None:
+    """From the first image's directory, where it lies within `head` (writers put it after
+    the pixels as often as before: a small file's is found, a huge one's is not)."""
+    order = "<" if head.startswith(b"II") else ">"
+    (offset,) = struct.unpack_from(order + "I", head, 4)
+    (count,) = struct.unpack_from(order + "H", head, offset)
+    sizes = {}
+    for entry in range(offset + 2, offset + 2 + 12 * count, 12):
+        tag, kind = struct.unpack_from(order + "HH", head, entry)
+        if tag in (_TIFF_WIDTH, _TIFF_HEIGHT) and kind in _TIFF_SIZE_TYPES:
+            (sizes[tag],) = struct.unpack_from(order + _TIFF_SIZE_TYPES[kind], head, entry + 8)
+    if len(sizes) < 2:
+        return None
+    return sizes[_TIFF_WIDTH], sizes[_TIFF_HEIGHT]
+
+
 _SIZE_READERS = (
     (b"\x89PNG\r\n\x1a\n", _png_size),
     (b"\xff\xd8", _jpeg_size),
     (b"RIFF", _webp_size),
     (b"YUV4MPEG2 ", _y4m_size),
     (b"BM", _bmp_size),
+    (b"II*\0", _tiff_size),
+    (b"MM\0*", _tiff_size),
 )
 
 
