@@ -252,3 +252,48 @@ def test_the_reader_far_behind_still_hands_frames_on_often(
     steps = np.diff(indices)  # 1 where the clock started again (MAX_LAG_S behind)
     assert max(steps) == MAX_DROPPED_IN_A_ROW + 1 and np.median(steps) == max(steps)
     assert len(conversions) == len(delivered)
+
+
+def play_timed(monkeypatch, clip: Path, ticks: int, before_tick=None) -> list[tuple[float, int]]:
+    """Play `clip` looping for `ticks` timer firings on a fake clock (reads take no time);
+    (clock time, index) of each frame handed on. before_tick(reader, tick) may move it."""
+    clock = FakeClock()
+    monkeypatch.setattr(reader_module, "time", SimpleNamespace(monotonic=clock))
+    timed: list[tuple[float, int]] = []
+    reader = Reader(lambda packet: timed.append((clock.now, packet.index)))
+    try:
+        reader._open(SourceSpec("file", str(clip)))
+        reader._set_loop(True)
+        reader._set_playing(True)
+        for tick in range(ticks):
+            if before_tick is not None:
+                before_tick(reader, tick)
+            clock.now += reader._timer.interval() / 1000
+            reader._tick()
+        return timed
+    finally:
+        reader._close()
+
+
+def shown_for(timed: list[tuple[float, int]], index: int, occurrence: int) -> float:
+    """How long (s) the `occurrence`th showing of frame `index` stayed before the next frame."""
+    at = [i for i, (_, shown) in enumerate(timed) if shown == index][occurrence]
+    return timed[at + 1][0] - timed[at][0]
+
+
+def test_the_first_frame_after_a_loop_is_shown_its_full_time(qtbot, monkeypatch, index_clip):
+    """Going back to the start, frame 0 was anchored as if already past: frame 1 followed
+    it at once, so the newest-frame processor dropped frame 0 every loop."""
+    timed = play_timed(monkeypatch, index_clip, 48 * 2 + 5)
+    assert [index for _, index in timed[:50]] == list(range(48)) + [0, 1]
+    assert shown_for(timed, 0, occurrence=1) == pytest.approx(1 / FPS, abs=1e-6)
+
+
+def test_a_seek_while_playing_shows_its_frame_its_full_time(qtbot, monkeypatch, index_clip):
+    def seek_once(reader, tick):
+        if tick == 5:
+            reader._seek_and_play_on(30)
+
+    timed = play_timed(monkeypatch, index_clip, 20, before_tick=seek_once)
+    assert 30 in [index for _, index in timed] and 31 in [index for _, index in timed]
+    assert shown_for(timed, 30, occurrence=0) == pytest.approx(1 / FPS, abs=1e-6)

@@ -308,7 +308,7 @@ class Reader(QObject):
             return  # play at the last frame starts again, as players do: nothing decodes
         self._playing = playing
         if playing:
-            self._anchor = (time.monotonic(), self._media_time())
+            self._restart_clock()
             self._timer.start(0)
         else:
             self._timer.stop()
@@ -347,6 +347,13 @@ class Reader(QObject):
         """The duration the video stream states (not the file's, which covers its audio)."""
         return self._seekable.video_duration
 
+    def _restart_clock(self) -> None:
+        """Playback (re)starts at the frame on screen: it is shown now, and the next is due
+        one frame interval later. (Anchored at the next frame's time instead, that frame
+        was due at once and superseded the loop's or seek's first frame before it could be
+        processed.)"""
+        self._anchor = (time.monotonic(), self._current_time if self._current >= 0 else 0.0)
+
     def _media_time(self) -> float:
         """Presentation time of the next frame (from the last frame's own time: exact for
         variable frame rate files too)."""
@@ -370,7 +377,7 @@ class Reader(QObject):
         """At the end of the video: back to the start when looping (True), else stop."""
         self._check_the_end()
         if self._loop and self._info.seekable and self._current > 0 and self._seek_to(0):
-            self._anchor = (time.monotonic(), self._media_time())
+            self._restart_clock()
             return True
         self._stop_at_the_end()
         return False
@@ -392,7 +399,7 @@ class Reader(QObject):
         previous = self._current_time
         frame = self._read_and_deliver(until)
         if frame is not None and frame.after_gap:
-            self._anchor = (time.monotonic(), frame.time)  # due one frame interval from now
+            self._restart_clock()
             self._tell_a_jump(previous, frame.time)
         return frame
 
@@ -514,8 +521,8 @@ class Reader(QObject):
     def _seek_and_play_on(self, index: int) -> None:
         if not self._seek_to(index):
             self._set_playing(False)
-        elif self._playing:  # the next frame is due one frame after this one, not before
-            self._anchor = (time.monotonic(), self._media_time())
+        elif self._playing:
+            self._restart_clock()
             self._timer.start(self._delay_ms())
 
     def _seek_to(self, index: int) -> bool:
